@@ -1,0 +1,182 @@
+"""Settings: one frozen object built from the environment and (optionally) Streamlit secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+OFFLINE_MODEL = "offline/extractive"
+LOG_CONTENT_MODES = ("full", "redacted", "none")
+
+
+class ConfigError(ValueError):
+    """A setting is malformed; the message says which one and how to fix it."""
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One model provider: OpenAI, an OpenAI-compatible endpoint, or the offline answerer."""
+
+    name: str  # used as the prefix of model names: "<name>/<model>"
+    kind: str  # "openai", "openai_compatible" or "offline"
+    base_url: str | None = None  # None means the OpenAI default
+    api_key: str | None = field(default=None, repr=False)  # never printed
+    timeout_s: float = 60.0  # per request
+    models: tuple[str, ...] = ()  # models offered in the UI
+    default_model: str | None = None  # the provider's model when none is named
+    external: bool = True  # data leaves this machine (drives redaction later)
+
+    def model_names(self) -> list[str]:
+        """Full `provider/model` names this provider offers."""
+        return [f"{self.name}/{m}" for m in self.models]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about the workbench; see README for the variables."""
+
+    data_dir: Path  # runtime state: database, Chroma, caches (WORKBENCH_DATA_DIR)
+    database_url: str  # SQLAlchemy URL (DATABASE_URL); SQLite in data_dir by default
+    chroma_path: Path  # embedded Chroma location
+    chroma_host: str | None  # Chroma server host (CHROMA_HOST); None means embedded
+    chroma_port: int  # Chroma server port (CHROMA_PORT)
+    providers: tuple[ProviderConfig, ...]  # configured providers, offline always last
+    default_model: str  # the model used when a feature names none
+    fallback_models: Mapping[str, str]  # feature -> model tried when the primary fails
+    log_content: str  # prompts/responses in the call log: full, redacted or none
+    history_token_budget: int  # chat history sent to the model is trimmed to this
+    max_retries: int  # retries on 429, 5xx, timeouts and dropped connections
+    backoff_base_s: float  # first retry delay; doubles each attempt, with jitter
+    backoff_max_s: float  # cap on one retry delay (and on an honoured Retry-After)
+    breaker_threshold: int  # consecutive failures that open a provider's circuit
+    breaker_cooldown_s: float  # how long an open circuit fails fast
+    demo: bool = False  # the data dir holds synthetic demo data
+
+    def provider(self, name: str) -> ProviderConfig:
+        """The provider called `name`, or ConfigError."""
+        for p in self.providers:
+            if p.name == name:
+                return p
+        raise ConfigError(f"No provider named {name!r} is configured.")
+
+    def model_names(self) -> list[str]:
+        """Every `provider/model` the UI may offer, default first."""
+        names = [n for p in self.providers for n in p.model_names()]
+        if self.default_model in names:
+            names.remove(self.default_model)
+        return [self.default_model, *names]
+
+
+def _bool(value: Any) -> bool:
+    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _provider_from_mapping(name: str, raw: Mapping[str, Any]) -> ProviderConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"Provider {name!r} must be a table of settings, got {type(raw).__name__}.")
+    kind = str(raw.get("kind", "openai_compatible"))
+    if kind not in {"openai", "openai_compatible"}:
+        raise ConfigError(f"Provider {name!r}: kind must be 'openai' or 'openai_compatible', not {kind!r}.")
+    base_url = raw.get("base_url")
+    if kind == "openai_compatible" and not base_url:
+        raise ConfigError(f"Provider {name!r} needs a base_url, e.g. http://localhost:11434/v1 for Ollama.")
+    models = raw.get("models") or ([raw["default_model"]] if raw.get("default_model") else [])
+    if isinstance(models, str):
+        models = [m.strip() for m in models.split(",") if m.strip()]
+    if not models:
+        raise ConfigError(f"Provider {name!r} lists no models; set models = [\"...\"].")
+    try:
+        timeout = float(raw.get("timeout_s", 60))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Provider {name!r}: timeout_s must be a number of seconds.") from exc
+    return ProviderConfig(
+        name=name,
+        kind=kind,
+        base_url=str(base_url) if base_url else None,
+        api_key=str(raw["api_key"]) if raw.get("api_key") else None,
+        timeout_s=timeout,
+        models=tuple(str(m) for m in models),
+        default_model=str(raw.get("default_model") or models[0]),
+        external=_bool(raw.get("external", kind == "openai")),
+    )
+
+
+def _load_providers(env: Mapping[str, str], secrets: Mapping[str, Any]) -> list[ProviderConfig]:
+    raw: dict[str, Any] = {}
+    if "providers" in secrets:
+        raw.update({k: dict(v) for k, v in dict(secrets["providers"]).items()})
+    if env.get("WORKBENCH_PROVIDERS"):
+        try:
+            raw.update(json.loads(env["WORKBENCH_PROVIDERS"]))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"WORKBENCH_PROVIDERS is not valid JSON: {exc.msg} at {exc.pos}.") from exc
+    key = env.get("OPENAI_API_KEY") or secrets.get("OPENAI_API_KEY")
+    if key and "openai" not in raw:
+        raw["openai"] = {
+            "kind": "openai",
+            "models": ["gpt-4.1-mini", "gpt-4.1", "gpt-4o-mini", "gpt-4o"],
+            "default_model": "gpt-4.1-mini",
+        }
+    if "openai" in raw and key and not raw["openai"].get("api_key"):
+        raw["openai"]["api_key"] = key
+    if "offline" in raw:
+        raise ConfigError("'offline' is reserved for the built-in offline answerer; rename that provider.")
+    providers = [_provider_from_mapping(n, v) for n, v in raw.items()]
+    providers.append(ProviderConfig(name="offline", kind="offline", timeout_s=30, models=("extractive",),
+                                    default_model="extractive", external=False))
+    return providers
+
+
+def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, Any] | None = None) -> Settings:
+    """Build Settings from environment variables (and Streamlit secrets, which env overrides)."""
+    env = os.environ if env is None else env
+    secrets = secrets or {}
+
+    def get(name: str, default: Any = None) -> Any:
+        if name in env:
+            return env[name]
+        return secrets.get(name, default)
+
+    data_dir = Path(get("WORKBENCH_DATA_DIR", PROJECT_ROOT / "data" / "runtime")).expanduser().resolve()
+    providers = _load_providers(env, secrets)
+    names = [n for p in providers for n in p.model_names()]
+    non_offline = [p for p in providers if p.kind != "offline"]
+    default_model = get("WORKBENCH_DEFAULT_MODEL") or (
+        f"{non_offline[0].name}/{non_offline[0].default_model}" if non_offline else OFFLINE_MODEL
+    )
+    if default_model not in names:
+        raise ConfigError(f"WORKBENCH_DEFAULT_MODEL={default_model!r} is not one of the configured models: {names}.")
+    fallbacks = get("WORKBENCH_FALLBACKS", "{}")
+    try:
+        fallback_models = json.loads(fallbacks) if isinstance(fallbacks, str) else dict(fallbacks)
+    except json.JSONDecodeError as exc:
+        raise ConfigError("WORKBENCH_FALLBACKS must be JSON like {\"chat\": \"offline/extractive\"}.") from exc
+    log_content = str(get("WORKBENCH_LOG_CONTENT", "full"))
+    if log_content not in LOG_CONTENT_MODES:
+        raise ConfigError(f"WORKBENCH_LOG_CONTENT must be one of {LOG_CONTENT_MODES}, not {log_content!r}.")
+    try:
+        return Settings(
+            data_dir=data_dir,
+            database_url=str(get("DATABASE_URL") or f"sqlite:///{data_dir / 'workbench.db'}"),
+            chroma_path=data_dir / "chroma",
+            chroma_host=get("CHROMA_HOST") or None,
+            chroma_port=int(get("CHROMA_PORT", 8000)),
+            providers=tuple(providers),
+            default_model=default_model,
+            fallback_models=dict(fallback_models),
+            log_content=log_content,
+            history_token_budget=int(get("WORKBENCH_HISTORY_TOKENS", 3000)),
+            max_retries=int(get("WORKBENCH_MAX_RETRIES", 3)),
+            backoff_base_s=float(get("WORKBENCH_BACKOFF_BASE_S", 0.5)),
+            backoff_max_s=float(get("WORKBENCH_BACKOFF_MAX_S", 20)),
+            breaker_threshold=int(get("WORKBENCH_BREAKER_THRESHOLD", 5)),
+            breaker_cooldown_s=float(get("WORKBENCH_BREAKER_COOLDOWN_S", 30)),
+            demo=_bool(get("WORKBENCH_DEMO", False)),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"A numeric setting is malformed: {exc}") from exc

@@ -1,0 +1,384 @@
+"""The one way the workbench calls a model: retries, circuit breaker, fallback, cost, and the call log."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessageChunk, AnyMessage, BaseMessage, convert_to_messages
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from lib.config import ProviderConfig, Settings
+from lib.errors import CircuitOpen, GatewayError, map_error
+from lib.models import LlmCall, utcnow
+from lib.pricing import PriceTable, find_price, load_price_table
+from lib.redaction import redact_text
+from lib.tokens import estimate_message_tokens, estimate_tokens, message_text
+
+log = logging.getLogger(__name__)
+ModelFactory = Callable[[ProviderConfig, str, dict[str, Any]], BaseChatModel]
+
+
+@dataclass
+class CallContext:
+    """Who and what a call is for; every field lands in the call log."""
+
+    feature: str = "chat"
+    user: str | None = None
+    session_id: str | None = None
+    template_name: str | None = None
+    template_version: int | None = None
+    experiment_id: str | None = None
+    variant: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CallResult:
+    """The outcome of one call, as logged."""
+
+    request_id: str
+    model: str
+    provider: str
+    text: str = ""
+    status: str = "ok"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    attempts: int = 0
+    tokens_estimated: bool = False
+    error: GatewayError | None = None
+
+    @property
+    def offline(self) -> bool:
+        """True when the offline extractive answerer produced this."""
+        return self.provider == "offline"
+
+    @property
+    def unpriced(self) -> bool:
+        """True when no price is known for the model (cost is unknown, not zero)."""
+        return self.cost_usd is None and self.status in ("ok", "aborted", "error")
+
+
+class CircuitBreaker:
+    """Per-provider breaker: opens after N consecutive failures, half-opens after a cool-down."""
+
+    def __init__(self, threshold: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic):
+        self.threshold, self.cooldown_s, self.clock = threshold, cooldown_s, clock
+        self._failures: dict[str, int] = {}
+        self._opened_at: dict[str, float] = {}
+        self._trial: set[str] = set()
+        self._lock = threading.Lock()
+
+    def state(self, provider: str) -> str:
+        """closed, open or half-open."""
+        with self._lock:
+            return self._state(provider)
+
+    def _state(self, provider: str) -> str:
+        opened = self._opened_at.get(provider)
+        if opened is None:
+            return "closed"
+        return "open" if self.clock() - opened < self.cooldown_s else "half-open"
+
+    def before_call(self, provider: str) -> None:
+        """Raise CircuitOpen while open; let one trial call through when half-open."""
+        with self._lock:
+            state = self._state(provider)
+            if state == "closed":
+                return
+            if state == "half-open" and provider not in self._trial:
+                self._trial.add(provider)
+                return
+            left = max(0.0, self.cooldown_s - (self.clock() - self._opened_at[provider]))
+            raise CircuitOpen(f"{provider} failed {self.threshold} times in a row, so calls to it are paused "
+                              f"for {left:.0f} more seconds. Pick another model or try again then.",
+                              provider=provider)
+
+    def record(self, provider: str, ok: bool) -> None:
+        """Count a success (closes) or a provider failure (may open)."""
+        with self._lock:
+            self._trial.discard(provider)
+            if ok:
+                self._failures.pop(provider, None)
+                self._opened_at.pop(provider, None)
+                return
+            n = self._failures.get(provider, 0) + 1
+            self._failures[provider] = n
+            if n >= self.threshold or provider in self._opened_at:
+                self._opened_at[provider] = self.clock()
+
+
+def default_model_factory(embeddings: Callable[[], Embeddings] | None = None) -> ModelFactory:
+    """Build LangChain chat models: ChatOpenAI for OpenAI(-compatible), the extractive model offline."""
+
+    def factory(provider: ProviderConfig, model: str, params: dict[str, Any]) -> BaseChatModel:
+        if provider.kind == "offline":
+            from lib.offline import OfflineExtractiveChat
+
+            if embeddings is None:
+                raise GatewayError("The offline answerer needs the local embedding model, which is not loaded.")
+            return OfflineExtractiveChat(embeddings=embeddings())
+        from langchain_openai import ChatOpenAI
+
+        return ChatOpenAI(
+            model=model,
+            base_url=provider.base_url,
+            api_key=provider.api_key or "not-needed",  # local servers ignore it; the SDK insists on one
+            timeout=provider.timeout_s,
+            max_retries=0,  # the gateway retries, with its own policy and logging
+            stream_usage=True,  # without it OpenAI-compatible base URLs send no usage in streams
+            **params,
+        )
+
+    return factory
+
+
+class Gateway:
+    """Calls models through LangChain with retries, breaker, fallback and one call-log row per call."""
+
+    def __init__(self, settings: Settings, engine: Engine, *, model_factory: ModelFactory | None = None,
+                 price_table: PriceTable | None = None, sleep: Callable[[float], None] = time.sleep,
+                 rng: Callable[[], float] = random.random, clock: Callable[[], float] = time.monotonic):
+        self.settings, self.engine = settings, engine
+        self.model_factory = model_factory or default_model_factory()
+        self.price_table = price_table or load_price_table()
+        self.sleep, self.rng, self.clock = sleep, rng, clock
+        self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s, clock)
+        self._models: dict[tuple, BaseChatModel] = {}
+        self._lock = threading.Lock()
+
+    # ---- public API -------------------------------------------------------------------------
+
+    def model_names(self) -> list[str]:
+        """Configured models, default first."""
+        return self.settings.model_names()
+
+    def invoke(self, messages: Sequence[Any], model: str | None = None, ctx: CallContext | None = None,
+               **params: Any) -> CallResult:
+        """Call a model and wait for the whole answer; raises GatewayError (with request_id) on failure."""
+        stream = self.stream(messages, model, ctx, _stream=False, **params)
+        for _ in stream:
+            pass
+        return stream.result
+
+    def stream(self, messages: Sequence[Any], model: str | None = None, ctx: CallContext | None = None,
+               *, _stream: bool = True, **params: Any) -> "Stream":
+        """A Stream to iterate for text pieces; its `.result` holds the logged outcome at the end."""
+        msgs = convert_to_messages(list(messages))
+        model = model or self.settings.default_model
+        return Stream(self, msgs, model, ctx or CallContext(), params, _stream)
+
+    # ---- internals ----------------------------------------------------------------------------
+
+    def resolve(self, model: str) -> tuple[ProviderConfig, str]:
+        """Split `provider/model` and find its provider; GatewayError if unknown."""
+        if "/" not in model:
+            raise GatewayError(f"Model names look like provider/model; {model!r} has no provider.")
+        name, bare = model.split("/", 1)
+        try:
+            return self.settings.provider(name), bare
+        except ValueError as exc:
+            raise GatewayError(f"{exc} Configured models: {', '.join(self.model_names())}.") from exc
+
+    def chat_model(self, provider: ProviderConfig, bare: str, params: dict[str, Any]) -> BaseChatModel:
+        """A cached LangChain chat model for this provider, model and parameters."""
+        key = (provider.name, bare, tuple(sorted(params.items())))
+        with self._lock:
+            if key not in self._models:
+                self._models[key] = self.model_factory(provider, bare, params)
+            return self._models[key]
+
+    def backoff(self, attempt: int, err: GatewayError) -> float:
+        """Exponential backoff with jitter; a Retry-After is honoured (up to the cap)."""
+        base = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** (attempt - 1))
+        delay = base * (0.5 + self.rng() / 2)
+        if err.retry_after is not None:
+            delay = max(delay, err.retry_after)
+        return min(delay, self.settings.backoff_max_s)
+
+    def price(self, model: str, result: CallResult) -> float | None:
+        """Cost in USD of the tokens in `result`, or None when the model has no price."""
+        price = find_price(model, self.price_table, self.engine)
+        if price is None:
+            return None
+        return price.cost(result.prompt_tokens, result.completion_tokens, result.cached_tokens)
+
+    def content_for_log(self, text: str | None) -> str | None:
+        """Prompt/response text as the log_content setting allows."""
+        mode = self.settings.log_content
+        if mode == "none" or text is None:
+            return None
+        return redact_text(text) if mode == "redacted" else text
+
+    def write_row(self, result: CallResult, ctx: CallContext, prompt: str, meta: dict[str, Any]) -> None:
+        """Insert the call-log row for `result` (one per call)."""
+        err = result.error
+        row = LlmCall(
+            created_at=utcnow(), request_id=result.request_id, session_id=ctx.session_id, user=ctx.user,
+            feature=ctx.feature, provider=result.provider, model=result.model,
+            template_name=ctx.template_name, template_version=ctx.template_version,
+            experiment_id=ctx.experiment_id, variant=ctx.variant,
+            prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+            cached_tokens=result.cached_tokens, cost_usd=result.cost_usd, latency_ms=result.latency_ms,
+            ttft_ms=result.ttft_ms, status=result.status,
+            error_type=err.error_type if err else None, error_message=str(err) if err else None,
+            attempts=result.attempts, prompt=self.content_for_log(prompt),
+            response=self.content_for_log(result.text), meta={**ctx.metadata, **meta} or None,
+        )
+        try:
+            with Session(self.engine) as s, s.begin():
+                s.add(row)
+        except Exception:  # the user's answer must not be lost because the log is unavailable
+            log.exception("could not write call-log row %s", result.request_id)
+
+
+class Stream:
+    """Iterate for text pieces; the call is logged exactly once: finished, failed or abandoned."""
+
+    def __init__(self, gw: Gateway, messages: list[AnyMessage], model: str, ctx: CallContext,
+                 params: dict[str, Any], streaming: bool):
+        self.gw, self.messages, self.model, self.ctx = gw, messages, model, ctx
+        self.params, self.streaming = params, streaming
+        self.request_id = uuid.uuid4().hex
+        self.result: CallResult | None = None
+        self._iter: Iterator[str] | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._iter is None:
+            self._iter = self._run()
+        return self._iter
+
+    def close(self) -> None:
+        """Abandon the stream; logs it as aborted if it had not finished."""
+        if self._iter is not None:
+            self._iter.close()  # type: ignore[attr-defined]
+
+    def _candidates(self) -> list[str]:
+        fallback = self.gw.settings.fallback_models.get(self.ctx.feature)
+        return [self.model] + ([fallback] if fallback and fallback != self.model else [])
+
+    def _run(self) -> Iterator[str]:
+        gw = self.gw
+        start = gw.clock()
+        prompt_text = "\n\n".join(f"[{m.type}] {message_text(m)}" for m in self.messages)
+        meta: dict[str, Any] = {}
+        provider_name = self.model.split("/", 1)[0]
+        result = CallResult(self.request_id, self.model, provider_name)
+        pieces: list[str] = []
+        finished = False
+        try:
+            for i, model in enumerate(self._candidates()):
+                if i > 0:
+                    meta.update(fallback_from=self.model, primary_error=result.error.error_type)
+                result = replace(result, model=model, provider=model.split("/", 1)[0], error=None)
+                try:
+                    yield from self._attempts(model, result, pieces, start)
+                    finished = True
+                    break
+                except GatewayError as err:
+                    result.error = err
+                    if pieces:  # text already reached the user: no fallback can replace it
+                        break
+            if not finished:
+                result.status = "error"
+        except GeneratorExit:
+            result.status = "aborted"
+            raise
+        finally:
+            result.text = "".join(pieces)
+            result.latency_ms = (gw.clock() - start) * 1000
+            self._fill_usage(result)
+            if result.status != "error" or result.text:
+                result.cost_usd = gw.price(result.model, result)
+            else:
+                result.cost_usd = 0.0  # nothing was answered, so nothing is billed
+            if result.tokens_estimated:
+                meta["tokens_estimated"] = True
+            gw.write_row(result, self.ctx, prompt_text, meta)
+            self.result = result
+            if result.error is not None:
+                result.error.request_id = self.request_id
+        if result.status == "error":
+            raise result.error  # type: ignore[misc]
+
+    def _attempts(self, model: str, result: CallResult, pieces: list[str], start: float) -> Iterator[str]:
+        gw = self.gw
+        provider, bare = gw.resolve(model)
+        chat = gw.chat_model(provider, bare, self.params)
+        attempt = 0
+        while True:
+            attempt += 1
+            gw.breaker.before_call(provider.name)
+            result.attempts += 1
+            self._usage: dict[str, int] | None = None
+            try:
+                yield from self._one_attempt(chat, result, pieces, start)
+            except GeneratorExit:
+                raise
+            except Exception as exc:
+                err = map_error(exc, provider.name, provider.timeout_s)
+                if err.retryable:
+                    gw.breaker.record(provider.name, ok=False)
+                retry = err.retryable and not pieces and attempt <= gw.settings.max_retries
+                if not retry:
+                    raise err from exc
+                gw.sleep(gw.backoff(attempt, err))
+                continue
+            gw.breaker.record(provider.name, ok=True)
+            return
+
+    def _one_attempt(self, chat: BaseChatModel, result: CallResult, pieces: list[str],
+                     start: float) -> Iterator[str]:
+        usage: dict[str, Any] | None = None
+        if not self.streaming:
+            msg = chat.invoke(self.messages)
+            text = message_text(msg)
+            result.ttft_ms = None
+            pieces.append(text)
+            self._usage = getattr(msg, "usage_metadata", None)
+            yield text
+            return
+        for chunk in chat.stream(self.messages):
+            assert isinstance(chunk, AIMessageChunk)
+            if chunk.usage_metadata:
+                usage = dict(chunk.usage_metadata)
+                self._usage = usage
+            text = message_text(chunk)
+            if text:
+                if result.ttft_ms is None:
+                    result.ttft_ms = (self.gw.clock() - start) * 1000
+                pieces.append(text)
+                yield text
+
+    def _fill_usage(self, result: CallResult) -> None:
+        usage = getattr(self, "_usage", None)
+        if usage and (usage.get("input_tokens") or usage.get("output_tokens")):
+            result.prompt_tokens = int(usage.get("input_tokens") or 0)
+            result.completion_tokens = int(usage.get("output_tokens") or 0)
+            details = usage.get("input_token_details") or {}
+            result.cached_tokens = int(details.get("cache_read") or 0)
+            return
+        if result.status == "error" and not result.text:
+            return  # nothing answered: no tokens to count
+        # No usage from the provider (aborted stream, dropped stream, or a server that sends none).
+        result.prompt_tokens = estimate_message_tokens(self.messages)
+        result.completion_tokens = estimate_tokens(result.text)
+        result.tokens_estimated = True
+
+
+def messages_from_history(history: Sequence[dict[str, str]]) -> list[BaseMessage]:
+    """LangChain messages from [{"role": ..., "content": ...}] dicts."""
+    return convert_to_messages([(h["role"], h["content"]) for h in history])
