@@ -1,0 +1,144 @@
+"""Shared fixtures: isolated data dir, fresh databases (SQLite and a real PostgreSQL), embeddings."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from lib.db import make_engine, migrate  # noqa: E402
+
+WORKBENCH_VARS = ("OPENAI_API_KEY", "WORKBENCH_PROVIDERS", "DATABASE_URL", "CHROMA_HOST", "CHROMA_PORT",
+                  "WORKBENCH_DEFAULT_MODEL", "WORKBENCH_FALLBACKS", "WORKBENCH_LOG_CONTENT", "WORKBENCH_DEMO",
+                  "WORKBENCH_USER")
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path, monkeypatch) -> Path:
+    """Every test gets its own data dir and no configured providers, keys or database URL."""
+    for var in WORKBENCH_VARS:
+        monkeypatch.delenv(var, raising=False)
+    path = tmp_path / "data"
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return path
+
+
+@pytest.fixture
+def fresh_engine():
+    """A migrated in-memory SQLite database."""
+    engine = make_engine("sqlite://")
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).resolve().parent if initdb else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server on 127.0.0.1 for the session; yields an admin URL template."""
+    bindir = _pg_bin()
+    if bindir is None:
+        reason = "PostgreSQL is not installed (make test installs it with apt-get)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    root = Path(tempfile.mkdtemp(prefix="wb-pg-"))
+    datadir, port = root / "data", _free_port()
+    as_root = os.geteuid() == 0
+    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
+    if as_root:
+        shutil.chown(root, "postgres")
+        root.chmod(0o755)
+    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres", "-A", "trust",
+                    "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
+    proc = subprocess.Popen([*prefix, str(bindir / "postgres"), "-D", str(datadir), "-p", str(port),
+                             "-h", "127.0.0.1", "-k", str(root), "-c", "fsync=off",
+                             "-c", "max_connections=200"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail("PostgreSQL did not start")
+            time.sleep(0.1)  # polling a server that is starting, not pacing a test
+    import psycopg
+
+    for _ in range(100):
+        try:
+            psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres").close()
+            break
+        except psycopg.OperationalError:
+            time.sleep(0.1)
+    yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/{{db}}"
+    proc.terminate()
+    proc.wait(timeout=20)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+_db_counter = iter(range(1, 10**6))
+
+
+@pytest.fixture
+def pg_url(postgres_server) -> str:
+    """A URL to a brand-new, empty PostgreSQL database."""
+    import psycopg
+
+    name = f"wb_test_{os.getpid()}_{next(_db_counter)}"
+    with psycopg.connect(postgres_server.format(db="postgres").replace("+psycopg", ""), autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    return postgres_server.format(db=name)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_engine(request, tmp_path):
+    """A migrated engine on a SQLite file, then on a real PostgreSQL database."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'test.db'}")
+    else:
+        engine = make_engine(request.getfixturevalue("pg_url"))
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@functools.lru_cache(maxsize=1)
+def _local_embeddings():
+    from lib.embeddings import make_local_embeddings
+
+    return make_local_embeddings()
+
+
+@pytest.fixture(scope="session")
+def local_embeddings():
+    """The real bundled MiniLM model, loaded once per test session."""
+    return _local_embeddings()
