@@ -1,0 +1,71 @@
+"""Every page runs under AppTest without an exception; the Chat page answers and logs the call."""
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from streamlit.testing.v1 import AppTest
+
+from lib.config import load_settings
+from lib.db import make_engine
+from lib.models import LlmCall
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "pages").glob("*.py"))
+
+
+def app_test() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+    at.secrets["WORKBENCH_TEST"] = "1"  # dummy secrets: never read the developer's real secrets.toml
+    return at
+
+
+def logged_calls() -> list[LlmCall]:
+    engine = make_engine(load_settings().database_url)
+    with Session(engine) as s:
+        return list(s.scalars(select(LlmCall).order_by(LlmCall.id)))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_runs_without_an_exception(page):
+    at = app_test().run()
+    assert not at.exception
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+
+
+def test_the_sidebar_names_the_user_and_the_active_model_and_says_sign_in_is_off(monkeypatch):
+    monkeypatch.setenv("WORKBENCH_USER", "ada")
+    at = app_test().run()
+    sidebar = " ".join(m.value for m in at.sidebar.markdown) + " ".join(c.value for c in at.sidebar.caption)
+    assert "ada" in sidebar
+    assert "offline/extractive" in sidebar
+    assert "Sign-in is off" in sidebar
+
+
+def test_chat_answers_offline_labels_it_and_logs_one_row(monkeypatch):
+    monkeypatch.setenv("WORKBENCH_USER", "ada")
+    at = app_test().run()
+    assert any("Offline extract" in i.value for i in at.info)
+    at.chat_input[0].set_value("The canteen opens at eight. Parking is free.").run()
+    at.chat_input[0].set_value("When does the canteen open?").run()
+    assert not at.exception
+    answers = [m for m in at.chat_message if m.name == "assistant"]
+    assert len(answers) == 2
+    assert "The canteen opens at eight." in answers[-1].markdown[0].value
+    assert any("Offline extract" in c.value and "$0" in c.value for c in answers[-1].caption)
+    rows = logged_calls()
+    assert [(r.feature, r.user, r.model, r.status) for r in rows] == [("chat", "ada", "offline/extractive", "ok")] * 2
+    assert rows[0].session_id == rows[1].session_id
+
+
+def test_new_conversation_clears_the_chat_and_starts_a_new_session():
+    at = app_test().run()
+    at.chat_input[0].set_value("Hello").run()
+    assert len(at.chat_message) == 2
+    next(b for b in at.button if b.label == "New conversation").click().run()
+    assert len(at.chat_message) == 0
+    at.chat_input[0].set_value("Hello again").run()
+    first, second = logged_calls()
+    assert first.session_id != second.session_id
