@@ -1,0 +1,37 @@
+"""The main paths in a real headless Chromium, against the app started as a user would start it."""
+
+import os
+
+import pytest
+
+from browser import browser_page, chromium_path, running_app, screenshot
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    if chromium_path() is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: make test installs it with apt-get")
+        pytest.skip("chromium is not installed (make test installs it)")
+    data = tmp_path_factory.mktemp("browser") / "data"
+    with running_app({"WORKBENCH_DATA_DIR": str(data), "WORKBENCH_USER": "browser-user"}) as url:
+        yield url
+
+
+def test_a_user_opens_the_app_asks_a_question_and_sees_the_answer_stream_in(app_url):
+    with browser_page() as page:
+        page.goto(app_url)
+        page.get_by_text("Offline extracts.").wait_for()
+        box = page.get_by_placeholder("Ask anything")
+        box.fill("The library is on the third floor. It opens at nine.")
+        box.press("Enter")
+        page.get_by_text("Offline extract ·").first.wait_for()
+        box.fill("Which floor is the library on?")
+        box.press("Enter")
+        answer = page.locator('[data-testid="stChatMessage"]').nth(3)
+        answer.get_by_text("The library is on the third floor.").wait_for()
+        answer.get_by_text("offline/extractive", exact=False).wait_for()
+        assert "$0" in answer.inner_text()
+        screenshot(page, "chat")
