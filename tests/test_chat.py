@@ -1,0 +1,49 @@
+"""Plain chat: the prompt keeps the system message and the newest turns within the token budget."""
+
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+from lib.chat import build_chat_messages, describe_result
+from lib.gateway import CallResult
+from lib.tokens import estimate_message_tokens, estimate_tokens
+
+
+def history(n: int) -> list[dict[str, str]]:
+    turns = []
+    for i in range(n):
+        turns.append({"role": "user", "content": f"question {i} " + "word " * 50})
+        turns.append({"role": "assistant", "content": f"answer {i} " + "word " * 50})
+    return turns + [{"role": "user", "content": "the newest question"}]
+
+
+def test_a_short_conversation_is_sent_whole_after_the_system_prompt():
+    msgs = build_chat_messages(history(2), budget=10_000, system_prompt="Be kind.")
+    assert isinstance(msgs[0], SystemMessage) and msgs[0].content == "Be kind."
+    assert [type(m) for m in msgs[1:]] == [HumanMessage, AIMessage] * 2 + [HumanMessage]
+
+
+def test_a_long_conversation_drops_the_oldest_turns_to_fit_the_budget():
+    msgs = build_chat_messages(history(40), budget=600, system_prompt="Be kind.")
+    assert estimate_message_tokens(msgs) <= 600
+    assert msgs[0].content == "Be kind."
+    assert msgs[-1].content == "the newest question"
+    assert "question 0 " not in " ".join(m.content for m in msgs)
+    assert "answer 39 " in msgs[-2].content
+
+
+def test_the_newest_question_is_kept_even_when_it_alone_exceeds_the_budget():
+    msgs = build_chat_messages([{"role": "user", "content": "long " * 5000}], budget=100)
+    assert msgs[-1].content.startswith("long")
+
+
+def test_token_estimates_grow_with_text_and_are_zero_for_nothing():
+    assert estimate_tokens("") == 0
+    assert 2 <= estimate_tokens("Hello, world!") <= 5
+    assert estimate_tokens("word " * 1000) >= 1000
+
+
+def test_the_answer_summary_says_unpriced_instead_of_zero_dollars():
+    priced = CallResult("r", "openai/gpt-4o", "openai", prompt_tokens=10, completion_tokens=5, cost_usd=0.000125,
+                        latency_ms=1500)
+    unpriced = CallResult("r", "acme/x", "acme", prompt_tokens=10, completion_tokens=5, cost_usd=None)
+    assert describe_result(priced) == "openai/gpt-4o · 10 in / 5 out tokens · $0.000125 · 1.50 s"
+    assert "cost unknown" in describe_result(unpriced) and "$0" not in describe_result(unpriced)
