@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -70,3 +70,100 @@ class PriceOverride(Base):
     output_per_mtok: Mapped[float] = mapped_column(Float, nullable=False)
     effective_from: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
     created_by: Mapped[str | None] = mapped_column(String(255))
+
+
+# ---- documents and grounded chat ----------------------------------------------------------------
+
+
+class Collection(Base):
+    """A named set of documents searched together; its chunks live in one Chroma collection."""
+
+    __tablename__ = "collections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)
+    chroma_name: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class Document(Base):
+    """One uploaded file; `version` grows when its content changes, chunks carry the version in Chroma."""
+
+    __tablename__ = "documents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column(String(512), nullable=False)
+    content_hash: Mapped[str | None] = mapped_column(String(64))  # of the indexed version
+    version: Mapped[int] = mapped_column(Integer, default=0, nullable=False)  # 0 = never indexed
+    pages: Mapped[int | None] = mapped_column(Integer)
+    chunks: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # queued, indexing, indexed, failed
+    error: Mapped[str | None] = mapped_column(Text)
+    flagged_chunks: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    original_path: Mapped[str | None] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("collection_id", "name", name="uq_documents_collection_name"),)
+
+
+class IngestJob(Base):
+    """An indexing job: one upload of one or more files, run off the page's script run."""
+
+    __tablename__ = "ingest_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), nullable=False)
+    user: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # queued, running, done, failed
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)  # per-file progress
+    owner: Mapped[str | None] = mapped_column(String(128))  # host:pid of the process running it
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ChatSession(Base):
+    """A saved conversation."""
+
+    __tablename__ = "chat_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user: Mapped[str | None] = mapped_column(String(255), index=True)
+    title: Mapped[str] = mapped_column(String(255), nullable=False)
+    collection: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class ChatMessage(Base):
+    """One turn of a conversation; an answer keeps the sources it was given and its call's request id."""
+
+    __tablename__ = "chat_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("chat_sessions.id", ondelete="CASCADE"), nullable=False,
+                                            index=True)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    content: Mapped[str] = mapped_column(Text, nullable=False)
+    sources: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    request_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    summary: Mapped[str | None] = mapped_column(String(512))
+    offline: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class Feedback(Base):
+    """👍/👎 with an optional comment on one answer."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("chat_messages.id", ondelete="CASCADE"), nullable=False,
+                                            unique=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    rating: Mapped[int] = mapped_column(Integer, nullable=False)  # +1 or -1
+    comment: Mapped[str | None] = mapped_column(Text)
+    user: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)

@@ -1,0 +1,253 @@
+"""Ingestion: parse → split → hash → embed → store, idempotent by content hash, versions swapped safely."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from lib.models import Collection, Document, utcnow
+from lib.parsing import Page, ParseError, parse_file
+from lib.vectorstore import open_store
+
+Progress = Callable[[dict[str, Any]], None]
+EMBED_BATCH = 64
+
+
+class CollectionError(ValueError):
+    """A collection name is invalid, taken or unknown."""
+
+
+@dataclass(frozen=True)
+class ChunkingSettings:
+    """How documents are split; MiniLM embeds only ~256 tokens (~1,000 characters) of a chunk."""
+
+    chunk_size: int = 800
+    chunk_overlap: int = 120
+    max_file_bytes: int = 50 * 1024 * 1024
+
+
+@dataclass
+class Outcome:
+    """What indexing one file did."""
+
+    name: str
+    status: str  # indexed, unchanged, failed
+    document_id: int | None = None
+    version: int = 0
+    chunks: int = 0
+    pages: int | None = None
+    error: str | None = None
+    flagged: int = 0
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk of a document with its citation coordinates."""
+
+    text: str
+    page: int | None
+    index: int
+    flagged: bool = False
+
+
+_INJECTION = re.compile(
+    r"(ignore|disregard|forget|override)\s+(all\s+|any\s+|the\s+)?(previous|prior|above|earlier|preceding)\s+"
+    r"(instructions?|prompts?|rules|directions)|"
+    r"(^|\n)\s*(system|assistant)\s*:|<\|?(im_start|system|endoftext)\|?>|\byou are now\b|"
+    r"\bnew instructions\s*:|\bdo not (tell|inform) the user\b|[\u200b\u200c\u200d\u2060\ufeff]{3,}",
+    re.IGNORECASE,
+)
+
+
+def looks_like_injection(text: str) -> bool:
+    """True when text carries a prompt-injection pattern (instructions aimed at the model, role markers)."""
+    return bool(_INJECTION.search(text))
+
+
+def split_pages(pages: list[Page], chunking: ChunkingSettings) -> list[Chunk]:
+    """Chunks of every page, numbered across the document, each keeping its page."""
+    splitter = RecursiveCharacterTextSplitter(chunk_size=chunking.chunk_size, chunk_overlap=chunking.chunk_overlap,
+                                              separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""])
+    chunks: list[Chunk] = []
+    for page in pages:
+        for text in splitter.split_text(page.text):
+            text = text.strip()
+            if text:
+                chunks.append(Chunk(text, page.number, len(chunks), looks_like_injection(text)))
+    return chunks
+
+
+def chroma_name_for(name: str) -> str:
+    """A valid, stable Chroma collection name for a user-facing collection name."""
+    return "wb_" + hashlib.sha256(name.encode()).hexdigest()[:24]
+
+
+def create_collection(engine: Engine, name: str) -> Collection:
+    """Create a collection; CollectionError if the name is empty or taken."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise CollectionError("A collection needs a name of 1 to 100 characters.")
+    with Session(engine, expire_on_commit=False) as s, s.begin():
+        if s.scalar(select(Collection).where(Collection.name == name)):
+            raise CollectionError(f"A collection called {name!r} already exists.")
+        col = Collection(name=name, chroma_name=chroma_name_for(f"{name}:{utcnow().timestamp()}"))
+        s.add(col)
+    return col
+
+
+def get_collection(engine: Engine, name: str, create: bool = False) -> Collection:
+    """The collection called `name` (created on demand if `create`)."""
+    with Session(engine, expire_on_commit=False) as s:
+        col = s.scalar(select(Collection).where(Collection.name == name))
+    if col is None:
+        if create:
+            return create_collection(engine, name)
+        raise CollectionError(f"There is no collection called {name!r}.")
+    return col
+
+
+def list_collections(engine: Engine) -> list[Collection]:
+    """All collections by name."""
+    with Session(engine, expire_on_commit=False) as s:
+        return list(s.scalars(select(Collection).order_by(Collection.name)))
+
+
+def rename_collection(engine: Engine, old: str, new: str) -> None:
+    """Rename a collection (its Chroma name stays, so nothing is re-indexed)."""
+    new = new.strip()
+    if not new:
+        raise CollectionError("The new name is empty.")
+    with Session(engine, expire_on_commit=False) as s, s.begin():
+        if s.scalar(select(Collection).where(Collection.name == new)):
+            raise CollectionError(f"A collection called {new!r} already exists.")
+        col = s.scalar(select(Collection).where(Collection.name == old))
+        if col is None:
+            raise CollectionError(f"There is no collection called {old!r}.")
+        col.name = new
+
+
+def delete_collection(engine: Engine, client: Any, name: str) -> None:
+    """Delete a collection, its documents and its vectors."""
+    col = get_collection(engine, name)
+    try:
+        client.delete_collection(col.chroma_name)
+    except Exception as exc:  # already gone from Chroma: nothing left to delete there
+        if "does not exist" not in str(exc).lower() and "not found" not in str(exc).lower():
+            raise
+    with Session(engine, expire_on_commit=False) as s, s.begin():
+        s.delete(s.get(Collection, col.id))
+
+
+@dataclass
+class Indexer:
+    """Indexes files into one collection; safe to call again with the same bytes (no work is repeated)."""
+
+    engine: Engine
+    client: Any
+    embeddings: Embeddings
+    originals_dir: Path
+    chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
+
+    def index_file(self, collection: Collection, name: str, data: bytes,
+                   progress: Progress | None = None) -> Outcome:
+        """Index one file; failures are recorded on the document and returned, never half-applied."""
+        report = progress or (lambda _: None)
+        name = PurePath(name).name
+        digest = hashlib.sha256(data).hexdigest()
+        doc = self._document(collection, name)
+        if doc.status == "indexed" and doc.content_hash == digest:
+            report({"status": "unchanged", "chunks_total": doc.chunks, "chunks_embedded": doc.chunks})
+            return Outcome(name, "unchanged", doc.id, doc.version, doc.chunks, doc.pages)
+        new_version = doc.version + 1
+        store = open_store(self.client, collection.chroma_name, self.embeddings)
+        try:
+            pages = parse_file(name, data, self.chunking.max_file_bytes)
+            report({"status": "parsed", "pages": len(pages)})
+            chunks = split_pages(pages, self.chunking)
+            original = self._save_original(digest, name, data)
+            ids = [f"d{doc.id}-v{new_version}-c{c.index}" for c in chunks]
+            for start in range(0, len(chunks), EMBED_BATCH):
+                batch = chunks[start:start + EMBED_BATCH]
+                store.add_texts(
+                    [c.text for c in batch],
+                    metadatas=[{"document_id": doc.id, "document": name, "version": new_version,
+                                "page": c.page if c.page is not None else -1, "chunk_index": c.index,
+                                "flagged": c.flagged} for c in batch],
+                    ids=ids[start:start + EMBED_BATCH],
+                )
+                report({"status": "embedding", "chunks_total": len(chunks),
+                        "chunks_embedded": start + len(batch)})
+        except Exception as exc:
+            self._discard_version(store, doc.id, new_version)
+            reason = str(exc) if isinstance(exc, ParseError) else f"Indexing failed: {type(exc).__name__}: {exc}"
+            self._mark_failed(doc.id, reason)
+            report({"status": "failed", "error": reason})
+            return Outcome(name, "failed", doc.id, doc.version, error=reason)
+        page_count = max((p.number or 0) for p in pages) or None
+        flagged = sum(c.flagged for c in chunks)
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            row = s.get(Document, doc.id)
+            row.version, row.content_hash, row.chunks, row.pages = new_version, digest, len(chunks), page_count
+            row.size_bytes, row.status, row.error, row.indexed_at = len(data), "indexed", None, utcnow()
+            row.flagged_chunks, row.original_path = flagged, str(original)
+        # Only now, with the new version stored and recorded, do the old version's chunks go.
+        store.delete(where={"$and": [{"document_id": doc.id}, {"version": {"$ne": new_version}}]})
+        report({"status": "indexed", "chunks_total": len(chunks), "chunks_embedded": len(chunks)})
+        return Outcome(name, "indexed", doc.id, new_version, len(chunks), page_count, flagged=flagged)
+
+    def _document(self, collection: Collection, name: str) -> Document:
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            doc = s.scalar(select(Document).where(Document.collection_id == collection.id, Document.name == name))
+            if doc is None:
+                doc = Document(collection_id=collection.id, name=name, status="queued", version=0)
+                s.add(doc)
+                s.flush()
+            return doc
+
+    def _save_original(self, digest: str, name: str, data: bytes) -> Path:
+        self.originals_dir.mkdir(parents=True, exist_ok=True)
+        path = self.originals_dir / f"{digest}{PurePath(name).suffix.lower()}"
+        if not path.exists():
+            tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)  # atomic: never a half-written original
+        return path
+
+    def _discard_version(self, store, document_id: int, version: int) -> None:
+        store.delete(where={"$and": [{"document_id": document_id}, {"version": version}]})
+
+    def _mark_failed(self, document_id: int, reason: str) -> None:
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            row = s.get(Document, document_id)
+            row.status, row.error = "failed", reason
+
+
+def list_documents(engine: Engine, collection: Collection | None = None) -> list[Document]:
+    """Documents, newest first, optionally of one collection."""
+    with Session(engine, expire_on_commit=False) as s:
+        q = select(Document).order_by(Document.created_at.desc(), Document.id.desc())
+        if collection is not None:
+            q = q.where(Document.collection_id == collection.id)
+        return list(s.scalars(q))
+
+
+def delete_document(engine: Engine, client: Any, embeddings: Embeddings, document_id: int) -> None:
+    """Remove a document's vectors, then its row."""
+    with Session(engine, expire_on_commit=False) as s:
+        doc = s.get(Document, document_id)
+        if doc is None:
+            return
+        col = s.get(Collection, doc.collection_id)
+    open_store(client, col.chroma_name, embeddings).delete(where={"document_id": document_id})
+    with Session(engine, expire_on_commit=False) as s, s.begin():
+        s.delete(s.get(Document, document_id))

@@ -1,0 +1,29 @@
+"""Chroma: the embedded PersistentClient in the data dir, or a server via CHROMA_HOST."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+
+from lib.config import Settings
+
+
+def make_chroma_client(settings: Settings) -> Any:
+    """One Chroma client per process: embedded by default, HTTP when CHROMA_HOST is set."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if settings.chroma_host:
+        return chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
+    settings.chroma_path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
+
+
+def open_store(client: Any, chroma_name: str, embeddings: Embeddings):
+    """A LangChain Chroma store over one collection (cosine), always with our embedding function."""
+    from langchain_chroma import Chroma
+
+    return Chroma(client=client, collection_name=chroma_name, embedding_function=embeddings,
+                  collection_configuration={"hnsw": {"space": "cosine"}})
