@@ -1,12 +1,15 @@
-"""Plain chat: building the prompt from a conversation, and describing an answer's cost."""
+"""Chat turns: the prompt (plain or grounded in a collection), citations, and an answer's cost line."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from langchain_core.messages import BaseMessage, SystemMessage
 
 from lib.gateway import CallResult, messages_from_history
+from lib.rag import RetrievalSettings, Retriever, Source, build_rag_messages, cited_sources
 from lib.tokens import trim_history
 
 DEFAULT_SYSTEM_PROMPT = ("You are a helpful assistant for the staff of this organisation. Answer clearly and "
@@ -36,3 +39,35 @@ def describe_result(result: CallResult) -> str:
     if result.status == "aborted":
         parts.append("stopped")
     return " · ".join(parts)
+
+
+@dataclass
+class PreparedTurn:
+    """What to send for one question, and the numbered sources it was given."""
+
+    messages: list[BaseMessage]
+    sources: list[Source] = field(default_factory=list)
+
+
+def prepare_turn(history: Sequence[dict[str, Any]], question: str, budget: int, collection: str | None = None,
+                 retriever: Retriever | None = None, retrieval: RetrievalSettings | None = None,
+                 system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> PreparedTurn:
+    """Plain chat without a collection; with one, retrieve and build the grounded, cited prompt."""
+    if not collection:
+        return PreparedTurn(build_chat_messages([*history, {"role": "user", "content": question}], budget,
+                                                system_prompt))
+    if retriever is None:
+        raise ValueError("A retriever is needed to answer from a collection.")
+    sources = retriever.search(collection, question, retrieval or RetrievalSettings())
+    return PreparedTurn(build_rag_messages(history, question, sources, budget), sources)
+
+
+def citations_for(answer: str, sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stored sources an answer cites ([n] → the source numbered n), in citation order."""
+    objs = [Source(**s) for s in sources]
+    return [s.to_dict() for s in cited_sources(answer, objs)]
+
+
+def source_label(source: dict[str, Any]) -> str:
+    """`[2] handbook.pdf, p. 3` for a stored source."""
+    return f"[{source['number']}] {Source(**source).label()}"

@@ -159,16 +159,20 @@ class Indexer:
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
 
     def index_file(self, collection: Collection, name: str, data: bytes,
-                   progress: Progress | None = None) -> Outcome:
-        """Index one file; failures are recorded on the document and returned, never half-applied."""
+                   progress: Progress | None = None, force: bool = False) -> Outcome:
+        """Index one file; failures are recorded on the document and returned, never half-applied.
+
+        The same bytes again do no work unless `force` (re-index, e.g. after new chunk settings).
+        """
         report = progress or (lambda _: None)
         name = PurePath(name).name
         digest = hashlib.sha256(data).hexdigest()
         doc = self._document(collection, name)
-        if doc.status == "indexed" and doc.content_hash == digest:
+        if doc.status == "indexed" and doc.content_hash == digest and not force:
             report({"status": "unchanged", "chunks_total": doc.chunks, "chunks_embedded": doc.chunks})
             return Outcome(name, "unchanged", doc.id, doc.version, doc.chunks, doc.pages)
         new_version = doc.version + 1
+        self._set_status(doc.id, "indexing")
         store = open_store(self.client, collection.chroma_name, self.embeddings)
         try:
             pages = parse_file(name, data, self.chunking.max_file_bytes)
@@ -226,6 +230,10 @@ class Indexer:
     def _discard_version(self, store, document_id: int, version: int) -> None:
         store.delete(where={"$and": [{"document_id": document_id}, {"version": version}]})
 
+    def _set_status(self, document_id: int, status: str) -> None:
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            s.get(Document, document_id).status = status
+
     def _mark_failed(self, document_id: int, reason: str) -> None:
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
             row = s.get(Document, document_id)
@@ -251,3 +259,39 @@ def delete_document(engine: Engine, client: Any, embeddings: Embeddings, documen
     open_store(client, col.chroma_name, embeddings).delete(where={"document_id": document_id})
     with Session(engine, expire_on_commit=False) as s, s.begin():
         s.delete(s.get(Document, document_id))
+
+
+def purge_orphan_chunks(engine: Engine, client: Any, embeddings: Embeddings) -> int:
+    """Delete chunks that belong to no current document version (left by a crash); returns how many."""
+    removed = 0
+    for col in list_collections(engine):
+        with Session(engine, expire_on_commit=False) as s:
+            current = dict(s.execute(select(Document.id, Document.version)
+                                     .where(Document.collection_id == col.id)).all())
+        store = open_store(client, col.chroma_name, embeddings)
+        metas = store.get(include=["metadatas"])
+        stale = [i for i, m in zip(metas["ids"], metas["metadatas"])
+                 if current.get(m.get("document_id")) != m.get("version")]
+        for start in range(0, len(stale), 5000):
+            store.delete(ids=stale[start:start + 5000])
+        removed += len(stale)
+    return removed
+
+
+def document_table(engine: Engine) -> list[dict[str, Any]]:
+    """Rows for the document list: name, collection, pages, chunks, version, size, indexed at, status."""
+    with Session(engine, expire_on_commit=False) as s:
+        rows = s.execute(select(Document, Collection.name).join(Collection, Collection.id == Document.collection_id)
+                         .order_by(Collection.name, Document.name)).all()
+    return [{"id": d.id, "name": d.name, "collection": c, "pages": d.pages, "chunks": d.chunks, "version": d.version,
+             "size_kb": round(d.size_bytes / 1024, 1), "indexed_at": d.indexed_at, "status": d.status,
+             "flagged": d.flagged_chunks, "error": d.error or ""} for d, c in rows]
+
+
+def read_original(engine: Engine, document_id: int) -> tuple[str, bytes]:
+    """The name and bytes of a document's indexed original."""
+    with Session(engine, expire_on_commit=False) as s:
+        doc = s.get(Document, document_id)
+    if doc is None or not doc.original_path or not Path(doc.original_path).exists():
+        raise FileNotFoundError("The original of this document is not stored; upload it again.")
+    return doc.name, Path(doc.original_path).read_bytes()

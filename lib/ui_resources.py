@@ -66,3 +66,64 @@ def get_gateway(settings: Settings) -> Gateway:
 def current_user() -> str:
     """The signed-in user; with sign-in off, the local user."""
     return os.environ.get("WORKBENCH_USER") or getpass.getuser()
+
+
+@st.cache_resource(show_spinner=False)
+def _chroma(location: str, _settings: Settings):
+    from lib.vectorstore import make_chroma_client
+
+    return make_chroma_client(_settings)
+
+
+def get_chroma(settings: Settings):
+    """One Chroma client per location per process (Chroma wants one PersistentClient per path)."""
+    where = f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else str(settings.chroma_path)
+    return _chroma(where, settings)
+
+
+@st.cache_resource(show_spinner=False)
+def _cached_embeddings(cache_path: str):
+    from lib.embeddings import LOCAL_MODEL, CachedEmbeddings
+
+    return CachedEmbeddings(get_embeddings(), LOCAL_MODEL, cache_path)
+
+
+def get_document_embeddings(settings: Settings):
+    """The local model behind the persistent embedding cache in the data dir."""
+    return _cached_embeddings(str(settings.data_dir / "cache" / "embeddings.sqlite"))
+
+
+@st.cache_resource(show_spinner=False)
+def _indexer(key: str, _settings: Settings):
+    from lib.ingest import ChunkingSettings, Indexer, purge_orphan_chunks
+    from lib.jobs import recover_interrupted_jobs
+
+    engine, client, emb = get_engine(_settings), get_chroma(_settings), get_document_embeddings(_settings)
+    if recover_interrupted_jobs(engine):
+        purge_orphan_chunks(engine, client, emb)
+    chunking = ChunkingSettings(_settings.chunk_size, _settings.chunk_overlap, int(_settings.max_file_mb * 2**20))
+    return Indexer(engine, client, emb, _settings.data_dir / "originals", chunking)
+
+
+def get_indexer(settings: Settings):
+    """The process-wide indexer (recovers jobs a previous process left unfinished, once)."""
+    return _indexer(settings_key(settings), settings)
+
+
+@st.cache_resource(show_spinner=False)
+def _retriever(key: str, _settings: Settings):
+    from lib.rag import Retriever
+
+    return Retriever(get_engine(_settings), get_chroma(_settings), get_document_embeddings(_settings))
+
+
+def get_retriever(settings: Settings):
+    """The process-wide retriever (holds the BM25 indexes)."""
+    return _retriever(settings_key(settings), settings)
+
+
+def retrieval_settings(settings: Settings):
+    """Retrieval settings from the app settings."""
+    from lib.rag import RetrievalSettings
+
+    return RetrievalSettings(k=settings.top_k, mode=settings.search_mode, vector_weight=settings.hybrid_weight)

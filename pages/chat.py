@@ -1,51 +1,100 @@
-"""Chat: talk to a model; answers stream in with their tokens and cost."""
-
-import uuid
+"""Chat: talk to a model, or ask a collection; answers stream in with citations, tokens and cost."""
 
 import streamlit as st
 
-from lib.chat import build_chat_messages, describe_result
+from lib import chat_store
+from lib.chat import citations_for, describe_result, prepare_turn, source_label
 from lib.errors import GatewayError
 from lib.gateway import CallContext
+from lib.ingest import list_collections
 from lib.offline import HOW_TO_CONFIGURE, OFFLINE_LABEL
-from lib.ui_resources import current_user, get_gateway, get_settings
+from lib.ui_resources import (current_user, get_engine, get_gateway, get_retriever, get_settings,
+                              retrieval_settings)
 
 settings = get_settings()
-gateway = get_gateway(settings)
+engine, gateway, user = get_engine(settings), get_gateway(settings), current_user()
 state = st.session_state
-state.setdefault("chat_history", [])
-state.setdefault("chat_session_id", uuid.uuid4().hex)
+state.setdefault("chat_session_id", None)
+
+with st.sidebar:
+    st.subheader("Conversations")
+    if st.button("New conversation", icon=":material/add:", use_container_width=True):
+        state.chat_session_id = None
+    for chat in chat_store.list_sessions(engine, user, limit=20):
+        current = chat.id == state.chat_session_id
+        if st.button(chat.title, key=f"chat-{chat.id}", type="primary" if current else "tertiary",
+                     use_container_width=True):
+            state.chat_session_id = chat.id
+            st.rerun()
 
 st.title("Chat")
-left, right = st.columns([3, 1])
+collections = [c.name for c in list_collections(engine)]
+left, mid = st.columns(2)
 model = left.selectbox("Model", gateway.model_names(), key="chat_model")
-if right.button("New conversation", icon=":material/add:", use_container_width=True):
-    state.chat_history = []
-    state.chat_session_id = uuid.uuid4().hex
+collection = mid.selectbox("Answer from collection", [None, *collections], key="chat_collection",
+                           format_func=lambda c: "None (plain chat)" if c is None else c)
 if model.startswith("offline/"):
     st.info(f"**{OFFLINE_LABEL}s.** Answers quote the most relevant sentences; nothing is generated. "
             + HOW_TO_CONFIGURE, icon=":material/cloud_off:")
 
+session_id = state.chat_session_id
+if session_id and chat_store.get_session(engine, session_id) is None:
+    session_id = state.chat_session_id = None  # deleted elsewhere
+if session_id:
+    with st.expander("This conversation"):
+        chat = chat_store.get_session(engine, session_id)
+        title = st.text_input("Title", chat.title, key=f"title-{session_id}")
+        c1, c2 = st.columns(2)
+        if c1.button("Rename", key="rename") and title != chat.title:
+            chat_store.rename_session(engine, session_id, title)
+            st.rerun()
+        if c2.button("Delete conversation", key="delete", type="secondary"):
+            chat_store.delete_session(engine, session_id)
+            state.chat_session_id = None
+            st.rerun()
+history = chat_store.load_messages(engine, session_id) if session_id else []
 
-def show_meta(turn: dict) -> None:
+
+def show_answer_extras(turn: dict) -> None:
+    for src in citations_for(turn["content"], turn["sources"]):
+        with st.expander(source_label(src) + ("  ⚠ flagged" if src.get("flagged") else "")):
+            st.markdown(f"> {src['text']}".replace("\n", "\n> "))
     if turn.get("summary"):
-        label = f"{OFFLINE_LABEL} · " if turn.get("offline") else ""
-        st.caption(label + turn["summary"])
+        st.caption((f"{OFFLINE_LABEL} · " if turn.get("offline") else "") + turn["summary"])
+    if turn.get("id"):
+        mid, stored = turn["id"], turn.get("rating")
+        rating = st.feedback("thumbs", key=f"fb-{mid}", on_change=save_feedback, args=(mid,),
+                             default=None if stored is None else int(stored == 1))
+        if rating is not None:
+            st.text_input("What was wrong or right? (optional)", key=f"fbc-{mid}", on_change=save_feedback,
+                          args=(mid,))
 
 
-for turn in state.chat_history:
+def save_feedback(message_id: int) -> None:
+    rating = state.get(f"fb-{message_id}")
+    if rating is not None:
+        chat_store.set_feedback(engine, message_id, 1 if rating == 1 else -1, state.get(f"fbc-{message_id}"), user)
+
+
+for turn in history:
     with st.chat_message(turn["role"]):
         st.markdown(turn["content"])
-        show_meta(turn)
+        if turn["role"] == "assistant":
+            show_answer_extras(turn)
 
-if question := st.chat_input("Ask anything"):
-    state.chat_history.append({"role": "user", "content": question})
+if question := st.chat_input("Ask a question" if collection else "Ask anything"):
+    if not session_id:
+        session_id = state.chat_session_id = chat_store.create_session(engine, user, collection=collection).id
     with st.chat_message("user"):
         st.markdown(question)
-    messages = build_chat_messages(state.chat_history, settings.history_token_budget)
-    ctx = CallContext(feature="chat", user=current_user(), session_id=state.chat_session_id)
+    retriever = get_retriever(settings) if collection else None
+    turn = prepare_turn(history, question, settings.history_token_budget, collection, retriever,
+                        retrieval_settings(settings))
+    chat_store.add_message(engine, session_id, "user", question, collection=collection)
+    ctx = CallContext(feature="chat", user=user, session_id=session_id,
+                      metadata={"collection": collection} if collection else {})
     with st.chat_message("assistant"):
-        stream = gateway.stream(messages, model, ctx)
+        stream = gateway.stream(turn.messages, model, ctx)
         try:
             st.write_stream(stream)
         except GatewayError as err:
@@ -54,9 +103,8 @@ if question := st.chat_input("Ask anything"):
             stream.close()  # logs an abandoned stream as aborted
         result = stream.result
         if result is not None and result.status == "ok":
-            turn = {"role": "assistant", "content": result.text, "summary": describe_result(result),
-                    "offline": result.offline}
-            state.chat_history.append(turn)
-            show_meta(turn)
-        elif result is not None:
-            state.chat_history.pop()  # the question stays answerable: ask again
+            msg = chat_store.add_message(
+                engine, session_id, "assistant", result.text, sources=[s.to_dict() for s in turn.sources],
+                request_id=result.request_id, summary=describe_result(result), offline=result.offline)
+            show_answer_extras({"id": msg.id, "content": result.text, "sources": msg.sources,
+                                "summary": msg.summary, "offline": msg.offline})

@@ -1,0 +1,111 @@
+"""Saved conversations: sessions, messages with their sources, and 👍/👎 feedback."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from lib.models import ChatMessage, ChatSession, Feedback, utcnow
+
+
+class ChatStoreError(ValueError):
+    """A conversation or answer does not exist, or the input is invalid."""
+
+
+def _session(engine: Engine) -> Session:
+    return Session(engine, expire_on_commit=False)
+
+
+def create_session(engine: Engine, user: str | None, title: str = "New conversation",
+                   collection: str | None = None) -> ChatSession:
+    """Start a conversation."""
+    with _session(engine) as s, s.begin():
+        chat = ChatSession(id=uuid.uuid4().hex, user=user, title=title[:255], collection=collection)
+        s.add(chat)
+    return chat
+
+
+def list_sessions(engine: Engine, user: str | None, limit: int = 50) -> list[ChatSession]:
+    """A user's conversations, most recently active first."""
+    with _session(engine) as s:
+        return list(s.scalars(select(ChatSession).where(ChatSession.user == user)
+                              .order_by(ChatSession.updated_at.desc()).limit(limit)))
+
+
+def get_session(engine: Engine, session_id: str) -> ChatSession | None:
+    """One conversation, or None."""
+    with _session(engine) as s:
+        return s.get(ChatSession, session_id)
+
+
+def rename_session(engine: Engine, session_id: str, title: str) -> None:
+    """Give a conversation a new title."""
+    title = title.strip()
+    if not title:
+        raise ChatStoreError("A conversation title cannot be empty.")
+    with _session(engine) as s, s.begin():
+        chat = s.get(ChatSession, session_id)
+        if chat is None:
+            raise ChatStoreError("That conversation no longer exists.")
+        chat.title = title[:255]
+
+
+def delete_session(engine: Engine, session_id: str) -> None:
+    """Delete a conversation with its messages and feedback."""
+    with _session(engine) as s, s.begin():
+        ids = list(s.scalars(select(ChatMessage.id).where(ChatMessage.session_id == session_id)))
+        if ids:
+            for fb in s.scalars(select(Feedback).where(Feedback.message_id.in_(ids))):
+                s.delete(fb)
+            for msg in s.scalars(select(ChatMessage).where(ChatMessage.session_id == session_id)):
+                s.delete(msg)
+        chat = s.get(ChatSession, session_id)
+        if chat is not None:
+            s.delete(chat)
+
+
+def add_message(engine: Engine, session_id: str, role: str, content: str, *, sources: list[dict] | None = None,
+                request_id: str | None = None, summary: str | None = None, offline: bool = False,
+                collection: str | None = None) -> ChatMessage:
+    """Append a message; the first question titles the conversation."""
+    with _session(engine) as s, s.begin():
+        chat = s.get(ChatSession, session_id)
+        if chat is None:
+            raise ChatStoreError("That conversation no longer exists.")
+        msg = ChatMessage(session_id=session_id, role=role, content=content, sources=sources,
+                          request_id=request_id, summary=summary, offline=offline)
+        s.add(msg)
+        if role == "user" and chat.title == "New conversation":
+            chat.title = content.strip().splitlines()[0][:80] or chat.title
+        chat.updated_at = utcnow()
+        if collection is not None:
+            chat.collection = collection
+    return msg
+
+
+def load_messages(engine: Engine, session_id: str) -> list[dict[str, Any]]:
+    """The conversation as dicts (role, content, sources, summary, offline, id, request_id, rating)."""
+    with _session(engine) as s:
+        rows = s.execute(select(ChatMessage, Feedback.rating).outerjoin(Feedback, Feedback.message_id == ChatMessage.id)
+                         .where(ChatMessage.session_id == session_id).order_by(ChatMessage.id)).all()
+    return [{"id": m.id, "role": m.role, "content": m.content, "sources": m.sources or [], "summary": m.summary,
+             "offline": m.offline, "request_id": m.request_id, "rating": rating} for m, rating in rows]
+
+
+def set_feedback(engine: Engine, message_id: int, rating: int, comment: str | None = None,
+                 user: str | None = None) -> None:
+    """Record (or change) 👍 (+1) or 👎 (-1) on an answer."""
+    if rating not in (1, -1):
+        raise ChatStoreError("Feedback is +1 (helpful) or -1 (not helpful).")
+    with _session(engine) as s, s.begin():
+        msg = s.get(ChatMessage, message_id)
+        if msg is None or msg.role != "assistant":
+            raise ChatStoreError("Feedback goes on an answer that exists.")
+        fb = s.scalar(select(Feedback).where(Feedback.message_id == message_id))
+        if fb is None:
+            fb = Feedback(message_id=message_id, request_id=msg.request_id)
+            s.add(fb)
+        fb.rating, fb.comment, fb.user, fb.created_at = rating, (comment or None), user, utcnow()

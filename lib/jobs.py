@@ -1,0 +1,143 @@
+"""Indexing jobs: recorded in the database, run in a background thread, progress visible to any page run."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from lib.ingest import Indexer
+from lib.models import Collection, Document, IngestJob, utcnow
+
+log = logging.getLogger(__name__)
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+PROGRESS_EVERY_S = 0.5
+
+
+def _session(engine: Engine) -> Session:
+    return Session(engine, expire_on_commit=False)
+
+
+def create_job(engine: Engine, collection: Collection, names: list[str], user: str | None) -> IngestJob:
+    """Record a queued job for these files."""
+    files = [{"name": n, "status": "queued", "pages": None, "chunks_total": None, "chunks_embedded": 0,
+              "error": None} for n in names]
+    with _session(engine) as s, s.begin():
+        job = IngestJob(collection_id=collection.id, user=user, status="queued", files=files, owner=OWNER)
+        s.add(job)
+    return job
+
+
+def _update_file(engine: Engine, job_id: int, index: int, changes: dict[str, Any]) -> None:
+    with _session(engine) as s, s.begin():
+        job = s.get(IngestJob, job_id)
+        files = [dict(f) for f in job.files]
+        files[index].update(changes)
+        job.files = files  # reassign: JSON columns do not track in-place edits
+        if job.status == "queued":
+            job.status = "running"
+
+
+def run_job(engine: Engine, indexer: Indexer, job_id: int, payloads: list[tuple[str, bytes]],
+            force: bool = False) -> None:
+    """Index every file of the job; one file's failure is recorded on that file and the rest go on."""
+    with _session(engine) as s:
+        job = s.get(IngestJob, job_id)
+        collection = s.get(Collection, job.collection_id)
+    failures = 0
+    for i, (name, data) in enumerate(payloads):
+        last = [0.0]
+
+        def progress(event: dict[str, Any], i: int = i, last: list[float] = last) -> None:
+            now = time.monotonic()
+            final = event.get("status") in ("indexed", "unchanged", "failed", "parsed")
+            if final or now - last[0] >= PROGRESS_EVERY_S:
+                last[0] = now
+                _update_file(engine, job_id, i, event)
+
+        _update_file(engine, job_id, i, {"status": "parsing"})
+        try:
+            outcome = indexer.index_file(collection, name, data, progress, force=force)
+        except Exception as exc:  # keep going with the other files; record why this one failed
+            log.exception("indexing %s failed", name)
+            _update_file(engine, job_id, i, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+            failures += 1
+            continue
+        failures += outcome.status == "failed"
+        _update_file(engine, job_id, i, {"status": outcome.status, "error": outcome.error,
+                                         "chunks_total": outcome.chunks, "chunks_embedded": outcome.chunks,
+                                         "pages": outcome.pages})
+    with _session(engine) as s, s.begin():
+        job = s.get(IngestJob, job_id)
+        job.status = "failed" if failures == len(payloads) else "done"
+        job.finished_at = utcnow()
+
+
+def start_job(engine: Engine, indexer: Indexer, collection: Collection, payloads: list[tuple[str, bytes]],
+              user: str | None, force: bool = False) -> int:
+    """Create the job and run it in a daemon thread; returns its id at once."""
+    job = create_job(engine, collection, [n for n, _ in payloads], user)
+    thread = threading.Thread(target=run_job, args=(engine, indexer, job.id, payloads, force),
+                              name=f"ingest-job-{job.id}", daemon=True)
+    thread.start()
+    return job.id
+
+
+def recent_jobs(engine: Engine, limit: int = 10) -> list[IngestJob]:
+    """The newest jobs, newest first."""
+    with _session(engine) as s:
+        return list(s.scalars(select(IngestJob).order_by(IngestJob.id.desc()).limit(limit)))
+
+
+def _alive(owner: str | None) -> bool:
+    if not owner or ":" not in owner:
+        return False
+    host, pid = owner.rsplit(":", 1)
+    if host != socket.gethostname():
+        return True  # another machine's job: not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError):
+        return False
+    return int(pid) == os.getpid() or Path(f"/proc/{pid}").exists()
+
+
+def recover_interrupted_jobs(engine: Engine) -> int:
+    """Mark jobs whose process died as failed (their documents keep the last good version); returns how many."""
+    count = 0
+    with _session(engine) as s, s.begin():
+        for job in s.scalars(select(IngestJob).where(IngestJob.status.in_(("queued", "running")))):
+            if job.owner == OWNER or _alive(job.owner):
+                continue
+            files = [dict(f) for f in job.files]
+            for f in files:
+                if f["status"] not in ("indexed", "unchanged", "failed"):
+                    f.update(status="failed", error="Interrupted: the app stopped while indexing. Upload again "
+                                                    "or press Re-index.")
+            job.files, job.status, job.finished_at = files, "failed", utcnow()
+            count += 1
+            names = [f["name"] for f in files]
+            for doc in s.scalars(select(Document).where(Document.collection_id == job.collection_id,
+                                                        Document.name.in_(names),
+                                                        Document.status.in_(("queued", "indexing")))):
+                doc.status = "failed"
+                doc.error = "Interrupted while indexing; the previous version (if any) is still searchable."
+    return count
+
+
+def job_rows(job: IngestJob) -> list[dict[str, Any]]:
+    """Per-file progress of a job, with a 0..1 fraction for a progress bar."""
+    out = []
+    for f in job.files:
+        total, done = f.get("chunks_total"), f.get("chunks_embedded") or 0
+        finished = f["status"] in ("indexed", "unchanged", "failed")
+        fraction = 1.0 if finished else (done / total if total else 0.0)
+        out.append({**f, "fraction": fraction})
+    return out

@@ -1,0 +1,107 @@
+"""Documents: upload into collections, watch indexing, manage documents, and try retrieval."""
+
+import streamlit as st
+
+from lib.ingest import (CollectionError, create_collection, delete_collection, delete_document, document_table,
+                        get_collection, list_collections, read_original, rename_collection)
+from lib.jobs import job_rows, recent_jobs, start_job
+from lib.parsing import SUPPORTED
+from lib.rag import MODES, RetrievalSettings
+from lib.ui_resources import (current_user, get_chroma, get_document_embeddings, get_engine, get_indexer,
+                              get_retriever, get_settings)
+
+settings = get_settings()
+engine = get_engine(settings)
+st.title("Documents")
+
+names = [c.name for c in list_collections(engine)]
+with st.expander("Collections", expanded=not names, icon=":material/folder:"):
+    c1, c2 = st.columns(2)
+    new_name = c1.text_input("New collection", placeholder="e.g. HR policies")
+    if c1.button("Create collection", disabled=not new_name):
+        try:
+            create_collection(engine, new_name)
+            st.rerun()
+        except CollectionError as exc:
+            st.error(str(exc))
+    if names:
+        target = c2.selectbox("Collection", names, key="manage_collection")
+        renamed = c2.text_input("Rename to", key="rename_to")
+        r1, r2 = c2.columns(2)
+        if r1.button("Rename", disabled=not renamed):
+            try:
+                rename_collection(engine, target, renamed)
+                st.rerun()
+            except CollectionError as exc:
+                st.error(str(exc))
+        if r2.button("Delete collection", type="secondary"):
+            delete_collection(engine, get_chroma(settings), target)
+            st.rerun()
+
+if not names:
+    st.info("Create a collection first, then upload documents into it.")
+    st.stop()
+
+st.subheader("Upload")
+collection = st.selectbox("Into collection", names, key="upload_collection")
+files = st.file_uploader("Files", type=[s.lstrip(".") for s in SUPPORTED], accept_multiple_files=True)
+if st.button("Index", type="primary", disabled=not files, icon=":material/upload:"):
+    payloads = [(f.name, f.getvalue()) for f in files]
+    start_job(engine, get_indexer(settings), get_collection(engine, collection), payloads, current_user())
+    st.toast(f"Indexing {len(payloads)} file(s) in the background.")
+
+
+@st.fragment(run_every=1.0)
+def jobs_panel() -> None:
+    jobs = recent_jobs(engine, limit=5)
+    if not jobs:
+        return
+    st.subheader("Indexing jobs")
+    for job in jobs:
+        with st.container(border=True):
+            st.caption(f"Job {job.id} · {job.status} · {job.created_at:%Y-%m-%d %H:%M} · {job.user or ''}")
+            for f in job_rows(job):
+                detail = f["error"] or (f"{f['chunks_embedded']}/{f['chunks_total']} chunks"
+                                        if f.get("chunks_total") else "")
+                st.progress(f["fraction"], text=f"{f['name']} — {f['status']} {detail}")
+
+
+jobs_panel()
+
+st.subheader("Documents")
+rows = document_table(engine)
+if rows:
+    st.dataframe(rows, hide_index=True, use_container_width=True,
+                 column_config={"id": None, "indexed_at": st.column_config.DatetimeColumn("indexed at"),
+                                "error": st.column_config.TextColumn("reason", width="large")})
+    by_label = {f"{r['collection']} / {r['name']}": r for r in rows}
+    chosen = by_label[st.selectbox("Document", list(by_label), key="doc_pick")]
+    d1, d2, d3 = st.columns(3)
+    try:
+        name, data = read_original(engine, chosen["id"])
+        d1.download_button("Download original", data, file_name=name, icon=":material/download:")
+    except FileNotFoundError as exc:
+        d1.caption(str(exc))
+        data = None
+    if d2.button("Re-index", disabled=data is None, icon=":material/refresh:"):
+        start_job(engine, get_indexer(settings), get_collection(engine, chosen["collection"]), [(name, data)],
+                  current_user(), force=True)
+        st.toast(f"Re-indexing {name}.")
+    if d3.button("Delete document", icon=":material/delete:"):
+        delete_document(engine, get_chroma(settings), get_document_embeddings(settings), chosen["id"])
+        st.rerun()
+else:
+    st.caption("No documents yet.")
+
+st.subheader("Test retrieval")
+q1, q2, q3 = st.columns([3, 1, 1])
+query = q1.text_input("Query", key="test_query")
+mode = q2.selectbox("Mode", MODES, index=MODES.index(settings.search_mode))
+k = q3.number_input("Top k", 1, 50, settings.top_k)
+search_in = st.selectbox("Collection to search", names, key="test_collection")
+if query:
+    hits = get_retriever(settings).search(search_in, query, RetrievalSettings(k=int(k), mode=mode,
+                                                                              vector_weight=settings.hybrid_weight))
+    st.dataframe([{"#": h.number, "document": h.document, "page": h.page, "chunk": h.chunk_index,
+                   "score": h.score, "flagged": h.flagged, "text": h.text} for h in hits],
+                 hide_index=True, use_container_width=True)
