@@ -91,7 +91,7 @@ def _csv(name: str, data: bytes) -> list[Page]:
 
 def _pdf(name: str, data: bytes) -> list[Page]:
     from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError, PdfReadError
+    from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -99,7 +99,7 @@ def _pdf(name: str, data: bytes) -> list[Page]:
             try:
                 if not reader.decrypt(""):
                     raise FileNotDecryptedError("password")
-            except (FileNotDecryptedError, NotImplementedError) as exc:
+            except (FileNotDecryptedError, NotImplementedError, DependencyError) as exc:
                 raise ParseError(f"{name} is password-protected. Remove the password and upload it again.") from exc
         return [Page(i + 1, page.extract_text() or "") for i, page in enumerate(reader.pages)]
     except ParseError:
