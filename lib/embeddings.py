@@ -82,3 +82,27 @@ class CachedEmbeddings(Embeddings):
     def embed_query(self, text: str) -> list[float]:
         """A query vector (not cached: queries rarely repeat)."""
         return self.inner.embed_query(text)
+
+
+class LazyEmbeddings(Embeddings):
+    """Builds the real model on first use, so work that embeds nothing never pays to load it."""
+
+    def __init__(self, factory=make_local_embeddings):
+        import threading
+
+        self._factory, self._model, self._lock = factory, None, threading.Lock()
+
+    def model(self) -> Embeddings:
+        """The underlying model, loaded once."""
+        with self._lock:
+            if self._model is None:
+                self._model = self._factory()
+            return self._model
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Vectors for texts."""
+        return self.model().embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        """A query vector."""
+        return self.model().embed_query(text)

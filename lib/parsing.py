@@ -29,6 +29,8 @@ class Page:
 def parse_file(name: str, data: bytes, max_bytes: int) -> list[Page]:
     """Pages of text in `data`; ParseError for empty, oversized, corrupt, encrypted or text-less files."""
     suffix = PurePath(name).suffix.lower()
+    if suffix not in SUPPORTED and _plain_text(data):
+        suffix = ".txt"  # LICENSE, README, notes-2.0: text files whatever their name says
     if suffix not in SUPPORTED:
         raise ParseError(f"{name}: {suffix or 'files without an extension'} is not supported. "
                          f"Upload {', '.join(sorted(set(SUPPORTED.values())))}.")
@@ -45,6 +47,16 @@ def parse_file(name: str, data: bytes, max_bytes: int) -> list[Page]:
                              "OCR first (e.g. ocrmypdf) and upload the result.")
         raise ParseError(f"{name} contains no text.")
     return pages
+
+
+def _plain_text(data: bytes) -> bool:
+    if not data or b"\x00" in data[:8192]:
+        return False
+    try:
+        data[:65536].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start > 65530  # a character cut at the sample's end is still text
+    return True
 
 
 def decode_text(name: str, data: bytes) -> str:

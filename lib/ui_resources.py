@@ -95,14 +95,14 @@ def get_document_embeddings(settings: Settings):
 
 @st.cache_resource(show_spinner=False)
 def _indexer(key: str, _settings: Settings):
-    from lib.ingest import ChunkingSettings, Indexer, purge_orphan_chunks
+    from lib.ingest import Indexer, purge_orphan_chunks
     from lib.jobs import recover_interrupted_jobs
+    from lib.services import chunking_from
 
     engine, client, emb = get_engine(_settings), get_chroma(_settings), get_document_embeddings(_settings)
     if recover_interrupted_jobs(engine):
         purge_orphan_chunks(engine, client, emb)
-    chunking = ChunkingSettings(_settings.chunk_size, _settings.chunk_overlap, int(_settings.max_file_mb * 2**20))
-    return Indexer(engine, client, emb, _settings.data_dir / "originals", chunking)
+    return Indexer(engine, client, emb, _settings.data_dir / "originals", chunking_from(_settings))
 
 
 def get_indexer(settings: Settings):

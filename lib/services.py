@@ -1,0 +1,48 @@
+"""Plain (non-Streamlit) construction of the shared services, for the command line and scripts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from lib.config import Settings
+from lib.db import make_engine, migrate
+from lib.embeddings import LOCAL_MODEL, CachedEmbeddings, LazyEmbeddings
+from lib.ingest import ChunkingSettings, Indexer
+from lib.rag import RetrievalSettings, Retriever
+from lib.vectorstore import make_chroma_client
+
+
+@dataclass
+class Services:
+    """Engine, Chroma client, embeddings, indexer and retriever built from one Settings."""
+
+    settings: Settings
+    engine: Engine
+    client: Any
+    embeddings: CachedEmbeddings
+    indexer: Indexer
+    retriever: Retriever
+
+    def retrieval(self, k: int | None = None, mode: str | None = None) -> RetrievalSettings:
+        """Retrieval settings from the app settings, optionally overridden."""
+        s = self.settings
+        return RetrievalSettings(k=k or s.top_k, mode=mode or s.search_mode, vector_weight=s.hybrid_weight)
+
+
+def chunking_from(settings: Settings) -> ChunkingSettings:
+    """Chunking settings from the app settings."""
+    return ChunkingSettings(settings.chunk_size, settings.chunk_overlap, int(settings.max_file_mb * 2**20))
+
+
+def build_services(settings: Settings, embeddings: Any | None = None) -> Services:
+    """Everything the document features need, migrated and ready."""
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    client = make_chroma_client(settings)
+    cached = CachedEmbeddings(embeddings or LazyEmbeddings(), LOCAL_MODEL,
+                              settings.data_dir / "cache" / "embeddings.sqlite")
+    indexer = Indexer(engine, client, cached, settings.data_dir / "originals", chunking_from(settings))
+    return Services(settings, engine, client, cached, indexer, Retriever(engine, client, cached))
