@@ -1,0 +1,80 @@
+"""Documents page and the grounded Chat path under AppTest, on the real model and an embedded Chroma."""
+
+from pathlib import Path
+
+import pytest
+from files import make_pdf
+from streamlit.testing.v1 import AppTest
+
+from lib import chat_store
+from lib.config import load_settings
+from lib.ingest import get_collection
+from lib.services import build_services
+
+ROOT = Path(__file__).resolve().parent.parent
+HANDBOOK = ["Welcome to Acme.", "Every employee gets 28 days of paid holiday per year.", "Receipts go to finance."]
+
+
+def app() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.secrets["WORKBENCH_TEST"] = "1"
+    return at
+
+
+@pytest.fixture
+def indexed(local_embeddings):
+    services = build_services(load_settings(), embeddings=local_embeddings)
+    col = get_collection(services.engine, "Handbook", create=True)
+    outcome = services.indexer.index_file(col, "handbook.pdf", make_pdf(HANDBOOK))
+    assert outcome.status == "indexed"
+    return services
+
+
+def test_a_new_user_is_asked_to_create_a_collection_and_can(data_dir):
+    at = app().run()
+    at.switch_page("pages/documents.py").run()
+    assert any("Create a collection first" in i.value for i in at.info)
+    next(t for t in at.text_input if t.label == "New collection").input("HR policies").run()
+    next(b for b in at.button if b.label == "Create collection").click().run()
+    assert not at.exception
+    assert "HR policies" in at.selectbox(key="upload_collection").options
+
+
+def test_the_document_list_and_test_retrieval_show_pages_and_scores(indexed):
+    at = app().run()
+    at.switch_page("pages/documents.py").run()
+    table = at.dataframe[0].value
+    row = table[table["name"] == "handbook.pdf"].iloc[0]
+    assert (row["collection"], row["pages"], row["status"], row["version"]) == ("Handbook", 3, "indexed", 1)
+    at.text_input(key="test_query").input("How much paid holiday?").run()
+    hits = at.dataframe[-1].value
+    assert (hits.iloc[0]["document"], hits.iloc[0]["page"]) == ("handbook.pdf", 2)
+    assert "28 days" in hits.iloc[0]["text"]
+
+
+def test_chat_answers_from_a_collection_with_a_citation_to_the_right_page_and_saves_the_session(indexed,
+                                                                                           monkeypatch):
+    monkeypatch.setenv("WORKBENCH_USER", "bea")
+    at = app().run()
+    at.selectbox(key="chat_collection").select("Handbook").run()
+    at.chat_input[0].set_value("How many days of paid holiday do employees get?").run()
+    assert not at.exception
+    answer = [m for m in at.chat_message if m.name == "assistant"][-1]
+    assert "28 days of paid holiday" in answer.markdown[0].value and "[1]" in answer.markdown[0].value
+    labels = [e.label for e in answer.expander]
+    assert labels and labels[0].startswith("[1] handbook.pdf, p. 2")
+    [session] = chat_store.list_sessions(indexed.engine, "bea")
+    messages = chat_store.load_messages(indexed.engine, session.id)
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert messages[1]["sources"][0]["page"] == 2 and messages[1]["request_id"]
+    assert session.title.startswith("How many days")
+
+
+def test_a_saved_conversation_can_be_resumed_from_the_sidebar(indexed, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_USER", "ada")
+    chat = chat_store.create_session(indexed.engine, "ada")
+    chat_store.add_message(indexed.engine, chat.id, "user", "An earlier question")
+    chat_store.add_message(indexed.engine, chat.id, "assistant", "An earlier answer", summary="x · y")
+    at = app().run()
+    next(b for b in at.sidebar.button if b.label == "An earlier question").click().run()
+    assert [m.markdown[0].value for m in at.chat_message] == ["An earlier question", "An earlier answer"]
