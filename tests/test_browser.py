@@ -35,3 +35,33 @@ def test_a_user_opens_the_app_asks_a_question_and_sees_the_answer_stream_in(app_
         answer.get_by_text("offline/extractive", exact=False).wait_for()
         assert "$0" in answer.inner_text()
         screenshot(page, "chat")
+
+
+def test_a_user_uploads_a_pdf_waits_for_indexing_and_gets_an_answer_citing_its_page(app_url, tmp_path):
+    from files import make_pdf
+
+    pdf = make_pdf(["Acme travel policy.", "Trains are booked in second class.\nFlights need director approval.",
+                    "Hotels up to 120 EUR a night."])
+    with browser_page() as page:
+        page.goto(app_url + "/documents")
+        page.get_by_label("New collection").fill("Travel")
+        page.get_by_label("New collection").press("Enter")
+        page.get_by_role("button", name="Create collection").click()
+        page.get_by_text("Into collection").wait_for()
+        page.locator('input[type="file"]').set_input_files(
+            files=[{"name": "travel.pdf", "mimeType": "application/pdf", "buffer": pdf}])
+        page.get_by_text("travel.pdf").first.wait_for()
+        page.get_by_role("button", name="Index").click()
+        page.get_by_text("travel.pdf — indexed").wait_for(timeout=120_000)
+        screenshot(page, "documents")
+        page.goto(app_url)
+        page.get_by_text("Answer from collection").wait_for()
+        page.locator('[data-testid="stSelectbox"]').nth(1).click()
+        page.get_by_role("option", name="Travel").click()
+        box = page.get_by_placeholder("Ask a question")
+        box.fill("Who has to approve flights?")
+        box.press("Enter")
+        page.get_by_text("Flights need director approval.").first.wait_for()
+        citation = page.get_by_text("[1] travel.pdf, p. 2")
+        citation.wait_for()
+        screenshot(page, "chat-citation")
