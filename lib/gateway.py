@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from lib.config import ProviderConfig, Settings
-from lib.errors import CircuitOpen, GatewayError, map_error
+from lib.errors import CircuitOpen, GatewayError, ProviderUnavailable, map_error
 from lib.models import LlmCall, utcnow
 from lib.pricing import PriceTable, find_price, load_price_table
 from lib.redaction import redact_text
@@ -351,8 +351,10 @@ class Stream:
             self._usage = getattr(msg, "usage_metadata", None)
             yield text
             return
+        finished = False
         for chunk in chat.stream(self.messages):
             assert isinstance(chunk, AIMessageChunk)
+            finished = finished or bool(chunk.response_metadata.get("finish_reason"))
             if chunk.usage_metadata:
                 usage = dict(chunk.usage_metadata)
                 self._usage = usage
@@ -362,6 +364,9 @@ class Stream:
                     result.ttft_ms = (self.gw.clock() - start) * 1000
                 pieces.append(text)
                 yield text
+        if not finished:  # the SDK ends quietly when the server hangs up mid-stream
+            raise ProviderUnavailable("The provider closed the connection before finishing the answer. Try "
+                                      "again; if it repeats, check the server's logs.")
 
     def _fill_usage(self, result: CallResult) -> None:
         usage = getattr(self, "_usage", None)

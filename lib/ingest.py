@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from lib.models import Collection, Document, utcnow
 from lib.parsing import Page, ParseError, parse_file
-from lib.vectorstore import open_store
+from lib.vectorstore import get_all, open_store
 
 Progress = Callable[[dict[str, Any]], None]
 EMBED_BATCH = 64
@@ -269,7 +269,7 @@ def purge_orphan_chunks(engine: Engine, client: Any, embeddings: Embeddings) -> 
             current = dict(s.execute(select(Document.id, Document.version)
                                      .where(Document.collection_id == col.id)).all())
         store = open_store(client, col.chroma_name, embeddings)
-        metas = store.get(include=["metadatas"])
+        metas = get_all(store, ["metadatas"])
         stale = [i for i, m in zip(metas["ids"], metas["metadatas"])
                  if current.get(m.get("document_id")) != m.get("version")]
         for start in range(0, len(stale), 5000):

@@ -18,7 +18,7 @@ from lib.gateway import messages_from_history
 from lib.ingest import get_collection
 from lib.models import Collection, Document
 from lib.tokens import trim_history
-from lib.vectorstore import open_store
+from lib.vectorstore import get_all, open_store
 
 MODES = ("hybrid", "vector", "bm25")
 RRF_K = 60
@@ -99,7 +99,7 @@ class Retriever:
             cached = self._bm25.get(col.chroma_name)
             if cached and cached[0] == stamp:
                 return cached[1:]
-        raw = self.store(col.chroma_name).get(include=["documents", "metadatas"])
+        raw = get_all(self.store(col.chroma_name), ["documents", "metadatas"])
         entry = (stamp, BM25Index(raw["documents"]), raw["ids"], raw["documents"], raw["metadatas"])
         with self._lock:
             self._bm25[col.chroma_name] = entry

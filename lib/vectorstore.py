@@ -27,3 +27,16 @@ def open_store(client: Any, chroma_name: str, embeddings: Embeddings):
 
     return Chroma(client=client, collection_name=chroma_name, embedding_function=embeddings,
                   collection_configuration={"hnsw": {"space": "cosine"}})
+
+
+def get_all(store, include: list[str], page: int = 5000) -> dict[str, list]:
+    """Every id (and the `include` fields) of a store, read in pages (one big read overflows SQLite)."""
+    out: dict[str, list] = {"ids": [], **{k: [] for k in include}}
+    offset = 0
+    while True:
+        part = store.get(include=include, limit=page, offset=offset)
+        for key in out:
+            out[key] += part[key] or []
+        if len(part["ids"]) < page:
+            return out
+        offset += page

@@ -1,0 +1,251 @@
+"""The gateway against a real OpenAI-compatible HTTP server on 127.0.0.1: rows, retries, breaker, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fake_openai import ContextTooLong, Drop, FakeOpenAI, Hang, Malformed, Reply, Status
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lib.config import load_settings
+from lib.errors import (AuthenticationFailed, BadRequest, CircuitOpen, ContextTooLong as ContextTooLongError,
+                        ProviderUnavailable, RateLimited, TimedOut)
+from lib.gateway import CallContext, Gateway
+from lib.models import LlmCall
+
+SECRET = "sk-test-DO-NOT-LEAK-0123456789abcdef"
+QUESTION = [("system", "Be brief."), ("user", "What is two plus two?")]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with FakeOpenAI() as srv:
+        yield srv
+
+
+@pytest.fixture
+def fake(server):
+    server.reset()
+    return server
+
+
+class Clock:
+    """A hand-driven monotonic clock."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_gateway(engine, server, sleeps=None, clock=None, **env) -> Gateway:
+    providers = {
+        # "openai" on the fake server, so list prices apply to these models
+        "openai": {"kind": "openai", "base_url": server.base_url, "api_key": SECRET,
+                   "models": ["gpt-4o-mini"], "timeout_s": env.pop("timeout_s", 5)},
+        "acme": {"base_url": server.base_url, "api_key": SECRET, "models": ["mystery"], "timeout_s": 5},
+    }
+    settings = load_settings(env={"WORKBENCH_PROVIDERS": json.dumps(providers),
+                                  "WORKBENCH_BACKOFF_BASE_S": "0.25", **env})
+    record = sleeps if sleeps is not None else []
+    return Gateway(settings, engine, sleep=record.append, rng=lambda: 0.5, clock=clock or Clock())
+
+
+def rows(engine) -> list[LlmCall]:
+    with Session(engine) as s:
+        return list(s.scalars(select(LlmCall).order_by(LlmCall.id)))
+
+
+def test_an_invoke_writes_one_row_with_provider_usage_cost_and_context(any_engine, fake):
+    fake.enqueue(Reply("Four.", prompt_tokens=1000, completion_tokens=500, cached_tokens=400))
+    gw = make_gateway(any_engine, fake)
+    ctx = CallContext(feature="chat", user="ada", session_id="s1", template_name="chat.system", template_version=2)
+    result = gw.invoke(QUESTION, "openai/gpt-4o-mini", ctx)
+    assert result.text == "Four."
+    [row] = rows(any_engine)
+    assert (row.feature, row.user, row.session_id, row.model, row.provider, row.status) == (
+        "chat", "ada", "s1", "openai/gpt-4o-mini", "openai", "ok")
+    assert (row.template_name, row.template_version) == ("chat.system", 2)
+    assert (row.prompt_tokens, row.completion_tokens, row.cached_tokens, row.attempts) == (1000, 500, 400, 1)
+    # 600 uncached at $0.15/M, 400 cached at $0.075/M, 500 out at $0.60/M
+    assert row.cost_usd == pytest.approx((600 * 0.15 + 400 * 0.075 + 500 * 0.60) / 1e6)
+    assert row.request_id == result.request_id and row.latency_ms >= 0
+    assert "What is two plus two?" in row.prompt and row.response == "Four."
+
+
+def test_a_stream_yields_the_text_in_pieces_and_logs_usage_and_time_to_first_token(fresh_engine, fake):
+    fake.enqueue(Reply("Two plus two is four.", completion_tokens=6))
+    gw = make_gateway(fresh_engine, fake)
+    stream = gw.stream(QUESTION, "openai/gpt-4o-mini")
+    pieces = list(stream)
+    assert len(pieces) > 1 and "".join(pieces) == "Two plus two is four."
+    [row] = rows(fresh_engine)
+    assert row.status == "ok" and row.completion_tokens == 6 and row.prompt_tokens > 0
+    assert row.ttft_ms is not None and row.meta is None  # real usage: nothing estimated
+    assert fake.requests[-1]["json"]["stream_options"] == {"include_usage": True}
+
+
+def test_an_unpriced_model_is_logged_with_no_cost_rather_than_zero(fresh_engine, fake):
+    gw = make_gateway(fresh_engine, fake)
+    result = gw.invoke(QUESTION, "acme/mystery")
+    assert result.unpriced
+    assert rows(fresh_engine)[0].cost_usd is None
+
+
+def test_a_429_is_retried_after_the_time_the_server_asks_for(fresh_engine, fake):
+    fake.enqueue(Status(429, retry_after=3), Reply("Four."))
+    sleeps: list[float] = []
+    result = make_gateway(fresh_engine, fake, sleeps).invoke(QUESTION, "openai/gpt-4o-mini")
+    assert result.text == "Four." and result.attempts == 2
+    assert sleeps == [3.0]
+    assert rows(fresh_engine)[0].attempts == 2
+
+
+def test_server_errors_back_off_exponentially_then_fail_with_one_error_row(fresh_engine, fake):
+    fake.enqueue(*[Status(500)] * 4)
+    sleeps: list[float] = []
+    gw = make_gateway(fresh_engine, fake, sleeps, WORKBENCH_MAX_RETRIES="3")
+    with pytest.raises(ProviderUnavailable, match="server error") as err:
+        gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat"))
+    assert sleeps == [0.1875, 0.375, 0.75]  # base 0.25 doubling, jitter factor 0.75
+    [row] = rows(fresh_engine)
+    assert (row.status, row.error_type, row.attempts, row.cost_usd) == ("error", "provider_unavailable", 4, 0.0)
+    assert err.value.request_id == row.request_id
+    assert len(fake.requests) == 4
+
+
+@pytest.mark.parametrize("behaviour, error, words", [
+    (Status(400), BadRequest, "refused the request"),
+    (Status(401), AuthenticationFailed, "rejected the API key"),
+    (ContextTooLong(), ContextTooLongError, "too long for this model"),
+])
+def test_client_errors_are_not_retried_and_map_to_an_actionable_message(fresh_engine, fake, behaviour, error, words):
+    fake.enqueue(behaviour)
+    sleeps: list[float] = []
+    with pytest.raises(error, match=words) as err:
+        make_gateway(fresh_engine, fake, sleeps).invoke(QUESTION, "openai/gpt-4o-mini")
+    assert sleeps == [] and len(fake.requests) == 1
+    assert SECRET not in str(err.value)
+    [row] = rows(fresh_engine)
+    assert row.error_type == error.error_type and SECRET not in (row.error_message + (row.prompt or ""))
+
+
+def test_a_slow_provider_times_out_with_a_message_naming_the_timeout(fresh_engine, fake):
+    fake.enqueue(Hang(3))
+    gw = make_gateway(fresh_engine, fake, timeout_s=0.5, WORKBENCH_MAX_RETRIES="0")
+    with pytest.raises(TimedOut, match="within 0.5 s"):
+        gw.invoke(QUESTION, "openai/gpt-4o-mini")
+    assert rows(fresh_engine)[0].error_type == "timed_out"
+
+
+def test_a_connection_dropped_before_any_text_is_retried(fresh_engine, fake):
+    fake.enqueue(Drop(after_chunks=0), Reply("Four."))
+    stream = make_gateway(fresh_engine, fake).stream(QUESTION, "openai/gpt-4o-mini")
+    assert "".join(stream) == "Four."
+    assert rows(fresh_engine)[0].attempts == 2
+
+
+def test_a_connection_dropped_mid_stream_is_an_error_row_with_the_tokens_seen(fresh_engine, fake):
+    fake.enqueue(Drop(after_chunks=3))
+    stream = make_gateway(fresh_engine, fake).stream(QUESTION, "openai/gpt-4o-mini")
+    seen: list[str] = []
+    with pytest.raises(ProviderUnavailable):
+        for piece in stream:
+            seen.append(piece)
+    assert seen  # the user saw part of the answer: it is not retried behind their back
+    [row] = rows(fresh_engine)
+    assert (row.status, row.attempts) == ("error", 1)
+    assert row.completion_tokens > 0 and row.meta == {"tokens_estimated": True}
+    assert row.response == "".join(seen)
+
+
+def test_a_malformed_chunk_fails_cleanly_and_is_logged(fresh_engine, fake):
+    fake.enqueue(Malformed(after_chunks=1), Malformed(after_chunks=1))
+    gw = make_gateway(fresh_engine, fake, WORKBENCH_MAX_RETRIES="1")
+    with pytest.raises(ProviderUnavailable):
+        "".join(gw.stream(QUESTION, "openai/gpt-4o-mini"))
+    assert [r.status for r in rows(fresh_engine)] == ["error"]
+
+
+def test_a_stream_the_user_abandons_is_logged_as_aborted_with_the_tokens_seen(fresh_engine, fake):
+    fake.enqueue(Reply("one two three four five six seven eight nine ten", chunk_delay=0.01))
+    stream = make_gateway(fresh_engine, fake).stream(QUESTION, "openai/gpt-4o-mini")
+    it = iter(stream)
+    first = [next(it), next(it), next(it)]
+    stream.close()
+    [row] = rows(fresh_engine)
+    assert row.status == "aborted"
+    assert row.response == "".join(first)
+    assert row.completion_tokens > 0 and row.cost_usd > 0 and row.meta == {"tokens_estimated": True}
+    stream.close()  # closing twice writes nothing more
+    assert len(rows(fresh_engine)) == 1
+
+
+def test_the_breaker_opens_after_repeated_failures_fails_fast_then_recovers(fresh_engine, fake):
+    clock = Clock()
+    gw = make_gateway(fresh_engine, fake, clock=clock, WORKBENCH_MAX_RETRIES="0",
+                      WORKBENCH_BREAKER_THRESHOLD="2", WORKBENCH_BREAKER_COOLDOWN_S="30")
+    fake.enqueue(Status(503), Status(503))
+    for _ in range(2):
+        with pytest.raises(ProviderUnavailable):
+            gw.invoke(QUESTION, "openai/gpt-4o-mini")
+    with pytest.raises(CircuitOpen, match="paused"):
+        gw.invoke(QUESTION, "openai/gpt-4o-mini")
+    assert len(fake.requests) == 2  # failing fast sent nothing
+    assert gw.breaker.state("openai") == "open"
+    assert gw.breaker.state("acme") == "closed"  # breakers are per provider
+    clock.now += 31
+    assert gw.breaker.state("openai") == "half-open"
+    assert gw.invoke(QUESTION, "openai/gpt-4o-mini").status == "ok"
+    assert gw.breaker.state("openai") == "closed"
+    assert [r.status for r in rows(fresh_engine)] == ["error", "error", "error", "ok"]
+    assert rows(fresh_engine)[2].error_type == "circuit_open"
+
+
+def test_a_failed_half_open_trial_reopens_the_breaker(fresh_engine, fake):
+    clock = Clock()
+    gw = make_gateway(fresh_engine, fake, clock=clock, WORKBENCH_MAX_RETRIES="0",
+                      WORKBENCH_BREAKER_THRESHOLD="1", WORKBENCH_BREAKER_COOLDOWN_S="10")
+    fake.enqueue(Status(500), Status(500))
+    with pytest.raises(ProviderUnavailable):
+        gw.invoke(QUESTION, "openai/gpt-4o-mini")
+    clock.now += 11
+    with pytest.raises(ProviderUnavailable):
+        gw.invoke(QUESTION, "openai/gpt-4o-mini")
+    assert gw.breaker.state("openai") == "open"
+
+
+def test_a_feature_falls_back_to_its_fallback_model_when_the_primary_fails(fresh_engine, fake):
+    fake.enqueue(Status(500), Reply("From the fallback."))
+    gw = make_gateway(fresh_engine, fake, WORKBENCH_MAX_RETRIES="0",
+                      WORKBENCH_FALLBACKS=json.dumps({"chat": "acme/mystery"}))
+    result = gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat"))
+    assert result.text == "From the fallback." and result.model == "acme/mystery"
+    [row] = rows(fresh_engine)
+    assert (row.model, row.status, row.attempts) == ("acme/mystery", "ok", 2)
+    assert row.meta == {"fallback_from": "openai/gpt-4o-mini", "primary_error": "provider_unavailable"}
+    assert fake.requests[-1]["json"]["model"] == "mystery"
+
+
+def test_log_content_none_keeps_prompts_and_answers_out_of_the_log(fresh_engine, fake):
+    gw = make_gateway(fresh_engine, fake, WORKBENCH_LOG_CONTENT="none")
+    gw.invoke(QUESTION, "openai/gpt-4o-mini")
+    [row] = rows(fresh_engine)
+    assert row.prompt is None and row.response is None and row.prompt_tokens > 0
+
+
+def test_log_content_redacted_masks_emails_and_keys(fresh_engine, fake):
+    gw = make_gateway(fresh_engine, fake, WORKBENCH_LOG_CONTENT="redacted")
+    gw.invoke([("user", "Mail ada@example.com my key sk-abcdefghijklmnopqrstuv")], "openai/gpt-4o-mini")
+    [row] = rows(fresh_engine)
+    assert "ada@example.com" not in row.prompt and "[EMAIL]" in row.prompt and "[SECRET]" in row.prompt
+
+
+def test_an_unknown_model_is_a_clear_error_and_still_a_row(fresh_engine, fake):
+    gw = make_gateway(fresh_engine, fake)
+    with pytest.raises(Exception, match="No provider named 'nowhere'"):
+        gw.invoke(QUESTION, "nowhere/model")
+    assert [r.status for r in rows(fresh_engine)] == ["error"]
