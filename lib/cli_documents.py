@@ -39,7 +39,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print("error: no supported files found (" + ", ".join(sorted(SUPPORTED)) + ")", file=sys.stderr)
         return 2
     services = build_services(load_settings())
-    collection = get_collection(services.engine, args.collection, create=True)
+    collection = get_collection(services.engine, args.collection, create=True,
+                                embedding_model=services.settings.embedding_model)
     failed = 0
     for i, path in enumerate(files, 1):
         def progress(event: dict, path: Path = path) -> None:

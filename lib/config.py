@@ -62,6 +62,7 @@ class Settings:
     search_mode: str = "hybrid"  # hybrid, vector or bm25
     hybrid_weight: float = 0.5  # weight of the vector ranking in hybrid fusion (BM25 gets the rest)
     max_file_mb: float = 50  # larger uploads are refused
+    embedding_model: str = "local/all-MiniLM-L6-v2"  # or provider/model of an OpenAI-compatible endpoint
 
     def provider(self, name: str) -> ProviderConfig:
         """The provider called `name`, or ConfigError."""
@@ -189,6 +190,7 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, An
             search_mode=str(get("WORKBENCH_SEARCH_MODE", "hybrid")),
             hybrid_weight=float(get("WORKBENCH_HYBRID_WEIGHT", 0.5)),
             max_file_mb=float(get("WORKBENCH_MAX_FILE_MB", 50)),
+            embedding_model=str(get("WORKBENCH_EMBEDDING_MODEL", "local/all-MiniLM-L6-v2")),
         )
     except ValueError as exc:
         raise ConfigError(f"A numeric setting is malformed: {exc}") from exc

@@ -181,6 +181,57 @@ class Gateway:
         model = model or self.settings.default_model
         return Stream(self, msgs, model, ctx or CallContext(), params, _stream)
 
+    def embed(self, texts: Sequence[str], model: str, ctx: CallContext | None = None) -> list[list[float]]:
+        """Embed texts with an OpenAI-compatible embedding model; logged and priced like any call."""
+        ctx = ctx or CallContext(feature="embed")
+        result = CallResult(uuid.uuid4().hex, model, model.split("/", 1)[0])
+        start, vectors = self.clock(), []
+        try:
+            provider, bare = self.resolve(model)
+            if provider.kind == "offline":
+                raise GatewayError("The offline provider has no embedding model; use the local one.")
+            client = self._embedding_client(provider)
+            attempt = 0
+            while True:
+                attempt += 1
+                self.breaker.before_call(provider.name)
+                result.attempts += 1
+                try:
+                    response = client.embeddings.create(model=bare, input=list(texts))
+                    break
+                except Exception as exc:
+                    err = map_error(exc, provider.name, provider.timeout_s)
+                    if err.retryable:
+                        self.breaker.record(provider.name, ok=False)
+                    if not (err.retryable and attempt <= self.settings.max_retries):
+                        raise err from exc
+                    self.sleep(self.backoff(attempt, err))
+            self.breaker.record(provider.name, ok=True)
+            vectors = [d.embedding for d in sorted(response.data, key=lambda d: d.index)]
+            result.prompt_tokens = response.usage.prompt_tokens if response.usage else 0
+            if not response.usage:
+                result.prompt_tokens, result.tokens_estimated = sum(estimate_tokens(t) for t in texts), True
+            result.cost_usd = self.price(model, result)
+        except GatewayError as err:
+            result.status, result.error, result.cost_usd = "error", err, 0.0
+            err.request_id = result.request_id
+        result.latency_ms = (self.clock() - start) * 1000
+        meta = {"texts": len(texts), **({"tokens_estimated": True} if result.tokens_estimated else {})}
+        self.write_row(result, ctx, f"[embed {len(texts)} texts]", meta)
+        if result.error is not None:
+            raise result.error
+        return vectors
+
+    def _embedding_client(self, provider: ProviderConfig):
+        import openai
+
+        key = ("embed", provider.name)
+        with self._lock:
+            if key not in self._models:
+                self._models[key] = openai.OpenAI(base_url=provider.base_url, api_key=provider.api_key or "not-needed",
+                                                  timeout=provider.timeout_s, max_retries=0)
+            return self._models[key]
+
     # ---- internals ----------------------------------------------------------------------------
 
     def resolve(self, model: str) -> tuple[ProviderConfig, str]:
@@ -382,6 +433,24 @@ class Stream:
         result.prompt_tokens = estimate_message_tokens(self.messages)
         result.completion_tokens = estimate_tokens(result.text)
         result.tokens_estimated = True
+
+
+class GatewayEmbeddings(Embeddings):
+    """A LangChain Embeddings over `Gateway.embed`, so paid embedding calls are logged and priced."""
+
+    def __init__(self, gateway: Gateway, model: str, batch_size: int = 256, feature: str = "embed"):
+        self.gateway, self.model, self.batch_size, self.feature = gateway, model, batch_size, feature
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Vectors for texts, in batches."""
+        out: list[list[float]] = []
+        for i in range(0, len(texts), self.batch_size):
+            out += self.gateway.embed(texts[i:i + self.batch_size], self.model, CallContext(feature=self.feature))
+        return out
+
+    def embed_query(self, text: str) -> list[float]:
+        """A query vector."""
+        return self.gateway.embed([text], self.model, CallContext(feature=self.feature))[0]
 
 
 def messages_from_history(history: Sequence[dict[str, str]]) -> list[BaseMessage]:

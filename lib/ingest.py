@@ -15,6 +15,7 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from lib.embeddings import LOCAL_MODEL
 from lib.models import Collection, Document, utcnow
 from lib.parsing import Page, ParseError, parse_file
 from lib.vectorstore import get_all, open_store
@@ -87,31 +88,41 @@ def split_pages(pages: list[Page], chunking: ChunkingSettings) -> list[Chunk]:
     return chunks
 
 
+def check_embedding_model(collection: Collection, model: str) -> None:
+    """CollectionError when the collection holds vectors of another embedding model."""
+    if collection.embedding_model != model:
+        raise CollectionError(f"Collection {collection.name!r} was indexed with {collection.embedding_model}, but the "
+                              f"workbench now embeds with {model}. Set WORKBENCH_EMBEDDING_MODEL back, or create a "
+                              "new collection and upload the documents again.")
+
+
 def chroma_name_for(name: str) -> str:
     """A valid, stable Chroma collection name for a user-facing collection name."""
     return "wb_" + hashlib.sha256(name.encode()).hexdigest()[:24]
 
 
-def create_collection(engine: Engine, name: str) -> Collection:
-    """Create a collection; CollectionError if the name is empty or taken."""
+def create_collection(engine: Engine, name: str, embedding_model: str = LOCAL_MODEL) -> Collection:
+    """Create a collection for vectors of `embedding_model`; CollectionError if the name is empty or taken."""
     name = name.strip()
     if not name or len(name) > 100:
         raise CollectionError("A collection needs a name of 1 to 100 characters.")
     with Session(engine, expire_on_commit=False) as s, s.begin():
         if s.scalar(select(Collection).where(Collection.name == name)):
             raise CollectionError(f"A collection called {name!r} already exists.")
-        col = Collection(name=name, chroma_name=chroma_name_for(f"{name}:{utcnow().timestamp()}"))
+        col = Collection(name=name, chroma_name=chroma_name_for(f"{name}:{utcnow().timestamp()}"),
+                         embedding_model=embedding_model)
         s.add(col)
     return col
 
 
-def get_collection(engine: Engine, name: str, create: bool = False) -> Collection:
+def get_collection(engine: Engine, name: str, create: bool = False,
+                   embedding_model: str = LOCAL_MODEL) -> Collection:
     """The collection called `name` (created on demand if `create`)."""
     with Session(engine, expire_on_commit=False) as s:
         col = s.scalar(select(Collection).where(Collection.name == name))
     if col is None:
         if create:
-            return create_collection(engine, name)
+            return create_collection(engine, name, embedding_model)
         raise CollectionError(f"There is no collection called {name!r}.")
     return col
 
@@ -157,6 +168,7 @@ class Indexer:
     embeddings: Embeddings
     originals_dir: Path
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
+    embedding_model: str = LOCAL_MODEL
 
     def index_file(self, collection: Collection, name: str, data: bytes,
                    progress: Progress | None = None, force: bool = False) -> Outcome:
@@ -165,6 +177,7 @@ class Indexer:
         The same bytes again do no work unless `force` (re-index, e.g. after new chunk settings).
         """
         report = progress or (lambda _: None)
+        check_embedding_model(collection, self.embedding_model)
         name = PurePath(name).name
         digest = hashlib.sha256(data).hexdigest()
         doc = self._document(collection, name)

@@ -83,6 +83,7 @@ class Collection(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)
     chroma_name: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    embedding_model: Mapped[str] = mapped_column(String(255), nullable=False)  # vectors of one model only
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
 
 

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from lib.bm25 import BM25Index
 from lib.gateway import messages_from_history
-from lib.ingest import get_collection
+from lib.embeddings import LOCAL_MODEL
+from lib.ingest import check_embedding_model, get_collection
 from lib.models import Collection, Document
 from lib.tokens import trim_history
 from lib.vectorstore import get_all, open_store
@@ -68,8 +69,9 @@ class Source:
 class Retriever:
     """Searches one collection at a time; keeps a BM25 index per collection, rebuilt when it changes."""
 
-    def __init__(self, engine: Engine, client: Any, embeddings: Embeddings):
+    def __init__(self, engine: Engine, client: Any, embeddings: Embeddings, embedding_model: str = LOCAL_MODEL):
         self.engine, self.client, self.embeddings = engine, client, embeddings
+        self.embedding_model = embedding_model
         self._bm25: dict[str, tuple[tuple, BM25Index, list[str], list[str], list[dict]]] = {}
         self._stores: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -111,6 +113,7 @@ class Retriever:
         if settings.mode not in MODES:
             raise ValueError(f"Search mode must be one of {MODES}, not {settings.mode!r}.")
         col = get_collection(self.engine, collection)
+        check_embedding_model(col, self.embedding_model)
         current = self._current_versions(col)
         n = max(settings.candidates, settings.k)
         ranked: dict[str, list[tuple[str, str, dict, float]]] = {}

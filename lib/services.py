@@ -37,12 +37,25 @@ def chunking_from(settings: Settings) -> ChunkingSettings:
     return ChunkingSettings(settings.chunk_size, settings.chunk_overlap, int(settings.max_file_mb * 2**20))
 
 
+def document_embeddings(settings: Settings, engine: Engine, local: Any | None = None,
+                        gateway: Any | None = None) -> CachedEmbeddings:
+    """The configured embedding model (local MiniLM, or a provider's through the gateway) behind the cache."""
+    model = settings.embedding_model
+    if model == LOCAL_MODEL:
+        inner = local or LazyEmbeddings()
+    else:
+        from lib.gateway import Gateway, GatewayEmbeddings
+
+        inner = GatewayEmbeddings(gateway or Gateway(settings, engine), model)
+    return CachedEmbeddings(inner, model, settings.data_dir / "cache" / "embeddings.sqlite")
+
+
 def build_services(settings: Settings, embeddings: Any | None = None) -> Services:
-    """Everything the document features need, migrated and ready."""
+    """Everything the document features need, migrated and ready (`embeddings`: a local model to reuse)."""
     engine = make_engine(settings.database_url)
     migrate(engine)
     client = make_chroma_client(settings)
-    cached = CachedEmbeddings(embeddings or LazyEmbeddings(), LOCAL_MODEL,
-                              settings.data_dir / "cache" / "embeddings.sqlite")
-    indexer = Indexer(engine, client, cached, settings.data_dir / "originals", chunking_from(settings))
-    return Services(settings, engine, client, cached, indexer, Retriever(engine, client, cached))
+    cached = document_embeddings(settings, engine, embeddings)
+    model = settings.embedding_model
+    indexer = Indexer(engine, client, cached, settings.data_dir / "originals", chunking_from(settings), model)
+    return Services(settings, engine, client, cached, indexer, Retriever(engine, client, cached, model))

@@ -82,15 +82,17 @@ def get_chroma(settings: Settings):
 
 
 @st.cache_resource(show_spinner=False)
-def _cached_embeddings(cache_path: str):
-    from lib.embeddings import LOCAL_MODEL, CachedEmbeddings
+def _cached_embeddings(key: str, _settings: Settings):
+    from lib.embeddings import LazyEmbeddings
+    from lib.services import document_embeddings
 
-    return CachedEmbeddings(get_embeddings(), LOCAL_MODEL, cache_path)
+    return document_embeddings(_settings, get_engine(_settings), LazyEmbeddings(get_embeddings),
+                               get_gateway(_settings))
 
 
 def get_document_embeddings(settings: Settings):
-    """The local model behind the persistent embedding cache in the data dir."""
-    return _cached_embeddings(str(settings.data_dir / "cache" / "embeddings.sqlite"))
+    """The configured embedding model behind the persistent embedding cache in the data dir."""
+    return _cached_embeddings(settings_key(settings), settings)
 
 
 @st.cache_resource(show_spinner=False)
@@ -102,7 +104,8 @@ def _indexer(key: str, _settings: Settings):
     engine, client, emb = get_engine(_settings), get_chroma(_settings), get_document_embeddings(_settings)
     if recover_interrupted_jobs(engine):
         purge_orphan_chunks(engine, client, emb)
-    return Indexer(engine, client, emb, _settings.data_dir / "originals", chunking_from(_settings))
+    return Indexer(engine, client, emb, _settings.data_dir / "originals", chunking_from(_settings),
+                   _settings.embedding_model)
 
 
 def get_indexer(settings: Settings):
@@ -114,7 +117,8 @@ def get_indexer(settings: Settings):
 def _retriever(key: str, _settings: Settings):
     from lib.rag import Retriever
 
-    return Retriever(get_engine(_settings), get_chroma(_settings), get_document_embeddings(_settings))
+    return Retriever(get_engine(_settings), get_chroma(_settings), get_document_embeddings(_settings),
+                     _settings.embedding_model)
 
 
 def get_retriever(settings: Settings):

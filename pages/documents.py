@@ -20,7 +20,7 @@ with st.expander("Collections", expanded=not names, icon=":material/folder:"):
     new_name = c1.text_input("New collection", placeholder="e.g. HR policies")
     if c1.button("Create collection", disabled=not new_name):
         try:
-            create_collection(engine, new_name)
+            create_collection(engine, new_name, settings.embedding_model)
             st.rerun()
         except CollectionError as exc:
             st.error(str(exc))

@@ -62,18 +62,30 @@ def running_app(env: dict[str, str], timeout: float = 120):
 
 
 @contextmanager
-def browser_page():
-    """A fresh headless Chromium page (Playwright, Debian's chromium; never a downloaded browser)."""
+def browser_page(name: str = "page"):
+    """A fresh headless Chromium page (Playwright, Debian's chromium; never a downloaded browser).
+
+    On failure a screenshot `failed-<name>.png` is saved among the test artefacts.
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(60_000)
-            yield page
+            page.set_default_timeout(90_000)
+            try:
+                yield page
+            except Exception:
+                screenshot(page, f"failed-{name}")
+                raise
         finally:
             browser.close()
+
+
+def assistant_messages(page):
+    """The assistant's chat messages on the page, in order."""
+    return page.locator('[data-testid="stChatMessage"]:has([data-testid="stChatMessageAvatarAssistant"])')
 
 
 def screenshot(page, name: str) -> Path:

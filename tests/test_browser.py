@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from browser import browser_page, chromium_path, running_app, screenshot
+from browser import assistant_messages, browser_page, chromium_path, running_app, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -21,7 +21,7 @@ def app_url(tmp_path_factory):
 
 
 def test_a_user_opens_the_app_asks_a_question_and_sees_the_answer_stream_in(app_url):
-    with browser_page() as page:
+    with browser_page("chat") as page:
         page.goto(app_url)
         page.get_by_text("Offline extracts.").wait_for()
         box = page.get_by_placeholder("Ask anything")
@@ -30,8 +30,8 @@ def test_a_user_opens_the_app_asks_a_question_and_sees_the_answer_stream_in(app_
         page.get_by_text("Offline extract ·").first.wait_for()
         box.fill("Which floor is the library on?")
         box.press("Enter")
-        answer = page.locator('[data-testid="stChatMessage"]').nth(3)
-        answer.get_by_text("The library is on the third floor.").wait_for()
+        answer = assistant_messages(page).filter(has_text="The library is on the third floor.")
+        answer.wait_for()
         answer.get_by_text("offline/extractive", exact=False).wait_for()
         assert "$0" in answer.inner_text()
         screenshot(page, "chat")
@@ -42,7 +42,7 @@ def test_a_user_uploads_a_pdf_waits_for_indexing_and_gets_an_answer_citing_its_p
 
     pdf = make_pdf(["Acme travel policy.", "Trains are booked in second class.\nFlights need director approval.",
                     "Hotels up to 120 EUR a night."])
-    with browser_page() as page:
+    with browser_page("upload") as page:
         page.goto(app_url + "/documents")
         page.get_by_label("New collection").fill("Travel")
         page.get_by_label("New collection").press("Enter")

@@ -249,3 +249,27 @@ def test_an_unknown_model_is_a_clear_error_and_still_a_row(fresh_engine, fake):
     with pytest.raises(Exception, match="No provider named 'nowhere'"):
         gw.invoke(QUESTION, "nowhere/model")
     assert [r.status for r in rows(fresh_engine)] == ["error"]
+
+
+def test_embeddings_through_the_gateway_are_logged_and_priced(fresh_engine, fake):
+    from lib.gateway import GatewayEmbeddings
+    from lib.pricing import set_price_override
+
+    set_price_override(fresh_engine, "acme/embed-1", input_per_mtok=0.02, output_per_mtok=0)
+    emb = GatewayEmbeddings(make_gateway(fresh_engine, fake), "acme/embed-1", batch_size=2)
+    vectors = emb.embed_documents(["one two", "three", "four five six"])
+    assert len(vectors) == 3 and len(vectors[0]) == 8
+    calls = rows(fresh_engine)
+    assert [(r.feature, r.status, r.prompt_tokens) for r in calls] == [("embed", "ok", 3), ("embed", "ok", 3)]
+    assert calls[0].cost_usd == pytest.approx(3 * 0.02 / 1e6)
+
+
+def test_a_failing_embedding_call_is_retried_then_reported_with_its_row(fresh_engine, fake):
+    from lib.gateway import GatewayEmbeddings
+
+    fake.enqueue(Status(503), Status(503))
+    gw = make_gateway(fresh_engine, fake, WORKBENCH_MAX_RETRIES="1")
+    with pytest.raises(ProviderUnavailable):
+        GatewayEmbeddings(gw, "acme/embed-1").embed_query("hello")
+    [row] = rows(fresh_engine)
+    assert (row.status, row.attempts, row.feature) == ("error", 2, "embed")

@@ -192,3 +192,29 @@ def test_orphan_chunks_from_a_crash_are_purged_and_interrupted_jobs_marked_faile
 ])
 def test_chunks_that_carry_injection_patterns_are_flagged(text, flagged):
     assert looks_like_injection(text) is flagged
+
+
+def test_a_provider_embedding_model_indexes_through_the_gateway_and_a_model_switch_is_refused(data_dir):
+    import json
+
+    from fake_openai import FakeOpenAI
+    from sqlalchemy import select
+
+    from lib.ingest import CollectionError
+    from lib.models import LlmCall
+    from lib.services import build_services
+
+    with FakeOpenAI() as server:
+        providers = {"acme": {"base_url": server.base_url, "api_key": "k", "models": ["chat-1"]}}
+        env = {"WORKBENCH_DATA_DIR": str(data_dir), "WORKBENCH_PROVIDERS": json.dumps(providers),
+               "WORKBENCH_EMBEDDING_MODEL": "acme/embed-1"}
+        services = build_services(load_settings(env=env))
+        col = get_collection(services.engine, "Remote", create=True, embedding_model="acme/embed-1")
+        assert services.indexer.index_file(col, "a.txt", b"Alpha beta gamma. Delta epsilon.").status == "indexed"
+        assert services.retriever.search("Remote", "alpha", RetrievalSettings(k=1))[0].document == "a.txt"
+        with Session(services.engine) as s:
+            features = [r.feature for r in s.scalars(select(LlmCall))]
+        assert features and set(features) == {"embed"}
+        local = build_services(load_settings(env={"WORKBENCH_DATA_DIR": str(data_dir)}))
+        with pytest.raises(CollectionError, match="was indexed with acme/embed-1"):
+            local.retriever.search("Remote", "alpha")

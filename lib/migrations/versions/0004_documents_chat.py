@@ -20,6 +20,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("name", sa.String(255), nullable=False, unique=True),
         sa.Column("chroma_name", sa.String(64), nullable=False, unique=True),
+        sa.Column("embedding_model", sa.String(255), nullable=False),
         sa.Column("created_at", TZ, nullable=False),
     )
     op.create_table(
