@@ -56,8 +56,8 @@ class Settings:
     breaker_threshold: int  # consecutive failures that open a provider's circuit
     breaker_cooldown_s: float  # how long an open circuit fails fast
     demo: bool = False  # the data dir holds synthetic demo data
-    chunk_size: int = 800  # characters per chunk (MiniLM embeds ~1,000 characters at most)
-    chunk_overlap: int = 120  # characters shared by neighbouring chunks
+    chunk_size: int = 400  # characters per chunk; small chunks suit MiniLM (see bench/retrieval_quality.py)
+    chunk_overlap: int = 80  # characters shared by neighbouring chunks
     top_k: int = 5  # chunks given to the answer
     search_mode: str = "hybrid"  # hybrid, vector or bm25
     hybrid_weight: float = 0.5  # weight of the vector ranking in hybrid fusion (BM25 gets the rest)
@@ -184,8 +184,8 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, An
             breaker_threshold=int(get("WORKBENCH_BREAKER_THRESHOLD", 5)),
             breaker_cooldown_s=float(get("WORKBENCH_BREAKER_COOLDOWN_S", 30)),
             demo=_bool(get("WORKBENCH_DEMO", False)),
-            chunk_size=int(get("WORKBENCH_CHUNK_SIZE", 800)),
-            chunk_overlap=int(get("WORKBENCH_CHUNK_OVERLAP", 120)),
+            chunk_size=int(get("WORKBENCH_CHUNK_SIZE", 400)),
+            chunk_overlap=int(get("WORKBENCH_CHUNK_OVERLAP", 80)),
             top_k=int(get("WORKBENCH_TOP_K", 5)),
             search_mode=str(get("WORKBENCH_SEARCH_MODE", "hybrid")),
             hybrid_weight=float(get("WORKBENCH_HYBRID_WEIGHT", 0.5)),

@@ -32,8 +32,8 @@ class CollectionError(ValueError):
 class ChunkingSettings:
     """How documents are split; MiniLM embeds only ~256 tokens (~1,000 characters) of a chunk."""
 
-    chunk_size: int = 800
-    chunk_overlap: int = 120
+    chunk_size: int = 400
+    chunk_overlap: int = 80
     max_file_bytes: int = 50 * 1024 * 1024
 
 
