@@ -56,12 +56,13 @@ class Settings:
     breaker_threshold: int  # consecutive failures that open a provider's circuit
     breaker_cooldown_s: float  # how long an open circuit fails fast
     demo: bool = False  # the data dir holds synthetic demo data
-    chunk_size: int = 400  # characters per chunk; small chunks suit MiniLM (see bench/retrieval_quality.py)
-    chunk_overlap: int = 80  # characters shared by neighbouring chunks
+    chunk_size: int = 800  # characters per chunk (measured: bench/retrieval_quality.py)
+    chunk_overlap: int = 120  # characters shared by neighbouring chunks
     top_k: int = 5  # chunks given to the answer
     search_mode: str = "hybrid"  # hybrid, vector or bm25
     hybrid_weight: float = 0.5  # weight of the vector ranking in hybrid fusion (BM25 gets the rest)
     max_file_mb: float = 50  # larger uploads are refused
+    title_headers: bool = True  # chunks are embedded and indexed with their document's title in front
     embedding_model: str = "local/all-MiniLM-L6-v2"  # or provider/model of an OpenAI-compatible endpoint
 
     def provider(self, name: str) -> ProviderConfig:
@@ -184,12 +185,13 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, An
             breaker_threshold=int(get("WORKBENCH_BREAKER_THRESHOLD", 5)),
             breaker_cooldown_s=float(get("WORKBENCH_BREAKER_COOLDOWN_S", 30)),
             demo=_bool(get("WORKBENCH_DEMO", False)),
-            chunk_size=int(get("WORKBENCH_CHUNK_SIZE", 400)),
-            chunk_overlap=int(get("WORKBENCH_CHUNK_OVERLAP", 80)),
+            chunk_size=int(get("WORKBENCH_CHUNK_SIZE", 800)),
+            chunk_overlap=int(get("WORKBENCH_CHUNK_OVERLAP", 120)),
             top_k=int(get("WORKBENCH_TOP_K", 5)),
             search_mode=str(get("WORKBENCH_SEARCH_MODE", "hybrid")),
             hybrid_weight=float(get("WORKBENCH_HYBRID_WEIGHT", 0.5)),
             max_file_mb=float(get("WORKBENCH_MAX_FILE_MB", 50)),
+            title_headers=_bool(get("WORKBENCH_TITLE_HEADERS", True)),
             embedding_model=str(get("WORKBENCH_EMBEDDING_MODEL", "local/all-MiniLM-L6-v2")),
         )
     except ValueError as exc:

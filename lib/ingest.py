@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from lib.embeddings import LOCAL_MODEL
 from lib.models import Collection, Document, utcnow
-from lib.parsing import Page, ParseError, parse_file
+from lib.parsing import SUPPORTED, Page, ParseError, parse_file
 from lib.vectorstore import get_all, open_store
 
 Progress = Callable[[dict[str, Any]], None]
@@ -32,9 +32,10 @@ class CollectionError(ValueError):
 class ChunkingSettings:
     """How documents are split; MiniLM embeds only ~256 tokens (~1,000 characters) of a chunk."""
 
-    chunk_size: int = 400
-    chunk_overlap: int = 80
+    chunk_size: int = 800
+    chunk_overlap: int = 120
     max_file_bytes: int = 50 * 1024 * 1024
+    title_headers: bool = True  # embed and index each chunk with its document's title in front
 
 
 @dataclass
@@ -73,6 +74,12 @@ _INJECTION = re.compile(
 def looks_like_injection(text: str) -> bool:
     """True when text carries a prompt-injection pattern (instructions aimed at the model, role markers)."""
     return bool(_INJECTION.search(text))
+
+
+def title_header(name: str) -> str:
+    """`Employee handbook 2024: ` from `employee_handbook_2024.pdf`: context that a chunk alone lacks."""
+    stem = PurePath(name).stem if PurePath(name).suffix.lower() in SUPPORTED else PurePath(name).name
+    return re.sub(r"[_]+", " ", stem).strip() + ": "
 
 
 def split_pages(pages: list[Page], chunking: ChunkingSettings) -> list[Chunk]:
@@ -193,13 +200,14 @@ class Indexer:
             chunks = split_pages(pages, self.chunking)
             original = self._save_original(digest, name, data)
             ids = [f"d{doc.id}-v{new_version}-c{c.index}" for c in chunks]
+            header = title_header(name) if self.chunking.title_headers else ""
             for start in range(0, len(chunks), EMBED_BATCH):
                 batch = chunks[start:start + EMBED_BATCH]
                 store.add_texts(
-                    [c.text for c in batch],
+                    [header + c.text for c in batch],
                     metadatas=[{"document_id": doc.id, "document": name, "version": new_version,
                                 "page": c.page if c.page is not None else -1, "chunk_index": c.index,
-                                "flagged": c.flagged} for c in batch],
+                                "flagged": c.flagged, "header_len": len(header)} for c in batch],
                     ids=ids[start:start + EMBED_BATCH],
                 )
                 report({"status": "embedding", "chunks_total": len(chunks),

@@ -136,7 +136,8 @@ class Retriever:
         return [
             Source(number=i + 1, chunk_id=cid, document_id=int(meta["document_id"]), document=str(meta["document"]),
                    page=int(meta["page"]) if int(meta.get("page", -1)) > 0 else None,
-                   chunk_index=int(meta["chunk_index"]), text=text, score=round(float(score), 4),
+                   chunk_index=int(meta["chunk_index"]), text=text[int(meta.get("header_len", 0)):],
+                   score=round(float(score), 4),
                    flagged=bool(meta.get("flagged", False)))
             for i, (cid, text, meta, score) in enumerate(fused[: settings.k])
         ]

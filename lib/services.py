@@ -34,7 +34,8 @@ class Services:
 
 def chunking_from(settings: Settings) -> ChunkingSettings:
     """Chunking settings from the app settings."""
-    return ChunkingSettings(settings.chunk_size, settings.chunk_overlap, int(settings.max_file_mb * 2**20))
+    return ChunkingSettings(settings.chunk_size, settings.chunk_overlap, int(settings.max_file_mb * 2**20),
+                            settings.title_headers)
 
 
 def document_embeddings(settings: Settings, engine: Engine, local: Any | None = None,
