@@ -8,7 +8,9 @@ from lib.chat import build_chat_messages, describe_result
 from lib.errors import GatewayError
 from lib.gateway import CallContext
 from lib.offline import HOW_TO_CONFIGURE, OFFLINE_LABEL
-from lib.ui_resources import current_user, get_gateway, get_settings
+from lib.prompt_runs import chat_system_prompt
+from lib.template_store import TemplateStore
+from lib.ui_resources import current_user, get_engine, get_gateway, get_settings
 
 settings = get_settings()
 gateway = get_gateway(settings)
@@ -42,10 +44,12 @@ if question := st.chat_input("Ask anything"):
     state.chat_history.append({"role": "user", "content": question})
     with st.chat_message("user"):
         st.markdown(question)
-    messages = build_chat_messages(state.chat_history, settings.history_token_budget)
-    ctx = CallContext(feature="chat", user=current_user(), session_id=state.chat_session_id)
+    system, prompt = chat_system_prompt(TemplateStore(get_engine(settings)))  # the production version
+    messages = build_chat_messages(state.chat_history, settings.history_token_budget, system)
+    ctx = CallContext(feature="chat", user=current_user(), session_id=state.chat_session_id,
+                      template_name=prompt and prompt.name, template_version=prompt and prompt.version)
     with st.chat_message("assistant"):
-        stream = gateway.stream(messages, model, ctx)
+        stream = gateway.stream(messages, model, ctx, **(prompt.template.params() if prompt else {}))
         try:
             st.write_stream(stream)
         except GatewayError as err:
