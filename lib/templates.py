@@ -21,6 +21,11 @@ NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 VARIABLE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 _TOKEN = re.compile(r"\\\{\{|\{\{(.*?)\}\}|\{\{|\{%|\{#", re.DOTALL)
 ROLES = ("system", "user")
+# Globals that reach server objects in Jinja/Flask/Django; harmless here, refused anyway so that a
+# template never depends on them and a payload written for another engine is reported, not ignored.
+RESERVED = frozenset({"config", "self", "request", "session", "g", "lipsum", "cycler", "joiner", "namespace",
+                      "range", "dict", "url_for", "get_flashed_messages", "loop", "caller", "kwargs",
+                      "varargs", "super", "settings", "os", "sys"})
 
 
 class TemplateError(ValueError):
@@ -135,6 +140,10 @@ def _parse(text: str, role: str = "") -> list[str | tuple[str]]:
             raise TemplateSyntaxError("Only plain variable names are allowed inside {{ }}: letters, digits "
                                       "and _, starting with a letter; no dots, brackets, filters, calls or "
                                       "operators", snippet=snippet, line=line, role=role)
+        if inner in RESERVED:
+            raise TemplateSyntaxError(f"{inner!r} is a reserved name (it reaches server objects in other "
+                                      "template engines); choose another variable name",
+                                      snippet=snippet, line=line, role=role)
         parts.append((inner,))
     parts.append(text[pos:])
     return parts
