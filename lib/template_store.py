@@ -434,3 +434,17 @@ def _parse_export(text: str) -> tuple[str, list[tuple[int, Template, dict[str, A
             raise ImportFailed(f"Label {label!r} is not a valid label name.")
     versions.sort(key=lambda v: v[0])
     return name, versions, labels
+
+
+def history_table(versions: list[Version], labels: dict[str, int]) -> list[dict[str, Any]]:
+    """Rows of the version history as shown to authors, newest first."""
+    return [{"version": f"v{v.version}", "labels": ", ".join(k for k, n in labels.items() if n == v.version),
+             "author": v.author, "saved (UTC)": v.created_at.strftime("%Y-%m-%d %H:%M"), "note": v.note}
+            for v in versions]
+
+
+def label_table(moves: list[LabelChange]) -> list[dict[str, Any]]:
+    """Rows of the label history as shown to authors, newest first."""
+    return [{"label": m.label, "from": f"v{m.from_version}" if m.from_version else "(new)",
+             "to": f"v{m.to_version}", "by": m.moved_by, "when (UTC)": m.moved_at.strftime("%Y-%m-%d %H:%M"),
+             "note": m.note} for m in moves]
