@@ -99,8 +99,8 @@ with history:
         st.dataframe(history_table(versions, labels), hide_index=True, width="stretch")
         numbers = [v.version for v in versions]
         a, b = st.columns(2)
-        left = a.selectbox("Left", numbers, min(1, len(numbers) - 1), format_func="v{}".format, key=f"da:{name}")
-        right = b.selectbox("Right", numbers, 0, format_func="v{}".format, key=f"db:{name}")
+        left = a.selectbox("Left", numbers, min(1, len(numbers) - 1), format_func="v{}".format, key=f"da:{k}")
+        right = b.selectbox("Right", numbers, 0, format_func="v{}".format, key=f"db:{k}")
         for section in store.diff(name, left, right):
             st.markdown(f"**{section.title}**" + ("" if section.changed else " · no changes"))
             a, b = st.columns(2)
@@ -112,7 +112,7 @@ with label_tab:
         label = st.selectbox("Label", sorted({"production", "staging", *labels}), key=f"lb:{name}",
                              accept_new_options=True, help="Type a new name to add your own label.")
         target = st.selectbox("Point it at", [v.version for v in versions], format_func="v{}".format,
-                              key=f"lt:{name}")
+                              key=f"lt:{k}")
         st.caption(f"{label} now points at v{labels[label]}." if label in labels else f"{label} is a new label.")
         why = st.text_input("Why (kept in the label history)", key=f"lw:{name}")
         sure = st.checkbox(f"Yes, make {label} run v{target}", key=f"ls:{name}:{label}:{target}")
