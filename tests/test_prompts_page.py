@@ -1,11 +1,15 @@
 """The Prompts page under AppTest: create, edit, save a second version, diff, move a label and back."""
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
 from lib.config import load_settings
 from lib.db import make_engine
+from lib.models import LlmCall
 from lib.template_store import TemplateStore
+from lib.templates import Template
 
 NEW = "➕ New template"
 
@@ -89,3 +93,33 @@ def test_a_missing_variable_in_try_it_is_named(page):
     at = create_reply_template(page)
     button(at, "Run").click().run()
     assert "No value for customer" in at.error[0].value
+
+
+def logged_calls() -> list[LlmCall]:
+    with Session(make_engine(load_settings().database_url)) as s:
+        return list(s.scalars(select(LlmCall).order_by(LlmCall.id)))
+
+
+def test_try_it_runs_a_saved_version_on_the_offline_model_and_logs_that_version(page):
+    page.selectbox(key="pt_name").select("rag.answer").run()
+    page.text_area(key="var:rag.answer:context").input("[1] The office opens at 9am on weekdays.")
+    page.text_area(key="var:rag.answer:question").input("When does the office open?").run()
+    button(page, "Run").click().run()
+    assert not page.error
+    assert "office opens at 9am" in page.code[0].value
+    assert any(c.value.startswith("offline/extractive · ") for c in page.caption)
+    [row] = logged_calls()
+    assert (row.feature, row.template_name, row.template_version, row.status) == ("prompts", "rag.answer", 1, "ok")
+
+
+def test_chat_runs_the_production_version_and_logs_it(store):
+    at = AppTest.from_file("../pages/chat.py", default_timeout=60)
+    at.secrets["dummy"] = "not used"
+    at.run()
+    v2 = store.save_version(Template(name="chat.system", system="Be terse."), "ann", "terse")
+    store.move_label("chat.system", "production", v2.version, "ann")
+    at.chat_input[0].set_value("The library is on floor 3. Where is the library?").run()
+    assert not at.exception
+    [row] = logged_calls()
+    assert (row.feature, row.template_name, row.template_version) == ("chat", "chat.system", 2)
+    assert row.prompt.startswith("[system] Be terse.")
