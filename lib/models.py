@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, event
+from sqlalchemy import (JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
+                        event)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -41,7 +42,7 @@ class LlmCall(Base):
     cost_usd: Mapped[float | None] = mapped_column(Float)  # NULL = unpriced, never a silent 0
     latency_ms: Mapped[float | None] = mapped_column(Float)
     ttft_ms: Mapped[float | None] = mapped_column(Float)
-    status: Mapped[str] = mapped_column(String(16), nullable=False)  # ok, error, aborted, cached, blocked
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # ok, error, aborted, cached, blocked, invalid
     error_type: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=1, nullable=False)

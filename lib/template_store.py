@@ -305,7 +305,8 @@ class TemplateStore:
                     report.skipped.append(number)
                     continue
                 last += 1
-                note = f"Imported (v{number} by {meta.get('author') or 'unknown'} in the file): {meta.get('note') or ''}"
+                author = meta.get("author") or "unknown"
+                note = f"Imported (v{number} by {author} in the file): {meta.get('note') or ''}"
                 self._add_version(s, tpl, template, last, user, note.strip())
                 present.add(template.content_hash())
                 report.added.append((number, last))

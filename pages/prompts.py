@@ -13,8 +13,8 @@ from lib.templates import Template, TemplateError, parse_schema_text
 from lib.ui_resources import current_user, get_engine, get_gateway, get_settings
 
 NEW, DEFAULT = "➕ New template", "(default)"
-settings = get_settings()
-store, gateway, user, state = TemplateStore(get_engine(settings)), get_gateway(settings), current_user(), st.session_state
+settings, state, user = get_settings(), st.session_state, current_user()
+store, gateway = TemplateStore(get_engine(settings)), get_gateway(settings)
 
 
 def done(message: str, select: str | None = None) -> None:

@@ -139,26 +139,18 @@ def test_a_builtin_prompt_must_keep_the_variables_the_app_fills_in(any_engine):
         store.save_version(edited(rag, system=rag.system + " Be {{ tone }}."), "ann")
 
 
-def test_an_export_round_trips_into_an_empty_database_with_versions_and_labels(store, fresh_engine):
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_an_export_round_trips_into_an_empty_database_with_versions_and_labels(store, fresh_engine, fmt):
     store.create(GREETING, "ann", labels=("production",))
     store.save_version(edited(GREETING, json_schema={"type": "object"}, user="Line 1\nLine {{ customer }}"),
                        "bob", "json")
     store.move_label(GREETING.name, "staging", 2, "bob")
-    for fmt in ("yaml", "json"):
-        target = TemplateStore(fresh_engine) if fmt == "yaml" else TemplateStore(_engine_copy(fresh_engine))
-        report = target.import_text(store.export(GREETING.name, fmt), "carol")
-        assert report.created and report.added == [(1, 1), (2, 2)]
-        assert target.labels(GREETING.name) == {"production": 1, "staging": 2}
-        assert [(v.version, v.author, v.template) for v in target.history(GREETING.name)] == \
-               [(v.version, v.author, v.template) for v in store.history(GREETING.name)]
-
-
-def _engine_copy(_engine):
-    from lib.db import make_engine, migrate
-
-    engine = make_engine("sqlite://")
-    migrate(engine)
-    return engine
+    target = TemplateStore(fresh_engine)
+    report = target.import_text(store.export(GREETING.name, fmt), "carol")
+    assert report.created and report.added == [(1, 1), (2, 2)]
+    assert target.labels(GREETING.name) == {"production": 1, "staging": 2}
+    assert [(v.version, v.author, v.note, v.template) for v in target.history(GREETING.name)] == \
+           [(v.version, v.author, v.note, v.template) for v in store.history(GREETING.name)]
 
 
 def test_yaml_exports_keep_multiline_messages_readable_for_git(store):
