@@ -74,6 +74,11 @@ class Template:
     max_tokens: int | None = None
     json_schema: dict[str, Any] | None = None  # structured output: answers must match it
 
+    def __post_init__(self) -> None:
+        # 1 and 1.0 are the same temperature: keep one spelling so equal content hashes equal
+        if isinstance(self.temperature, int) and not isinstance(self.temperature, bool):
+            object.__setattr__(self, "temperature", float(self.temperature))
+
     def content(self) -> dict[str, Any]:
         """The versioned content (everything but the name), JSON-ready."""
         data = asdict(self)

@@ -78,7 +78,9 @@ with trial:
         version = saved.version if saved and draft == saved.template else None
         st.caption(f"Trying v{version}." if version else "Trying the unsaved draft (logged without a version).")
         values = {v: st.text_area(v, key=f"var:{name}:{v}", height=80) for v in found}
-        run_model = st.selectbox("Model", gateway.model_names(), key="pt_try_model")
+        run_models = gateway.model_names()
+        run_model = st.selectbox("Model", run_models, run_models.index(draft.model) if draft.model in run_models else 0,
+                                 key=f"tm:{k}")
         if st.button("Run", icon=":material/play_arrow:"):
             try:
                 with st.spinner("Running…"):

@@ -175,6 +175,8 @@ def test_equal_content_has_an_equal_hash_and_any_change_changes_it():
     assert a.content_hash() == Template(name="b", user="x", temperature=0.2).content_hash()
     assert a.content_hash() != Template(name="a", user="x", temperature=0.3).content_hash()
     assert a.content_hash() != Template(name="a", user="x ", temperature=0.2).content_hash()
+    assert Template(name="a", user="x", temperature=1).content_hash() == \
+           Template(name="a", user="x", temperature=1.0).content_hash()
 
 
 def test_the_diff_aligns_both_sides_and_marks_only_changed_lines():
