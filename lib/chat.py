@@ -9,7 +9,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, SystemMessage
 
 from lib.gateway import CallResult, messages_from_history
-from lib.rag import RetrievalSettings, Retriever, Source, build_rag_messages, cited_sources
+from lib.rag import RetrievalSettings, Retriever, Source, cited_sources, context_values, grounded_messages
 from lib.tokens import trim_history
 
 DEFAULT_SYSTEM_PROMPT = ("You are a helpful assistant for the staff of this organisation. Answer clearly and "
@@ -43,23 +43,42 @@ def describe_result(result: CallResult) -> str:
 
 @dataclass
 class PreparedTurn:
-    """What to send for one question, and the numbered sources it was given."""
+    """What to send for one question, the numbered sources it was given, and the template that built it."""
 
     messages: list[BaseMessage]
     sources: list[Source] = field(default_factory=list)
+    template_name: str | None = None
+    template_version: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def prepare_turn(history: Sequence[dict[str, Any]], question: str, budget: int, collection: str | None = None,
                  retriever: Retriever | None = None, retrieval: RetrievalSettings | None = None,
-                 system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> PreparedTurn:
-    """Plain chat without a collection; with one, retrieve and build the grounded, cited prompt."""
+                 store: Any | None = None) -> PreparedTurn:
+    """Plain chat without a collection; with one, retrieve and build the grounded, cited prompt.
+
+    With a TemplateStore, the prompts are the versions labelled production (chat.system, rag.answer).
+    """
+    from lib.prompt_runs import CHAT_SYSTEM, RAG_ANSWER, build_messages, load_prompt
+    from lib.template_store import BUILTINS, TemplateNotFound
+
+    name = RAG_ANSWER if collection else CHAT_SYSTEM
+    try:
+        version = load_prompt(store, name) if store is not None else None
+    except TemplateNotFound:  # the label was removed: run the shipped text rather than fail the user
+        version = None
+    template = version.template if version else BUILTINS[name][0]
+    meta = {"template_name": name if version else None, "template_version": version.version if version else None,
+            "params": template.params()}
     if not collection:
-        return PreparedTurn(build_chat_messages([*history, {"role": "user", "content": question}], budget,
-                                                system_prompt))
+        system = dict(build_messages(template, {})).get("system", DEFAULT_SYSTEM_PROMPT)
+        turns = [*history, {"role": "user", "content": question}]
+        return PreparedTurn(build_chat_messages(turns, budget, system), **meta)
     if retriever is None:
         raise ValueError("A retriever is needed to answer from a collection.")
     sources = retriever.search(collection, question, retrieval or RetrievalSettings())
-    return PreparedTurn(build_rag_messages(history, question, sources, budget), sources)
+    rendered = build_messages(template, context_values(question, sources))
+    return PreparedTurn(grounded_messages(history, rendered, budget), sources, **meta)
 
 
 def citations_for(answer: str, sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

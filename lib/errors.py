@@ -67,6 +67,12 @@ class BadRequest(GatewayError):
     error_type = "bad_request"
 
 
+class InvalidOutput(GatewayError):
+    """The answer arrived but does not pass the caller's check (e.g. a JSON schema); logged as invalid."""
+
+    error_type = "invalid_output"
+
+
 class BudgetExceeded(GatewayError):
     """A hard budget limit refuses the call."""
 

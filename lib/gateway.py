@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from lib.config import ProviderConfig, Settings
-from lib.errors import CircuitOpen, GatewayError, ProviderUnavailable, map_error
+from lib.errors import CircuitOpen, GatewayError, InvalidOutput, ProviderUnavailable, map_error
 from lib.models import LlmCall, utcnow
 from lib.pricing import PriceTable, find_price, load_price_table
 from lib.redaction import redact_text
@@ -26,6 +26,7 @@ from lib.tokens import estimate_message_tokens, estimate_tokens, message_text
 
 log = logging.getLogger(__name__)
 ModelFactory = Callable[[ProviderConfig, str, dict[str, Any]], BaseChatModel]
+OutputCheck = Callable[[str], str | None]  # a finished answer's text -> a problem, or None
 
 
 @dataclass
@@ -167,19 +168,23 @@ class Gateway:
         return self.settings.model_names()
 
     def invoke(self, messages: Sequence[Any], model: str | None = None, ctx: CallContext | None = None,
-               **params: Any) -> CallResult:
-        """Call a model and wait for the whole answer; raises GatewayError (with request_id) on failure."""
-        stream = self.stream(messages, model, ctx, _stream=False, **params)
+               *, check_output: OutputCheck | None = None, **params: Any) -> CallResult:
+        """Call a model and wait for the whole answer; raises GatewayError (with request_id) on failure.
+
+        `check_output(text)` returns a problem (or None); an answer with a problem is logged and
+        returned with status "invalid" and an InvalidOutput error, not raised.
+        """
+        stream = self.stream(messages, model, ctx, _stream=False, check_output=check_output, **params)
         for _ in stream:
             pass
         return stream.result
 
     def stream(self, messages: Sequence[Any], model: str | None = None, ctx: CallContext | None = None,
-               *, _stream: bool = True, **params: Any) -> "Stream":
+               *, _stream: bool = True, check_output: OutputCheck | None = None, **params: Any) -> "Stream":
         """A Stream to iterate for text pieces; its `.result` holds the logged outcome at the end."""
         msgs = convert_to_messages(list(messages))
         model = model or self.settings.default_model
-        return Stream(self, msgs, model, ctx or CallContext(), params, _stream)
+        return Stream(self, msgs, model, ctx or CallContext(), params, _stream, check_output)
 
     def embed(self, texts: Sequence[str], model: str, ctx: CallContext | None = None) -> list[list[float]]:
         """Embed texts with an OpenAI-compatible embedding model; logged and priced like any call."""
@@ -300,9 +305,9 @@ class Stream:
     """Iterate for text pieces; the call is logged exactly once: finished, failed or abandoned."""
 
     def __init__(self, gw: Gateway, messages: list[AnyMessage], model: str, ctx: CallContext,
-                 params: dict[str, Any], streaming: bool):
+                 params: dict[str, Any], streaming: bool, check_output: OutputCheck | None = None):
         self.gw, self.messages, self.model, self.ctx = gw, messages, model, ctx
-        self.params, self.streaming = params, streaming
+        self.params, self.streaming, self.check_output = params, streaming, check_output
         self.request_id = uuid.uuid4().hex
         self.result: CallResult | None = None
         self._iter: Iterator[str] | None = None
@@ -350,6 +355,10 @@ class Stream:
             raise
         finally:
             result.text = "".join(pieces)
+            if result.status == "ok" and self.check_output is not None:
+                problem = self.check_output(result.text)
+                if problem:
+                    result.status, result.error = "invalid", InvalidOutput(problem, provider=result.provider)
             result.latency_ms = (gw.clock() - start) * 1000
             self._fill_usage(result)
             if result.status != "error" or result.text:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
+                        event)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -41,7 +42,7 @@ class LlmCall(Base):
     cost_usd: Mapped[float | None] = mapped_column(Float)  # NULL = unpriced, never a silent 0
     latency_ms: Mapped[float | None] = mapped_column(Float)
     ttft_ms: Mapped[float | None] = mapped_column(Float)
-    status: Mapped[str] = mapped_column(String(16), nullable=False)  # ok, error, aborted, cached, blocked
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # ok, error, aborted, cached, blocked, invalid
     error_type: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=1, nullable=False)
@@ -168,3 +169,68 @@ class Feedback(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     user: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+class PromptTemplate(Base):
+    """A named prompt; its content lives in immutable versions."""
+
+    __tablename__ = "prompt_templates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), nullable=False, unique=True)
+    description: Mapped[str] = mapped_column(Text, default="", nullable=False)  # of the newest version
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    created_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class TemplateVersion(Base):
+    """One saved version of a template; never updated (see the guard below)."""
+
+    __tablename__ = "template_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    template_id: Mapped[int] = mapped_column(ForeignKey("prompt_templates.id", ondelete="CASCADE"),
+                                             nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    content: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    author: Mapped[str | None] = mapped_column(String(255))
+    note: Mapped[str] = mapped_column(Text, default="", nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+    __table_args__ = (UniqueConstraint("template_id", "version", name="uq_template_versions_version"),)
+
+
+@event.listens_for(TemplateVersion, "before_update")
+def _versions_are_immutable(_mapper, _conn, target) -> None:
+    raise ValueError(f"Template versions are immutable (tried to change v{target.version}); save a new one.")
+
+
+class TemplateLabel(Base):
+    """A label (production, staging, …) pointing at one version of a template."""
+
+    __tablename__ = "template_labels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    template_id: Mapped[int] = mapped_column(ForeignKey("prompt_templates.id", ondelete="CASCADE"),
+                                             nullable=False)
+    label: Mapped[str] = mapped_column(String(64), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    updated_by: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (UniqueConstraint("template_id", "label", name="uq_template_labels_label"),)
+
+
+class LabelMove(Base):
+    """History of labels: who pointed which label from which version to which, and when."""
+
+    __tablename__ = "label_moves"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    template_id: Mapped[int] = mapped_column(ForeignKey("prompt_templates.id", ondelete="CASCADE"),
+                                             nullable=False, index=True)
+    label: Mapped[str] = mapped_column(String(64), nullable=False)
+    from_version: Mapped[int | None] = mapped_column(Integer)  # None: the label was created
+    to_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    moved_by: Mapped[str | None] = mapped_column(String(255))
+    moved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    note: Mapped[str] = mapped_column(Text, default="", nullable=False)

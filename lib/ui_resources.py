@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from lib.config import Settings, load_settings
 from lib.db import make_engine, migrate
 from lib.gateway import Gateway, default_model_factory
+from lib.template_store import ensure_builtin_templates
 
 
 def _secrets() -> dict[str, Any]:
@@ -37,6 +38,7 @@ def settings_key(settings: Settings) -> str:
 def _engine(url: str) -> Engine:
     engine = make_engine(url)
     migrate(engine)
+    ensure_builtin_templates(engine)  # the prompts the app runs: v1, labelled production
     return engine
 
 

@@ -8,6 +8,7 @@ from lib.errors import GatewayError
 from lib.gateway import CallContext
 from lib.ingest import list_collections
 from lib.offline import HOW_TO_CONFIGURE, OFFLINE_LABEL
+from lib.template_store import TemplateStore
 from lib.ui_resources import (current_user, get_engine, get_gateway, get_retriever, get_settings,
                               retrieval_settings)
 
@@ -89,12 +90,13 @@ if question := st.chat_input("Ask a question" if collection else "Ask anything")
         st.markdown(question)
     retriever = get_retriever(settings) if collection else None
     turn = prepare_turn(history, question, settings.history_token_budget, collection, retriever,
-                        retrieval_settings(settings))
+                        retrieval_settings(settings), TemplateStore(engine))  # prompts labelled production
     chat_store.add_message(engine, session_id, "user", question, collection=collection)
-    ctx = CallContext(feature="chat", user=user, session_id=session_id,
+    ctx = CallContext(feature="chat", user=user, session_id=session_id, template_name=turn.template_name,
+                      template_version=turn.template_version,
                       metadata={"collection": collection} if collection else {})
     with st.chat_message("assistant"):
-        stream = gateway.stream(turn.messages, model, ctx)
+        stream = gateway.stream(turn.messages, model, ctx, **turn.params)
         try:
             st.write_stream(stream)
         except GatewayError as err:

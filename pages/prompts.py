@@ -1,0 +1,141 @@
+"""Prompts: write templates, save versions, try them, compare versions, move labels, export/import."""
+
+import json
+
+import streamlit as st
+
+from lib.chat import describe_result
+from lib.errors import GatewayError
+from lib.gateway import CallContext
+from lib.prompt_runs import run_template
+from lib.template_store import TemplateStore, history_table, label_table, validate_for_save
+from lib.templates import Template, TemplateError, parse_schema_text
+from lib.ui_resources import current_user, get_engine, get_gateway, get_settings
+
+NEW, DEFAULT = "➕ New template", "(default)"
+settings, state, user = get_settings(), st.session_state, current_user()
+store, gateway = TemplateStore(get_engine(settings)), get_gateway(settings)
+
+
+def done(message: str, select: str | None = None) -> None:
+    state.pt_flash, state.pt_select = message, select
+    st.rerun()
+
+
+st.title("Prompts")
+if state.get("pt_select"):  # a widget's value can only be set before the widget is drawn
+    state.pt_name = state.pop("pt_select")
+if flash := state.pop("pt_flash", None):
+    st.success(flash, icon=":material/check_circle:")
+names = store.names()
+name = st.selectbox("Template", [*names, NEW], key="pt_name")
+saved = store.latest(name) if name != NEW else None
+labels = store.labels(name) if saved else {}
+base = saved.template if saved else Template(name="")
+if saved:
+    st.caption(f"{base.description} · newest v{saved.version} · "
+               + (", ".join(f"{k} → v{v}" for k, v in labels.items()) or "no labels"))
+k = f"{name}:{saved.version if saved else 0}"  # the form resets to the newest version after a save
+edit, trial, history, label_tab, files = st.tabs(["Edit", "Try it", "History & diff", "Labels", "Export / import"])
+
+with edit:
+    new_name = st.text_input("Name", base.name, key=f"name:{k}", disabled=saved is not None,
+                             placeholder="support.reply")
+    description = st.text_input("Description", base.description, key=f"desc:{k}")
+    system = st.text_area("System message", base.system, key=f"sys:{k}", height=160)
+    user_text = st.text_area("User message", base.user, key=f"user:{k}", height=120,
+                             help="Write {{ variable }} where a value goes; \\{{ writes a literal {{.")
+    c1, c2, c3 = st.columns(3)
+    models = [DEFAULT, *gateway.model_names()]
+    model = c1.selectbox("Model", models, models.index(base.model) if base.model in models else 0, key=f"m:{k}")
+    temperature = c2.number_input("Temperature", 0.0, 2.0, base.temperature, 0.1, key=f"t:{k}")
+    max_tokens = c3.number_input("Max output tokens", 1, 1_000_000, base.max_tokens, 64, key=f"mt:{k}")
+    schema_text = st.text_area("JSON schema for structured output (optional)", key=f"js:{k}",
+                               value=json.dumps(base.json_schema, indent=2) if base.json_schema else "")
+    try:
+        draft = Template(new_name.strip(), description, system, user_text, None if model == DEFAULT else model,
+                         temperature, None if max_tokens is None else int(max_tokens), parse_schema_text(schema_text))
+        found = validate_for_save(draft)
+        st.caption("Variables: " + (", ".join(f"`{v}`" for v in found) or "none"))
+    except TemplateError as err:
+        draft = None
+        st.error(str(err), icon=":material/error:")
+    note = st.text_input("Change note", key=f"note:{k}", placeholder="What changed, and why")
+    if st.button("Save version" if saved else "Create template", type="primary", disabled=draft is None):
+        try:
+            v = store.save_version(draft, user, note) if saved else store.create(draft, user, note or "Created")
+            if v is None:
+                st.info(f"Nothing changed since v{saved.version}, so no version was saved.")
+            else:
+                done(f"Saved {v.name} v{v.version}. Labels did not move: deploy it on the Labels tab.", v.name)
+        except TemplateError as err:
+            st.error(str(err), icon=":material/error:")
+
+with trial:
+    if draft is None:
+        st.info("Fix the template on the Edit tab first.")
+    else:
+        version = saved.version if saved and draft == saved.template else None
+        st.caption(f"Trying v{version}." if version else "Trying the unsaved draft (logged without a version).")
+        values = {v: st.text_area(v, key=f"var:{name}:{v}", height=80) for v in found}
+        run_models = gateway.model_names()
+        run_model = st.selectbox("Model", run_models, run_models.index(draft.model) if draft.model in run_models else 0,
+                                 key=f"tm:{k}")
+        if st.button("Run", icon=":material/play_arrow:"):
+            try:
+                with st.spinner("Running…"):
+                    run = run_template(gateway, draft, {n: v for n, v in values.items() if v},
+                                       CallContext(feature="prompts", user=user), version, run_model)
+                if not run.valid:
+                    st.warning(f"Invalid answer, even after one retry: {run.problem}", icon=":material/warning:")
+                st.code(run.result.text, language="json" if draft.json_schema else None, wrap_lines=True)
+                st.caption(describe_result(run.result) + (" · retried once" if len(run.calls) > 1 else ""))
+            except TemplateError as err:
+                st.error(str(err), icon=":material/error:")
+            except GatewayError as err:
+                st.error(f"{err}\n\nRequest id: `{err.request_id}`", icon=":material/error:")
+
+with history:
+    if saved:
+        versions = store.history(name)
+        st.dataframe(history_table(versions, labels), hide_index=True, width="stretch")
+        numbers = [v.version for v in versions]
+        a, b = st.columns(2)
+        left = a.selectbox("Left", numbers, min(1, len(numbers) - 1), format_func="v{}".format, key=f"da:{k}")
+        right = b.selectbox("Right", numbers, 0, format_func="v{}".format, key=f"db:{k}")
+        for section in store.diff(name, left, right):
+            st.markdown(f"**{section.title}**" + ("" if section.changed else " · no changes"))
+            a, b = st.columns(2)
+            a.code(section.side("left") or " ", language="diff", wrap_lines=True)
+            b.code(section.side("right") or " ", language="diff", wrap_lines=True)
+
+with label_tab:
+    if saved:
+        label = st.selectbox("Label", sorted({"production", "staging", *labels}), key=f"lb:{name}",
+                             accept_new_options=True, help="Type a new name to add your own label.")
+        target = st.selectbox("Point it at", [v.version for v in versions], format_func="v{}".format,
+                              key=f"lt:{k}")
+        st.caption(f"{label} now points at v{labels[label]}." if label in labels else f"{label} is a new label.")
+        why = st.text_input("Why (kept in the label history)", key=f"lw:{name}")
+        sure = st.checkbox(f"Yes, make {label} run v{target}", key=f"ls:{name}:{label}:{target}")
+        if st.button("Move label", disabled=not sure):
+            try:
+                moved = store.move_label(name, label, target, user, why)
+                done(f"{label} now points at v{target}." if moved else f"{label} already pointed at v{target}.",
+                     name)
+            except TemplateError as err:
+                st.error(str(err), icon=":material/error:")
+        st.dataframe(label_table(store.label_history(name)), hide_index=True, width="stretch")
+
+with files:
+    if saved:
+        fmt = st.radio("Format", ["yaml", "json"], horizontal=True, key="pt_fmt")
+        st.download_button("Download with all versions and labels", store.export(name, fmt),
+                           file_name=f"{name}.{fmt}", icon=":material/download:")
+    upload = st.file_uploader("Import a template file", type=["yaml", "yml", "json"], key="pt_upload")
+    if upload is not None and st.button("Import", icon=":material/upload:"):
+        try:
+            report = store.import_text(upload.getvalue().decode("utf-8"), user)
+            done(report.summary(), report.name)
+        except (TemplateError, UnicodeDecodeError) as err:
+            st.error(f"Nothing was imported: {err}", icon=":material/error:")
