@@ -29,7 +29,7 @@ class ProviderConfig:
     timeout_s: float = 60.0  # per request
     models: tuple[str, ...] = ()  # models offered in the UI
     default_model: str | None = None  # the provider's model when none is named
-    external: bool = True  # data leaves this machine (drives redaction later)
+    external: bool = True  # data leaves this machine: personal data is replaced before sending
 
     def model_names(self) -> list[str]:
         """Full `provider/model` names this provider offers."""
@@ -63,6 +63,12 @@ class Settings:
     hybrid_weight: float = 0.5  # weight of the vector ranking in hybrid fusion (BM25 gets the rest)
     max_file_mb: float = 50  # larger uploads are refused
     title_headers: bool = True  # chunks are embedded and indexed with their document's title in front
+    cache_features: frozenset[str] = frozenset({"chat", "compare"})  # features whose answers are cached
+    cache_ttl_s: float = 24 * 3600  # how long a cached answer is served
+    max_input_tokens: Mapping[str, int] = field(default_factory=dict)  # feature -> prompt cap (history trimmed)
+    max_output_tokens: Mapping[str, int] = field(default_factory=dict)  # feature -> answer cap
+    redact_external: bool = True  # replace personal data before prompts go to external providers
+    role_map: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # email or @domain -> roles
     embedding_model: str = "local/all-MiniLM-L6-v2"  # or provider/model of an OpenAI-compatible endpoint
 
     def provider(self, name: str) -> ProviderConfig:
@@ -82,6 +88,14 @@ class Settings:
 
 def _bool(value: Any) -> bool:
     return str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _json_map(raw: Any, name: str, convert: Any) -> dict[str, Any]:
+    try:
+        data = json.loads(raw) if isinstance(raw, str) else dict(raw)
+        return {str(k): convert(v) for k, v in data.items()}
+    except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{name} must be a JSON object, e.g. {{\"chat\": 4000}}: {exc}") from exc
 
 
 def _provider_from_mapping(name: str, raw: Mapping[str, Any]) -> ProviderConfig:
@@ -164,7 +178,7 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, An
         fallback_models = json.loads(fallbacks) if isinstance(fallbacks, str) else dict(fallbacks)
     except json.JSONDecodeError as exc:
         raise ConfigError("WORKBENCH_FALLBACKS must be JSON like {\"chat\": \"offline/extractive\"}.") from exc
-    log_content = str(get("WORKBENCH_LOG_CONTENT", "full"))
+    log_content = str(get("WORKBENCH_LOG_CONTENT", "redacted"))
     if log_content not in LOG_CONTENT_MODES:
         raise ConfigError(f"WORKBENCH_LOG_CONTENT must be one of {LOG_CONTENT_MODES}, not {log_content!r}.")
     try:
@@ -192,6 +206,14 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, An
             hybrid_weight=float(get("WORKBENCH_HYBRID_WEIGHT", 0.5)),
             max_file_mb=float(get("WORKBENCH_MAX_FILE_MB", 50)),
             title_headers=_bool(get("WORKBENCH_TITLE_HEADERS", True)),
+            cache_features=frozenset(f.strip() for f in str(get("WORKBENCH_CACHE_FEATURES", "chat,compare")).split(",")
+                                     if f.strip()),
+            cache_ttl_s=float(get("WORKBENCH_CACHE_TTL_S", 24 * 3600)),
+            max_input_tokens=_json_map(get("WORKBENCH_MAX_INPUT_TOKENS", "{}"), "WORKBENCH_MAX_INPUT_TOKENS", int),
+            max_output_tokens=_json_map(get("WORKBENCH_MAX_OUTPUT_TOKENS", "{}"), "WORKBENCH_MAX_OUTPUT_TOKENS", int),
+            redact_external=_bool(get("WORKBENCH_REDACT_EXTERNAL", True)),
+            role_map=_json_map(get("WORKBENCH_ROLES", "{}"), "WORKBENCH_ROLES",
+                               lambda v: tuple([v] if isinstance(v, str) else v)),
             embedding_model=str(get("WORKBENCH_EMBEDDING_MODEL", "local/all-MiniLM-L6-v2")),
         )
     except ValueError as exc:

@@ -18,11 +18,12 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from lib.config import ProviderConfig, Settings
-from lib.errors import CircuitOpen, GatewayError, InvalidOutput, ProviderUnavailable, map_error
+from lib.cost_control import Admission, BudgetGuard, ResponseCache, cache_key, integrity_safe_put
+from lib.errors import BudgetExceeded, CircuitOpen, GatewayError, InvalidOutput, ProviderUnavailable, map_error
 from lib.models import LlmCall, utcnow
 from lib.pricing import PriceTable, find_price, load_price_table
-from lib.redaction import redact_text
-from lib.tokens import estimate_message_tokens, estimate_tokens, message_text
+from lib.guard import Redaction, StreamRestorer, redact
+from lib.tokens import estimate_message_tokens, estimate_tokens, message_text, trim_history
 
 log = logging.getLogger(__name__)
 ModelFactory = Callable[[ProviderConfig, str, dict[str, Any]], BaseChatModel]
@@ -61,6 +62,9 @@ class CallResult:
     attempts: int = 0
     tokens_estimated: bool = False
     error: GatewayError | None = None
+    saved_usd: float | None = None  # a cache hit: what the call would have cost
+    notices: list[str] = field(default_factory=list)  # budget warnings to show the user
+    redacted: int = 0  # personal-data items replaced before the prompt left
 
     @property
     def offline(self) -> bool:
@@ -158,6 +162,8 @@ class Gateway:
         self.price_table = price_table or load_price_table()
         self.sleep, self.rng, self.clock = sleep, rng, clock
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s, clock)
+        self.cache = ResponseCache(engine, settings.cache_ttl_s)
+        self.budgets = BudgetGuard(engine, clock=clock)
         self._models: dict[tuple, BaseChatModel] = {}
         self._lock = threading.Lock()
 
@@ -277,7 +283,7 @@ class Gateway:
         mode = self.settings.log_content
         if mode == "none" or text is None:
             return None
-        return redact_text(text) if mode == "redacted" else text
+        return redact(text).text if mode == "redacted" else text
 
     def write_row(self, result: CallResult, ctx: CallContext, prompt: str, meta: dict[str, Any]) -> None:
         """Insert the call-log row for `result` (one per call)."""
@@ -288,7 +294,8 @@ class Gateway:
             template_name=ctx.template_name, template_version=ctx.template_version,
             experiment_id=ctx.experiment_id, variant=ctx.variant,
             prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-            cached_tokens=result.cached_tokens, cost_usd=result.cost_usd, latency_ms=result.latency_ms,
+            cached_tokens=result.cached_tokens, cost_usd=result.cost_usd, saved_usd=result.saved_usd,
+            latency_ms=result.latency_ms,
             ttft_ms=result.ttft_ms, status=result.status,
             error_type=err.error_type if err else None, error_message=str(err) if err else None,
             attempts=result.attempts, prompt=self.content_for_log(prompt),
@@ -306,6 +313,12 @@ class Stream:
 
     def __init__(self, gw: Gateway, messages: list[AnyMessage], model: str, ctx: CallContext,
                  params: dict[str, Any], streaming: bool, check_output: OutputCheck | None = None):
+        settings = gw.settings
+        cap_in, cap_out = settings.max_input_tokens.get(ctx.feature), settings.max_output_tokens.get(ctx.feature)
+        if cap_in:  # oldest turns go first; the system prompt and the question stay
+            messages = trim_history(messages, cap_in)
+        if cap_out:
+            params = {**params, "max_tokens": min(int(params.get("max_tokens") or cap_out), cap_out)}
         self.gw, self.messages, self.model, self.ctx = gw, messages, model, ctx
         self.params, self.streaming, self.check_output = params, streaming, check_output
         self.request_id = uuid.uuid4().hex
@@ -335,7 +348,21 @@ class Stream:
         result = CallResult(self.request_id, self.model, provider_name)
         pieces: list[str] = []
         finished = False
+        admission: Admission | None = None
         try:
+            try:
+                admission = gw.budgets.admit(self.ctx.user, self.ctx.feature, self.model, self._estimate)
+            except BudgetExceeded as err:
+                result.status, result.error = "blocked", err
+                return
+            result.notices = admission.notices
+            if admission.model != self.model:
+                meta["degraded_from"] = self.model
+                self.model = admission.model
+                result = replace(result, model=self.model, provider=self.model.split("/", 1)[0])
+            if self._serve_from_cache(result, pieces):
+                yield from pieces
+                return
             for i, model in enumerate(self._candidates()):
                 if i > 0:
                     meta.update(fallback_from=self.model, primary_error=result.error.error_type)
@@ -355,6 +382,17 @@ class Stream:
             raise
         finally:
             result.text = "".join(pieces)
+            if result.status == "cached":
+                gw.write_row(result, self.ctx, prompt_text, meta)
+                self.result = result
+                gw.budgets.settle(admission, 0.0, 0)
+                return
+            if result.status == "blocked":
+                result.latency_ms = (gw.clock() - start) * 1000
+                gw.write_row(result, self.ctx, prompt_text, meta)
+                self.result = result
+                result.error.request_id = self.request_id
+                raise result.error
             if result.status == "ok" and self.check_output is not None:
                 problem = self.check_output(result.text)
                 if problem:
@@ -367,17 +405,62 @@ class Stream:
                 result.cost_usd = 0.0  # nothing was answered, so nothing is billed
             if result.tokens_estimated:
                 meta["tokens_estimated"] = True
+            if result.redacted:
+                meta["redacted_items"] = result.redacted
             gw.write_row(result, self.ctx, prompt_text, meta)
+            gw.budgets.settle(admission, result.cost_usd, result.prompt_tokens + result.completion_tokens)
+            if result.status == "ok" and self._cacheable():
+                integrity_safe_put(gw.cache, self._cache_key(result.model), result.model, result.text,
+                                   result.prompt_tokens, result.completion_tokens, result.cost_usd)
             self.result = result
             if result.error is not None:
                 result.error.request_id = self.request_id
         if result.status == "error":
             raise result.error  # type: ignore[misc]
 
+    def _estimate(self, model: str) -> tuple[float, int]:
+        """Estimated dollars and tokens of this call on `model`, for the budget check."""
+        prompt = estimate_message_tokens(self.messages)
+        output = int(self.params.get("max_tokens") or 1024)
+        probe = CallResult("", model, model.split("/", 1)[0], prompt_tokens=prompt, completion_tokens=output)
+        try:
+            return self.gw.price(model, probe) or 0.0, prompt + output
+        except GatewayError:
+            return 0.0, prompt + output
+
+    def _cacheable(self) -> bool:
+        return self.ctx.feature in self.gw.settings.cache_features and self.check_output is None
+
+    def _cache_key(self, model: str) -> str:
+        return cache_key(model, self.params, self.messages)
+
+    def _serve_from_cache(self, result: CallResult, pieces: list[str]) -> bool:
+        """Fill `result` from the cache when an unexpired answer to this exact request exists."""
+        if not self._cacheable():
+            return False
+        hit = self.gw.cache.get(self._cache_key(self.model))
+        if hit is None:
+            return False
+        pieces.append(hit.response)
+        result.status, result.cost_usd, result.saved_usd = "cached", 0.0, hit.cost_usd
+        result.prompt_tokens, result.completion_tokens, result.latency_ms = hit.prompt_tokens, hit.completion_tokens, 0.0
+        result.text = hit.response
+        return True
+
+    def _outgoing(self, provider: ProviderConfig, result: CallResult) -> tuple[list[AnyMessage], Redaction | None]:
+        """The messages to send: personal data replaced by placeholders when the provider is external."""
+        if not (provider.external and self.gw.settings.redact_external):
+            return self.messages, None
+        red = Redaction("", {})
+        sent = [m.model_copy(update={"content": redact(message_text(m), red.originals).text}) for m in self.messages]
+        result.redacted = len(red.originals)
+        return sent, (red if red.originals else None)
+
     def _attempts(self, model: str, result: CallResult, pieces: list[str], start: float) -> Iterator[str]:
         gw = self.gw
         provider, bare = gw.resolve(model)
         chat = gw.chat_model(provider, bare, self.params)
+        self._sent, self._redaction = self._outgoing(provider, result)
         attempt = 0
         while True:
             attempt += 1
@@ -404,21 +487,24 @@ class Stream:
                      start: float) -> Iterator[str]:
         usage: dict[str, Any] | None = None
         if not self.streaming:
-            msg = chat.invoke(self.messages)
-            text = message_text(msg)
+            msg = chat.invoke(self._sent)
+            text = self._redaction.restore(message_text(msg)) if self._redaction else message_text(msg)
             result.ttft_ms = None
             pieces.append(text)
             self._usage = getattr(msg, "usage_metadata", None)
             yield text
             return
         finished = False
-        for chunk in chat.stream(self.messages):
+        restorer = StreamRestorer(self._redaction) if self._redaction else None
+        for chunk in chat.stream(self._sent):
             assert isinstance(chunk, AIMessageChunk)
             finished = finished or bool(chunk.response_metadata.get("finish_reason"))
             if chunk.usage_metadata:
                 usage = dict(chunk.usage_metadata)
                 self._usage = usage
-            text = message_text(chunk)
+            text = restorer.feed(message_text(chunk)) if restorer else message_text(chunk)
+            if finished and restorer:
+                text += restorer.flush()
             if text:
                 if result.ttft_ms is None:
                     result.ttft_ms = (self.gw.clock() - start) * 1000

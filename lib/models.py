@@ -40,6 +40,7 @@ class LlmCall(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     cached_tokens: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     cost_usd: Mapped[float | None] = mapped_column(Float)  # NULL = unpriced, never a silent 0
+    saved_usd: Mapped[float | None] = mapped_column(Float)  # what a cache hit would have cost
     latency_ms: Mapped[float | None] = mapped_column(Float)
     ttft_ms: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(16), nullable=False)  # ok, error, aborted, cached, blocked, invalid
@@ -234,3 +235,40 @@ class LabelMove(Base):
     moved_by: Mapped[str | None] = mapped_column(String(255))
     moved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
     note: Mapped[str] = mapped_column(Text, default="", nullable=False)
+
+
+
+# ---- cost control --------------------------------------------------------------------------------
+
+
+class CachedResponse(Base):
+    """A stored answer for an exact request (model, parameters, messages); served until it expires."""
+
+    __tablename__ = "response_cache"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(255), nullable=False)
+    response: Mapped[str] = mapped_column(Text, nullable=False)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+
+
+class Budget(Base):
+    """A monthly limit in money and/or tokens for a user, a feature, or everything (scope 'global')."""
+
+    __tablename__ = "budgets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(16), nullable=False)  # global, user, feature
+    subject: Mapped[str] = mapped_column(String(255), nullable=False)  # "*" for global
+    limit_usd: Mapped[float | None] = mapped_column(Float)
+    limit_tokens: Mapped[int | None] = mapped_column(Integer)
+    soft_ratio: Mapped[float] = mapped_column(Float, default=0.8, nullable=False)
+    degrade_model: Mapped[str | None] = mapped_column(String(255))  # used past the soft limit
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+    __table_args__ = (UniqueConstraint("scope", "subject", name="uq_budgets_scope_subject"),)

@@ -8,7 +8,7 @@ CALL_LOG_COLUMNS = {
     "id", "created_at", "request_id", "session_id", "user", "feature", "provider", "model", "template_name",
     "template_version", "experiment_id", "variant", "prompt_tokens", "completion_tokens", "cached_tokens",
     "cost_usd", "latency_ms", "ttft_ms", "status", "error_type", "error_message", "attempts", "prompt",
-    "response", "metadata",
+    "response", "metadata", "saved_usd",
 }
 
 

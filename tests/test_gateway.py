@@ -241,7 +241,7 @@ def test_log_content_redacted_masks_emails_and_keys(fresh_engine, fake):
     gw = make_gateway(fresh_engine, fake, WORKBENCH_LOG_CONTENT="redacted")
     gw.invoke([("user", "Mail ada@example.com my key sk-abcdefghijklmnopqrstuv")], "openai/gpt-4o-mini")
     [row] = rows(fresh_engine)
-    assert "ada@example.com" not in row.prompt and "[EMAIL]" in row.prompt and "[SECRET]" in row.prompt
+    assert "ada@example.com" not in row.prompt and "[EMAIL_1]" in row.prompt and "[SECRET_1]" in row.prompt
 
 
 def test_an_unknown_model_is_a_clear_error_and_still_a_row(fresh_engine, fake):

@@ -1,0 +1,146 @@
+"""Cache, budgets, per-request limits and redaction, through the gateway against the loopback server."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from fake_openai import FakeOpenAI, Reply
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from test_gateway import QUESTION, SECRET, make_gateway, rows
+
+from lib.cost_control import budget_table, set_budget
+from lib.errors import BudgetExceeded
+from lib.gateway import CallContext
+from lib.models import LlmCall, utcnow
+from lib.pricing import set_price_override
+
+
+@pytest.fixture(scope="module")
+def server():
+    with FakeOpenAI() as srv:
+        yield srv
+
+
+@pytest.fixture
+def fake(server):
+    server.reset()
+    return server
+
+
+def test_the_same_request_twice_is_served_from_the_cache_for_free(fresh_engine, fake):
+    fake.enqueue(Reply("Four.", prompt_tokens=1000, completion_tokens=100))
+    gw = make_gateway(fresh_engine, fake)
+    first = gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat"))
+    second = gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat"))
+    assert first.text == second.text == "Four." and len(fake.requests) == 1
+    a, b = rows(fresh_engine)
+    assert (a.status, b.status) == ("ok", "cached")
+    assert b.cost_usd == 0 and b.saved_usd == pytest.approx(a.cost_usd) and b.prompt_tokens == 1000
+
+
+def test_different_parameters_or_features_without_caching_go_to_the_provider(fresh_engine, fake):
+    gw = make_gateway(fresh_engine, fake)
+    gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat"))
+    gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat"), temperature=0.2)
+    gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="judge"))
+    gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="judge"))
+    assert len(fake.requests) == 4
+
+
+def test_an_expired_answer_is_not_served(fresh_engine, fake):
+    gw = make_gateway(fresh_engine, fake, WORKBENCH_CACHE_TTL_S="60")
+    gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat"))
+    gw.cache.now = lambda: utcnow() + timedelta(seconds=61)
+    gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat"))
+    assert len(fake.requests) == 2
+
+
+def test_a_used_up_budget_refuses_with_which_budget_and_when_it_resets(fresh_engine, fake):
+    set_budget(fresh_engine, "user", "ada", limit_usd=0.0)
+    gw = make_gateway(fresh_engine, fake)
+    with pytest.raises(BudgetExceeded, match=r"user 'ada' \(\$0.00\) is used up.*resets on \d{4}-\d\d-01") as err:
+        gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat", user="ada"))
+    assert fake.requests == []
+    [row] = rows(fresh_engine)
+    assert (row.status, row.error_type, row.request_id) == ("blocked", "budget_exceeded", err.value.request_id)
+    gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat", user="bob"))  # others are unaffected
+
+
+def test_past_the_soft_limit_the_feature_degrades_to_the_cheaper_model_with_a_warning(fresh_engine, fake):
+    set_price_override(fresh_engine, "acme/mystery", 0.0, 0.0)
+    set_budget(fresh_engine, "feature", "chat", limit_usd=0.001, soft_ratio=0.5, degrade_model="acme/mystery")
+    fake.enqueue(Reply("pricey", prompt_tokens=5000, completion_tokens=0))  # 5000 * 0.15/1M = $0.00075
+    gw = make_gateway(fresh_engine, fake, WORKBENCH_CACHE_FEATURES="")
+    assert gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat")).notices == []
+    second = gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat"))
+    assert second.model == "acme/mystery"
+    assert any("75% of the monthly budget for feature 'chat'" in n for n in second.notices)
+    assert rows(fresh_engine)[-1].meta["degraded_from"] == "openai/gpt-4o-mini"
+
+
+def test_concurrent_callers_cannot_overshoot_a_hard_limit_by_more_than_one_call(fresh_engine, fake, tmp_path):
+    from lib.db import make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'budget.db'}")
+    migrate(engine)
+    fake.default_reply = Reply("x", completion_tokens=0, delay=0.02)
+    long_question = [("user", "word " * 2000)]  # the server counts ~2,003 prompt tokens: $0.0003 a call
+    set_budget(engine, "global", "*", limit_usd=0.003)
+    gw = make_gateway(engine, fake, WORKBENCH_CACHE_FEATURES="", WORKBENCH_MAX_OUTPUT_TOKENS='{"chat": 1}')
+    outcomes: list[str] = []
+
+    def caller() -> None:
+        for _ in range(5):
+            try:
+                gw.invoke(long_question, "openai/gpt-4o-mini", CallContext(feature="chat"))
+                outcomes.append("ok")
+            except BudgetExceeded:
+                outcomes.append("blocked")
+
+    threads = [threading.Thread(target=caller) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with Session(engine) as s:
+        calls = list(s.scalars(select(LlmCall)))
+    spent = sum(c.cost_usd or 0 for c in calls)
+    assert len(calls) == 100 and outcomes.count("blocked") > 0
+    one_call = max(c.cost_usd or 0 for c in calls)
+    assert outcomes.count("ok") >= 5 and spent <= 0.003 + one_call + 1e-12
+    [b] = budget_table(engine)
+    assert b["spent_usd"] == pytest.approx(spent, abs=1e-6) and b["used"] >= 0.85
+
+
+def test_per_request_limits_cap_output_and_trim_old_history(fresh_engine, fake):
+    gw = make_gateway(fresh_engine, fake, WORKBENCH_MAX_OUTPUT_TOKENS=json.dumps({"chat": 300}),
+                      WORKBENCH_MAX_INPUT_TOKENS=json.dumps({"chat": 200}))
+    history = [("system", "Be brief.")] + [("user", "old " * 100), ("assistant", "reply " * 100)] * 3
+    gw.invoke(history + [("user", "newest question")], "openai/gpt-4o-mini", CallContext(feature="chat"))
+    sent = fake.requests[-1]["json"]
+    assert sent["max_completion_tokens" if "max_completion_tokens" in sent else "max_tokens"] == 300
+    assert sent["messages"][0]["content"] == "Be brief." and sent["messages"][-1]["content"] == "newest question"
+    assert len(sent["messages"]) < 8
+
+
+def test_personal_data_is_replaced_before_an_external_provider_and_restored_for_the_user(fresh_engine, fake):
+    fake.enqueue(Reply("I will write to [EMAIL_1] about card [CARD_1]."))
+    gw = make_gateway(fresh_engine, fake)
+    question = [("user", "Email ada@example.com about card 4111 1111 1111 1111 please")]
+    answer = "".join(gw.stream(question, "openai/gpt-4o-mini", CallContext(feature="judge")))
+    sent = json.dumps(fake.requests[-1]["json"]["messages"])
+    assert "ada@example.com" not in sent and "[EMAIL_1]" in sent and "[CARD_1]" in sent
+    assert answer == "I will write to ada@example.com about card 4111 1111 1111 1111."
+    [row] = rows(fresh_engine)
+    assert "ada@example.com" not in (row.prompt + row.response) and row.meta["redacted_items"] == 2
+    assert SECRET not in json.dumps(fake.requests[-1]["json"])
+
+
+def test_a_local_provider_receives_the_text_unchanged(fresh_engine, fake):
+    gw = make_gateway(fresh_engine, fake)  # "acme" is not marked external
+    gw.invoke([("user", "Email ada@example.com")], "acme/mystery", CallContext(feature="judge"))
+    assert "ada@example.com" in json.dumps(fake.requests[-1]["json"]["messages"])
