@@ -4,12 +4,13 @@ from pathlib import Path
 
 import streamlit as st
 
+from lib.auth import ROLE_LABELS
 from lib.config import ConfigError
-from lib.ui_resources import current_user, get_engine, get_settings
+from lib.ui_resources import auth_enabled, current_identity, get_engine, get_settings
 
 st.set_page_config(page_title="AI Workbench", page_icon=":material/smart_toy:", layout="wide")
 
-# (file, title, icon, section); a page appears once its file exists.
+# (file, title, icon, section); a page appears once its file exists and the user has its role.
 PAGES = [
     ("pages/chat.py", "Chat", ":material/chat:", "Staff"),
     ("pages/documents.py", "Documents", ":material/description:", "Staff"),
@@ -18,12 +19,19 @@ PAGES = [
     ("pages/usage.py", "Usage", ":material/monitoring:", "Managers"),
     ("pages/admin.py", "Settings", ":material/settings:", "Admin"),
 ]
-here = Path(__file__).parent
-sections: dict[str, list] = {}
-for i, (path, title, icon, section) in enumerate(PAGES):
-    if (here / path).exists():
-        sections.setdefault(section, []).append(st.Page(path, title=title, icon=icon, default=i == 0))
-nav = st.navigation(sections)
+
+
+def sign_in() -> None:
+    st.title("AI Workbench")
+    st.write("Sign in with your organisation account to continue.")
+    st.button("Sign in", icon=":material/login:", on_click=st.login, type="primary")
+
+
+def no_access() -> None:
+    st.title("No access yet")
+    st.warning(f"You are signed in as {identity.name}, but no role is assigned to you. Ask an admin to add your "
+               "email or domain to WORKBENCH_ROLES (" + "; ".join(f"{r}: {d}" for r, d in ROLE_LABELS.items()) + ").")
+
 
 try:
     settings = get_settings()
@@ -32,9 +40,27 @@ except ConfigError as exc:
     st.error(f"The workbench is misconfigured: {exc}")
     st.stop()
 
+identity = current_identity()
+here = Path(__file__).parent
+sections: dict[str, list] = {}
+for path, title, icon, section in PAGES:
+    if (here / path).exists() and identity.may_open(path):
+        default = not sections  # the first page the user may open is the home page
+        sections.setdefault(section, []).append(st.Page(path, title=title, icon=icon, default=default))
+if auth_enabled() and not identity.signed_in:
+    nav = st.navigation([st.Page(sign_in, title="Sign in", icon=":material/login:")])
+elif not sections:
+    nav = st.navigation([st.Page(no_access, title="No access", icon=":material/block:")])
+else:
+    nav = st.navigation(sections)
+
 with st.sidebar:
-    st.markdown(f"**{current_user()}**")
-    st.caption("Sign-in is off: everyone here is the local user with every role.")
+    st.markdown(f"**{identity.name}**")
+    if identity.signed_in:
+        st.caption("Roles: " + (", ".join(sorted(identity.roles)) or "none"))
+        st.button("Sign out", icon=":material/logout:", on_click=st.logout)
+    elif not auth_enabled():
+        st.caption("Sign-in is off: everyone here is the local user with every role.")
     st.caption(f"Default model: `{settings.default_model}`")
     if settings.default_model.startswith("offline/"):
         st.caption("No model is configured, so answers are offline extracts. See the README to add one.")

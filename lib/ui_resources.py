@@ -10,6 +10,7 @@ from typing import Any
 import streamlit as st
 from sqlalchemy import Engine
 
+from lib.auth import Identity, local_identity, not_allowed_message, signed_in_identity
 from lib.config import Settings, load_settings
 from lib.db import make_engine, migrate
 from lib.gateway import Gateway, default_model_factory
@@ -65,9 +66,32 @@ def get_gateway(settings: Settings) -> Gateway:
     return _gateway(settings, settings_key(settings))
 
 
+def auth_enabled() -> bool:
+    """True when OIDC sign-in is configured ([auth] in .streamlit/secrets.toml)."""
+    return "auth" in _secrets()
+
+
+def current_identity() -> Identity:
+    """The signed-in user with their roles; with sign-in off, the local user with every role."""
+    if auth_enabled():
+        if st.user.is_logged_in:
+            return signed_in_identity(st.user.to_dict(), get_settings().role_map)
+        return Identity(name="not signed in", email=None, roles=frozenset(), signed_in=False)
+    return local_identity(os.environ.get("WORKBENCH_USER") or getpass.getuser())
+
+
 def current_user() -> str:
-    """The signed-in user; with sign-in off, the local user."""
-    return os.environ.get("WORKBENCH_USER") or getpass.getuser()
+    """The signed-in user's email; with sign-in off, the local user's name."""
+    return current_identity().name
+
+
+def require_page(page: str) -> Identity:
+    """Stop the page with "not allowed" unless the user has its role (checked on the server, every run)."""
+    identity = current_identity()
+    if not identity.may_open(page):
+        st.error(not_allowed_message(identity, page), icon=":material/block:")
+        st.stop()
+    return identity
 
 
 @st.cache_resource(show_spinner=False)

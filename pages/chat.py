@@ -9,9 +9,10 @@ from lib.gateway import CallContext
 from lib.ingest import list_collections
 from lib.offline import HOW_TO_CONFIGURE, OFFLINE_LABEL
 from lib.template_store import TemplateStore
-from lib.ui_resources import (current_user, get_engine, get_gateway, get_retriever, get_settings,
+from lib.ui_resources import (current_user, get_engine, get_gateway, get_retriever, get_settings, require_page,
                               retrieval_settings)
 
+require_page("pages/chat.py")
 settings = get_settings()
 engine, gateway, user = get_engine(settings), get_gateway(settings), current_user()
 state = st.session_state
@@ -104,7 +105,11 @@ if question := st.chat_input("Ask a question" if collection else "Ask anything")
         finally:
             stream.close()  # logs an abandoned stream as aborted
         result = stream.result
-        if result is not None and result.status == "ok":
+        for notice in result.notices if result else []:
+            st.warning(notice, icon=":material/savings:")
+        if result is not None and result.redacted:
+            st.caption(f"{result.redacted} personal detail(s) were masked before the question left this network.")
+        if result is not None and result.status in ("ok", "cached"):
             msg = chat_store.add_message(
                 engine, session_id, "assistant", result.text, sources=[s.to_dict() for s in turn.sources],
                 request_id=result.request_id, summary=describe_result(result), offline=result.offline)

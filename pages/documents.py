@@ -8,8 +8,9 @@ from lib.jobs import job_rows, recent_jobs, start_job
 from lib.parsing import SUPPORTED
 from lib.rag import MODES, RetrievalSettings
 from lib.ui_resources import (current_user, get_chroma, get_document_embeddings, get_engine, get_indexer,
-                              get_retriever, get_settings)
+                              get_retriever, get_settings, require_page)
 
+require_page("pages/documents.py")
 settings = get_settings()
 engine = get_engine(settings)
 st.title("Documents")

@@ -10,9 +10,10 @@ from lib.gateway import CallContext
 from lib.prompt_runs import run_template
 from lib.template_store import TemplateStore, history_table, label_table, validate_for_save
 from lib.templates import Template, TemplateError, parse_schema_text
-from lib.ui_resources import current_user, get_engine, get_gateway, get_settings
+from lib.ui_resources import current_user, get_engine, get_gateway, get_settings, require_page
 
 NEW, DEFAULT = "➕ New template", "(default)"
+require_page("pages/prompts.py")
 settings, state, user = get_settings(), st.session_state, current_user()
 store, gateway = TemplateStore(get_engine(settings)), get_gateway(settings)
 

@@ -1,0 +1,70 @@
+"""Settings (admins): providers and models, prices, budgets with their burn."""
+
+import streamlit as st
+
+from lib.admin import check_provider, feature_defaults, override_history, price_rows, provider_rows
+from lib.cost_control import SCOPES, budget_table, delete_budget, set_budget
+from lib.pricing import set_price_override
+from lib.ui_resources import current_user, get_engine, get_gateway, get_settings, require_page
+
+require_page("pages/admin.py")
+settings = get_settings()
+engine, gateway = get_engine(settings), get_gateway(settings)
+st.title("Settings")
+providers, prices, budgets = st.tabs(["Providers and models", "Prices", "Budgets"])
+
+with providers:
+    st.caption("Providers come from the environment or .streamlit/secrets.toml; keys are never shown.")
+    st.dataframe(provider_rows(settings), hide_index=True, use_container_width=True)
+    if st.button("Check which providers answer", icon=":material/network_check:"):
+        st.dataframe([check_provider(p) for p in settings.providers], hide_index=True, use_container_width=True)
+    st.subheader("Per feature")
+    st.dataframe(feature_defaults(settings), hide_index=True, use_container_width=True)
+    breakers = {p.name: gateway.breaker.state(p.name) for p in settings.providers}
+    st.caption("Circuit breakers: " + ", ".join(f"{k} {v}" for k, v in breakers.items()))
+
+with prices:
+    st.caption(f"Shipped list prices as of {gateway.price_table.as_of}, per million tokens. Overrides win from "
+               "their date on; a model with no price is logged as unpriced, never as $0.")
+    st.dataframe(price_rows(settings, gateway.price_table, engine), hide_index=True, use_container_width=True)
+    with st.form("price"):
+        c1, c2, c3, c4 = st.columns(4)
+        model = c1.text_input("Model (provider/model)")
+        inp = c2.number_input("Input $/1M", min_value=0.0, step=0.01, format="%.4f")
+        cached = c3.number_input("Cached input $/1M", min_value=0.0, step=0.01, format="%.4f")
+        out = c4.number_input("Output $/1M", min_value=0.0, step=0.01, format="%.4f")
+        if st.form_submit_button("Save price override") and model.strip():
+            set_price_override(engine, model.strip(), inp, out, cached, current_user())
+            st.success(f"Price for {model} saved; it applies from now on.")
+    history = override_history(engine)
+    if history:
+        st.dataframe(history, hide_index=True, use_container_width=True)
+
+with budgets:
+    rows = budget_table(engine)
+    for b in rows:
+        limit = f"${b['limit_usd']:,.2f}" if b["limit_usd"] is not None else f"{b['limit_tokens']:,} tokens"
+        spent = f"${b['spent_usd']:,.4f}" if b["limit_usd"] is not None else f"{b['spent_tokens']:,} tokens"
+        st.progress(min(b["used"], 1.0), text=f"{b['scope']} {b['subject']}: {spent} of {limit} this month "
+                                              f"(soft limit {b['soft_ratio']:.0%}, then {b['degrade_model'] or 'warn only'})")
+        if st.button("Delete", key=f"del-budget-{b['id']}"):
+            delete_budget(engine, b["id"])
+            gateway.budgets.invalidate()
+            st.rerun()
+    with st.form("budget"):
+        c1, c2, c3 = st.columns(3)
+        scope = c1.selectbox("Scope", SCOPES)
+        subject = c2.text_input("User or feature (empty for global)")
+        degrade = c3.selectbox("Past the soft limit, use", [None, *gateway.model_names()],
+                               format_func=lambda m: "the same model (warn only)" if m is None else m)
+        c4, c5, c6 = st.columns(3)
+        usd = c4.number_input("Monthly limit $ (0 = none)", min_value=0.0, step=1.0)
+        tokens = c5.number_input("Monthly limit tokens (0 = none)", min_value=0, step=10000)
+        soft = c6.slider("Soft limit", 0.1, 1.0, 0.8)
+        if st.form_submit_button("Save budget"):
+            try:
+                set_budget(engine, scope, subject or "*", usd or None, int(tokens) or None, soft, degrade, current_user())
+                gateway.budgets.invalidate()
+                st.rerun()
+            except ValueError as exc:
+                st.error(str(exc))
