@@ -23,20 +23,21 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 @contextmanager
-def running_app(env: dict[str, str], timeout: float = 120):
-    """`streamlit run app.py` on a free port with `env`; yields the base URL."""
-    port = _free_port()
+def running_app(env: dict[str, str], timeout: float = 120, port: int | None = None, args: tuple[str, ...] = ()):
+    """`streamlit run app.py` on a free port (or `port`) with `env` and extra `args`; yields the base URL."""
+    port = port or free_port()
     log = open(env["WORKBENCH_DATA_DIR"] + ".streamlit.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         *args],
         cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
