@@ -1,19 +1,38 @@
-"""A real OpenAI-compatible HTTP server on 127.0.0.1 for tests, with programmable faults (stdlib only)."""
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 for tests, with programmable faults (stdlib only).
+
+Usage::
+
+    with FakeOpenAI() as server:
+        server.enqueue(Status(429, retry_after=2), Reply("Four."))
+        client = openai.OpenAI(base_url=server.base_url, api_key="test-key")
+
+Each request to ``/v1/chat/completions`` or ``/v1/embeddings`` consumes one queued behaviour (FIFO);
+``default_reply`` answers when the queue is empty. Every request, answered or not, is recorded in
+``requests`` as ``{"path", "method", "headers" (lower-case names), "json"}``.
+"""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
+import socket
+import struct
+import sys
 import threading
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Union
 
-MODELS = ["fake-small", "fake-large"]
+__all__ = ["MODELS", "ContextTooLong", "Drop", "FakeOpenAI", "Hang", "Malformed", "Reply", "Status"]
+
+MODELS = ["fake-small", "fake-large", "fake-embed"]
+CONTEXT_LIMIT = 8192
+EMBEDDING_DIM = 8
 
 
 @dataclass(frozen=True)
@@ -31,279 +50,394 @@ class Reply:
 
 @dataclass(frozen=True)
 class Status:
-    """An HTTP error status with an OpenAI-style error body (and Retry-After when given)."""
+    """An HTTP error status with an OpenAI-style error body (`body` replaces it) and optional Retry-After."""
 
     code: int
-    body: dict | None = None
+    body: dict[str, Any] | None = None
     retry_after: float | None = None
 
 
 @dataclass(frozen=True)
 class ContextTooLong:
-    """400 context_length_exceeded, as OpenAI sends it."""
+    """A 400 context_length_exceeded error worded as OpenAI words it."""
 
 
 @dataclass(frozen=True)
 class Drop:
-    """Close the connection after `after_chunks` content chunks (no response at all when not streaming)."""
+    """Close the socket after `after_chunks` content chunks; without streaming, close before any response."""
 
     after_chunks: int = 2
 
 
 @dataclass(frozen=True)
 class Malformed:
-    """A stream with one chunk that is not JSON after `after_chunks` good ones."""
+    """A stream with a non-JSON event after `after_chunks` good content chunks, then finishing normally."""
 
     after_chunks: int = 1
 
 
 @dataclass(frozen=True)
 class Hang:
-    """Wait `seconds` before answering normally."""
+    """Wait `seconds` before sending `default_reply` (for client timeouts)."""
 
     seconds: float
 
 
-_ERRORS = {400: ("invalid_request_error", "invalid_request_error", "Bad request."),
-           401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
-           403: ("invalid_request_error", "forbidden", "Access denied."),
-           404: ("invalid_request_error", "model_not_found", "The model does not exist."),
-           429: ("rate_limit_error", "rate_limit_exceeded", "Rate limit reached. Please retry later."),
-           500: ("server_error", "server_error", "The server had an error."),
-           502: ("server_error", "bad_gateway", "Bad gateway."),
-           503: ("server_error", "overloaded", "The engine is currently overloaded.")}
+Behaviour = Union[Reply, Status, ContextTooLong, Drop, Malformed, Hang]
+
+# code -> (error type, error code, message)
+_ERRORS: dict[int, tuple[str, str | None, str]] = {
+    400: ("invalid_request_error", "invalid_request_error", "Bad request."),
+    401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
+    403: ("invalid_request_error", "unsupported_country_region_territory", "Access denied."),
+    404: ("invalid_request_error", "not_found", "Not found."),
+    408: ("timeout", "timeout", "Request timed out."),
+    409: ("invalid_request_error", "conflict", "Conflict."),
+    422: ("invalid_request_error", "unprocessable_entity", "Unprocessable entity."),
+    429: ("rate_limit_error", "rate_limit_exceeded", "Rate limit reached. Please try again later."),
+    500: ("server_error", "server_error", "The server had an error while processing your request."),
+    502: ("server_error", "bad_gateway", "Bad gateway."),
+    503: ("server_error", "service_unavailable", "The engine is currently overloaded, please try again later."),
+    504: ("server_error", "gateway_timeout", "Gateway timeout."),
+}
+_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
 
-def _words(text: str) -> list[str]:
-    """Pieces that concatenate back to `text` exactly: each word with its trailing space."""
-    pieces, current = [], ""
+def error_body(code: int, message: str | None = None, err_code: str | None = None,
+               param: str | None = None) -> dict[str, Any]:
+    """The OpenAI error JSON for an HTTP status, with optional overrides."""
+    kind, default_code, default_message = _ERRORS.get(code, ("api_error", None, f"HTTP {code}."))
+    return {"error": {"message": message or default_message, "type": kind, "param": param,
+                      "code": err_code or default_code}}
+
+
+def split_words(text: str) -> list[str]:
+    """Stream pieces that concatenate back to `text` exactly: each word with its trailing whitespace."""
+    pieces: list[str] = []
+    current = ""
     for ch in text:
-        current += ch
-        if ch == " ":
+        if current.strip() and current[-1].isspace() and not ch.isspace():
             pieces.append(current)
             current = ""
+        current += ch
     return pieces + ([current] if current else [])
 
 
-def _prompt_tokens(body: dict) -> int:
-    msgs = body.get("messages") or []
-    words = 0
-    for m in msgs:
-        content = m.get("content") or ""
-        if isinstance(content, list):
-            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-        words += len(str(content).split())
-    return words + 3 * len(msgs)
+def _content_text(content: Any) -> str:
+    """The text of a message content: a string, or the text parts of a list of parts."""
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return "" if content is None else str(content)
 
 
-def _embedding(text: str) -> list[float]:
-    digest = hashlib.sha256(text.encode()).digest()
-    vec = [b / 255 - 0.5 for b in digest[:8]]
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """Deterministic prompt size: words in all message contents plus 3 per message."""
+    messages = body.get("messages") or []
+    return sum(len(_content_text(m.get("content")).split()) + 3 for m in messages if isinstance(m, dict))
+
+
+def embedding(item: Any, dim: int = EMBEDDING_DIM) -> list[float]:
+    """A deterministic unit vector derived from a hash of the input (exact in float32)."""
+    seed = json.dumps(item).encode() if not isinstance(item, str) else item.encode()
+    raw = b"".join(hashlib.sha256(seed + i.to_bytes(4, "big")).digest() for i in range(dim // 32 + 1))
+    vec = [b / 255 - 0.5 for b in raw[:dim]]
     norm = math.sqrt(sum(v * v for v in vec)) or 1.0
-    return [v / norm for v in vec]
+    return list(struct.unpack(f"<{dim}f", struct.pack(f"<{dim}f", *(v / norm for v in vec))))
+
+
+def _input_tokens(item: Any) -> int:
+    """Words in a string input, or the length of a token-id array."""
+    return len(item) if isinstance(item, list) else len(str(item).split())
 
 
 class FakeOpenAI:
-    """The server; `enqueue` behaviours consumed one per completion/embedding request, FIFO."""
+    """The server: `enqueue` behaviours, consumed one per completion/embedding request, FIFO."""
 
     def __init__(self) -> None:
+        """Create a stopped server with an empty queue."""
         self.requests: list[dict[str, Any]] = []
-        self.default_reply = Reply()
-        self._queue: deque = deque()
+        self.default_reply: Reply = Reply()
+        self.base_url: str = ""
+        self._queue: deque[Behaviour] = deque()
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self.base_url = ""
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
 
-    def start(self) -> "FakeOpenAI":
+    def start(self) -> FakeOpenAI:
         """Bind 127.0.0.1 on a free port and serve in a daemon thread."""
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
+        if self._server is not None:
+            raise RuntimeError("FakeOpenAI is already running")
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.fake = self
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-        threading.Thread(target=self._server.serve_forever, name="fake-openai", daemon=True).start()
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai", daemon=True)
+        self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Stop serving."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        """Stop accepting requests and close the listening socket (idempotent)."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
 
-    def __enter__(self) -> "FakeOpenAI":
+    def __enter__(self) -> FakeOpenAI:
+        """Start the server."""
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
+        """Stop the server."""
         self.stop()
 
-    def enqueue(self, *behaviours: Any) -> None:
-        """Queue behaviours for the next requests."""
+    def enqueue(self, *behaviours: Behaviour) -> None:
+        """Queue behaviours for the next completion/embedding requests, in order."""
         with self._lock:
             self._queue.extend(behaviours)
 
     def reset(self) -> None:
-        """Forget queued behaviours and recorded requests."""
+        """Forget queued behaviours and recorded requests, and restore the default reply."""
         with self._lock:
             self._queue.clear()
             self.requests.clear()
             self.default_reply = Reply()
 
-    def _next(self) -> Any:
+    @property
+    def pending(self) -> int:
+        """How many queued behaviours have not been consumed yet."""
+        with self._lock:
+            return len(self._queue)
+
+    def _next(self) -> Behaviour:
+        """The next queued behaviour, or the default reply."""
         with self._lock:
             return self._queue.popleft() if self._queue else self.default_reply
 
     def _record(self, entry: dict[str, Any]) -> None:
+        """Append one request record."""
         with self._lock:
             self.requests.append(entry)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Server(ThreadingHTTPServer):
+    """A threading HTTP server that owns its FakeOpenAI and ignores clients that hang up."""
+
+    daemon_threads = True
     fake: FakeOpenAI
 
-    def log_message(self, *args: Any) -> None:  # keep test output clean
-        pass
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay quiet about disconnected clients; report anything else."""
+        if not isinstance(sys.exc_info()[1], _GONE):
+            super().handle_error(request, client_address)
 
-    # ---- plumbing ---------------------------------------------------------------------------
 
-    def _json(self, code: int, payload: dict, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
+class _Handler(BaseHTTPRequestHandler):
+    """One connection: HTTP/1.1 keep-alive, JSON bodies with Content-Length, chunked SSE streams."""
+
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Keep test output clean."""
+
+    @property
+    def fake(self) -> FakeOpenAI:
+        """The FakeOpenAI this connection belongs to."""
+        return self.server.fake
+
+    # ---- plumbing ------------------------------------------------------------------------------
+
+    def _send_json(self, code: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        """A complete JSON response with Content-Length, so the connection can be reused."""
+        self._send_bytes(code, json.dumps(payload).encode(), headers)
+
+    def _send_bytes(self, code: int, data: bytes, headers: dict[str, str] | None = None) -> None:
+        """A complete response body with Content-Length."""
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
-        self.wfile.flush()
 
-    def _error(self, code: int, body: dict | None = None, retry_after: float | None = None) -> None:
-        kind, err_code, message = _ERRORS.get(code, ("api_error", "error", f"HTTP {code}"))
-        payload = body or {"error": {"message": message, "type": kind, "param": None, "code": err_code}}
+    def _send_error(self, code: int, body: dict[str, Any] | None = None, retry_after: float | None = None) -> None:
+        """An OpenAI-style error response."""
         headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
-        self._json(code, payload, headers)
+        self._send_json(code, body if body is not None else error_body(code), headers)
+
+    def _chunk(self, data: bytes) -> None:
+        """One HTTP chunk of a chunked body."""
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
     def _drop(self) -> None:
+        """Abruptly close the connection."""
+        self.close_connection = True
         try:
-            self.wfile.flush()
-            self.connection.shutdown(2)
+            self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         self.connection.close()
-        self.close_connection = True
 
-    # ---- endpoints --------------------------------------------------------------------------
+    # ---- routing -------------------------------------------------------------------------------
+
+    def _record(self, body: Any) -> None:
+        """Record this request."""
+        self.fake._record({"path": self.path, "method": self.command,
+                           "headers": {k.lower(): v for k, v in self.headers.items()}, "json": body})
 
     def do_GET(self) -> None:  # noqa: N802
-        self.fake._record({"path": self.path, "method": "GET", "headers": dict(self.headers), "json": None})
-        if self.path.rstrip("/") == "/v1/models":
-            self._json(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"}
-                                                          for m in MODELS]})
-        else:
-            self._error(404)
+        """`/v1/models` and `/v1/models/{id}`."""
+        self._record(None)
+        path = self.path.split("?", 1)[0].rstrip("/")
+        try:
+            if path == "/v1/models":
+                self._send_json(200, {"object": "list", "data": [self._model(m) for m in MODELS]})
+            elif path.startswith("/v1/models/") and path.removeprefix("/v1/models/") in MODELS:
+                self._send_json(200, self._model(path.removeprefix("/v1/models/")))
+            else:
+                self._send_error(404, error_body(404, f"Unknown request URL: GET {self.path}."))
+        except _GONE:
+            self.close_connection = True
 
     def do_POST(self) -> None:  # noqa: N802
+        """Chat completions and embeddings; anything else is a 404."""
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         try:
-            body = json.loads(raw or b"{}")
-        except json.JSONDecodeError:
-            body = {}
-        self.fake._record({"path": self.path, "method": "POST", "headers": dict(self.headers), "json": body})
-        if not self.headers.get("Authorization", "").startswith("Bearer "):
-            self._error(401)
-            return
+            body = json.loads(raw) if raw else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = None
+        self._record(body)
+        path = self.path.split("?", 1)[0].rstrip("/")
         try:
-            if self.path.rstrip("/") == "/v1/chat/completions":
+            if not self.headers.get("Authorization", "").startswith("Bearer "):
+                self._send_error(401, error_body(401, "You didn't provide an API key."))
+            elif path not in ("/v1/chat/completions", "/v1/embeddings"):
+                self._send_error(404, error_body(404, f"Unknown request URL: POST {self.path}."))
+            elif not isinstance(body, dict):
+                self._send_error(400, error_body(400, "We could not parse the JSON body of your request."))
+            elif path == "/v1/chat/completions":
                 self._chat(body, self.fake._next())
-            elif self.path.rstrip("/") == "/v1/embeddings":
-                self._embeddings(body, self.fake._next())
             else:
-                self._error(404)
-        except (BrokenPipeError, ConnectionResetError):
+                self._embeddings(body, self.fake._next())
+        except _GONE:
             self.close_connection = True
 
-    def _embeddings(self, body: dict, behaviour: Any) -> None:
-        if isinstance(behaviour, Status):
-            self._error(behaviour.code, behaviour.body, behaviour.retry_after)
-            return
+    @staticmethod
+    def _model(model_id: str) -> dict[str, Any]:
+        """One model object."""
+        return {"id": model_id, "object": "model", "created": 1700000000, "owned_by": "fake"}
+
+    # ---- behaviours ----------------------------------------------------------------------------
+
+    def _fault(self, behaviour: Behaviour, body: dict[str, Any], stream: bool) -> Behaviour | None:
+        """Act out a behaviour that needs no answer text; return what is left to answer with, or None."""
         if isinstance(behaviour, Hang):
             time.sleep(behaviour.seconds)
-        inputs = body.get("input") or []
-        inputs = [inputs] if isinstance(inputs, str) else inputs
-        words = sum(len(str(t).split()) for t in inputs)
-        self._json(200, {"object": "list", "model": body.get("model"),
-                         "data": [{"object": "embedding", "index": i, "embedding": _embedding(str(t))}
-                                  for i, t in enumerate(inputs)],
-                         "usage": {"prompt_tokens": words, "total_tokens": words}})
-
-    def _chat(self, body: dict, behaviour: Any) -> None:
-        stream = bool(body.get("stream"))
+            return self.fake.default_reply
         if isinstance(behaviour, Status):
-            self._error(behaviour.code, behaviour.body, behaviour.retry_after)
-            return
+            self._send_error(behaviour.code, behaviour.body, behaviour.retry_after)
+            return None
         if isinstance(behaviour, ContextTooLong):
-            self._error(400, {"error": {
-                "message": "This model's maximum context length is 8192 tokens. However, your messages resulted "
-                           "in 9000 tokens. Please reduce the length of the messages.",
-                "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}})
-            return
+            requested = max(prompt_tokens(body), CONTEXT_LIMIT + 1)
+            message = (f"This model's maximum context length is {CONTEXT_LIMIT} tokens. However, your messages "
+                       f"resulted in {requested} tokens. Please reduce the length of the messages.")
+            self._send_error(400, error_body(400, message, "context_length_exceeded", "messages"))
+            return None
         if isinstance(behaviour, Drop) and not stream:
             self._drop()
+            return None
+        if isinstance(behaviour, Malformed) and not stream:
+            self._send_bytes(200, b'{"id": "chatcmpl-broken", "choices": [{not json')
+            return None
+        return behaviour
+
+    def _embeddings(self, body: dict[str, Any], behaviour: Behaviour) -> None:
+        """Deterministic embeddings, float or base64 as requested."""
+        left = self._fault(behaviour, body, stream=False)
+        if left is None:
             return
-        if isinstance(behaviour, Hang):
-            time.sleep(behaviour.seconds)
-            behaviour = self.fake.default_reply
-        reply = behaviour if isinstance(behaviour, Reply) else self.fake.default_reply
+        reply = left if isinstance(left, Reply) else self.fake.default_reply
         if reply.delay:
             time.sleep(reply.delay)
-        model = reply.model or body.get("model") or MODELS[0]
-        prompt = reply.prompt_tokens if reply.prompt_tokens is not None else _prompt_tokens(body)
+        inputs = body.get("input")
+        items = [inputs] if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)) else inputs or []
+        dim = body.get("dimensions") or EMBEDDING_DIM
+        data = []
+        for i, item in enumerate(items):
+            vec: Any = embedding(item, dim)
+            if body.get("encoding_format") == "base64":
+                vec = base64.b64encode(struct.pack(f"<{dim}f", *vec)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": vec})
+        tokens = reply.prompt_tokens if reply.prompt_tokens is not None else sum(map(_input_tokens, items))
+        self._send_json(200, {"object": "list", "model": reply.model or body.get("model"), "data": data,
+                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+    def _chat(self, body: dict[str, Any], behaviour: Behaviour) -> None:
+        """A chat completion, streamed or not."""
+        stream = bool(body.get("stream"))
+        left = self._fault(behaviour, body, stream)
+        if left is None:
+            return
+        reply = left if isinstance(left, Reply) else self.fake.default_reply
+        if reply.delay:
+            time.sleep(reply.delay)
+        prompt = reply.prompt_tokens if reply.prompt_tokens is not None else prompt_tokens(body)
         completion = reply.completion_tokens if reply.completion_tokens is not None else len(reply.text.split())
         usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-                 "prompt_tokens_details": {"cached_tokens": reply.cached_tokens}}
-        cid, created = f"chatcmpl-{uuid.uuid4().hex[:12]}", int(time.time())
-        if not stream:
-            self._json(200, {"id": cid, "object": "chat.completion", "created": created, "model": model,
-                             "choices": [{"index": 0, "finish_reason": "stop",
-                                          "message": {"role": "assistant", "content": reply.text}}],
-                             "usage": usage})
+                 "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
+                 "completion_tokens_details": {"reasoning_tokens": 0}}
+        head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
+                "model": reply.model or body.get("model") or MODELS[0], "system_fingerprint": "fp_fake"}
+        if stream:
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            self._stream(left, reply, head, usage if include_usage else None)
             return
-        self._stream(body, behaviour, reply, cid, created, model, usage)
+        self._send_json(200, {**head, "object": "chat.completion",
+                              "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                                           "message": {"role": "assistant", "content": reply.text,
+                                                       "refusal": None}}],
+                              "usage": usage})
 
-    def _stream(self, body: dict, behaviour: Any, reply: Reply, cid: str, created: int, model: str,
-                usage: dict) -> None:
+    def _stream(self, behaviour: Behaviour, reply: Reply, head: dict[str, Any],
+                usage: dict[str, Any] | None) -> None:
+        """Server-sent events over chunked transfer encoding, with Drop and Malformed faults."""
         self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
+        self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        self.close_connection = True
 
-        def chunk(delta: dict, finish: str | None = None, **extra: Any) -> bytes:
-            payload = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
-            return f"data: {json.dumps(payload)}\n\n".encode()
+        def event(choices: list[dict[str, Any]], **extra: Any) -> None:
+            payload = {**head, "object": "chat.completion.chunk", "choices": choices, **extra}
+            self._chunk(f"data: {json.dumps(payload)}\n\n".encode())
 
-        self.wfile.write(chunk({"role": "assistant", "content": ""}))
-        self.wfile.flush()
-        for i, word in enumerate(_words(reply.text)):
-            if isinstance(behaviour, Drop) and i >= behaviour.after_chunks:
+        def delta(content: dict[str, Any], finish: str | None = None) -> None:
+            event([{"index": 0, "delta": content, "logprobs": None, "finish_reason": finish}])
+
+        cut = behaviour.after_chunks if isinstance(behaviour, Drop) else None
+        bad = behaviour.after_chunks if isinstance(behaviour, Malformed) else None
+        delta({"role": "assistant", "content": ""})
+        words = split_words(reply.text)
+        for i in range(len(words) + 1):
+            if i == cut:
                 self._drop()
                 return
-            if isinstance(behaviour, Malformed) and i == behaviour.after_chunks:
-                self.wfile.write(b"data: {not json\n\n")
+            if bad is not None and i == min(bad, len(words)):
+                self._chunk(b"data: {not json\n\n")
+            if i == len(words):
+                break
             if reply.chunk_delay:
                 time.sleep(reply.chunk_delay)
-            self.wfile.write(chunk({"content": word}))
-            self.wfile.flush()
-        if isinstance(behaviour, Drop):
+            delta({"content": words[i]})
+        if cut is not None:  # fewer words than after_chunks: still never finish
             self._drop()
             return
-        self.wfile.write(chunk({}, "stop"))
-        if (body.get("stream_options") or {}).get("include_usage"):
-            payload = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                       "choices": [], "usage": usage}
-            self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
-        self.wfile.write(b"data: [DONE]\n\n")
-        self.wfile.flush()
+        delta({}, "stop")
+        if usage is not None:
+            event([], usage=usage)
+        self._chunk(b"data: [DONE]\n\n")
+        self.wfile.write(b"0\r\n\r\n")
