@@ -293,17 +293,20 @@ def errors_over_time(engine: Engine, f: UsageFilter) -> pd.DataFrame:
     return _frame(engine, stmt)
 
 
-def breakdown(engine: Engine, f: UsageFilter, by: str) -> pd.DataFrame:
-    """Spend, requests, unpriced calls, tokens and shares per user, feature, model or template version."""
+def breakdown_statement(engine: Engine, f: UsageFilter, by: str) -> Select:
+    """The SQL behind breakdown() (exposed so its query plan can be checked)."""
     keys = BREAKDOWNS[by]
-    group = [k.label(k.name) for k in keys]
-    grouped = [group_key(engine, k) for k in keys]
-    stmt = (select(*group, _spend().label("spend"), func.count().label("requests"),
+    return (select(*(k.label(k.name) for k in keys), _spend().label("spend"), func.count().label("requests"),
                    _count_if(C.cost_usd.is_(None)).label("unpriced"),
                    func.sum(C.prompt_tokens).label("input_tokens"),
                    func.sum(C.completion_tokens).label("output_tokens"))
-            .where(where(f)).group_by(*grouped).order_by(_spend().desc(), func.count().desc()))
-    df = _frame(engine, stmt)
+            .where(where(f)).group_by(*(group_key(engine, k) for k in keys))
+            .order_by(_spend().desc(), func.count().desc()))
+
+
+def breakdown(engine: Engine, f: UsageFilter, by: str) -> pd.DataFrame:
+    """Spend, requests, unpriced calls, tokens and shares per user, feature, model or template version."""
+    df = _frame(engine, breakdown_statement(engine, f, by))
     total_spend, total_requests = df["spend"].sum(), df["requests"].sum()
     df["spend_share"] = df["spend"] / total_spend if total_spend else 0.0
     df["request_share"] = df["requests"] / total_requests if total_requests else 0.0
