@@ -340,7 +340,7 @@ def get_call(engine: Engine, call_id: int, tz: str = "UTC") -> dict[str, Any] | 
     if row is None:
         return None
     out = dict(row)
-    out["created_at"] = _to_local(pd.Series([out["created_at"]]), tz).iloc[0]
+    out["created_at"] = _to_local(pd.Series([out["created_at"]]), tz).iloc[0].isoformat()
     return out
 
 
