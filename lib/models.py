@@ -62,6 +62,7 @@ class LlmCall(Base):
                                   "template_version", "error_type", "cost_usd", "prompt_tokens",
                                   "completion_tokens", "cached_tokens", "latency_ms"]),
         Index("ix_llm_calls_cost", "cost_usd", "created_at"),
+        Index("ix_llm_calls_latency", "latency_ms", "created_at"),
     )
 
 

@@ -235,13 +235,75 @@ def test_a_filter_refuses_naive_times_and_unknown_zones():
         usage.UsageFilter(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC), tz="Mars/Olympus")
 
 
+def sqlite_plan(engine, stmt) -> str:
+    sql = str(stmt.compile(engine, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as conn:
+        return " ".join(str(r[-1]) for r in conn.execute(text("EXPLAIN QUERY PLAN " + sql)))
+
+
 def test_top_users_on_sqlite_read_the_time_range_not_the_user_index(fresh_engine):
-    f = usage.UsageFilter(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC))
-    stmt = usage.breakdown_statement(fresh_engine, f, "user")
-    sql = str(stmt.compile(fresh_engine, compile_kwargs={"literal_binds": True}))
-    with fresh_engine.connect() as conn:
-        plan = " ".join(str(r[-1]) for r in conn.execute(text("EXPLAIN QUERY PLAN " + sql)))
+    f = usage.UsageFilter(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC), features=("chat",))
+    plan = sqlite_plan(fresh_engine, usage.breakdown_statement(fresh_engine, f, "user"))
     assert "ix_llm_calls_usage" in plan and "ix_llm_calls_user" not in plan
+
+
+def test_unfiltered_top_users_read_the_hourly_user_rollup(fresh_engine):
+    f = usage.UsageFilter(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC))
+    assert "llm_usage_user_hourly" in sqlite_plan(fresh_engine, usage.breakdown_statement(fresh_engine, f, "user"))
+
+
+def rounded(value):
+    """Floats rounded (sums in another order differ in the last bits), containers compared deeply."""
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v) for v in value]
+    return round(float(value), 9) if isinstance(value, float) else value
+
+
+QUERIES = {
+    "headline": lambda e, f: usage.headline(e, f),
+    "spend by model": lambda e, f: usage.spend_over_time(e, f, "model").to_dict("records"),
+    "spend by feature": lambda e, f: usage.spend_over_time(e, f, "feature").to_dict("records"),
+    "tokens": lambda e, f: usage.tokens_over_time(e, f).to_dict("records"),
+    "latency": lambda e, f: usage.latency_over_time(e, f).to_dict("records"),
+    "errors": lambda e, f: usage.errors_over_time(e, f).to_dict("records"),
+    **{f"by {b}": (lambda e, f, b=b: usage.breakdown(e, f, b).fillna(-1).to_dict("records"))
+       for b in usage.BREAKDOWNS},
+    "useful": lambda e, f: usage.cost_per_useful_answer(e, f),
+    "daily": lambda e, f: usage.daily_spend(e, f).to_dict("records"),
+    "what if": lambda e, f: usage.what_if(e, f, Price(1.0, 0.5, 2.0, "test")).to_dict("records"),
+    "options": lambda e, f: usage.filter_options(e, f),
+}
+
+
+@pytest.mark.parametrize("tz", ["Europe/Berlin", "Asia/Kolkata"])
+def test_hourly_rollups_give_the_same_answers_as_the_call_log(log_engine, monkeypatch, tz):
+    start, end = usage.date_range(date(2026, 1, 7), date(2026, 1, 13), tz)
+    f = usage.UsageFilter(start, end, tz=tz)
+    from_rollups = {name: q(log_engine, f) for name, q in QUERIES.items()}
+    monkeypatch.setattr("lib.usage_sql.USE_ROLLUPS", False)
+    from_log = {name: q(log_engine, f) for name, q in QUERIES.items()}
+    for name in QUERIES:
+        assert rounded(from_rollups[name]) == rounded(from_log[name]), name
+    assert from_log["headline"]["requests"] == 9  # the whole log is in range
+
+
+def test_rollups_are_backfilled_from_calls_logged_before_the_migration(tmp_path):
+    from alembic import command
+
+    from lib.db import alembic_config, make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    command.upgrade(alembic_config(engine), "0001")
+    with engine.begin() as conn:
+        conn.execute(insert(LlmCall.__table__), LOG)
+    migrate(engine)
+    with engine.begin() as conn:  # and the trigger keeps counting new calls
+        conn.execute(insert(LlmCall.__table__), [call(10, "2026-01-11 10:00", "dan", "chat", MINI, cost=0.004)])
+    h = usage.headline(engine, berlin())
+    assert usage.source_for(berlin(), {"status"}).rollup
+    assert (h["requests"], h["spend"]) == (7, pytest.approx(0.023))
 
 
 def test_forecast_adds_the_last_seven_complete_days_rate_for_the_days_left():

@@ -1,4 +1,4 @@
-"""Indexes for the Usage dashboard.
+"""Indexes and hourly rollups for the Usage dashboard.
 
 lead: rebase onto 0002 at merge (this branch was cut before 0002 existed).
 
@@ -7,11 +7,17 @@ lead: rebase onto 0002 at merge (this branch was cut before 0002 existed).
   response text. On PostgreSQL the non-key columns go in INCLUDE.
 - ix_llm_calls_cost: (cost_usd, created_at) for "most expensive calls" (walk from the top) and
   "unpriced calls" (cost_usd IS NULL within a range) without scanning the range.
+- ix_llm_calls_latency: (latency_ms, created_at) so p50/p95 of a range walk the index in latency
+  order (no sort of ~400k rows); see lib/usage.py.
+- llm_usage_hourly, llm_usage_user_hourly: hourly sums kept by triggers (see lib/rollups.py), backfilled
+  from the existing calls.
 
 Revision ID: 0003
 Revises: 0001
 """
 from alembic import op
+
+from lib.rollups import create_sql, drop_sql
 
 revision = "0003"
 down_revision = "0001"
@@ -29,8 +35,14 @@ def upgrade() -> None:
     else:
         op.create_index("ix_llm_calls_usage", "llm_calls", USAGE_KEY + USAGE_INCLUDED)
     op.create_index("ix_llm_calls_cost", "llm_calls", ["cost_usd", "created_at"])
+    op.create_index("ix_llm_calls_latency", "llm_calls", ["latency_ms", "created_at"])
+    for stmt in create_sql(op.get_bind().dialect.name):
+        op.execute(stmt)
 
 
 def downgrade() -> None:
+    for stmt in drop_sql(op.get_bind().dialect.name):
+        op.execute(stmt)
+    op.drop_index("ix_llm_calls_latency", "llm_calls")
     op.drop_index("ix_llm_calls_cost", "llm_calls")
     op.drop_index("ix_llm_calls_usage", "llm_calls")
