@@ -63,6 +63,7 @@ class LlmCall(Base):
                                   "completion_tokens", "cached_tokens", "latency_ms"]),
         Index("ix_llm_calls_cost", "cost_usd", "created_at"),
         Index("ix_llm_calls_latency", "latency_ms", "created_at"),
+        Index("ix_llm_calls_created_latency", "created_at", "latency_ms"),
     )
 
 

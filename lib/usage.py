@@ -79,10 +79,8 @@ def latency_percentiles(engine: Engine, f: UsageFilter) -> dict[str, float | Non
         df = _pg_percentiles(engine, f, by_bucket=False)
         p50, p95 = (None, None) if df.empty else (_num(df["p50_ms"].iloc[0]), _num(df["p95_ms"].iloc[0]))
         return {"p50_ms": p50, "p95_ms": p95}
-    bare = not any(getattr(f, k) for k in ("features", "users", "models", "providers", "templates",
-                                           "template_versions", "statuses"))
     with engine.connect() as conn:
-        p50, p95 = sqlite_percentiles(conn, f, walk=bare)
+        p50, p95 = sqlite_percentiles(conn, f, path="auto")
     return {"p50_ms": p50, "p95_ms": p95}
 
 

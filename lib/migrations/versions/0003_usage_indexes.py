@@ -8,7 +8,8 @@ lead: rebase onto 0002 at merge (this branch was cut before 0002 existed).
 - ix_llm_calls_cost: (cost_usd, created_at) for "most expensive calls" (walk from the top) and
   "unpriced calls" (cost_usd IS NULL within a range) without scanning the range.
 - ix_llm_calls_latency: (latency_ms, created_at) so p50/p95 of a range walk the index in latency
-  order (no sort of ~400k rows); see lib/usage.py.
+  order (no sort of ~400k rows), and (created_at, latency_ms) to sort one day's latencies from a
+  narrow index (half the time of the wide one); see lib/usage_sql.py.
 - llm_usage_hourly, llm_usage_user_hourly: hourly sums kept by triggers (see lib/rollups.py), backfilled
   from the existing calls.
 
@@ -36,6 +37,7 @@ def upgrade() -> None:
         op.create_index("ix_llm_calls_usage", "llm_calls", USAGE_KEY + USAGE_INCLUDED)
     op.create_index("ix_llm_calls_cost", "llm_calls", ["cost_usd", "created_at"])
     op.create_index("ix_llm_calls_latency", "llm_calls", ["latency_ms", "created_at"])
+    op.create_index("ix_llm_calls_created_latency", "llm_calls", ["created_at", "latency_ms"])
     for stmt in create_sql(op.get_bind().dialect.name):
         op.execute(stmt)
 
@@ -43,6 +45,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     for stmt in drop_sql(op.get_bind().dialect.name):
         op.execute(stmt)
+    op.drop_index("ix_llm_calls_created_latency", "llm_calls")
     op.drop_index("ix_llm_calls_latency", "llm_calls")
     op.drop_index("ix_llm_calls_cost", "llm_calls")
     op.drop_index("ix_llm_calls_usage", "llm_calls")
