@@ -12,7 +12,7 @@ from sqlalchemy import BigInteger, DateTime, Engine, Float, and_, bindparam, cas
 from sqlalchemy.sql import ColumnElement
 
 from lib.models import LlmCall
-from lib.rollups import NULL_SENTINEL, ROLLUPS, rollup_tables
+from lib.rollups import LATENCY_ROLLUP, NULL_SENTINEL, ROLLUPS, bin_range, rollup_tables
 
 T = LlmCall.__table__
 C = T.c
@@ -138,13 +138,17 @@ class Source:
 RAW = Source(T, rollup=False)
 
 
+def on_whole_hours(f: UsageFilter) -> bool:
+    """True when the range and its local buckets fall on whole UTC hours, as the rollups do."""
+    return _sqlite_offset_minutes(f) % 60 == 0 and all(
+        _utc(t).minute == 0 and _utc(t).second == 0 and _utc(t).microsecond == 0 for t in (f.start, f.end))
+
+
 def source_for(f: UsageFilter, dims: set[str] = frozenset()) -> Source:
     """The smallest source that answers: a rollup when it holds every filtered and grouped dimension and
     the range falls on whole UTC hours (zones with half-hour offsets read the call log)."""
     needed = {FILTER_DIMS[k] for k in FILTER_DIMS if getattr(f, k)} | set(dims)
-    whole_hours = all(_utc(t).minute == 0 and _utc(t).second == 0 and _utc(t).microsecond == 0
-                      for t in (f.start, f.end))
-    if USE_ROLLUPS and whole_hours:
+    if USE_ROLLUPS and on_whole_hours(f):
         for name, rollup_dims in ROLLUPS.items():
             if needed <= set(rollup_dims):
                 return Source(ROLLUP_TABLES[name], rollup=True)
@@ -271,3 +275,49 @@ def sqlite_percentiles(conn, f: UsageFilter, n: int | None = None, path: str = "
 def select_count(cond: ColumnElement[bool]):
     """SELECT count(*) FROM llm_calls WHERE cond."""
     return select(func.count()).select_from(T).where(cond)
+
+
+_IN_BIN = ("SELECT latency_ms FROM llm_calls INDEXED BY ix_llm_calls_created_latency WHERE created_at >= :lo "
+           "AND created_at < :hi AND latency_ms >= :blo AND latency_ms < :bhi ORDER BY latency_ms {order} LIMIT 1 OFFSET :k")
+
+
+def histogram_percentiles(engine: Engine, f: UsageFilter, by_bucket: bool) -> dict[str, tuple[float, float]] | None:
+    """Exact p50/p95 per local bucket (or for the whole range under key 'all') on SQLite, for a bare
+    range on whole hours; None when that does not apply.
+
+    The latency rollup gives each bucket's count per latency bin, so the bin holding rank ceil(n*p) is
+    known; one query then sorts only that bin's rows of the bucket, read from (created_at, latency_ms).
+    """
+    if not (USE_ROLLUPS and is_bare(f) and on_whole_hours(f)) or engine.dialect.name != "sqlite":
+        return None
+    src = Source(ROLLUP_TABLES[LATENCY_ROLLUP], rollup=True)
+    label = bucket(engine, f, src).label("bucket") if by_bucket else literal_column("'all'").label("bucket")
+    stmt = (select(label, src.table.c.bin, func.sum(src.table.c.n)).where(where(f, src))
+            .group_by(label, src.table.c.bin).order_by(label, src.table.c.bin))
+    bins: dict[str, list[tuple[int, int]]] = {}
+    with engine.connect() as conn:
+        for key, b, n in conn.execute(stmt):
+            bins.setdefault(key, []).append((int(b), int(n)))
+        ranges = dict(sqlite_buckets(f)) if by_bucket else {"all": f}
+        in_bin, in_bin_desc = (text(_IN_BIN.format(order=o)).bindparams(bindparam("lo", type_=DateTime()),
+                                                                         bindparam("hi", type_=DateTime()))
+                               for o in ("ASC", "DESC"))
+        out = {}
+        for key, counts in bins.items():
+            part, total, values = ranges[key], sum(n for _, n in counts), []
+            for pct in (50, 95):
+                rank, before = -(-total * pct // 100), 0
+                for b, n in counts:
+                    if before + n >= rank:
+                        break
+                    before += n
+                blo, bhi = bin_range(b)
+                k = rank - before - 1  # 0-based within the bin; count from the nearer end
+                query = in_bin if k <= n - 1 - k else in_bin_desc
+                values.append(conn.execute(query, {"lo": _utc(part.start), "hi": _utc(part.end),
+                                                   "blo": max(blo, -1e308), "bhi": bhi,
+                                                   "k": min(k, n - 1 - k)}).scalar())
+            if None in values:  # the rollup disagrees with the log (rows deleted?): let the caller sort
+                return None
+            out[key] = (float(values[0]), float(values[1]))
+    return out

@@ -289,6 +289,21 @@ def test_hourly_rollups_give_the_same_answers_as_the_call_log(log_engine, monkey
     assert from_log["headline"]["requests"] == 9  # the whole log is in range
 
 
+@pytest.mark.parametrize("rollups", [True, False])
+def test_latency_percentiles_are_exact_at_latency_bin_edges(any_engine, monkeypatch, rollups):
+    latencies = [0.5, 999.9, 1000.0, 1000.1, 1999.99, 2000.0, 7000.0, 9999.99, 10000.0, 123456.0]
+    with any_engine.begin() as conn:
+        conn.execute(insert(LlmCall.__table__), [call(i, f"2026-01-10 12:{i:02d}", "ann", "chat", MINI, latency=v)
+                                                 for i, v in enumerate(latencies)])
+    monkeypatch.setattr("lib.usage_sql.USE_ROLLUPS", rollups)
+    f = berlin()
+    h = usage.headline(any_engine, f)
+    assert (h["p50_ms"], h["p95_ms"]) == (1999.99, 123456.0)  # ranks 5 and 10 of 10
+    three = usage.UsageFilter(f.start, f.start + timedelta(hours=36), tz=BERLIN)  # hourly buckets
+    df = usage.latency_over_time(any_engine, three)
+    assert [tuple(r) for r in df.itertuples(index=False)] == [("2026-01-10 13:00", 1999.99, 123456.0)]
+
+
 def test_rollups_are_backfilled_from_calls_logged_before_the_migration(tmp_path):
     from alembic import command
 
