@@ -277,8 +277,8 @@ def select_count(cond: ColumnElement[bool]):
     return select(func.count()).select_from(T).where(cond)
 
 
-_IN_BIN = ("SELECT latency_ms FROM llm_calls INDEXED BY {index} WHERE created_at >= :lo "
-           "AND created_at < :hi AND latency_ms >= :blo AND latency_ms < :bhi ORDER BY latency_ms {order} LIMIT 1 OFFSET :k")
+_IN_BIN = ("SELECT latency_ms FROM llm_calls INDEXED BY {index} WHERE created_at >= :lo AND created_at < :hi "
+           "AND latency_ms >= :blo AND latency_ms < :bhi ORDER BY latency_ms {order} LIMIT 1 OFFSET :k")
 
 
 def histogram_percentiles(engine: Engine, f: UsageFilter, by_bucket: bool) -> dict[str, tuple[float, float]] | None:
@@ -302,12 +302,13 @@ def histogram_percentiles(engine: Engine, f: UsageFilter, by_bucket: bool) -> di
         # One day is read by time and its bin rows sorted; a whole month is read by latency, from
         # the bin's edge (the month's median bin holds a third of its rows: too many to sort).
         index = "ix_llm_calls_created_latency" if by_bucket else "ix_llm_calls_latency"
-        in_bin, in_bin_desc = (text(_IN_BIN.format(order=o, index=index)).bindparams(bindparam("lo", type_=DateTime()),
-                                                                         bindparam("hi", type_=DateTime()))
-                               for o in ("ASC", "DESC"))
+        in_bin, in_bin_desc = (text(_IN_BIN.format(order=o, index=index)).bindparams(
+            bindparam("lo", type_=DateTime()), bindparam("hi", type_=DateTime())) for o in ("ASC", "DESC"))
         out = {}
         for key, counts in bins.items():
-            part, total, values = ranges[key], sum(n for _, n in counts), []
+            part, total, values = ranges.get(key), sum(n for _, n in counts), []
+            if part is None:  # a bucket the range does not have: rollup and log disagree, let the caller sort
+                return None
             for pct in (50, 95):
                 rank, before = -(-total * pct // 100), 0
                 for b, n in counts:
