@@ -120,3 +120,9 @@ def test_the_app_lists_usage_and_opens_it(filled):
     at.switch_page("pages/usage.py").run()
     assert not at.exception
     assert at.title[0].value == "Usage"
+
+
+def test_the_demo_setting_shows_the_banner_too(filled, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_DEMO", "1")
+    at = run_page()
+    assert "Demo data" in at.warning[0].value
