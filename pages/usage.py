@@ -1,7 +1,7 @@
 """Usage: where the money goes, whether it grows, who and what drives it, and what would change it."""
 
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import streamlit as st
@@ -32,7 +32,7 @@ def q(name, f, *args):
 
 
 def table(df, name: str) -> None:
-    st.dataframe(df, hide_index=True, use_container_width=True)
+    st.dataframe(df, hide_index=True, width="stretch")
     st.download_button("Download CSV", df.to_csv(index=False).encode(), f"{name}.csv", "text/csv",
                        key=f"csv_{name}", icon=":material/download:")
 
@@ -48,7 +48,7 @@ if preset == "Custom":
     start, end = usage.date_range(first, last, tz)
 else:
     start, end = usage.preset_range(preset, now, tz)
-    right.caption(f"{start:%d %b %Y} – {end:%d %b %Y} (end exclusive), times in {tz}")
+    right.caption(f"{start:%d %b %Y} – {end - timedelta(days=1):%d %b %Y}, times in {tz}")
 opts = q("filter_options", usage.UsageFilter(start, end, tz=tz))
 with st.expander("Filters", icon=":material/filter_list:"):
     cols = st.columns(4)
@@ -68,10 +68,10 @@ if current["unpriced"]:
 
 spend_tab, tokens_tab, latency_tab, errors_tab = st.tabs(["Spend", "Tokens", "Latency", "Errors"])
 by = spend_tab.radio("Stack by", ["model", "feature"], horizontal=True)
-spend_tab.plotly_chart(charts.spend_chart(q("spend_over_time", f, by), by), use_container_width=True)
-tokens_tab.plotly_chart(charts.tokens_chart(q("tokens_over_time", f)), use_container_width=True)
-latency_tab.plotly_chart(charts.latency_chart(q("latency_over_time", f)), use_container_width=True)
-errors_tab.plotly_chart(charts.errors_chart(q("errors_over_time", f)), use_container_width=True)
+spend_tab.plotly_chart(charts.spend_chart(q("spend_over_time", f, by), by), width="stretch")
+tokens_tab.plotly_chart(charts.tokens_chart(q("tokens_over_time", f)), width="stretch")
+latency_tab.plotly_chart(charts.latency_chart(q("latency_over_time", f)), width="stretch")
+errors_tab.plotly_chart(charts.errors_chart(q("errors_over_time", f)), width="stretch")
 
 st.subheader("Who and what drives it")
 for tab, by_key in zip(st.tabs(["By user", "By feature", "By model", "By template version"]), usage.BREAKDOWNS):
