@@ -57,6 +57,15 @@ class LlmCall(Base):
         Index("ix_llm_calls_user", "user"),
         Index("ix_llm_calls_model", "model"),
         Index("ix_llm_calls_status", "status"),
+        # Usage dashboard (migration 0003): covering index for range aggregates; on SQLite the
+        # included columns are key columns, as SQLite has no INCLUDE.
+        Index("ix_llm_calls_usage", "created_at",
+              postgresql_include=["feature", "user", "model", "provider", "status", "template_name",
+                                  "template_version", "error_type", "cost_usd", "prompt_tokens",
+                                  "completion_tokens", "cached_tokens", "latency_ms"]),
+        Index("ix_llm_calls_cost", "cost_usd", "created_at"),
+        Index("ix_llm_calls_latency", "latency_ms", "created_at"),
+        Index("ix_llm_calls_created_latency", "created_at", "latency_ms"),
     )
 
 

@@ -157,3 +157,23 @@ def retrieval_settings(settings: Settings):
     from lib.rag import RetrievalSettings
 
     return RetrievalSettings(k=settings.top_k, mode=settings.search_mode, vector_weight=settings.hybrid_weight)
+
+
+# Usage dashboard queries that may be cached (name -> lib.usage function taking engine, filter, *args).
+USAGE_QUERIES = ("headline", "spend_over_time", "tokens_over_time", "latency_over_time", "errors_over_time",
+                 "breakdown", "top_calls", "unpriced_calls", "cost_per_useful_answer", "daily_spend",
+                 "what_if", "filter_options")
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _usage_query(url: str, name: str, f, args: tuple):
+    from lib import usage
+
+    return getattr(usage, name)(_engine(url), f, *args)
+
+
+def run_usage_query(settings: Settings, name: str, f, *args):
+    """The result of lib.usage.`name`(engine, f, *args), cached for a minute per filter and arguments."""
+    if name not in USAGE_QUERIES:
+        raise ValueError(f"{name!r} is not a usage query.")
+    return _usage_query(settings.database_url, name, f, args)

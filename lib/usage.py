@@ -1,0 +1,293 @@
+"""Queries behind the Usage dashboard: every aggregate is computed in SQL; pandas only holds the results.
+
+Most read an hourly rollup of the call log (lib/rollups.py) when it holds the dimensions asked for, and
+the call log itself otherwise; the answers are the same (tests check both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import DateTime, Engine, and_, bindparam, func, select, text
+from sqlalchemy.sql import Select
+
+from lib.models import Feedback
+from lib.pricing import Price
+from lib.usage_sql import (PRESETS, RAW, C, T, UsageFilter, bucket, date_range, group_key,  # noqa: F401
+                           histogram_percentiles, is_bare, preset_range, source_for, sqlite_buckets, sqlite_percentiles,
+                           where)
+
+BREAKDOWNS = {"user": ("user",), "feature": ("feature",), "model": ("model",),
+              "template version": ("template_name", "template_version")}
+ANSWER_STATUSES = ("ok", "cached")  # statuses that gave the user an answer
+HEADLINE_METRICS = (("spend", "Spend"), ("requests", "Requests"), ("input_tokens", "Input tokens"),
+                    ("output_tokens", "Output tokens"), ("avg_cost", "Avg cost / request"),
+                    ("error_rate", "Error rate"), ("p50_ms", "p50 latency"), ("p95_ms", "p95 latency"),
+                    ("cache_hit_rate", "Cache hit rate"))
+
+
+def _frame(engine: Engine, stmt: Select) -> pd.DataFrame:
+    with engine.connect() as conn:
+        result = conn.execute(stmt)
+        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _to_local(series: pd.Series, tz: str) -> pd.Series:
+    # SQLite hands back naive UTC datetimes, PostgreSQL aware ones: both become the viewer's zone.
+    return pd.to_datetime(series, utc=True).dt.tz_convert(tz)
+
+
+def headline(engine: Engine, f: UsageFilter) -> dict[str, float | int | None]:
+    """Totals of one period: spend, requests, tokens, average cost, error and cache-hit rates, latency."""
+    src = source_for(f, {"status"})
+    stmt = select(src.requests().label("requests"), src.spend().label("spend"),
+                  src.total("unpriced").label("unpriced"), src.total("input_tokens").label("input_tokens"),
+                  src.total("output_tokens").label("output_tokens"),
+                  src.total("cached_tokens").label("cached_tokens"),
+                  src.count_where(src.table.c.status == "error").label("errors"),
+                  src.count_where(src.table.c.status == "cached").label("cache_hits")).where(where(f, src))
+    with engine.connect() as conn:
+        row = dict(conn.execute(stmt).mappings().one())
+    out: dict[str, float | int | None] = {k: int(v) for k, v in row.items() if k != "spend"}
+    out["spend"] = float(row["spend"])
+    requests, priced = out["requests"], out["requests"] - out["unpriced"]
+    # Average over priced calls only: an unpriced call is unknown, not free.
+    out["avg_cost"] = out["spend"] / priced if priced else None
+    out["error_rate"] = out["errors"] / requests if requests else None
+    out["cache_hit_rate"] = out["cache_hits"] / requests if requests else None
+    out.update(latency_percentiles(engine, f))
+    return out
+
+
+def compare_headlines(current: dict, previous: dict) -> list[dict[str, Any]]:
+    """Each headline metric with its previous value and relative change (None when not comparable)."""
+    rows = []
+    for key, label in HEADLINE_METRICS:
+        now, before = current.get(key), previous.get(key)
+        change = (now - before) / before if now is not None and before else None
+        rows.append({"metric": key, "label": label, "value": now, "previous": before, "change": change})
+    return rows
+
+
+def latency_percentiles(engine: Engine, f: UsageFilter) -> dict[str, float | None]:
+    """p50 and p95 latency in ms (nearest rank, as PostgreSQL's percentile_disc); None when no calls."""
+    if engine.dialect.name == "postgresql":
+        df = _pg_percentiles(engine, f, by_bucket=False)
+        p50, p95 = (None, None) if df.empty else (_num(df["p50_ms"].iloc[0]), _num(df["p95_ms"].iloc[0]))
+        return {"p50_ms": p50, "p95_ms": p95}
+    fast = histogram_percentiles(engine, f, by_bucket=False)
+    if fast is not None:
+        p50, p95 = fast.get("all", (None, None))
+        return {"p50_ms": p50, "p95_ms": p95}
+    with engine.connect() as conn:
+        p50, p95 = sqlite_percentiles(conn, f, path="auto")
+    return {"p50_ms": p50, "p95_ms": p95}
+
+
+def latency_over_time(engine: Engine, f: UsageFilter) -> pd.DataFrame:
+    """p50 and p95 latency per local bucket."""
+    if engine.dialect.name == "postgresql":
+        return _pg_percentiles(engine, f, by_bucket=True)
+    fast = histogram_percentiles(engine, f, by_bucket=True)
+    if fast is not None:
+        return pd.DataFrame([(k, *v) for k, v in sorted(fast.items())], columns=["bucket", "p50_ms", "p95_ms"])
+    src = source_for(f)
+    counts = {}
+    if src.rollup:  # the latency count of every bucket in one small query instead of one count per bucket
+        b = bucket(engine, f, src).label("bucket")
+        stmt = select(b, src.total("latency_count")).where(where(f, src)).group_by(b)
+        counts = {label: int(n) for label, n in _frame(engine, stmt).itertuples(index=False)}
+    rows = []
+    with engine.connect() as conn:
+        for label, part in sqlite_buckets(f):
+            if src.rollup and not counts.get(label):
+                continue
+            p50, p95 = sqlite_percentiles(conn, part, n=counts.get(label) if src.rollup else None)
+            if p50 is not None:
+                rows.append({"bucket": label, "p50_ms": p50, "p95_ms": p95})
+    return pd.DataFrame(rows, columns=["bucket", "p50_ms", "p95_ms"])
+
+
+def _pg_percentiles(engine: Engine, f: UsageFilter, by_bucket: bool) -> pd.DataFrame:
+    b = bucket(engine, f).label("bucket")
+    cols = [func.percentile_disc(p).within_group(C.latency_ms).label(n) for p, n in ((0.5, "p50_ms"), (0.95, "p95_ms"))]
+    stmt = select(*([b] if by_bucket else []), *cols).where(where(f), C.latency_ms.is_not(None))
+    return _frame(engine, stmt.group_by(b).order_by(b) if by_bucket else stmt)
+
+
+def spend_over_time(engine: Engine, f: UsageFilter, by: str = "model") -> pd.DataFrame:
+    """Spend, requests and unpriced calls per local bucket and model (or feature)."""
+    if by not in ("model", "feature"):
+        raise ValueError("Spend can be stacked by model or by feature.")
+    src = source_for(f, {by})
+    b = bucket(engine, f, src).label("bucket")
+    stmt = (select(b, src.col(by).label(by), src.spend().label("spend"), src.requests().label("requests"),
+                   src.total("unpriced").label("unpriced"))
+            .where(where(f, src)).group_by(b, src.group(engine, by)).order_by(b, src.col(by)))
+    return _frame(engine, stmt)
+
+
+def tokens_over_time(engine: Engine, f: UsageFilter) -> pd.DataFrame:
+    """Input, cached input and output tokens per local bucket."""
+    src = source_for(f)
+    b = bucket(engine, f, src).label("bucket")
+    stmt = (select(b, src.total("input_tokens").label("input_tokens"),
+                   src.total("cached_tokens").label("cached_tokens"),
+                   src.total("output_tokens").label("output_tokens"))
+            .where(where(f, src)).group_by(b).order_by(b))
+    return _frame(engine, stmt)
+
+
+def errors_over_time(engine: Engine, f: UsageFilter) -> pd.DataFrame:
+    """Failed calls (status error) per local bucket and error type."""
+    src = source_for(f, {"status", "error_type"})
+    b = bucket(engine, f, src).label("bucket")
+    etype = func.coalesce(src.col("error_type"), "unknown")
+    stmt = (select(b, etype.label("error_type"), src.requests().label("errors"))
+            .where(where(f, src), src.table.c.status == "error").group_by(b, etype).order_by(b, etype))
+    return _frame(engine, stmt)
+
+
+def breakdown_statement(engine: Engine, f: UsageFilter, by: str) -> Select:
+    """The SQL behind breakdown() (exposed so its query plan can be checked)."""
+    keys = BREAKDOWNS[by]
+    src = source_for(f, set(keys))
+    return (select(*(src.col(k).label(k) for k in keys), src.spend().label("spend"),
+                   src.requests().label("requests"), src.total("unpriced").label("unpriced"),
+                   src.total("input_tokens").label("input_tokens"),
+                   src.total("output_tokens").label("output_tokens"))
+            .where(where(f, src)).group_by(*(src.group(engine, k) for k in keys))
+            .order_by(src.spend().desc(), src.requests().desc(), *(src.col(k) for k in keys)))
+
+
+def breakdown(engine: Engine, f: UsageFilter, by: str) -> pd.DataFrame:
+    """Spend, requests, unpriced calls, tokens and shares per user, feature, model or template version."""
+    df = _frame(engine, breakdown_statement(engine, f, by))
+    total_spend, total_requests = df["spend"].sum(), df["requests"].sum()
+    df["spend_share"] = df["spend"] / total_spend if total_spend else 0.0
+    df["request_share"] = df["requests"] / total_requests if total_requests else 0.0
+    return df
+
+
+def top_calls(engine: Engine, f: UsageFilter, limit: int = 20) -> pd.DataFrame:
+    """The most expensive priced calls of the period, most expensive first."""
+    cond = and_(where(f), C.cost_usd.is_not(None))
+    if engine.dialect.name == "sqlite" and is_bare(f):
+        # Walk ix_llm_calls_cost from the most expensive down and stop at `limit` rows in range,
+        # instead of sorting the whole range (SQLite picks the latter unless told).
+        walk = text("SELECT id FROM llm_calls INDEXED BY ix_llm_calls_cost WHERE cost_usd IS NOT NULL AND "
+                    "created_at >= :lo AND created_at < :hi ORDER BY cost_usd DESC LIMIT :n").bindparams(
+            bindparam("lo", type_=DateTime()), bindparam("hi", type_=DateTime()))
+        with engine.connect() as conn:
+            ids = conn.execute(walk, {"lo": f.start.astimezone(UTC), "hi": f.end.astimezone(UTC), "n": limit}).scalars()
+            cond = C.id.in_(list(ids))
+    stmt = (select(C.id, C.created_at, C.user, C.feature, C.model, C.template_name, C.template_version,
+                   C.prompt_tokens, C.completion_tokens, C.cached_tokens, C.cost_usd, C.latency_ms, C.status)
+            .where(cond).order_by(C.cost_usd.desc(), C.id).limit(limit))
+    df = _frame(engine, stmt)
+    df["created_at"] = _to_local(df["created_at"], f.tz)
+    return df
+
+
+def unpriced_calls(engine: Engine, f: UsageFilter) -> pd.DataFrame:
+    """Calls with no known price, per model: counted and listed, never shown as $0."""
+    stmt = (select(C.model, func.count().label("calls"), func.sum(C.prompt_tokens).label("input_tokens"),
+                   func.sum(C.completion_tokens).label("output_tokens"),
+                   func.min(C.created_at).label("first_seen"), func.max(C.created_at).label("last_seen"))
+            .where(where(f), C.cost_usd.is_(None)).group_by(group_key(engine, C.model))
+            .order_by(func.count().desc(), C.model))
+    df = _frame(engine, stmt)
+    for col in ("first_seen", "last_seen"):
+        df[col] = _to_local(df[col], f.tz)
+    return df
+
+
+def get_call(engine: Engine, call_id: int, tz: str = "UTC") -> dict[str, Any] | None:
+    """Every stored field of one call (prompt and response where they were logged); None if absent."""
+    with engine.connect() as conn:
+        row = conn.execute(select(T).where(C.id == call_id)).mappings().first()
+    if row is None:
+        return None
+    out = dict(row)
+    out["created_at"] = _to_local(pd.Series([out["created_at"]]), tz).iloc[0].isoformat()
+    return out
+
+
+def cost_per_useful_answer(engine: Engine, f: UsageFilter) -> dict[str, Any]:
+    """Spend of the period divided by the answers (ok or cached) that got no 👎.
+
+    A 👎 (rating -1 in `feedback`, tied to the call by request_id) disqualifies an answer. While nobody
+    has left feedback yet, `feedback_collected` is False and every answer counts.
+    """
+    feedback = Feedback.__table__
+    with engine.connect() as conn:
+        collected = conn.execute(select(feedback.c.id).limit(1)).first() is not None
+    src = RAW if collected else source_for(f, {"status"})
+    answered = src.table.c.status.in_(ANSWER_STATUSES)
+    if not collected:
+        useful = src.count_where(answered)
+    else:
+        disliked = (select(feedback.c.request_id)
+                    .where(feedback.c.rating < 0, feedback.c.request_id == C.request_id).exists())
+        useful = src.count_where(and_(answered, ~disliked))
+    stmt = select(src.spend().label("spend"), useful.label("useful"), src.count_where(answered).label("answers"),
+                  src.total("unpriced").label("unpriced")).where(where(f, src))
+    with engine.connect() as conn:
+        row = conn.execute(stmt).mappings().one()
+    spend, n = float(row["spend"]), int(row["useful"])
+    return {"spend": spend, "useful_answers": n, "answers": int(row["answers"]), "unpriced": int(row["unpriced"]),
+            "cost_per_useful_answer": spend / n if n else None, "feedback_collected": collected}
+
+
+def daily_spend(engine: Engine, f: UsageFilter) -> pd.DataFrame:
+    """Spend per local day (used by the month-end forecast)."""
+    src = source_for(f)
+    b = bucket(engine, f, src, grain="day").label("day")
+    stmt = select(b, src.spend().label("spend")).where(where(f, src)).group_by(b).order_by(b)
+    return _frame(engine, stmt)
+
+
+def what_if(engine: Engine, f: UsageFilter, price: Price) -> pd.DataFrame:
+    """Per model: actual spend and the spend had the same tokens been priced at `price`."""
+    src = source_for(f, {"model"})
+    cached_rate = price.input if price.cached_input is None else price.cached_input
+    cached = src.total("cached_capped")
+    repriced = ((src.total("input_tokens") - cached) * price.input + cached * cached_rate
+                + src.total("output_tokens") * price.output) / 1_000_000.0
+    stmt = (select(src.col("model").label("model"), src.requests().label("requests"),
+                   src.spend().label("actual_spend"), src.total("unpriced").label("unpriced"),
+                   repriced.label("what_if_spend"))
+            .where(where(f, src)).group_by(src.group(engine, "model")).order_by(src.spend().desc()))
+    df = _frame(engine, stmt)
+    df["what_if_spend"] = df["what_if_spend"].astype(float)
+    df["difference"] = df["what_if_spend"] - df["actual_spend"]
+    return df
+
+
+def filter_options(engine: Engine, f: UsageFilter) -> dict[str, list]:
+    """The distinct values of each filterable column within the filter's time range."""
+    bare = replace(f, features=(), users=(), models=(), providers=(), templates=(), template_versions=(),
+                   statuses=())
+    out: dict[str, list] = {}
+    for dims in (("feature", "model", "provider", "template_name", "template_version", "status"), ("user",)):
+        src = source_for(bare, set(dims))
+        cols = [src.col(d).label(d) for d in dims]
+        df = _frame(engine, select(*cols).where(where(bare, src)).group_by(*(src.group(engine, d) for d in dims)))
+        out.update({d: sorted(int(v) if d == "template_version" else v for v in df[d].dropna().unique())
+                    for d in dims})
+    return out
+
+
+def has_calls(engine: Engine) -> bool:
+    """True once the call log holds at least one row."""
+    with engine.connect() as conn:
+        return conn.execute(select(C.id).limit(1)).first() is not None
+
+

@@ -1,0 +1,50 @@
+"""`python -m lib.cli demo-usage` writes synthetic calls into a marked demo dir, never into real data."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from lib.cli import main
+from lib.db import make_engine
+from lib.demo_usage import DEMO_MARKER
+from lib.models import LlmCall
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def count_calls(path: Path) -> tuple[int, int, int]:
+    engine = make_engine(f"sqlite:///{path / 'workbench.db'}")
+    with engine.connect() as c:
+        t = LlmCall.__table__.c
+        got = c.execute(select(func.count(), func.count(func.distinct(t.user)),
+                               func.sum(t.cost_usd.is_(None).cast(LlmCall.__table__.c.prompt_tokens.type)))).one()
+    engine.dispose()
+    return tuple(got)
+
+
+def test_demo_usage_writes_the_asked_number_of_calls_into_a_marked_dir(tmp_path, capsys):
+    target = tmp_path / "demo"
+    assert main(["demo-usage", "--days", "5", "--calls", "300", "--data-dir", str(target)]) == 0
+    assert (target / DEMO_MARKER).exists()
+    calls, users, unpriced = count_calls(target)
+    assert calls == 300 and users > 5 and unpriced > 0  # realistic: many users, some unpriced calls
+    assert "WORKBENCH_DATA_DIR=" in capsys.readouterr().out
+
+
+def test_demo_usage_refuses_a_directory_with_real_data(tmp_path, capsys):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "workbench.db").write_bytes(b"")
+    assert main(["demo-usage", "--calls", "10", "--data-dir", str(real)]) == 2
+    assert "not demo data" in capsys.readouterr().err
+    assert not (real / DEMO_MARKER).exists()
+
+
+def test_demo_usage_runs_as_a_module_with_help():
+    out = subprocess.run([sys.executable, "-m", "lib.cli", "demo-usage", "--help"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    assert "--calls" in out and "--days" in out
