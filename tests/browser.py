@@ -95,3 +95,9 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def settle(page, timeout_ms: int = 60_000) -> None:
+    """Wait until the app has finished its rerun: no element is left over (stale) from the previous run."""
+    page.wait_for_function("() => document.querySelectorAll('[data-stale=\"true\"]').length === 0",
+                           timeout=timeout_ms)

@@ -1,0 +1,36 @@
+"""Usage in a real headless Chromium: the manager's charts render from the call log."""
+
+import os
+
+import pytest
+from browser import browser_page, chromium_path, running_app, screenshot
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    if chromium_path() is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: make test installs it with apt-get")
+        pytest.skip("chromium is not installed (make test installs it)")
+    from lib.db import make_engine, migrate
+    from lib.demo_usage import write_demo_calls
+
+    data = tmp_path_factory.mktemp("pages") / "data"
+    engine = make_engine(f"sqlite:///{data / 'workbench.db'}")
+    migrate(engine)
+    write_demo_calls(engine, 3000, 30)
+    engine.dispose()
+    with running_app({"WORKBENCH_DATA_DIR": str(data), "WORKBENCH_USER": "manager"}) as url:
+        yield url
+
+
+def test_a_manager_opens_usage_and_the_charts_render(app_url):
+    with browser_page("usage") as page:
+        page.goto(app_url + "/usage")
+        page.get_by_role("heading", name="Usage").wait_for()
+        page.locator('[data-testid="stPlotlyChart"]').first.wait_for()
+        page.locator(".js-plotly-plot .main-svg").first.wait_for()
+        assert page.locator('[data-testid="stPlotlyChart"]').count() >= 3
+        screenshot(page, "usage")
