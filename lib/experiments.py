@@ -8,6 +8,7 @@ is cached, so judging the same pair again costs nothing.
 from __future__ import annotations
 
 import hashlib
+import logging
 import queue
 import re
 import threading
@@ -27,6 +28,7 @@ from lib.template_store import PRODUCTION, TemplateStore
 from lib.templates import Template, TemplateError
 from lib.test_sets import Case, load_cases
 
+log = logging.getLogger(__name__)
 RUN_FEATURE, JUDGE_FEATURE = "compare.run", "compare"
 VERDICTS = {"A": "A better", "B": "B better", "tie": "Tie", "both_bad": "Both bad"}
 
@@ -371,3 +373,53 @@ def promote(store: TemplateStore, template_name: str, a: Variant, b: Variant, us
 def _total(values) -> float | None:
     values = list(values)
     return None if any(v is None for v in values) else sum(values)
+
+
+class RunJobs:
+    """Batch runs working in background threads of this process, so a page can show progress and cancel."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[int, tuple[threading.Thread, threading.Event, list[RunProgress]]] = {}
+        self._lock = threading.Lock()
+
+    def start(self, gateway: Gateway, store: TemplateStore, run_id: int, concurrency: int = 8) -> None:
+        """Run (or resume) `run_id` in a background thread; no-op if it is already running here."""
+        with self._lock:
+            if self.running(run_id):
+                return
+            cancel, seen = threading.Event(), [RunProgress(total=0)]
+
+            def work() -> None:
+                try:
+                    execute_run(gateway, store, run_id, concurrency=concurrency, cancel=cancel,
+                                progress=lambda p: seen.__setitem__(0, p))
+                except Exception:  # the page shows the run as failed instead of a silent stop
+                    log.exception("compare run %s failed", run_id)
+                    with Session(gateway.engine) as s, s.begin():
+                        s.get(CompareRun, run_id).status = "failed"
+
+            thread = threading.Thread(target=work, name=f"compare-run-{run_id}", daemon=True)
+            self._jobs[run_id] = (thread, cancel, seen)
+            thread.start()
+
+    def running(self, run_id: int) -> bool:
+        """True while the run's thread is alive in this process."""
+        job = self._jobs.get(run_id)
+        return job is not None and job[0].is_alive()
+
+    def progress(self, run_id: int) -> RunProgress | None:
+        """The latest progress of a run started here, or None."""
+        job = self._jobs.get(run_id)
+        return job[2][0] if job else None
+
+    def cancel(self, run_id: int) -> None:
+        """Ask a run to stop: calls in flight finish and are stored, no new ones start."""
+        if job := self._jobs.get(run_id):
+            job[1].set()
+
+    def wait(self, run_id: int, timeout: float | None = None) -> bool:
+        """Block until the run's thread ends; True if it did."""
+        if job := self._jobs.get(run_id):
+            job[0].join(timeout)
+            return not job[0].is_alive()
+        return True

@@ -133,3 +133,11 @@ def retrieval_settings(settings: Settings):
     from lib.rag import RetrievalSettings
 
     return RetrievalSettings(k=settings.top_k, mode=settings.search_mode, vector_weight=settings.hybrid_weight)
+
+
+@st.cache_resource(show_spinner=False)
+def get_run_jobs():
+    """The process-wide registry of Compare batch runs working in the background."""
+    from lib.experiments import RunJobs
+
+    return RunJobs()
