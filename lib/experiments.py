@@ -221,14 +221,14 @@ def execute_run(gateway: Gateway, store: TemplateStore, run_id: int, *, concurre
             if not pending:
                 break
             finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                case, side = pending.pop(fut)
-                outcome = fut.result()
-                _store_result(engine, run_id, case.id, side, outcome)
-                state.done += 1
-                state.failed += outcome.status == "error"
-                if progress:
-                    progress(state)
+            batch = [(*pending.pop(fut), fut.result()) for fut in finished]
+            while not cancel.is_set() and len(pending) < concurrency and (task := next(todo, None)):
+                pending[pool.submit(one, *task)] = task  # refill before the write, so workers never idle on it
+            _store_results(engine, run_id, batch)
+            state.done += len(batch)
+            state.failed += sum(o.status == "error" for _, _, o in batch)
+            if progress:
+                progress(state)
     state.cancelled = cancel.is_set() and state.done < state.total
     if checks.judge_model and not state.cancelled:
         judge_run(gateway, run_id, checks.judge_model, concurrency=concurrency, cancel=cancel)
@@ -238,11 +238,11 @@ def execute_run(gateway: Gateway, store: TemplateStore, run_id: int, *, concurre
     return state
 
 
-def _store_result(engine: Engine, run_id: int, case_id: int, side: str, o: Outcome) -> None:
+def _store_results(engine: Engine, run_id: int, batch: list[tuple[Case, str, Outcome]]) -> None:
     with Session(engine) as s, s.begin():
-        s.add(RunResult(run_id=run_id, case_id=case_id, variant=side, text=o.text, status=o.status, error=o.error,
-                        request_id=o.request_id, tokens=o.tokens, cost_usd=o.cost_usd, latency_ms=o.latency_ms,
-                        checks=o.checks))
+        s.add_all(RunResult(run_id=run_id, case_id=case.id, variant=side, text=o.text, status=o.status,
+                            error=o.error, request_id=o.request_id, tokens=o.tokens, cost_usd=o.cost_usd,
+                            latency_ms=o.latency_ms, checks=o.checks) for case, side, o in batch)
 
 
 JUDGE_SYSTEM = ("You compare two answers to the same request. Judge correctness first, then helpfulness "
