@@ -66,6 +66,7 @@ class LlmCall(Base):
         Index("ix_llm_calls_cost", "cost_usd", "created_at"),
         Index("ix_llm_calls_latency", "latency_ms", "created_at"),
         Index("ix_llm_calls_created_latency", "created_at", "latency_ms"),
+        Index("ix_llm_calls_experiment_id", "experiment_id"),
     )
 
 
@@ -281,3 +282,112 @@ class Budget(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
 
     __table_args__ = (UniqueConstraint("scope", "subject", name="uq_budgets_scope_subject"),)
+
+
+# ---- compare: test sets, batch runs, votes, live experiments ------------------------------------
+
+
+class TestSet(Base):
+    """Named inputs for a template: one row per case, columns are the template's variables."""
+
+    __tablename__ = "test_sets"
+    __test__ = False  # not a pytest class, despite the name
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)
+    variables: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class TestCase(Base):
+    """One input of a test set, with an optional expected answer and where it came from."""
+
+    __tablename__ = "test_cases"
+    __test__ = False
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    test_set_id: Mapped[int] = mapped_column(ForeignKey("test_sets.id", ondelete="CASCADE"), nullable=False,
+                                             index=True)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    values: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    expected: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # e.g. {"message_id": 12} from a 👎 in Chat
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class CompareRun(Base):
+    """A batch run of variants A and B over a test set; its rows are RunResults."""
+
+    __tablename__ = "compare_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    test_set_id: Mapped[int | None] = mapped_column(ForeignKey("test_sets.id", ondelete="SET NULL"))
+    template_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    variant_a: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)  # {"version": 1, "model": "…"}
+    variant_b: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    checks: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)  # regex, min/max length, judge model
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # running, done, cancelled, failed
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RunResult(Base):
+    """One variant's answer to one case of a batch run, with its automatic checks."""
+
+    __tablename__ = "run_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("compare_runs.id", ondelete="CASCADE"), nullable=False,
+                                        index=True)
+    case_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    variant: Mapped[str] = mapped_column(String(1), nullable=False)  # A or B
+    text: Mapped[str] = mapped_column(Text, default="", nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # ok, invalid, error
+    error: Mapped[str | None] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    tokens: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    checks: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)  # name -> True/False
+
+    __table_args__ = (UniqueConstraint("run_id", "case_id", "variant", name="uq_run_results_row"),)
+
+
+class CompareVote(Base):
+    """A verdict on A vs B for one input: a person's vote or the LLM judge's; stored with both variants."""
+
+    __tablename__ = "compare_votes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("compare_runs.id", ondelete="CASCADE"), index=True)
+    case_id: Mapped[int | None] = mapped_column(Integer)
+    template_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    variant_a: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    variant_b: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    answer_a: Mapped[str | None] = mapped_column(Text)
+    answer_b: Mapped[str | None] = mapped_column(Text)
+    verdict: Mapped[str] = mapped_column(String(16), nullable=False)  # A, B, tie, both_bad
+    voter: Mapped[str] = mapped_column(String(16), nullable=False)  # human, judge
+    blind: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    comment: Mapped[str | None] = mapped_column(Text)
+    user: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class Experiment(Base):
+    """A live A/B split of one template's traffic between two versions, sticky per user."""
+
+    __tablename__ = "experiments"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    template_name: Mapped[str] = mapped_column(String(128), nullable=False, index=True)
+    version_a: Mapped[int] = mapped_column(Integer, nullable=False)
+    version_b: Mapped[int] = mapped_column(Integer, nullable=False)
+    share_b: Mapped[float] = mapped_column(Float, nullable=False)  # 0..1 of users who get B
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # active, stopped
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

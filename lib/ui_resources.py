@@ -177,3 +177,9 @@ def run_usage_query(settings: Settings, name: str, f, *args):
     if name not in USAGE_QUERIES:
         raise ValueError(f"{name!r} is not a usage query.")
     return _usage_query(settings.database_url, name, f, args)
+@st.cache_resource(show_spinner=False)
+def get_run_jobs():
+    """The process-wide registry of Compare batch runs working in the background."""
+    from lib.experiments import RunJobs
+
+    return RunJobs()

@@ -1,0 +1,425 @@
+"""Compare A/B: run two variants (template version + model) side by side or over a test set, check, vote.
+
+Batch and side-by-side calls use the feature "compare.run", which the response cache does not serve:
+A and B must really be called so their cost and latency are measured. The judge uses "compare", which
+is cached, so judging the same pair again costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.orm import Session
+
+from lib.errors import GatewayError
+from lib.gateway import CallContext, Gateway
+from lib.models import CompareRun, CompareVote, RunResult, utcnow
+from lib.prompt_runs import build_messages, run_template
+from lib.template_store import PRODUCTION, TemplateStore
+from lib.templates import Template, TemplateError
+from lib.test_sets import Case, load_cases
+
+log = logging.getLogger(__name__)
+RUN_FEATURE, JUDGE_FEATURE = "compare.run", "compare"
+VERDICTS = {"A": "A better", "B": "B better", "tie": "Tie", "both_bad": "Both bad"}
+
+
+class CompareError(ValueError):
+    """A comparison cannot be set up or saved as asked; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One side of a comparison: a saved template version and the model to run it on (None: its own)."""
+
+    version: int
+    model: str | None = None
+
+    def label(self) -> str:
+        """Short name, e.g. `v2 · openai/gpt-4o-mini`."""
+        return f"v{self.version}" + (f" · {self.model}" if self.model else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as stored with runs and votes."""
+        return {"version": self.version, "model": self.model}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Variant":
+        """The inverse of as_dict."""
+        return cls(int(data["version"]), data.get("model"))
+
+
+@dataclass(frozen=True)
+class Checks:
+    """Automatic checks of each answer; unset ones are skipped."""
+
+    regex: str | None = None
+    min_chars: int | None = None
+    max_chars: int | None = None
+    judge_model: str | None = None  # an LLM judge compares A and B pairwise when set
+
+    def validate(self) -> None:
+        """CompareError when a check cannot work."""
+        if self.regex:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise CompareError(f"The regular expression is not valid: {exc}.") from exc
+        if self.min_chars and self.max_chars and self.min_chars > self.max_chars:
+            raise CompareError(f"The minimum length ({self.min_chars}) is above the maximum ({self.max_chars}).")
+
+
+@dataclass
+class Outcome:
+    """What one variant answered to one input."""
+
+    text: str = ""
+    status: str = "ok"  # ok, invalid, error
+    error: str | None = None
+    request_id: str | None = None
+    tokens: int = 0
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    checks: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass
+class RunProgress:
+    """How far a batch run got."""
+
+    total: int
+    done: int = 0
+    failed: int = 0
+    cancelled: bool = False
+
+
+def check_answer(outcome: Outcome, expected: str | None, checks: Checks, has_schema: bool) -> dict[str, bool]:
+    """Pass/fail of each applicable check for one answer."""
+    text, answered = outcome.text, outcome.status != "error"
+    out: dict[str, bool] = {}
+    if expected:
+        out["contains expected"] = answered and expected.strip().casefold() in text.casefold()
+    if has_schema:
+        out["valid JSON"] = outcome.status == "ok"
+    if checks.regex:
+        out["regex"] = answered and re.search(checks.regex, text) is not None
+    if checks.min_chars is not None or checks.max_chars is not None:
+        n = len(text)
+        out["length"] = answered and (checks.min_chars or 0) <= n <= (checks.max_chars or n)
+    return out
+
+
+def run_variant(gateway: Gateway, template: Template, values: dict[str, Any], variant: Variant,
+                ctx: CallContext) -> Outcome:
+    """Run one variant on one input; failures come back as an Outcome with status error, never raised."""
+    try:
+        run = run_template(gateway, template, values, ctx, variant.version, variant.model)
+    except (GatewayError, TemplateError) as exc:
+        return Outcome(status="error", error=str(exc), request_id=getattr(exc, "request_id", None))
+    r = run.result
+    return Outcome(r.text, "ok" if run.valid else "invalid", run.problem, r.request_id,
+                   sum(c.prompt_tokens + c.completion_tokens for c in run.calls),
+                   _total(c.cost_usd for c in run.calls), sum(c.latency_ms or 0 for c in run.calls))
+
+
+def stream_pair(gateway: Gateway, templates: dict[str, Template], variants: dict[str, Variant],
+                values: dict[str, Any], user: str | None) -> Iterator[tuple[str, str | None, Outcome | None]]:
+    """Run A and B at once; yields (side, text piece, None) as text arrives, then (side, None, outcome)."""
+    events: queue.Queue = queue.Queue()
+
+    def work(side: str) -> None:
+        template, variant = templates[side], variants[side]
+        ctx = CallContext(feature=RUN_FEATURE, user=user, template_name=template.name,
+                          template_version=variant.version, variant=side)
+        try:
+            if template.json_schema is not None:  # structured output is validated whole, so not streamed
+                outcome = run_variant(gateway, template, values, variant, ctx)
+                events.put((side, outcome.text, None))
+            else:
+                stream = gateway.stream(build_messages(template, values), variant.model or template.model, ctx,
+                                        **template.params())
+                for piece in stream:
+                    events.put((side, piece, None))
+                r = stream.result
+                outcome = Outcome(r.text, "ok", None, r.request_id, r.prompt_tokens + r.completion_tokens,
+                                  r.cost_usd, r.latency_ms)
+        except (GatewayError, TemplateError) as exc:
+            outcome = Outcome(status="error", error=str(exc), request_id=getattr(exc, "request_id", None))
+        events.put((side, None, outcome))
+
+    threads = [threading.Thread(target=work, args=(side,), daemon=True) for side in ("A", "B")]
+    for t in threads:
+        t.start()
+    finished = 0
+    while finished < 2:
+        side, piece, outcome = events.get()
+        finished += outcome is not None
+        yield side, piece, outcome
+
+
+def start_run(engine: Engine, template_name: str, test_set_id: int, a: Variant, b: Variant, checks: Checks,
+              user: str | None) -> int:
+    """Record a new batch run (status running) and return its id."""
+    checks.validate()
+    if not load_cases(engine, test_set_id):
+        raise CompareError("That test set has no cases yet. Add some on the Test sets tab.")
+    with Session(engine) as s, s.begin():
+        run = CompareRun(test_set_id=test_set_id, template_name=template_name, variant_a=a.as_dict(),
+                         variant_b=b.as_dict(), checks=checks.__dict__.copy(), status="running", created_by=user)
+        s.add(run)
+        s.flush()
+        return run.id
+
+
+def execute_run(gateway: Gateway, store: TemplateStore, run_id: int, *, concurrency: int = 8,
+                cancel: threading.Event | None = None,
+                progress: Callable[[RunProgress], None] | None = None) -> RunProgress:
+    """Run A and B over every case not yet answered, at most `concurrency` calls at a time.
+
+    A failing row is stored as a failure and the run goes on; setting `cancel` stops new calls
+    (calls in flight finish and are stored). Rows already stored are skipped, so a run can be resumed.
+    """
+    engine, cancel = gateway.engine, cancel or threading.Event()
+    with Session(engine) as s:
+        run = s.get(CompareRun, run_id)
+        if run is None:
+            raise CompareError("That run no longer exists.")
+        name, checks = run.template_name, Checks(**run.checks)
+        variants = {"A": Variant.from_dict(run.variant_a), "B": Variant.from_dict(run.variant_b)}
+        done = set(s.execute(select(RunResult.case_id, RunResult.variant).where(RunResult.run_id == run_id)).all())
+        user, set_id = run.created_by, run.test_set_id
+    templates = {side: store.get_version(name, v.version).template for side, v in variants.items()}
+    cases = load_cases(engine, set_id) if set_id is not None else []
+    tasks = [(case, side) for case in cases for side in ("A", "B") if (case.id, side) not in done]
+    state = RunProgress(total=len(tasks))
+
+    def one(case: Case, side: str) -> Outcome:
+        ctx = CallContext(feature=RUN_FEATURE, user=user, template_name=name, experiment_id=f"run:{run_id}",
+                          variant=side, metadata={"case_id": case.id})
+        outcome = run_variant(gateway, templates[side], case.values, variants[side], ctx)
+        outcome.checks = check_answer(outcome, case.expected, checks, templates[side].json_schema is not None)
+        return outcome
+
+    pending: dict[Future, tuple[Case, str]] = {}
+    todo = iter(tasks)
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=f"compare-{run_id}") as pool:
+        while True:
+            while not cancel.is_set() and len(pending) < concurrency:  # bounded: never more queued than workers
+                task = next(todo, None)
+                if task is None:
+                    break
+                pending[pool.submit(one, *task)] = task
+            if not pending:
+                break
+            finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            batch = [(*pending.pop(fut), fut.result()) for fut in finished]
+            while not cancel.is_set() and len(pending) < concurrency and (task := next(todo, None)):
+                pending[pool.submit(one, *task)] = task  # refill before the write, so workers never idle on it
+            _store_results(engine, run_id, batch)
+            state.done += len(batch)
+            state.failed += sum(o.status == "error" for _, _, o in batch)
+            if progress:
+                progress(state)
+    state.cancelled = cancel.is_set() and state.done < state.total
+    if checks.judge_model and not state.cancelled:
+        judge_run(gateway, run_id, checks.judge_model, concurrency=concurrency, cancel=cancel)
+    with Session(engine) as s, s.begin():
+        row = s.get(CompareRun, run_id)
+        row.status, row.finished_at = ("cancelled" if state.cancelled else "done"), utcnow()
+    return state
+
+
+def _store_results(engine: Engine, run_id: int, batch: list[tuple[Case, str, Outcome]]) -> None:
+    with Session(engine) as s, s.begin():
+        s.add_all(RunResult(run_id=run_id, case_id=case.id, variant=side, text=o.text, status=o.status,
+                            error=o.error, request_id=o.request_id, tokens=o.tokens, cost_usd=o.cost_usd,
+                            latency_ms=o.latency_ms, checks=o.checks) for case, side, o in batch)
+
+
+JUDGE_SYSTEM = ("You compare two answers to the same request. Judge correctness first, then helpfulness "
+                "and brevity. Reply with exactly one word: 1, 2 or tie.")
+
+
+def _judge_once(gateway: Gateway, model: str, request: str, first: str, second: str, user: str | None) -> str | None:
+    prompt = f"Request:\n{request}\n\nAnswer 1:\n{first}\n\nAnswer 2:\n{second}\n\nWhich answer is better?"
+    result = gateway.invoke([("system", JUDGE_SYSTEM), ("user", prompt)], model,
+                            CallContext(feature=JUDGE_FEATURE, user=user), temperature=0)
+    word = result.text.strip().strip(".*").lower().split()
+    return word[0] if word and word[0] in ("1", "2", "tie") else None
+
+
+def judge_pair(gateway: Gateway, model: str, request: str, answer_a: str, answer_b: str,
+               user: str | None = None) -> str:
+    """A, B or tie: the judge is asked twice with the order swapped; a win counts only when both agree."""
+    first = {"1": "A", "2": "B", "tie": "tie"}.get(_judge_once(gateway, model, request, answer_a, answer_b, user))
+    second = {"1": "B", "2": "A", "tie": "tie"}.get(_judge_once(gateway, model, request, answer_b, answer_a, user))
+    return first if first == second and first in ("A", "B") else "tie"
+
+
+def judge_run(gateway: Gateway, run_id: int, model: str, *, concurrency: int = 4,
+              cancel: threading.Event | None = None) -> int:
+    """Judge every case where both answered and the judge has not yet; returns how many were judged."""
+    engine, cancel = gateway.engine, cancel or threading.Event()
+    judged = {r["case_id"] for r in run_rows(engine, run_id) if r["judge"]}
+    rows = [r for r in run_rows(engine, run_id) if r["case_id"] not in judged
+            and r["A"] and r["B"] and r["A"]["status"] != "error" and r["B"]["status"] != "error"]
+    run = get_run(engine, run_id)
+
+    def one(row: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        if cancel.is_set():
+            return row, None
+        request = "\n".join(f"{k}: {v}" for k, v in row["values"].items())
+        try:
+            return row, judge_pair(gateway, model, request, row["A"]["text"], row["B"]["text"], run["created_by"])
+        except GatewayError:
+            return row, None  # an unjudged row stays unjudged; the people's votes still count
+
+    count = 0
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        for row, verdict in pool.map(one, rows):
+            if verdict is not None:
+                record_vote(engine, run["template_name"], run["A"], run["B"], row["values"], row["A"]["text"],
+                            row["B"]["text"], verdict, voter="judge", run_id=run_id, case_id=row["case_id"])
+                count += 1
+    return count
+
+
+def record_vote(engine: Engine, template_name: str, a: Variant, b: Variant, inputs: dict[str, Any],
+                answer_a: str | None, answer_b: str | None, verdict: str, *, voter: str = "human",
+                user: str | None = None, comment: str | None = None, run_id: int | None = None,
+                case_id: int | None = None, blind: bool = False) -> None:
+    """Store a verdict with both variants and the input; a person's new vote on a run row replaces their old one."""
+    if verdict not in VERDICTS:
+        raise CompareError(f"A vote is one of {', '.join(VERDICTS.values())}.")
+    with Session(engine) as s, s.begin():
+        if run_id is not None:
+            s.execute(delete(CompareVote).where(CompareVote.run_id == run_id, CompareVote.case_id == case_id,
+                                                CompareVote.voter == voter, CompareVote.user == user))
+        s.add(CompareVote(run_id=run_id, case_id=case_id, template_name=template_name, variant_a=a.as_dict(),
+                          variant_b=b.as_dict(), inputs=dict(inputs), answer_a=answer_a, answer_b=answer_b,
+                          verdict=verdict, voter=voter, blind=blind, comment=(comment or "").strip() or None,
+                          user=user))
+
+
+def blind_swapped(run_id: int, case_id: int, user: str | None) -> bool:
+    """Whether blind review shows B first for this row and reviewer (random-looking but stable)."""
+    return hashlib.sha256(f"{run_id}:{case_id}:{user}".encode()).digest()[0] % 2 == 1
+
+
+def list_runs(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:
+    """Stored runs, newest first."""
+    with Session(engine) as s:
+        rows = s.scalars(select(CompareRun).order_by(CompareRun.id.desc()).limit(limit))
+        return [_run_dict(r) for r in rows]
+
+
+def get_run(engine: Engine, run_id: int) -> dict[str, Any]:
+    """One run's settings and status."""
+    with Session(engine) as s:
+        run = s.get(CompareRun, run_id)
+        if run is None:
+            raise CompareError("That run no longer exists.")
+        return _run_dict(run)
+
+
+def _run_dict(r: CompareRun) -> dict[str, Any]:
+    a, b = Variant.from_dict(r.variant_a), Variant.from_dict(r.variant_b)
+    return {"id": r.id, "template_name": r.template_name, "A": a, "B": b, "test_set_id": r.test_set_id,
+            "status": r.status, "created_by": r.created_by, "created_at": r.created_at, "checks": r.checks,
+            "title": f"#{r.id} {r.template_name}: A {a.label()} vs B {b.label()} ({r.status})"}
+
+
+def run_rows(engine: Engine, run_id: int, user: str | None = None) -> list[dict[str, Any]]:
+    """Per case: inputs, expected, A's and B's outcome, the judge's verdict and `user`'s own vote."""
+    run = get_run(engine, run_id)
+    cases = load_cases(engine, run["test_set_id"]) if run["test_set_id"] is not None else []
+    with Session(engine) as s:
+        results = {(r.case_id, r.variant): r for r in s.scalars(select(RunResult).where(RunResult.run_id == run_id))}
+        votes = list(s.scalars(select(CompareVote).where(CompareVote.run_id == run_id)))
+    judge = {v.case_id: v.verdict for v in votes if v.voter == "judge"}
+    mine = {v.case_id: v.verdict for v in votes if v.voter == "human" and v.user == user}
+    out = []
+    for case in cases:
+        row = {"case_id": case.id, "values": case.values, "expected": case.expected,
+               "judge": judge.get(case.id), "vote": mine.get(case.id)}
+        for side in ("A", "B"):
+            r = results.get((case.id, side))
+            row[side] = None if r is None else {"text": r.text, "status": r.status, "error": r.error,
+                                                "tokens": r.tokens, "cost_usd": r.cost_usd,
+                                                "latency_ms": r.latency_ms, "checks": r.checks}
+        out.append(row)
+    return out
+
+
+def promote(store: TemplateStore, template_name: str, a: Variant, b: Variant, user: str | None) -> int:
+    """Point the production label at B's version; returns it. CompareError when that changes nothing."""
+    if a.version == b.version:
+        raise CompareError(f"A and B are both v{b.version}: they differ only in model, which is not part of a "
+                           "label. Save a version of the template with that model, then promote it.")
+    store.move_label(template_name, PRODUCTION, b.version, user, f"Promoted from Compare: B {b.label()} beat "
+                     f"A {a.label()}")
+    return b.version
+
+
+def _total(values) -> float | None:
+    values = list(values)
+    return None if any(v is None for v in values) else sum(values)
+
+
+class RunJobs:
+    """Batch runs working in background threads of this process, so a page can show progress and cancel."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[int, tuple[threading.Thread, threading.Event, list[RunProgress]]] = {}
+        self._lock = threading.Lock()
+
+    def start(self, gateway: Gateway, store: TemplateStore, run_id: int, concurrency: int = 8) -> None:
+        """Run (or resume) `run_id` in a background thread; no-op if it is already running here."""
+        with self._lock:
+            if self.running(run_id):
+                return
+            cancel, seen = threading.Event(), [RunProgress(total=0)]
+
+            def work() -> None:
+                try:
+                    execute_run(gateway, store, run_id, concurrency=concurrency, cancel=cancel,
+                                progress=lambda p: seen.__setitem__(0, p))
+                except Exception:  # the page shows the run as failed instead of a silent stop
+                    log.exception("compare run %s failed", run_id)
+                    with Session(gateway.engine) as s, s.begin():
+                        s.get(CompareRun, run_id).status = "failed"
+
+            thread = threading.Thread(target=work, name=f"compare-run-{run_id}", daemon=True)
+            self._jobs[run_id] = (thread, cancel, seen)
+            thread.start()
+
+    def running(self, run_id: int) -> bool:
+        """True while the run's thread is alive in this process."""
+        job = self._jobs.get(run_id)
+        return job is not None and job[0].is_alive()
+
+    def progress(self, run_id: int) -> RunProgress | None:
+        """The latest progress of a run started here, or None."""
+        job = self._jobs.get(run_id)
+        return job[2][0] if job else None
+
+    def cancel(self, run_id: int) -> None:
+        """Ask a run to stop: calls in flight finish and are stored, no new ones start."""
+        if job := self._jobs.get(run_id):
+            job[1].set()
+
+    def wait(self, run_id: int, timeout: float | None = None) -> bool:
+        """Block until the run's thread ends; True if it did."""
+        if job := self._jobs.get(run_id):
+            job[0].join(timeout)
+            return not job[0].is_alive()
+        return True

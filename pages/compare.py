@@ -1,0 +1,164 @@
+"""Compare: two variants (template version + model) side by side, over test sets, and live in Chat."""
+
+import pandas as pd
+import streamlit as st
+
+from lib.compare_summary import summarize_run, summary_table
+from lib.experiments import (VERDICTS, Checks, CompareError, Variant, blind_swapped, get_run, list_runs, promote,
+                             record_vote, run_rows, start_run, stream_pair)
+from lib.live_ab import ExperimentError, active_experiment, live_report, report_table, start_experiment, stop_experiment
+from lib.template_store import TemplateStore
+from lib.templates import TemplateError, template_variables
+from lib.test_sets import EXPECTED, TestSetError, create_test_set, list_test_sets, load_cases, parse_csv, replace_cases
+from lib.ui_resources import current_user, get_engine, get_gateway, get_run_jobs, get_settings, require_page
+
+DEFAULT = "(template's model)"
+require_page("pages/compare.py")
+settings, state, user = get_settings(), st.session_state, current_user()
+engine, gateway, jobs = get_engine(settings), get_gateway(settings), get_run_jobs()
+store = TemplateStore(engine)
+
+st.title("Compare")
+name = st.selectbox("Template", store.names(), key="cmp_name")
+versions = [v.version for v in store.history(name)]
+models = [DEFAULT, *gateway.model_names()]
+variants, templates = {}, {}
+for side, col in zip("AB", st.columns(2)):
+    version = col.selectbox(f"{side}: version", versions, index=min(int(side == "A"), len(versions) - 1),
+                            key=f"cmp_v{side}")
+    model = col.selectbox(f"{side}: model", models, key=f"cmp_m{side}")
+    variants[side] = Variant(version, None if model == DEFAULT else model)
+    templates[side] = store.get_version(name, version).template
+names = template_variables(templates["A"])
+side_tab, sets_tab, batch_tab, results_tab, live_tab = st.tabs(
+    ["Side by side", "Test sets", "Batch run", "Results", "Live A/B"])
+
+with side_tab:
+    values = {v: st.text_area(v, key=f"cmp_in:{v}", height=80) for v in names}
+    if st.button("Run both", type="primary"):
+        boxes, pieces = dict(zip("AB", [c.empty() for c in st.columns(2)])), {"A": "", "B": ""}
+        try:
+            for side, piece, outcome in stream_pair(gateway, templates, variants, values, user):
+                pieces[side] += piece or ""
+                boxes[side].markdown(pieces[side] if outcome is None else f"{pieces[side]}\n\n"
+                                     + (f":red[{outcome.error}]" if outcome.error else "")
+                                     + f"\n\n`{outcome.tokens} tokens · ${outcome.cost_usd or 0:.5f} · "
+                                     f"{outcome.latency_ms or 0:.0f} ms`")
+            state.cmp_last = {"inputs": values, "A": pieces["A"], "B": pieces["B"]}
+        except TemplateError as exc:
+            st.error(str(exc))
+    if last := state.get("cmp_last"):
+        verdict = st.radio("Which is better?", list(VERDICTS), format_func=VERDICTS.get, horizontal=True,
+                           key="cmp_verdict")
+        comment = st.text_input("Comment (optional)", key="cmp_comment")
+        if st.button("Save vote"):
+            record_vote(engine, name, variants["A"], variants["B"], last["inputs"], last["A"], last["B"], verdict,
+                        user=user, comment=comment)
+            st.success(f"Vote saved: {VERDICTS[verdict]}.")
+
+sets = list_test_sets(engine)  # no widget keys below: a key would keep a stale choice as options change
+set_names = {s["name"]: s for s in sets}
+with sets_tab:
+    new_name = st.text_input("New test set name", key="cmp_set_name")
+    upload = st.file_uploader(f"CSV with columns {', '.join(names)} (and optionally {EXPECTED})", type="csv")
+    if st.button("Create test set"):
+        try:
+            cases = parse_csv(upload.getvalue(), names) if upload else []
+            create_test_set(engine, new_name, names, user, cases)
+            st.success(f"Created {new_name.strip()} with {len(cases)} cases.")
+            sets = list_test_sets(engine)
+            set_names = {s["name"]: s for s in sets}
+        except TestSetError as exc:
+            st.error(str(exc))
+    if edit := st.selectbox("Edit test set", list(set_names)):
+        ts = set_names[edit]
+        frame = pd.DataFrame([{**c.values, EXPECTED: c.expected} for c in load_cases(engine, ts["id"])],
+                             columns=[*ts["variables"], EXPECTED])
+        edited = st.data_editor(frame, num_rows="dynamic", key=f"cmp_editor:{ts['id']}", use_container_width=True)
+        if st.button("Save cases"):
+            try:
+                n = replace_cases(engine, ts["id"], edited.to_dict("records"))
+                st.success(f"Saved {n} cases.")
+            except TestSetError as exc:
+                st.error(str(exc))
+
+with batch_tab:
+    chosen = st.selectbox("Test set", list(set_names))
+    c1, c2, c3, c4 = st.columns(4)
+    concurrency = c1.number_input("Concurrency", 1, 32, 8, key="cmp_conc")
+    regex = c2.text_input("Answers must match (regex)", key="cmp_regex") or None
+    max_chars = c3.number_input("Max characters (0: any)", 0, 100_000, 0, key="cmp_max") or None
+    judge = c4.selectbox("LLM judge", ["(none)", *gateway.model_names()], key="cmp_judge")
+    if st.button("Start run", type="primary", disabled=not chosen):
+        try:
+            checks = Checks(regex=regex, max_chars=max_chars, judge_model=None if judge == "(none)" else judge)
+            state.cmp_run = start_run(engine, name, set_names[chosen]["id"], variants["A"], variants["B"], checks,
+                                      user)
+            jobs.start(gateway, store, state.cmp_run, int(concurrency))
+        except CompareError as exc:
+            st.error(str(exc))
+
+    @st.fragment(run_every=1.0)
+    def show_progress() -> None:
+        run_id = state.get("cmp_run")
+        if run_id is None or (p := jobs.progress(run_id)) is None:
+            return
+        st.progress(p.done / max(p.total, 1), f"Run #{run_id}: {p.done}/{p.total} rows, {p.failed} failed")
+        if jobs.running(run_id) and st.button("Cancel run"):
+            jobs.cancel(run_id)
+        elif not jobs.running(run_id):
+            st.caption(f"Run #{run_id} is {get_run(engine, run_id)['status']}; open it on the Results tab.")
+    show_progress()
+
+with results_tab:
+    runs = {r["title"]: r for r in list_runs(engine)}
+    if title := st.selectbox("Run", list(runs)):
+        run = runs[title]
+        voter = st.radio("Count votes from", ["human", "judge"], horizontal=True, key="cmp_voter")
+        summary = summarize_run(engine, run["id"], voter)
+        st.info(summary.verdict())
+        st.dataframe(pd.DataFrame(summary_table(summary)).astype(str), hide_index=True)
+        rows = run_rows(engine, run["id"], user)
+        st.dataframe(pd.DataFrame([{**r["values"], "A": (r["A"] or {}).get("error") or (r["A"] or {}).get("text"),
+                                    "B": (r["B"] or {}).get("error") or (r["B"] or {}).get("text"),
+                                    "A checks": (r["A"] or {}).get("checks"), "B checks": (r["B"] or {}).get("checks"),
+                                    "judge": r["judge"], "your vote": r["vote"]} for r in rows]).astype(str))
+        blind = st.toggle("Blind review (random order, no names)", key="cmp_blind")
+        if rows:
+            i = st.number_input("Row", 1, len(rows), 1, key=f"cmp_row:{run['id']}") - 1
+            row, swap = rows[i], blind and blind_swapped(run["id"], rows[i]["case_id"], user)
+            order = ("B", "A") if swap else ("A", "B")
+            for side, col, label in zip(order, st.columns(2), ("Answer 1", "Answer 2")):
+                col.markdown(f"**{label if blind else side}**\n\n" + ((row[side] or {}).get("text") or "—"))
+            choices = {"first": "Answer 1 better" if blind else "A better", "second": "Answer 2 better"
+                       if blind else "B better", "tie": "Tie", "both_bad": "Both bad"}
+            pick = st.radio("Your vote", list(choices), format_func=choices.get, horizontal=True, key="cmp_rv")
+            if st.button("Save row vote"):
+                verdict = {"first": order[0], "second": order[1]}.get(pick, pick)
+                record_vote(engine, run["template_name"], run["A"], run["B"], row["values"],
+                            (row["A"] or {}).get("text"), (row["B"] or {}).get("text"), verdict, user=user,
+                            run_id=run["id"], case_id=row["case_id"], blind=blind)
+                st.rerun()
+        sure = st.checkbox(f"Yes, point production of {run['template_name']} at B ({run['B'].label()})",
+                           key=f"cmp_sure:{run['id']}")
+        if st.button("Promote B", disabled=not sure):
+            try:
+                st.success(f"production now points at v{promote(store, run['template_name'], run['A'], run['B'], user)}.")
+            except (CompareError, TemplateError) as exc:
+                st.error(str(exc))
+
+with live_tab:
+    if exp := active_experiment(engine, name):
+        st.caption(f"Running {exp.id}: A v{exp.version_a}, B v{exp.version_b}, {exp.share_b:.0%} of users on B.")
+        st.dataframe(pd.DataFrame(report_table(live_report(engine, exp.id))), hide_index=True)
+        if st.button("Stop experiment (all traffic back to production)"):
+            stop_experiment(engine, exp.id)
+            st.rerun()
+    else:
+        share = st.slider("Share of users on B", 0.05, 0.95, 0.5, key="cmp_share")
+        if st.button(f"Start live experiment: A v{variants['A'].version} vs B v{variants['B'].version}"):
+            try:
+                start_experiment(engine, store, name, variants["A"].version, variants["B"].version, user, share)
+                st.rerun()
+            except (ExperimentError, TemplateError) as exc:
+                st.error(str(exc))
