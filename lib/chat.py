@@ -50,26 +50,38 @@ class PreparedTurn:
     template_name: str | None = None
     template_version: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    experiment_id: str | None = None  # a live A/B experiment on the answer template
+    variant: str | None = None
 
 
 def prepare_turn(history: Sequence[dict[str, Any]], question: str, budget: int, collection: str | None = None,
                  retriever: Retriever | None = None, retrieval: RetrievalSettings | None = None,
-                 store: Any | None = None) -> PreparedTurn:
+                 store: Any | None = None, user: str | None = None) -> PreparedTurn:
     """Plain chat without a collection; with one, retrieve and build the grounded, cited prompt.
 
-    With a TemplateStore, the prompts are the versions labelled production (chat.system, rag.answer).
+    With a TemplateStore, the prompts are the versions labelled production (chat.system, rag.answer),
+    unless a live A/B experiment on the template assigns this user to a version of its own.
     """
     from lib.prompt_runs import CHAT_SYSTEM, RAG_ANSWER, build_messages, load_prompt
     from lib.template_store import BUILTINS, TemplateNotFound
 
     name = RAG_ANSWER if collection else CHAT_SYSTEM
+    live = None
+    if store is not None:
+        from lib.live_ab import live_variant_for
+
+        live = live_variant_for(store.engine, name, user)
     try:
-        version = load_prompt(store, name) if store is not None else None
+        if live is not None:
+            version = store.get_version(name, live[2])
+        else:
+            version = load_prompt(store, name) if store is not None else None
     except TemplateNotFound:  # the label was removed: run the shipped text rather than fail the user
-        version = None
+        version, live = None, None
     template = version.template if version else BUILTINS[name][0]
     meta = {"template_name": name if version else None, "template_version": version.version if version else None,
-            "params": template.params()}
+            "params": template.params(), "experiment_id": live[0] if live else None,
+            "variant": live[1] if live else None}
     if not collection:
         system = dict(build_messages(template, {})).get("system", DEFAULT_SYSTEM_PROMPT)
         turns = [*history, {"role": "user", "content": question}]

@@ -9,6 +9,7 @@ from lib.gateway import CallContext
 from lib.ingest import list_collections
 from lib.offline import HOW_TO_CONFIGURE, OFFLINE_LABEL
 from lib.template_store import TemplateStore
+from lib.test_sets import TestSetError, add_case_from_message, list_test_sets
 from lib.ui_resources import (current_user, get_engine, get_gateway, get_retriever, get_settings, require_page,
                               retrieval_settings)
 
@@ -70,6 +71,15 @@ def show_answer_extras(turn: dict) -> None:
         if rating is not None:
             st.text_input("What was wrong or right? (optional)", key=f"fbc-{mid}", on_change=save_feedback,
                           args=(mid,))
+        if rating == 0 and (sets := {s["name"]: s["id"] for s in list_test_sets(engine)}):
+            c1, c2 = st.columns([3, 1])
+            target = c1.selectbox("Keep as a regression case in", list(sets), key=f"ts-{mid}")
+            if c2.button("Add to test set", key=f"tsb-{mid}"):
+                try:
+                    add_case_from_message(engine, sets[target], mid)
+                    st.toast(f"Added to {target}.")
+                except TestSetError as exc:
+                    st.error(str(exc))
 
 
 def save_feedback(message_id: int) -> None:
@@ -91,10 +101,10 @@ if question := st.chat_input("Ask a question" if collection else "Ask anything")
         st.markdown(question)
     retriever = get_retriever(settings) if collection else None
     turn = prepare_turn(history, question, settings.history_token_budget, collection, retriever,
-                        retrieval_settings(settings), TemplateStore(engine))  # prompts labelled production
+                        retrieval_settings(settings), TemplateStore(engine), user)  # production, or a live A/B
     chat_store.add_message(engine, session_id, "user", question, collection=collection)
     ctx = CallContext(feature="chat", user=user, session_id=session_id, template_name=turn.template_name,
-                      template_version=turn.template_version,
+                      template_version=turn.template_version, experiment_id=turn.experiment_id, variant=turn.variant,
                       metadata={"collection": collection} if collection else {})
     with st.chat_message("assistant"):
         stream = gateway.stream(turn.messages, model, ctx, **turn.params)

@@ -78,3 +78,50 @@ def test_a_saved_conversation_can_be_resumed_from_the_sidebar(indexed, monkeypat
     at = app().run()
     next(b for b in at.sidebar.button if b.label == "An earlier question").click().run()
     assert [m.markdown[0].value for m in at.chat_message] == ["An earlier question", "An earlier answer"]
+
+
+def test_a_live_experiment_gives_each_user_a_sticky_answer_version_and_stopping_returns_production(indexed):
+    from dataclasses import replace
+
+    from lib.chat import prepare_turn
+    from lib.live_ab import start_experiment, stop_experiment
+    from lib.template_store import TemplateStore, ensure_builtin_templates
+
+    ensure_builtin_templates(indexed.engine)
+    store = TemplateStore(indexed.engine)
+    v1 = store.get_by_label("rag.answer")
+    v2 = store.save_version(replace(v1.template, system=v1.template.system + "\nBe brief."), "author", "brief")
+    exp = start_experiment(indexed.engine, store, "rag.answer", v1.version, v2.version, "author")
+
+    def turn(user):
+        return prepare_turn([], "How much paid holiday?", 3000, "Handbook", indexed.retriever, store=store, user=user)
+
+    seen = {}
+    for user in [f"user{i}" for i in range(12)] * 2:
+        t = turn(user)
+        assert t.experiment_id == exp and t.template_name == "rag.answer"
+        assert seen.setdefault(user, (t.variant, t.template_version)) == (t.variant, t.template_version)
+    assert {v for v, _ in seen.values()} == {"A", "B"}
+    assert {ver for _, ver in seen.values()} == {v1.version, v2.version}
+    stop_experiment(indexed.engine, exp)
+    after = turn("user0")
+    assert (after.experiment_id, after.variant, after.template_version) == (None, None, v1.version)
+
+
+def test_a_thumbs_down_answer_becomes_a_regression_case_in_a_test_set(indexed, monkeypatch):
+    from lib.test_sets import create_test_set, load_cases
+
+    monkeypatch.setenv("WORKBENCH_USER", "cy")
+    ts = create_test_set(indexed.engine, "Holiday regressions", ["question", "context"], "cy")
+    at = app().run()
+    at.selectbox(key="chat_collection").select("Handbook").run()
+    at.chat_input[0].set_value("How many days of paid holiday do employees get?").run()
+    [session] = chat_store.list_sessions(indexed.engine, "cy")
+    answer = chat_store.load_messages(indexed.engine, session.id)[-1]
+    at.session_state[f"fb-{answer['id']}"] = 0  # 👎, as the thumbs widget sets it
+    at.run()
+    next(b for b in at.button if b.label == "Add to test set").click().run()
+    assert not at.exception
+    [case] = load_cases(indexed.engine, ts)
+    assert case.values["question"] == "How many days of paid holiday do employees get?"
+    assert "28 days" in case.values["context"]
