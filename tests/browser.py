@@ -101,3 +101,13 @@ def settle(page, timeout_ms: int = 60_000) -> None:
     """Wait until the app has finished its rerun: no element is left over (stale) from the previous run."""
     page.wait_for_function("() => document.querySelectorAll('[data-stale=\"true\"]').length === 0",
                            timeout=timeout_ms)
+
+
+def require_chromium() -> None:
+    """Skip (locally) or fail (in CI) when Debian's chromium is missing."""
+    import pytest
+
+    if chromium_path() is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: make test installs it with apt-get")
+        pytest.skip("chromium is not installed (make test installs it)")

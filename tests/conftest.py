@@ -142,3 +142,19 @@ def _local_embeddings():
 def local_embeddings():
     """The real bundled MiniLM model, loaded once per test session."""
     return _local_embeddings()
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A loopback OpenAI-compatible server (tests/fake_openai.py) for a test module."""
+    from fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as srv:
+        yield srv
+
+
+@pytest.fixture
+def fake(server):
+    """The module's loopback server, with an empty queue and no recorded requests."""
+    server.reset()
+    return server

@@ -1,20 +1,15 @@
 """The main paths in a real headless Chromium, against the app started as a user would start it."""
 
-import os
-
 import pytest
 
-from browser import assistant_messages, browser_page, chromium_path, running_app, screenshot
+from browser import assistant_messages, browser_page, require_chromium, running_app, screenshot
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    if chromium_path() is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: make test installs it with apt-get")
-        pytest.skip("chromium is not installed (make test installs it)")
+    require_chromium()
     data = tmp_path_factory.mktemp("browser") / "data"
     with running_app({"WORKBENCH_DATA_DIR": str(data), "WORKBENCH_USER": "browser-user"}) as url:
         yield url

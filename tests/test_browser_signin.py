@@ -1,19 +1,14 @@
 """Sign-in in a real browser against a real OpenID Connect provider on 127.0.0.1 (oidc-provider-mock)."""
 
-import os
-
 import pytest
-from browser import browser_page, chromium_path, free_port, running_app, screenshot
+from browser import browser_page, free_port, require_chromium, running_app, screenshot
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
 def signin_app(tmp_path_factory):
-    if chromium_path() is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: make test installs it with apt-get")
-        pytest.skip("chromium is not installed (make test installs it)")
+    require_chromium()
     from oidc_provider_mock import run_server_in_thread
 
     root = tmp_path_factory.mktemp("signin")

@@ -1,19 +1,14 @@
 """Usage in a real headless Chromium: the manager's charts render from the call log."""
 
-import os
-
 import pytest
-from browser import browser_page, chromium_path, running_app, screenshot
+from browser import browser_page, require_chromium, running_app, screenshot
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    if chromium_path() is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: make test installs it with apt-get")
-        pytest.skip("chromium is not installed (make test installs it)")
+    require_chromium()
     from lib.db import make_engine, migrate
     from lib.demo_usage import write_demo_calls
 

@@ -7,7 +7,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from fake_openai import FakeOpenAI, Reply
+from fake_openai import Reply
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from test_gateway import QUESTION, SECRET, make_gateway, rows
@@ -17,18 +17,6 @@ from lib.errors import BudgetExceeded
 from lib.gateway import CallContext
 from lib.models import LlmCall, utcnow
 from lib.pricing import set_price_override
-
-
-@pytest.fixture(scope="module")
-def server():
-    with FakeOpenAI() as srv:
-        yield srv
-
-
-@pytest.fixture
-def fake(server):
-    server.reset()
-    return server
 
 
 def test_the_same_request_twice_is_served_from_the_cache_for_free(fresh_engine, fake):

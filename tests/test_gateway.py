@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fake_openai import ContextTooLong, Drop, FakeOpenAI, Hang, Malformed, Reply, Status
+from fake_openai import ContextTooLong, Drop, Hang, Malformed, Reply, Status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -17,18 +17,6 @@ from lib.models import LlmCall
 
 SECRET = "sk-test-DO-NOT-LEAK-0123456789abcdef"
 QUESTION = [("system", "Be brief."), ("user", "What is two plus two?")]
-
-
-@pytest.fixture(scope="module")
-def server():
-    with FakeOpenAI() as srv:
-        yield srv
-
-
-@pytest.fixture
-def fake(server):
-    server.reset()
-    return server
 
 
 class Clock:
