@@ -69,3 +69,38 @@ def test_new_conversation_clears_the_chat_and_starts_a_new_session():
     at.chat_input[0].set_value("Hello again").run()
     first, second = logged_calls()
     assert first.session_id != second.session_id
+
+
+def seed_spend(user: str, tokens: int):
+    import uuid
+
+    from lib.db import migrate
+
+    engine = make_engine(load_settings().database_url)
+    migrate(engine)
+    with Session(engine) as s, s.begin():
+        s.add(LlmCall(request_id=uuid.uuid4().hex, user=user, feature="chat", provider="offline",
+                      model="offline/extractive", prompt_tokens=tokens, completion_tokens=0, cost_usd=0.0,
+                      status="ok"))
+    return engine
+
+
+def test_chat_warns_past_the_soft_limit_and_refuses_at_the_hard_limit(monkeypatch):
+    from lib.cost_control import set_budget
+
+    monkeypatch.setenv("WORKBENCH_USER", "ada")
+    engine = seed_spend("ada", 900)
+    set_budget(engine, "user", "ada", limit_tokens=1000, soft_ratio=0.8)
+    at = app_test().run()
+    at.chat_input[0].set_value("Hello there").run()
+    assert any("90% of the monthly budget for user 'ada' is used" in w.value for w in at.warning)
+    seed_spend("ada", 200)  # spent elsewhere: now over the hard limit
+    from lib.ui_resources import get_gateway, get_settings
+
+    get_gateway(get_settings()).budgets.invalidate()  # as after its 15-second refresh
+    at = app_test().run()
+    at.chat_input[0].set_value("Hello again").run()
+    errors = " ".join(e.value for e in at.error)
+    assert "monthly budget for user 'ada'" in errors and "is used up" in errors and "Request id" in errors
+    rows = logged_calls()
+    assert rows[-1].status == "blocked"
