@@ -162,7 +162,7 @@ def retrieval_settings(settings: Settings):
 # Usage dashboard queries that may be cached (name -> lib.usage function taking engine, filter, *args).
 USAGE_QUERIES = ("headline", "spend_over_time", "tokens_over_time", "latency_over_time", "errors_over_time",
                  "breakdown", "top_calls", "unpriced_calls", "cost_per_useful_answer", "daily_spend",
-                 "what_if", "filter_options")
+                 "what_if", "filter_options", "cache_savings")
 
 
 @st.cache_data(ttl=60, show_spinner=False)

@@ -44,6 +44,15 @@ def _to_local(series: pd.Series, tz: str) -> pd.Series:
     return pd.to_datetime(series, utc=True).dt.tz_convert(tz)
 
 
+def cache_savings(engine: Engine, f: UsageFilter) -> dict[str, float | int]:
+    """Calls the response cache answered in the period, and what they would have cost."""
+    stmt = (select(func.count().label("hits"), func.coalesce(func.sum(C.saved_usd), 0.0).label("saved"))
+            .where(where(f, RAW), C.status == "cached"))
+    with engine.connect() as conn:
+        row = conn.execute(stmt).mappings().one()
+    return {"hits": int(row["hits"]), "saved_usd": float(row["saved"])}
+
+
 def headline(engine: Engine, f: UsageFilter) -> dict[str, float | int | None]:
     """Totals of one period: spend, requests, tokens, average cost, error and cache-hit rates, latency."""
     src = source_for(f, {"status"})

@@ -67,6 +67,10 @@ if current["unpriced"]:
     st.warning(f"**{current['unpriced']:,} calls have no price** and are not in the spend (never counted as $0). "
                "See *Unpriced calls* below, and add their prices in Settings.", icon=":material/money_off:")
 
+if (saved := q("cache_savings", f))["hits"]:
+    st.caption(f"The response cache answered {saved['hits']:,} calls in this period and saved "
+               f"${saved['saved_usd']:,.4f}.")
+
 spend_tab, tokens_tab, latency_tab, errors_tab = st.tabs(["Spend", "Tokens", "Latency", "Errors"])
 by = spend_tab.radio("Stack by", ["model", "feature"], horizontal=True)
 spend_tab.plotly_chart(charts.spend_chart(q("spend_over_time", f, by), by), width="stretch")

@@ -334,3 +334,17 @@ def test_forecast_adds_the_last_seven_complete_days_rate_for_the_days_left():
 def test_forecast_on_the_first_of_the_month_uses_today_alone():
     fc = forecast_month_end({date(2026, 2, 1): 4.0, date(2026, 1, 31): 100.0}, today=date(2026, 2, 1))
     assert fc.spent == 4.0 and fc.projected == pytest.approx(4.0 * 28)
+
+
+def test_cache_savings_count_cached_calls_and_the_money_they_saved(any_engine):
+
+
+    base = {"feature": "chat", "provider": "openai", "model": MINI, "prompt_tokens": 10, "completion_tokens": 5,
+            "cached_tokens": 0, "attempts": 1, "created_at": datetime(2026, 1, 11, 12, tzinfo=UTC)}
+    with any_engine.begin() as conn:
+        conn.execute(insert(LlmCall.__table__), [
+            {**base, "request_id": "c1", "status": "cached", "cost_usd": 0.0, "saved_usd": 0.002},
+            {**base, "request_id": "c2", "status": "cached", "cost_usd": 0.0, "saved_usd": 0.003},
+            {**base, "request_id": "c3", "status": "ok", "cost_usd": 0.002, "saved_usd": None}])
+    assert usage.cache_savings(any_engine, berlin()) == {"hits": 2, "saved_usd": pytest.approx(0.005)}
+    assert usage.cache_savings(any_engine, berlin("2026-02-01", "2026-02-02"))["hits"] == 0
