@@ -337,8 +337,6 @@ def test_forecast_on_the_first_of_the_month_uses_today_alone():
 
 
 def test_cache_savings_count_cached_calls_and_the_money_they_saved(any_engine):
-
-
     base = {"feature": "chat", "provider": "openai", "model": MINI, "prompt_tokens": 10, "completion_tokens": 5,
             "cached_tokens": 0, "attempts": 1, "created_at": datetime(2026, 1, 11, 12, tzinfo=UTC)}
     with any_engine.begin() as conn:
