@@ -165,6 +165,7 @@ class Gateway:
         self.cache = ResponseCache(engine, settings.cache_ttl_s)
         self.budgets = BudgetGuard(engine, clock=clock)
         self._models: dict[tuple, BaseChatModel] = {}
+        self._prices: dict[str, tuple[Any, float]] = {}
         self._lock = threading.Lock()
 
     # ---- public API -------------------------------------------------------------------------
@@ -271,9 +272,22 @@ class Gateway:
             delay = max(delay, err.retry_after)
         return min(delay, self.settings.backoff_max_s)
 
+    PRICE_TTL_S = 30.0  # price overrides are re-read at most this often (and at once after invalidate_prices)
+
+    def invalidate_prices(self) -> None:
+        """Forget remembered prices (after an admin saves an override)."""
+        with self._lock:
+            self._prices.clear()
+
     def price(self, model: str, result: CallResult) -> float | None:
         """Cost in USD of the tokens in `result`, or None when the model has no price."""
-        price = find_price(model, self.price_table, self.engine)
+        with self._lock:
+            remembered = self._prices.get(model)
+        if remembered is None or self.clock() - remembered[1] > self.PRICE_TTL_S:
+            remembered = (find_price(model, self.price_table, self.engine), self.clock())
+            with self._lock:
+                self._prices[model] = remembered
+        price = remembered[0]
         if price is None:
             return None
         return price.cost(result.prompt_tokens, result.completion_tokens, result.cached_tokens)

@@ -35,6 +35,7 @@ with prices:
         out = c4.number_input("Output $/1M", min_value=0.0, step=0.01, format="%.4f")
         if st.form_submit_button("Save price override") and model.strip():
             set_price_override(engine, model.strip(), inp, out, cached, current_user())
+            gateway.invalidate_prices()
             st.success(f"Price for {model} saved; it applies from now on.")
     history = override_history(engine)
     if history:
