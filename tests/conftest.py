@@ -25,6 +25,10 @@ WORKBENCH_VARS = ("OPENAI_API_KEY", "WORKBENCH_PROVIDERS", "DATABASE_URL", "CHRO
                   "WORKBENCH_USER")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "chroma_server: runs against the Chroma server started by the test set-up")
+
+
 @pytest.fixture(autouse=True)
 def data_dir(tmp_path, monkeypatch) -> Path:
     """Every test gets its own data dir and no configured providers, keys or database URL."""
@@ -158,3 +162,66 @@ def fake(server):
     """The module's loopback server, with an empty queue and no recorded requests."""
     server.reset()
     return server
+
+
+def _chroma_heartbeat(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def chroma_server():
+    """`chroma run` from the venv on a free 127.0.0.1 port with a temporary path; yields (host, port).
+
+    Fails in CI (CI set) and skips locally when the server cannot start.
+    """
+    def give_up(reason: str):
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+    chroma = Path(sys.executable).parent / "chroma"
+    if not chroma.exists():
+        give_up(f"{chroma} is missing (chromadb's server comes with requirements.txt)")
+    root = Path(tempfile.mkdtemp(prefix="wb-chroma-"))
+    port = _free_port()
+    log = open(root / "chroma.log", "w")
+    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
+    proc = subprocess.Popen([str(chroma), "run", "--path", str(root / "data"), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not _chroma_heartbeat(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            log.close()
+            give_up("the Chroma server did not start: " + (root / "chroma.log").read_text()[-2000:])
+        time.sleep(0.1)  # polling a server that is starting, not pacing a test
+    yield "127.0.0.1", port
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.chroma_server)])
+def any_chroma(request, monkeypatch) -> str:
+    """The vector store a test's settings point at: the embedded PersistentClient, then a Chroma server.
+
+    In "server" mode CHROMA_HOST/CHROMA_PORT point at the session's `chroma_server` (subprocesses started
+    by the test inherit them). Collection names carry a timestamp (lib.ingest.create_collection), so tests
+    sharing the server never clash.
+    """
+    if request.param == "server":
+        host, port = request.getfixturevalue("chroma_server")
+        monkeypatch.setenv("CHROMA_HOST", host)
+        monkeypatch.setenv("CHROMA_PORT", str(port))
+    return request.param

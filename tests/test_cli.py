@@ -15,7 +15,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-def test_ingest_a_folder_then_search_it_as_json(tmp_path):
+def test_ingest_a_folder_then_search_it_as_json(tmp_path, any_chroma):
     docs = tmp_path / "docs"
     (docs / "sub").mkdir(parents=True)
     (docs / "guide.pdf").write_bytes(make_pdf(["Intro page.", "The VPN password rotates every 90 days."]))

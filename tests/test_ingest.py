@@ -44,8 +44,9 @@ class CountingEmbeddings(Embeddings):
 
 
 @pytest.fixture
-def env(data_dir, fresh_engine, local_embeddings):
+def env(data_dir, fresh_engine, local_embeddings, any_chroma):
     settings = load_settings()
+    assert (settings.chroma_host is not None) == (any_chroma == "server")
     client = make_chroma_client(settings)
     counting = CountingEmbeddings(local_embeddings)
     cached = CachedEmbeddings(counting, "local/test", data_dir / "emb.sqlite")
