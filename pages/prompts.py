@@ -26,8 +26,9 @@ def done(message: str, select: str | None = None) -> None:
 st.title("Prompts")
 if state.get("pt_select"):  # a widget's value can only be set before the widget is drawn
     state.pt_name = state.pop("pt_select")
-if flash := state.pop("pt_flash", None):
-    st.success(flash, icon=":material/check_circle:")
+flash = st.empty()  # always drawn, so the tabs below keep their place, and the open tab, across reruns
+if message := state.pop("pt_flash", None):
+    flash.success(message, icon=":material/check_circle:")
 names = store.names()
 name = st.selectbox("Template", [*names, NEW], key="pt_name")
 saved = store.latest(name) if name != NEW else None

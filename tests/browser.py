@@ -111,3 +111,50 @@ def require_chromium() -> None:
         if os.environ.get("CI"):
             pytest.fail("chromium is missing: make test installs it with apt-get")
         pytest.skip("chromium is not installed (make test installs it)")
+
+
+LIVE = '[data-testid="stElementContainer"]:not([data-stale="true"])'
+
+
+def live(page):
+    """The app's current elements: locators scoped to these never match a leftover (stale) copy from a rerun."""
+    return page.locator(LIVE)
+
+
+def idle(page, timeout_ms: int = 60_000) -> None:
+    """Wait until the script is not running and no stale element is left: the current run has fully finished.
+
+    Call it after waiting for something the rerun you expect shows (a message, a new widget): on its own it
+    cannot tell a rerun that has not started yet from one that has finished.
+    """
+    page.wait_for_function(
+        """() => {
+            const app = document.querySelector('[data-testid="stApp"]');
+            return app !== null && ['notRunning', 'compilationError'].includes(app.dataset.testScriptState)
+                && app.dataset.testConnectionState === 'CONNECTED'
+                && document.querySelectorAll('[data-stale="true"]').length === 0;
+        }""", timeout=timeout_ms)
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick `option` in the current selectbox labelled `label`."""
+    live(page).get_by_role("combobox", name=label, exact=True).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+# The checkout is edited while tests run (other tests write files, people save): with Streamlit's file watcher
+# on, a burst of changes overflows inotify and the app swaps its navigation for the raw pages/ folder mid-test.
+NO_WATCHER = ("--server.fileWatcherType", "none")
+
+
+def open_page(page, url: str, title: str) -> None:
+    """Open the app's home page, then the page `title` from the sidebar navigation, as a user does.
+
+    (A deep link such as /prompts as a server's very first request runs the file in pages/ without app.py.)
+    """
+    page.goto(url)
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link").first.wait_for()
+    idle(page)
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True).click()
+    page.get_by_role("heading", name=title, exact=True).wait_for()
+    idle(page)
