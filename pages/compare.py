@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from lib.compare_summary import summarize_run, summary_table
+from lib.compare_view import follow_pair, rows_table
 from lib.experiments import (VERDICTS, Checks, CompareError, Variant, blind_swapped, get_run, list_runs, promote,
                              record_vote, run_rows, start_run, stream_pair)
 from lib.live_ab import ExperimentError, active_experiment, live_report, report_table, start_experiment, stop_experiment
@@ -35,25 +36,27 @@ side_tab, sets_tab, batch_tab, results_tab, live_tab = st.tabs(
 
 with side_tab:
     values = {v: st.text_area(v, key=f"cmp_in:{v}", height=80) for v in names}
-    if st.button("Run both", type="primary"):
-        boxes, pieces = dict(zip("AB", [c.empty() for c in st.columns(2)])), {"A": "", "B": ""}
+    run_both = st.button("Run both", type="primary")
+    boxes, last = dict(zip("AB", [c.empty() for c in st.columns(2)])), state.get("cmp_last")
+    if run_both:
+        last = {"name": name, "variants": dict(variants), "inputs": values}
         try:
-            for side, piece, outcome in stream_pair(gateway, templates, variants, values, user):
-                pieces[side] += piece or ""
-                boxes[side].markdown(pieces[side] if outcome is None else f"{pieces[side]}\n\n"
-                                     + (f":red[{outcome.error}]" if outcome.error else "")
-                                     + f"\n\n`{outcome.tokens} tokens · ${outcome.cost_usd or 0:.5f} · "
-                                     f"{outcome.latency_ms or 0:.0f} ms`")
-            state.cmp_last = {"inputs": values, "A": pieces["A"], "B": pieces["B"]}
+            for side, shown in follow_pair(stream_pair(gateway, templates, variants, values, user), last):
+                boxes[side].markdown(shown)
+            state.cmp_last = last
         except TemplateError as exc:
+            last = state.get("cmp_last")
             st.error(str(exc))
-    if last := state.get("cmp_last"):
+    elif last:  # the answers being voted on stay in view (and the vote goes to the variants that gave them)
+        for side in "AB":
+            boxes[side].markdown(last["shown"][side])
+    if last:
         verdict = st.radio("Which is better?", list(VERDICTS), format_func=VERDICTS.get, horizontal=True,
                            key="cmp_verdict")
         comment = st.text_input("Comment (optional)", key="cmp_comment")
         if st.button("Save vote"):
-            record_vote(engine, name, variants["A"], variants["B"], last["inputs"], last["A"], last["B"], verdict,
-                        user=user, comment=comment)
+            record_vote(engine, last["name"], last["variants"]["A"], last["variants"]["B"], last["inputs"],
+                        last["A"], last["B"], verdict, user=user, comment=comment)
             st.success(f"Vote saved: {VERDICTS[verdict]}.")
 
 sets = list_test_sets(engine)  # no widget keys below: a key would keep a stale choice as options change
@@ -98,7 +101,7 @@ with batch_tab:
         except CompareError as exc:
             st.error(str(exc))
 
-    @st.fragment(run_every=1.0)
+    @st.fragment(run_every=1.0 if state.get("cmp_run") else None)  # polls only once a run was started
     def show_progress() -> None:
         run_id = state.get("cmp_run")
         if run_id is None or (p := jobs.progress(run_id)) is None:
@@ -119,10 +122,7 @@ with results_tab:
         st.info(summary.verdict())
         st.dataframe(pd.DataFrame(summary_table(summary)).astype(str), hide_index=True)
         rows = run_rows(engine, run["id"], user)
-        st.dataframe(pd.DataFrame([{**r["values"], "A": (r["A"] or {}).get("error") or (r["A"] or {}).get("text"),
-                                    "B": (r["B"] or {}).get("error") or (r["B"] or {}).get("text"),
-                                    "A checks": (r["A"] or {}).get("checks"), "B checks": (r["B"] or {}).get("checks"),
-                                    "judge": r["judge"], "your vote": r["vote"]} for r in rows]).astype(str))
+        st.dataframe(pd.DataFrame(rows_table(rows)).astype(str))
         blind = st.toggle("Blind review (random order, no names)", key="cmp_blind")
         if rows:
             i = st.number_input("Row", 1, len(rows), 1, key=f"cmp_row:{run['id']}") - 1

@@ -73,11 +73,12 @@ def test_side_by_side_runs_both_variants_shows_their_numbers_and_stores_a_vote(e
     button(at, "Run both").click().run()
     assert not at.exception and not at.error
     shown = [m.value for m in at.markdown if "We are open at eight." in m.value]
-    assert len(shown) == 2 and all("tokens" in m and "ms" in m for m in shown)
+    assert len(shown) == 2 and all("tokens · unpriced ·" in m and "ms" in m for m in shown)  # never a silent $0
     assert sorted((c.variant, c.template_version) for c in calls(engine)) == [("A", 1), ("B", 2)]
     at.radio(key="cmp_verdict").set_value("B")
     at.text_input(key="cmp_comment").input("warmer")
     button(at, "Save vote").click().run()
+    assert [m.value for m in at.markdown if "We are open at eight." in m.value] == shown  # still in view
     with Session(engine) as s:
         vote = s.scalars(select(CompareVote)).one()
     assert (vote.verdict, vote.comment, vote.inputs, vote.variant_b["version"]) == (
