@@ -197,6 +197,17 @@ def parse_schema_text(text: str) -> dict[str, Any] | None:
 
 def validate(template: Template) -> list[str]:
     """Check name, messages and parameters; return the variables, or raise a TemplateError."""
+    for name in ("name", "description", *ROLES):  # an imported file can hold anything (null, a number, a list)
+        value = getattr(template, name)
+        if not isinstance(value, str):
+            raise InvalidTemplate(f"The {name} of a template must be text, not {_kind(value)}.")
+    if template.model is not None and not isinstance(template.model, str):
+        raise InvalidTemplate(f"The model of a template must be a provider/model name, not {_kind(template.model)}.")
+    if template.temperature is not None and (isinstance(template.temperature, bool)
+                                             or not isinstance(template.temperature, (int, float))):
+        raise InvalidTemplate(f"Temperature must be a number between 0 and 2, not {_kind(template.temperature)}.")
+    if isinstance(template.max_tokens, bool):
+        raise InvalidTemplate("Max output tokens must be a whole number of at least 1, not true/false.")
     if not NAME.fullmatch(template.name or ""):
         raise InvalidTemplate(f"Template name {template.name!r} must be lowercase letters, digits, '.', '_' "
                               "or '-', starting with a letter or digit (e.g. support.reply).")
@@ -209,6 +220,10 @@ def validate(template: Template) -> list[str]:
     if template.json_schema is not None:
         check_schema(template.json_schema)
     return template_variables(template)
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r}"[:60]
 
 
 def render_text(text: str, values: Mapping[str, Any], role: str = "") -> str:
