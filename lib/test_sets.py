@@ -16,6 +16,7 @@ from lib.models import ChatMessage, TestCase, TestSet
 
 EXPECTED = "expected"  # the optional column holding the expected answer
 MAX_CASES = 5000
+MAX_NAME = 255  # test_sets.name is VARCHAR(255)
 
 
 class TestSetError(ValueError):
@@ -42,6 +43,10 @@ def parse_csv(data: bytes, variables: list[str]) -> list[Case]:
     except UnicodeDecodeError as exc:
         raise TestSetError(f"The CSV file is not UTF-8 (byte {exc.start} cannot be read). In your spreadsheet "
                            "choose 'CSV UTF-8' when saving, then upload it again.") from exc
+    if "\x00" in text:  # PostgreSQL text cannot hold NUL, and no spreadsheet writes one into a CSV
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise TestSetError(f"The CSV file contains a NUL character (line {line}), so it is probably not a text CSV. "
+                           "In your spreadsheet choose 'CSV UTF-8' when saving, then upload it again.")
     try:
         reader = csv.reader(io.StringIO(text, newline=""))
         header = [h.strip() for h in next(reader, [])]
@@ -82,12 +87,16 @@ def create_test_set(engine: Engine, name: str, variables: list[str], user: str |
     name = name.strip()
     if not name:
         raise TestSetError("Give the test set a name.")
+    if len(name) > MAX_NAME or "\x00" in name:  # the column holds 255 characters; PostgreSQL refuses NUL
+        raise TestSetError(f"Give the test set a shorter name: at most {MAX_NAME} characters, no control characters.")
+    cases = list(cases)
+    _check_no_nul(cases)
     try:
         with Session(engine) as s, s.begin():
             ts = TestSet(name=name, variables=list(variables), created_by=user)
             s.add(ts)
             s.flush()
-            _add_cases(s, ts.id, list(cases), 0)
+            _add_cases(s, ts.id, cases, 0)
             return ts.id
     except IntegrityError as exc:
         raise TestSetError(f"A test set named {name!r} already exists; choose another name.") from exc
@@ -130,6 +139,7 @@ def replace_cases(engine: Engine, test_set_id: int, rows: Iterable[Mapping[str, 
             raise TestSetError(f"Row {i} has no value for {', '.join(missing)}. Fill it in or delete the row.")
         expected = row.get(EXPECTED)
         cases.append(Case(None, values, str(expected).strip() if expected and str(expected).strip() else None))
+    _check_no_nul(cases)
     with Session(engine) as s, s.begin():
         s.execute(delete(TestCase).where(TestCase.test_set_id == test_set_id))
         _add_cases(s, test_set_id, cases, 0)
@@ -167,3 +177,10 @@ def add_case_from_message(engine: Engine, test_set_id: int, message_id: int) -> 
 def _add_cases(s: Session, test_set_id: int, cases: list[Case], start: int) -> None:
     for i, case in enumerate(cases, start=start + 1):
         s.add(TestCase(test_set_id=test_set_id, position=i, values=case.values, expected=case.expected))
+
+
+def _check_no_nul(cases: list[Case]) -> None:
+    """TestSetError for a NUL character in a case: PostgreSQL cannot store one (SQLite would, silently)."""
+    for i, case in enumerate(cases, start=1):
+        if any("\x00" in v for v in case.values.values()) or "\x00" in (case.expected or ""):
+            raise TestSetError(f"Case {i} contains a NUL character, which cannot be stored. Remove it and save again.")
