@@ -12,8 +12,9 @@ import logging
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,8 @@ from lib.test_sets import Case, load_cases
 log = logging.getLogger(__name__)
 RUN_FEATURE, JUDGE_FEATURE = "compare.run", "compare"
 VERDICTS = {"A": "A better", "B": "B better", "tie": "Tie", "both_bad": "Both bad"}
+DEFAULT_CONCURRENCY = 8  # calls in flight in a batch run unless the author picks another number
+RESULTS_FLUSH_S, RESULTS_FLUSH_ROWS = 0.1, 32  # a batch run stores answers this often, or this many at once
 
 
 class CompareError(ValueError):
@@ -180,7 +183,8 @@ def start_run(engine: Engine, template_name: str, test_set_id: int, a: Variant, 
         return run.id
 
 
-def execute_run(gateway: Gateway, store: TemplateStore, run_id: int, *, concurrency: int = 8,
+def execute_run(gateway: Gateway, store: TemplateStore, run_id: int, *,
+                concurrency: int = DEFAULT_CONCURRENCY,
                 cancel: threading.Event | None = None,
                 progress: Callable[[RunProgress], None] | None = None) -> RunProgress:
     """Run A and B over every case not yet answered, at most `concurrency` calls at a time.
@@ -209,26 +213,64 @@ def execute_run(gateway: Gateway, store: TemplateStore, run_id: int, *, concurre
         outcome.checks = check_answer(outcome, case.expected, checks, templates[side].json_schema is not None)
         return outcome
 
-    pending: dict[Future, tuple[Case, str]] = {}
-    todo = iter(tasks)
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=f"compare-{run_id}") as pool:
-        while True:
-            while not cancel.is_set() and len(pending) < concurrency:  # bounded: never more queued than workers
-                task = next(todo, None)
+    # `concurrency` workers each take the next task as soon as their call is stored in the call log, so
+    # never more than `concurrency` calls are in flight and no worker waits on anything but its own call.
+    # This thread stores the answers, many rows a transaction, and reports progress after each.
+    todo, take, finished = iter(tasks), threading.Lock(), queue.SimpleQueue()
+    stop = threading.Event()  # a worker failed unexpectedly: the others stop too
+
+    def work() -> None:
+        try:
+            while not (cancel.is_set() or stop.is_set()):
+                with take:
+                    task = next(todo, None)
                 if task is None:
                     break
-                pending[pool.submit(one, *task)] = task
-            if not pending:
-                break
-            finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            batch = [(*pending.pop(fut), fut.result()) for fut in finished]
-            while not cancel.is_set() and len(pending) < concurrency and (task := next(todo, None)):
-                pending[pool.submit(one, *task)] = task  # refill before the write, so workers never idle on it
-            _store_results(engine, run_id, batch)
-            state.done += len(batch)
-            state.failed += sum(o.status == "error" for _, _, o in batch)
-            if progress:
-                progress(state)
+                finished.put((*task, one(*task)))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
+            stop.set()
+            finished.put(exc)
+        finally:
+            finished.put(None)
+
+    workers = [threading.Thread(target=work, name=f"compare-{run_id}-{i}", daemon=True)
+               for i in range(max(1, min(concurrency, len(tasks))))]
+    for w in workers:
+        w.start()
+    running, batch, flush_at, failure = len(workers), [], 0.0, None
+
+    def flush() -> None:
+        _store_results(engine, run_id, batch)
+        state.done += len(batch)
+        state.failed += sum(o.status == "error" for _, _, o in batch)
+        batch.clear()
+        if progress:
+            progress(state)
+
+    try:
+        while running:
+            try:
+                item = finished.get(timeout=max(0.0, flush_at - time.monotonic()) if batch else None)
+            except queue.Empty:
+                flush()
+                continue
+            if item is None:
+                running -= 1
+            elif isinstance(item, BaseException):
+                failure = failure or item
+            else:
+                batch.append(item)
+                if len(batch) == 1:
+                    flush_at = time.monotonic() + RESULTS_FLUSH_S
+                if len(batch) >= max(RESULTS_FLUSH_ROWS, concurrency):
+                    flush()
+        if batch:
+            flush()
+    except BaseException:  # the answers could not be stored: stop the workers, calls in flight finish
+        stop.set()
+        raise
+    if failure is not None:
+        raise failure
     state.cancelled = cancel.is_set() and state.done < state.total
     if checks.judge_model and not state.cancelled:
         judge_run(gateway, run_id, checks.judge_model, concurrency=concurrency, cancel=cancel)
@@ -239,10 +281,12 @@ def execute_run(gateway: Gateway, store: TemplateStore, run_id: int, *, concurre
 
 
 def _store_results(engine: Engine, run_id: int, batch: list[tuple[Case, str, Outcome]]) -> None:
-    with Session(engine) as s, s.begin():
-        s.add_all(RunResult(run_id=run_id, case_id=case.id, variant=side, text=o.text, status=o.status,
-                            error=o.error, request_id=o.request_id, tokens=o.tokens, cost_usd=o.cost_usd,
-                            latency_ms=o.latency_ms, checks=o.checks) for case, side, o in batch)
+    """Insert answers in one transaction (one executemany: no ORM unit of work per row)."""
+    with engine.begin() as conn:
+        conn.execute(RunResult.__table__.insert(), [
+            {"run_id": run_id, "case_id": case.id, "variant": side, "text": o.text, "status": o.status,
+             "error": o.error, "request_id": o.request_id, "tokens": o.tokens, "cost_usd": o.cost_usd,
+             "latency_ms": o.latency_ms, "checks": o.checks} for case, side, o in batch])
 
 
 JUDGE_SYSTEM = ("You compare two answers to the same request. Judge correctness first, then helpfulness "
@@ -382,7 +426,8 @@ class RunJobs:
         self._jobs: dict[int, tuple[threading.Thread, threading.Event, list[RunProgress]]] = {}
         self._lock = threading.Lock()
 
-    def start(self, gateway: Gateway, store: TemplateStore, run_id: int, concurrency: int = 8) -> None:
+    def start(self, gateway: Gateway, store: TemplateStore, run_id: int,
+              concurrency: int = DEFAULT_CONCURRENCY) -> None:
         """Run (or resume) `run_id` in a background thread; no-op if it is already running here."""
         with self._lock:
             if self.running(run_id):

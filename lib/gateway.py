@@ -15,7 +15,6 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessageChunk, AnyMessage, BaseMessage, convert_to_messages
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from lib.config import ProviderConfig, Settings
 from lib.cost_control import Admission, BudgetGuard, ResponseCache, cache_key, integrity_safe_put
@@ -167,6 +166,8 @@ class Gateway:
         self._models: dict[tuple, BaseChatModel] = {}
         self._prices: dict[str, tuple[Any, float]] = {}
         self._lock = threading.Lock()
+        self._build_lock = threading.Lock()
+        self._log = _CallLogWriter(engine)
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -257,12 +258,19 @@ class Gateway:
             raise GatewayError(f"{exc} Configured models: {', '.join(self.model_names())}.") from exc
 
     def chat_model(self, provider: ProviderConfig, bare: str, params: dict[str, Any]) -> BaseChatModel:
-        """A cached LangChain chat model for this provider, model and parameters."""
+        """A cached LangChain chat model for this provider, model and parameters.
+
+        Built under its own lock, not the gateway's: the first ChatOpenAI of a process imports the HTTP
+        stack (~0.3 s), and price look-ups and calls to models already built must not wait for that.
+        """
         key = (provider.name, bare, tuple(sorted(params.items())))
-        with self._lock:
-            if key not in self._models:
-                self._models[key] = self.model_factory(provider, bare, params)
-            return self._models[key]
+        model = self._models.get(key)
+        if model is None:
+            with self._build_lock:
+                model = self._models.get(key)
+                if model is None:
+                    model = self._models[key] = self.model_factory(provider, bare, params)
+        return model
 
     def backoff(self, attempt: int, err: GatewayError) -> float:
         """Exponential backoff with jitter; a Retry-After is honoured (up to the cap)."""
@@ -300,9 +308,9 @@ class Gateway:
         return redact(text).text if mode == "redacted" else text
 
     def write_row(self, result: CallResult, ctx: CallContext, prompt: str, meta: dict[str, Any]) -> None:
-        """Insert the call-log row for `result` (one per call)."""
+        """Insert the call-log row for `result` (one per call); it is committed when this returns."""
         err = result.error
-        row = LlmCall(
+        row = dict(
             created_at=utcnow(), request_id=result.request_id, session_id=ctx.session_id, user=ctx.user,
             feature=ctx.feature, provider=result.provider, model=result.model,
             template_name=ctx.template_name, template_version=ctx.template_version,
@@ -315,11 +323,105 @@ class Gateway:
             attempts=result.attempts, prompt=self.content_for_log(prompt),
             response=self.content_for_log(result.text), meta={**ctx.metadata, **meta} or None,
         )
+        self._log.write(row)
+
+
+_LOG_COLUMNS = {attr.key: attr.columns[0].key for attr in LlmCall.__mapper__.column_attrs}  # meta -> metadata
+
+
+class _CallLogWriter:
+    """Group commit for the call log: concurrent calls' rows go into the database in one transaction.
+
+    A caller queues its row and either waits while another caller's transaction is in progress, or (when
+    none is) becomes the writer and inserts every queued row in one executemany. Each `write` returns once
+    its own row is committed, as a plain insert would; but N calls finishing together cost one transaction
+    instead of N transactions queueing for SQLite's single write lock, whose busy handler sleeps 1, 2, 5,
+    10… ms between tries.
+
+    On a SQLite file the writer's own commits do not checkpoint the WAL (a checkpoint fsyncs, 100+ ms on a
+    busy disk, and everyone queued behind the writer would wait for it); instead, every CHECKPOINT_EVERY
+    transactions the writer checkpoints after it has let the others go, so only its own caller waits, as
+    with SQLite's automatic checkpoint. Other connections keep checkpointing automatically.
+    """
+
+    CHECKPOINT_EVERY = 50  # call-log transactions (~15 WAL pages each: the table and its indexes)
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.table = LlmCall.__table__
+        database = engine.url.database or ""
+        self.wal = engine.dialect.name == "sqlite" and database not in ("", ":memory:") \
+            and not database.startswith("file::memory:")
+        self._autocheckpoint: int | None = None  # the connections' setting, restored after each write
+        self._cond = threading.Condition()
+        self._queue: list[list[Any]] = []  # [column values, handled?] per waiting caller
+        self._writing = False
+        self._since_checkpoint = 0
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Insert `row` (attribute names as keys); return once it is committed (or its failure logged)."""
+        entry = [{_LOG_COLUMNS[k]: v for k, v in row.items()}, False]
+        with self._cond:
+            self._queue.append(entry)
+            while self._writing and not entry[1]:
+                self._cond.wait()
+            if entry[1]:  # another caller's transaction carried it
+                return
+            self._writing = True
+            batch, self._queue = self._queue, []
+        checkpoint = False
         try:
-            with Session(self.engine) as s, s.begin():
-                s.add(row)
-        except Exception:  # the user's answer must not be lost because the log is unavailable
-            log.exception("could not write call-log row %s", result.request_id)
+            self._insert([values for values, _ in batch])
+        finally:
+            with self._cond:
+                for handled in batch:
+                    handled[1] = True
+                self._writing = False
+                self._since_checkpoint += 1
+                if self.wal and self._since_checkpoint >= self.CHECKPOINT_EVERY:
+                    checkpoint, self._since_checkpoint = True, 0
+                self._cond.notify_all()
+        if checkpoint:
+            self._checkpoint()
+
+    def _insert(self, batch: list[dict[str, Any]]) -> None:
+        try:
+            self._insert_once(batch)
+            return
+        except Exception:  # one bad row must not cost the others theirs: retry one by one
+            if len(batch) == 1:
+                log.exception("could not write call-log row %s", batch[0].get("request_id"))
+                return
+        for values in batch:
+            try:
+                self._insert_once([values])
+            except Exception:  # the user's answer must not be lost because the log is unavailable
+                log.exception("could not write call-log row %s", values.get("request_id"))
+
+    def _insert_once(self, batch: list[dict[str, Any]]) -> None:
+        if not self.wal:
+            with self.engine.begin() as conn:
+                conn.execute(self.table.insert(), batch)
+            return
+        with self.engine.connect() as conn:
+            if self._autocheckpoint is None:
+                self._autocheckpoint = int(conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() or 0)
+            conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+            try:
+                conn.execute(self.table.insert(), batch)
+                conn.commit()
+            finally:
+                conn.rollback()
+                conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={self._autocheckpoint}")
+                conn.commit()
+
+    def _checkpoint(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()
+                conn.commit()
+        except Exception:  # a busy or failed checkpoint is retried next time, or done by another connection
+            log.warning("call-log WAL checkpoint failed", exc_info=True)
 
 
 class Stream:

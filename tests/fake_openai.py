@@ -9,16 +9,25 @@ Usage::
 Each request to ``/v1/chat/completions`` or ``/v1/embeddings`` consumes one queued behaviour (FIFO);
 ``default_reply`` answers when the queue is empty. Every request, answered or not, is recorded in
 ``requests`` as ``{"path", "method", "headers" (lower-case names), "json"}``.
+
+In its own process (so its CPU and GIL do not compete with the client under test, as a real provider's
+would not): ``python tests/fake_openai.py --port 0 --delay 0.05`` prints its base URL on the first line of
+stdout and serves the default reply until stdin closes or it is terminated; ``FakeOpenAIProcess`` does that
+for you as a context manager (no queue, no recorded requests: those live in the other process).
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
 import json
 import math
+import os
+import signal
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -28,7 +37,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Union
 
-__all__ = ["MODELS", "ContextTooLong", "Drop", "FakeOpenAI", "Hang", "Malformed", "Reply", "Status"]
+__all__ = ["MODELS", "ContextTooLong", "Drop", "FakeOpenAI", "FakeOpenAIProcess", "Hang", "Malformed", "Reply",
+           "Status"]
 
 MODELS = ["fake-small", "fake-large", "fake-embed"]
 CONTEXT_LIMIT = 8192
@@ -163,11 +173,11 @@ class FakeOpenAI:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> FakeOpenAI:
-        """Bind 127.0.0.1 on a free port and serve in a daemon thread."""
+    def start(self, port: int = 0) -> FakeOpenAI:
+        """Bind 127.0.0.1 on `port` (0: a free one) and serve in a daemon thread."""
         if self._server is not None:
             raise RuntimeError("FakeOpenAI is already running")
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.fake = self
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai", daemon=True)
@@ -225,6 +235,9 @@ class _Server(ThreadingHTTPServer):
     """A threading HTTP server that owns its FakeOpenAI and ignores clients that hang up."""
 
     daemon_threads = True
+    # socketserver's default listen backlog of 5 makes the kernel reset the odd connection when many
+    # clients connect at once; real providers listen with a far larger one
+    request_queue_size = 128
     fake: FakeOpenAI
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -444,3 +457,77 @@ class _Handler(BaseHTTPRequestHandler):
             event([], usage=usage)
         self._chunk(b"data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
+
+
+class FakeOpenAIProcess:
+    """The server in a child process that answers every request with `reply`; `base_url` once started.
+
+    For benchmarks: the client under test then has its process (cores and GIL) to itself.
+    """
+
+    def __init__(self, reply: Reply | None = None, port: int = 0) -> None:
+        """A stopped server that will answer with `reply` (the default Reply if None)."""
+        self.reply, self.port = reply or Reply(), port
+        self.base_url = ""
+        self._proc: subprocess.Popen | None = None
+
+    def start(self) -> FakeOpenAIProcess:
+        """Start the child and wait until it listens."""
+        if self._proc is not None:
+            raise RuntimeError("FakeOpenAIProcess is already running")
+        r = self.reply
+        cmd = [sys.executable, os.path.abspath(__file__), "--port", str(self.port), "--text", r.text,
+               "--delay", repr(r.delay), "--chunk-delay", repr(r.chunk_delay)]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self._proc.stdout.readline().strip()
+        if not line.startswith("http://"):
+            self.stop()
+            raise RuntimeError(f"the fake OpenAI server process did not start (it printed {line!r})")
+        self.base_url = line
+        return self
+
+    def stop(self) -> None:
+        """Stop the child (idempotent)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            proc.stdin.close()  # the child exits when its stdin closes
+            proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+    def __enter__(self) -> FakeOpenAIProcess:
+        """Start the server."""
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop the server."""
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until stdin closes (or SIGTERM), answering with one reply; print the base URL first."""
+    ap = argparse.ArgumentParser(description="A loopback OpenAI-compatible server for tests and benchmarks.")
+    ap.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
+    ap.add_argument("--text", default=Reply().text, help="the answer to every chat completion")
+    ap.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
+    ap.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between streamed chunks")
+    args = ap.parse_args(argv)
+    server = FakeOpenAI().start(args.port)
+    server.default_reply = Reply(args.text, delay=args.delay, chunk_delay=args.chunk_delay)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(server.base_url, flush=True)
+    try:
+        while sys.stdin.read(65536):  # served from the daemon thread; ends when the parent closes stdin
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
