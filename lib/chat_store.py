@@ -19,11 +19,16 @@ def _session(engine: Engine) -> Session:
     return Session(engine, expire_on_commit=False)
 
 
+def _text(value: str) -> str:
+    """Text as it can be stored everywhere: PostgreSQL refuses NUL characters (SQLite would keep them)."""
+    return value.replace("\x00", "")
+
+
 def create_session(engine: Engine, user: str | None, title: str = "New conversation",
                    collection: str | None = None) -> ChatSession:
     """Start a conversation."""
     with _session(engine) as s, s.begin():
-        chat = ChatSession(id=uuid.uuid4().hex, user=user, title=title[:255], collection=collection)
+        chat = ChatSession(id=uuid.uuid4().hex, user=user, title=_text(title)[:255], collection=collection)
         s.add(chat)
     return chat
 
@@ -43,7 +48,7 @@ def get_session(engine: Engine, session_id: str) -> ChatSession | None:
 
 def rename_session(engine: Engine, session_id: str, title: str) -> None:
     """Give a conversation a new title."""
-    title = title.strip()
+    title = _text(title).strip()
     if not title:
         raise ChatStoreError("A conversation title cannot be empty.")
     with _session(engine) as s, s.begin():
@@ -71,6 +76,7 @@ def add_message(engine: Engine, session_id: str, role: str, content: str, *, sou
                 request_id: str | None = None, summary: str | None = None, offline: bool = False,
                 collection: str | None = None) -> ChatMessage:
     """Append a message; the first question titles the conversation."""
+    content, summary = _text(content), None if summary is None else _text(summary)
     with _session(engine) as s, s.begin():
         chat = s.get(ChatSession, session_id)
         if chat is None:
@@ -79,7 +85,8 @@ def add_message(engine: Engine, session_id: str, role: str, content: str, *, sou
                           request_id=request_id, summary=summary, offline=offline)
         s.add(msg)
         if role == "user" and chat.title == "New conversation":
-            chat.title = content.strip().splitlines()[0][:80] or chat.title
+            lines = content.strip().splitlines()  # none when the question is blank
+            chat.title = (lines[0][:80] if lines else "") or chat.title
         chat.updated_at = utcnow()
         if collection is not None:
             chat.collection = collection
@@ -108,4 +115,4 @@ def set_feedback(engine: Engine, message_id: int, rating: int, comment: str | No
         if fb is None:
             fb = Feedback(message_id=message_id, request_id=msg.request_id)
             s.add(fb)
-        fb.rating, fb.comment, fb.user, fb.created_at = rating, (comment or None), user, utcnow()
+        fb.rating, fb.comment, fb.user, fb.created_at = rating, (_text(comment or "") or None), user, utcnow()
