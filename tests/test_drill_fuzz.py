@@ -6,7 +6,8 @@
 - templates: random template text, fields and values → validate/render work or raise a TemplateError;
   random export files → import works or raises ImportFailed and changes nothing;
 - test sets: random CSV bytes and names → a test set with exactly the parsed cases, or a TestSetError and
-  no row left behind (SQLite and PostgreSQL).
+  no row left behind (SQLite and PostgreSQL);
+- saved conversations: any question, answer and comment text is stored and read back (SQLite and PostgreSQL).
 
 Examples are derandomized (the same inputs on every run, so CI is reproducible) and bounded in number.
 Reproduce the figures: .venv/bin/python -m pytest tests/test_drill_fuzz.py -s
@@ -314,6 +315,25 @@ def test_random_csv_makes_a_whole_test_set_or_a_test_set_error_and_no_rows(any_e
     stored = load_cases(any_engine, set_id)
     assert [(c.values, c.expected) for c in stored] == [(c.values, c.expected) for c in cases]
     FIGURES[f"test-set CSV [{any_engine.dialect.name}]: created"] += 1
+
+
+# ---- saved conversations -----------------------------------------------------------------------------
+
+@given(question=st.text(max_size=300), answer=st.text(max_size=300), comment=st.text(max_size=40))
+@drill(max_examples=40)
+def test_any_chat_text_is_saved_and_read_back(any_engine, question, answer, comment):
+    """Whatever a user types (or a model answers) is saved, NUL characters dropped (PostgreSQL refuses them)."""
+    from lib.chat_store import add_message, create_session, load_messages, set_feedback
+
+    FIGURES[f"chat text [{any_engine.dialect.name}]"] += 1
+    chat = create_session(any_engine, "fuzzer")
+    add_message(any_engine, chat.id, "user", question)
+    answer_id = add_message(any_engine, chat.id, "assistant", answer, request_id="r1").id
+    set_feedback(any_engine, answer_id, -1, comment, "fuzzer")
+    stored = load_messages(any_engine, chat.id)
+    assert [(m["role"], m["content"]) for m in stored] == [("user", question.replace("\x00", "")),
+                                                           ("assistant", answer.replace("\x00", ""))]
+    assert stored[1]["rating"] == -1
 
 
 @pytest.fixture(autouse=True, scope="module")
