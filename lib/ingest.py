@@ -196,9 +196,9 @@ class Indexer:
         store = open_store(self.client, collection.chroma_name, self.embeddings)
         try:
             pages = parse_file(name, data, self.chunking.max_file_bytes)
-            report({"status": "parsed", "pages": len(pages)})
+            original = self._save_original(digest, name, data)  # kept first, so a crashed job can be retried
+            report({"status": "parsed", "pages": len(pages), "original": str(original)})
             chunks = split_pages(pages, self.chunking)
-            original = self._save_original(digest, name, data)
             ids = [f"d{doc.id}-v{new_version}-c{c.index}" for c in chunks]
             header = title_header(name) if self.chunking.title_headers else ""
             for start in range(0, len(chunks), EMBED_BATCH):
@@ -283,16 +283,23 @@ def delete_document(engine: Engine, client: Any, embeddings: Embeddings, documen
 
 
 def purge_orphan_chunks(engine: Engine, client: Any, embeddings: Embeddings) -> int:
-    """Delete chunks that belong to no current document version (left by a crash); returns how many."""
+    """Delete chunks that belong to no current document version (left by a crash); returns how many.
+
+    Safe while other processes index (several app processes on one database and Chroma server): the chunks
+    are read before the documents, and a document that is queued or indexing keeps its in-flight chunks
+    (its job either finishes, or is recovered as failed and a later purge removes them).
+    """
     removed = 0
     for col in list_collections(engine):
-        with Session(engine, expire_on_commit=False) as s:
-            current = dict(s.execute(select(Document.id, Document.version)
-                                     .where(Document.collection_id == col.id)).all())
         store = open_store(client, col.chroma_name, embeddings)
-        metas = get_all(store, ["metadatas"])
+        metas = get_all(store, ["metadatas"])  # before reading the documents: see the docstring
+        with Session(engine, expire_on_commit=False) as s:
+            rows = s.execute(select(Document.id, Document.version, Document.status)
+                             .where(Document.collection_id == col.id)).all()
+        current = {doc_id: version for doc_id, version, _ in rows}
+        busy = {doc_id for doc_id, _, status in rows if status in ("queued", "indexing")}
         stale = [i for i, m in zip(metas["ids"], metas["metadatas"])
-                 if current.get(m.get("document_id")) != m.get("version")]
+                 if m.get("document_id") not in busy and current.get(m.get("document_id")) != m.get("version")]
         for start in range(0, len(stale), 5000):
             store.delete(ids=stale[start:start + 5000])
         removed += len(stale)

@@ -7,18 +7,25 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from lib.ingest import Indexer
+from lib.ingest import Indexer, Outcome, purge_orphan_chunks
 from lib.models import Collection, Document, IngestJob, utcnow
 
 log = logging.getLogger(__name__)
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 PROGRESS_EVERY_S = 0.5
+INTERRUPTED = ("Interrupted: the process indexing this file stopped (crash or restart); the previous version is "
+               "still searchable. Retry the job or upload the file again.")
+
+
+class JobError(ValueError):
+    """A job cannot be retried (unknown, still running, or nothing to retry)."""
 
 
 def _session(engine: Engine) -> Session:
@@ -45,17 +52,28 @@ def _update_file(engine: Engine, job_id: int, index: int, changes: dict[str, Any
             job.status = "running"
 
 
-def run_job(engine: Engine, indexer: Indexer, job_id: int, payloads: list[tuple[str, bytes]],
-            force: bool = False) -> None:
-    """Index every file of the job; one file's failure is recorded on that file and the rest go on."""
+Payload = tuple[str, "bytes | Callable[[], bytes]"]  # a file's name and its bytes (or how to read them)
+
+
+def run_job(engine: Engine, indexer: Indexer, job_id: int, payloads: list[Payload], force: bool = False,
+            on_progress: Callable[[int, dict[str, Any]], None] | None = None,
+            on_file: Callable[[int, Outcome], None] | None = None) -> list[Outcome]:
+    """Index every file of the job; one file's failure is recorded on that file and the rest go on.
+
+    A payload's data may be a callable that reads the bytes (files are then read one at a time);
+    `on_progress(i, event)` sees every progress event of file i, `on_file(i, outcome)` each file's outcome.
+    """
     with _session(engine) as s:
         job = s.get(IngestJob, job_id)
         collection = s.get(Collection, job.collection_id)
     failures = 0
+    outcomes: list[Outcome] = []
     for i, (name, data) in enumerate(payloads):
         last = [0.0]
 
         def progress(event: dict[str, Any], i: int = i, last: list[float] = last) -> None:
+            if on_progress:
+                on_progress(i, event)
             now = time.monotonic()
             final = event.get("status") in ("indexed", "unchanged", "failed", "parsed")
             if final or now - last[0] >= PROGRESS_EVERY_S:
@@ -64,23 +82,28 @@ def run_job(engine: Engine, indexer: Indexer, job_id: int, payloads: list[tuple[
 
         _update_file(engine, job_id, i, {"status": "parsing"})
         try:
-            outcome = indexer.index_file(collection, name, data, progress, force=force)
+            outcome = indexer.index_file(collection, name, data() if callable(data) else data, progress,
+                                         force=force)
         except Exception as exc:  # keep going with the other files; record why this one failed
             log.exception("indexing %s failed", name)
-            _update_file(engine, job_id, i, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
-            failures += 1
-            continue
+            outcome = Outcome(name, "failed", error=f"{type(exc).__name__}: {exc}")
+            _update_file(engine, job_id, i, {"status": "failed", "error": outcome.error})
+        else:
+            _update_file(engine, job_id, i, {"status": outcome.status, "error": outcome.error,
+                                             "chunks_total": outcome.chunks, "chunks_embedded": outcome.chunks,
+                                             "pages": outcome.pages})
         failures += outcome.status == "failed"
-        _update_file(engine, job_id, i, {"status": outcome.status, "error": outcome.error,
-                                         "chunks_total": outcome.chunks, "chunks_embedded": outcome.chunks,
-                                         "pages": outcome.pages})
+        outcomes.append(outcome)
+        if on_file:
+            on_file(i, outcome)
     with _session(engine) as s, s.begin():
         job = s.get(IngestJob, job_id)
         job.status = "failed" if failures == len(payloads) else "done"
         job.finished_at = utcnow()
+    return outcomes
 
 
-def start_job(engine: Engine, indexer: Indexer, collection: Collection, payloads: list[tuple[str, bytes]],
+def start_job(engine: Engine, indexer: Indexer, collection: Collection, payloads: list[Payload],
               user: str | None, force: bool = False) -> int:
     """Create the job and run it in a daemon thread; returns its id at once."""
     job = create_job(engine, collection, [n for n, _ in payloads], user)
@@ -119,8 +142,7 @@ def recover_interrupted_jobs(engine: Engine) -> int:
             files = [dict(f) for f in job.files]
             for f in files:
                 if f["status"] not in ("indexed", "unchanged", "failed"):
-                    f.update(status="failed", error="Interrupted: the app stopped while indexing. Upload again "
-                                                    "or press Re-index.")
+                    f.update(status="failed", error=INTERRUPTED)
             job.files, job.status, job.finished_at = files, "failed", utcnow()
             count += 1
             names = [f["name"] for f in files]
@@ -141,3 +163,43 @@ def job_rows(job: IngestJob) -> list[dict[str, Any]]:
         fraction = 1.0 if finished else (done / total if total else 0.0)
         out.append({**f, "fraction": fraction})
     return out
+
+
+def recover_after_restart(engine: Engine, client: Any, embeddings: Any) -> tuple[int, int]:
+    """Start-up recovery: jobs of dead processes marked failed, then chunks of no current version purged.
+
+    Returns (jobs recovered, chunks purged). Safe with other live processes on the same database and Chroma.
+    """
+    jobs = recover_interrupted_jobs(engine)
+    return jobs, purge_orphan_chunks(engine, client, embeddings)
+
+
+def retry_payloads(engine: Engine, job_id: int) -> tuple[Collection, list[Payload]]:
+    """The collection and the failed files of a finished job, read back from their kept originals."""
+    with _session(engine) as s:
+        job = s.get(IngestJob, job_id)
+        if job is None:
+            raise JobError(f"There is no indexing job {job_id}.")
+        if job.status in ("queued", "running"):
+            raise JobError(f"Job {job_id} is still {job.status}; retry it once it has finished or failed.")
+        collection = s.get(Collection, job.collection_id)
+    failed = [f for f in job.files if f["status"] == "failed"]
+    if not failed:
+        raise JobError(f"Job {job_id} has no failed files to retry.")
+    kept = [f for f in failed if f.get("original") and Path(f["original"]).exists()]
+    if not kept:
+        names = ", ".join(f["name"] for f in failed)
+        raise JobError(f"Job {job_id}: the failed files ({names}) were not kept (they could not be read); "
+                       "upload them again.")
+    return collection, [(f["name"], Path(f["original"]).read_bytes) for f in kept]
+
+
+def retry_job(engine: Engine, indexer: Indexer, job_id: int, user: str | None,
+              background: bool = True) -> int:
+    """A new job for the failed files of job `job_id` (from their kept originals); returns its id."""
+    collection, payloads = retry_payloads(engine, job_id)
+    if background:
+        return start_job(engine, indexer, collection, payloads, user)
+    job = create_job(engine, collection, [n for n, _ in payloads], user)
+    run_job(engine, indexer, job.id, payloads)
+    return job.id
