@@ -59,6 +59,54 @@ def demo_usage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _move_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--to-database-url", metavar="URL",
+                   help="copy the database here, e.g. postgresql://workbench@db-host/workbench (migrated first)")
+    p.add_argument("--to-chroma-host", metavar="HOST", help="copy every Chroma collection to this Chroma server")
+    p.add_argument("--to-chroma-port", metavar="PORT", type=int, default=8000, help="its port (default 8000)")
+    p.add_argument("--replace-target", action="store_true",
+                   help="empty the target's tables and same-named collections first (default: refuse a "
+                        "non-empty target)")
+    p.add_argument("--page", type=int, default=1000, help="rows or chunks per read and write (default 1000)")
+
+
+@command("move", _move_options)
+def move_install(args: argparse.Namespace) -> int:
+    """Copy this install (the current settings) to PostgreSQL and/or a Chroma server, then check the counts."""
+    from lib.config import load_settings
+    from lib.move import MoveError, move
+
+    if not args.to_database_url and not args.to_chroma_host:
+        print("Give --to-database-url and/or --to-chroma-host.", file=sys.stderr)
+        return 2
+    settings = load_settings()
+    to_chroma = (args.to_chroma_host, args.to_chroma_port) if args.to_chroma_host else None
+    print(f"Moving from {settings.database_url.split('@')[-1]} and "
+          f"{f'{settings.chroma_host}:{settings.chroma_port}' if settings.chroma_host else settings.chroma_path}.")
+    try:
+        report = move(settings, args.to_database_url, to_chroma, replace=args.replace_target, page=args.page)
+    except MoveError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    bad = report.mismatches()
+    if bad:
+        print("error: the copy is incomplete; counts differ:\n  " + "\n  ".join(bad), file=sys.stderr)
+        return 1
+    parts = []
+    if report.tables:
+        parts.append(f"{report.rows:,} rows in {len(report.tables)} tables")
+    if report.collections:
+        parts.append(f"{report.chunks:,} chunks in {len(report.collections)} collections")
+    print(f"Moved {' and '.join(parts)} in {report.seconds:.1f} s; every count matches.")
+    env = []
+    if args.to_database_url:
+        env.append("DATABASE_URL=<the target URL>")
+    if to_chroma:
+        env.append(f"CHROMA_HOST={to_chroma[0]} CHROMA_PORT={to_chroma[1]}")
+    print("Point the app at it: " + " ".join(env))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser with every registered subcommand."""
     parser = argparse.ArgumentParser(prog="python -m lib.cli", description="AI Workbench commands")
