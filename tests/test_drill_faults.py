@@ -172,7 +172,7 @@ def test_a_mixture_of_faults_ends_in_answers_or_typed_errors_with_one_matching_r
 
 
 def test_the_breaker_opens_refuses_fast_half_opens_after_the_cooldown_and_closes_on_success(fresh_engine, fake):
-    cooldown = 0.6
+    cooldown = 1.5  # long enough that a loaded CI machine still refuses every call below within it
     sleeps: list[float] = []
     gw = make_gateway(fresh_engine, fake, sleeps, WORKBENCH_MAX_RETRIES="0", WORKBENCH_BREAKER_THRESHOLD="3",
                       WORKBENCH_BREAKER_COOLDOWN_S=str(cooldown))
@@ -201,10 +201,10 @@ def test_the_breaker_opens_refuses_fast_half_opens_after_the_cooldown_and_closes
     # open: refused at once, nothing sent
     sent = len(fake.requests)
     fake.enqueue(Reply(ANSWER))  # would succeed, were it sent
-    for streaming in (False, True, False, True, False):
+    for streaming in (False, True, False, True):
         t0 = time.perf_counter()
         err = call("open", streaming)
-        assert isinstance(err, CircuitOpen) and time.perf_counter() - t0 < 0.25
+        assert isinstance(err, CircuitOpen) and time.perf_counter() - t0 < 0.5  # no wait; nothing sent (below)
         assert "paused" in str(err) and "Pick another model" in str(err)
     assert len(fake.requests) == sent and fake.pending == 1
     fake.reset()
