@@ -17,7 +17,6 @@ import random
 import time
 from collections import Counter
 
-import pytest
 from fake_openai import Drop, Hang, Malformed, Reply, Status
 from sqlalchemy import select
 from sqlalchemy.orm import Session

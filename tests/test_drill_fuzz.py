@@ -83,7 +83,8 @@ FILE_BYTES = st.one_of(
     st.builds(lambda a, b: a + b, st.sampled_from([b"%PDF-1.4\n", b"PK\x03\x04", b"\xef\xbb\xbf", b"<html>"]),
               st.binary(max_size=2000)),  # a believable header, then garbage
     st.builds(_zip_of, st.lists(st.tuples(st.sampled_from(["word/document.xml", "[Content_Types].xml", "x"]),
-                                          st.binary(max_size=300)), max_size=3, unique_by=lambda m: m[0])),  # zips that are not DOCX
+                                          st.binary(max_size=300)),
+                                max_size=3, unique_by=lambda m: m[0])),  # zips that are not DOCX
     text_bytes,
     st.builds(lambda t, n: t.replace(b" ", b"\x00" * n), text_bytes, st.integers(1, 3)),  # NULs in text
     st.builds(lambda c, n, tail: c * n + tail, st.sampled_from([b"a", b"word ", b"\xff", b",", b"<p>"]),

@@ -155,7 +155,8 @@ def test_a_new_process_finds_everything_the_last_one_stored(data_dir, local_embe
     assert chat["messages"][1]["sources"][0]["page"] == 2 and chat["collection"] == "Handbook"
     tpl = before["templates"][TEMPLATE]
     assert [v[0] for v in tpl["versions"]] == [2, 1] and tpl["labels"] == {"production": 1, "staging": 2}
-    assert [t["name"] for t in before["test_sets"]] == ["Handbook questions"] and len(before["test_sets"][0]["cases"]) == 3
+    [test_set] = before["test_sets"]
+    assert test_set["name"] == "Handbook questions" and len(test_set["cases"]) == 3
     assert before["run"]["status"] == "done"
     assert [(r["A"]["status"], r["B"]["status"]) for r in before["run_rows"]] == [("ok", "ok")] * 3
     assert [d["status"] for d in before["documents"]] == ["indexed"] and len(before["chunks"]) > 0
