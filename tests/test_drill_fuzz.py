@@ -25,7 +25,7 @@ from collections import Counter
 import pytest
 import yaml
 from files import make_docx, make_pdf
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -205,6 +205,9 @@ def _values_for(fields: dict):
 
 
 @given(case=TEMPLATE_FIELDS.flatmap(lambda f: st.tuples(st.just(f), _values_for(f))))
+@example(case=({"name": 1, "system": "Hi"}, {}))  # found by this drill: a TypeError escaped validate()
+@example(case=({"name": "a", "system": None}, {}))  # found by this drill: an AttributeError escaped
+@example(case=({"name": "a", "system": "Hi", "temperature": "hot"}, {}))  # a ValueError escaped
 @drill(max_examples=400)
 def test_random_template_fields_validate_and_render_or_raise_a_template_error(case):
     fields, values = case
@@ -249,6 +252,7 @@ def _template_counts(engine) -> tuple[int, ...]:
 
 @given(doc=st.one_of(EXPORT.map(lambda d: yaml.safe_dump(d, allow_unicode=True)),
                      EXPORT.map(lambda d: json.dumps(d)), TEMPLATE_TEXT, st.text(max_size=200)))
+@example(doc=f"format: {EXPORT_FORMAT}\nname: fuzz.import\nversions:\n- version: 1\n  system: null\n")  # AttributeError
 @drill(max_examples=150)
 def test_random_template_exports_import_or_fail_without_changing_anything(fresh_engine, doc):
     FIGURES["template import"] += 1
@@ -303,6 +307,8 @@ def _set_counts(engine) -> tuple[int, int]:
 
 
 @given(case=COLUMNS.flatmap(lambda cols: st.tuples(st.just(cols), csv_bytes(cols))), name=SET_NAME)
+@example(case=(["question"], b"question\nhello\x00world\n"), name="nul")  # DataError on PostgreSQL, found here
+@example(case=(["question"], b"question\nhello\n"), name="n" * 300)  # VARCHAR(255) on PostgreSQL
 @drill(max_examples=150)
 def test_random_csv_makes_a_whole_test_set_or_a_test_set_error_and_no_rows(any_engine, case, name):
     columns, data = case
@@ -325,6 +331,8 @@ def test_random_csv_makes_a_whole_test_set_or_a_test_set_error_and_no_rows(any_e
 # ---- saved conversations -----------------------------------------------------------------------------
 
 @given(question=st.text(max_size=300), answer=st.text(max_size=300), comment=st.text(max_size=40))
+@example(question="", answer="", comment="")  # found by this drill: IndexError titling the conversation
+@example(question="a\x00b", answer="\x00", comment="\x00")  # found by this drill: DataError on PostgreSQL
 @drill(max_examples=40)
 def test_any_chat_text_is_saved_and_read_back(any_engine, question, answer, comment):
     """Whatever a user types (or a model answers) is saved, NUL characters dropped (PostgreSQL refuses them)."""
