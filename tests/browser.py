@@ -142,8 +142,8 @@ def choose(page, label: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
-# The checkout is edited while tests run (other tests write files, people save): with Streamlit's file watcher
-# on, a burst of changes overflows inotify and the app swaps its navigation for the raw pages/ folder mid-test.
+# The checkout is written to while tests run (other tests, people saving files): with Streamlit's file watcher on,
+# the app watches all of it (its log fills with "Inotify queue overflowed") and reacts to edits made mid-test.
 NO_WATCHER = ("--server.fileWatcherType", "none")
 
 
