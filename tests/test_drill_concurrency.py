@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter
 
-import pytest
+from drill_support import server  # noqa: F401 - a loopback server with a big listen backlog
 from fake_openai import Reply
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -28,30 +28,6 @@ USERS = 20
 CALLS_PER_USER = 200
 ASKED = re.compile(r"drill-user-\d\d call \d\d\d")
 MODEL = "openai/gpt-4o-mini"  # priced, so every row also goes through the price lookup
-
-
-@pytest.fixture(scope="module")
-def server():
-    """The loopback server with a listen backlog fit for 20 concurrent clients.
-
-    fake_openai's server keeps socketserver's default backlog of 5 (and fake_openai.py is not ours to edit).
-    Every streamed call opens a new connection (the client does not put a finished stream's connection back
-    in its pool), so 20 users at once overflow a backlog of 5 and the kernel resets the odd connection:
-    "Connection reset by peer" to about one caller in 4,000. A real provider listens with a far larger
-    backlog, so the drill gives the loopback server one too.
-    """
-    import fake_openai
-
-    class _BigBacklog(fake_openai._Server):
-        request_queue_size = 256
-
-    original, fake_openai._Server = fake_openai._Server, _BigBacklog
-    try:
-        srv = fake_openai.FakeOpenAI().start()
-    finally:
-        fake_openai._Server = original
-    yield srv
-    srv.stop()
 
 
 def make_gateway(engine, server) -> Gateway:

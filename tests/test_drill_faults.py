@@ -17,6 +17,7 @@ import random
 import time
 from collections import Counter
 
+from drill_support import server  # noqa: F401 - a loopback server with a big listen backlog
 from fake_openai import Drop, Hang, Malformed, Reply, Status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -168,6 +169,55 @@ def test_a_mixture_of_faults_ends_in_answers_or_typed_errors_with_one_matching_r
           f"({', '.join(f'{k} {v}' for k, v in sorted(injected.items()))}); outcomes: "
           f"{', '.join(f'{k} {v}' for k, v in sorted(outcomes.items()))}; {len(rows)} rows, one per call, "
           f"statuses matching; {elapsed:.1f} s")
+
+
+def test_faults_under_concurrency_still_end_typed_with_one_row_per_call_and_per_attempt(any_engine, fake):
+    """8 users at once against a queue of 400 seeded faults and answers: nothing untyped escapes, every call
+    has one row matching what its caller got, and the attempts logged are exactly the requests served."""
+    import threading
+
+    sleeps: list[float] = []
+    gw = make_gateway(any_engine, fake, sleeps, WORKBENCH_BREAKER_THRESHOLD="100000")
+    rng = random.Random(88)
+    faults = [FAULTS[k][0] for k in FAULTS]
+    fake.default_reply = Reply(ANSWER)
+    fake.enqueue(*[rng.choice(faults) if rng.random() < 0.4 else Reply(ANSWER) for _ in range(400)])
+    users, calls_each = 8, 30
+    got: dict[str, tuple[str, str | None, str]] = {}
+    escaped: list[str] = []
+    lock = threading.Lock()
+
+    def user(u: int) -> None:
+        for i in range(calls_each):
+            ctx = CallContext(feature="drill", user=f"user-{u}", metadata={"n": f"{u}-{i}"})
+            try:
+                request_id, err, text = run_call(gw, (u + i) % 2 == 0, ctx)
+            except Exception as exc:  # run_call lets anything but a GatewayError through
+                escaped.append(f"user-{u} call {i}: {type(exc).__name__}: {exc}")
+                continue
+            with lock:
+                got[request_id] = (f"user-{u}", None if err is None else err.error_type, text)
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=user, args=(u,)) for u in range(users)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    elapsed = time.perf_counter() - began
+    assert not any(t.is_alive() for t in threads) and escaped == [], escaped[:3]
+    rows = rows_by_request(any_engine)
+    assert len(got) == len(rows) == users * calls_each
+    for request_id, (who, error_type, text) in got.items():
+        row = rows[request_id]
+        assert (row.user, row.error_type, row.status) == (who, error_type, "ok" if error_type is None else "error")
+        assert (row.response or "") == text
+    assert sum(r.attempts for r in rows.values()) == len(fake.requests)  # every attempt logged, none invented
+    outcomes = Counter(e or "ok" for _, e, _ in got.values())
+    assert outcomes["ok"] > 0 and len(outcomes) > 2
+    print(f"\nDRILL faults, concurrent [{any_engine.dialect.name}]: {users} users × {calls_each} calls against "
+          f"400 queued behaviours (40% faults): {dict(sorted(outcomes.items()))}, {len(fake.requests)} attempts "
+          f"= attempts logged, {len(rows)} rows, nothing untyped escaped; {elapsed:.1f} s")
 
 
 def test_the_breaker_opens_refuses_fast_half_opens_after_the_cooldown_and_closes_on_success(fresh_engine, fake):
