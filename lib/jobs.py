@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 import time
+from datetime import UTC, datetime
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from lib.models import Collection, Document, IngestJob, utcnow
 log = logging.getLogger(__name__)
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 PROGRESS_EVERY_S = 0.5
+STALE_AFTER_S = 900  # a job of another machine without progress for this long is taken as interrupted
 INTERRUPTED = ("Interrupted: the process indexing this file stopped (crash or restart); the previous version is "
                "still searchable. Retry the job or upload the file again.")
 
@@ -46,7 +48,7 @@ def _update_file(engine: Engine, job_id: int, index: int, changes: dict[str, Any
     with _session(engine) as s, s.begin():
         job = s.get(IngestJob, job_id)
         files = [dict(f) for f in job.files]
-        files[index].update(changes)
+        files[index].update(changes, updated_at=utcnow().isoformat())  # also the job's heartbeat
         job.files = files  # reassign: JSON columns do not track in-place edits
         if job.status == "queued":
             job.status = "running"
@@ -119,12 +121,20 @@ def recent_jobs(engine: Engine, limit: int = 10) -> list[IngestJob]:
         return list(s.scalars(select(IngestJob).order_by(IngestJob.id.desc()).limit(limit)))
 
 
-def _alive(owner: str | None) -> bool:
+def _last_progress(job: IngestJob) -> datetime:
+    stamps = [datetime.fromisoformat(f["updated_at"]) for f in job.files if f.get("updated_at")]
+    created = job.created_at if job.created_at.tzinfo else job.created_at.replace(tzinfo=UTC)
+    return max([created, *stamps])
+
+
+def _alive(owner: str | None, job: IngestJob | None = None) -> bool:
     if not owner or ":" not in owner:
         return False
     host, pid = owner.rsplit(":", 1)
     if host != socket.gethostname():
-        return True  # another machine's job: not ours to judge
+        # Another machine's job: its process cannot be checked from here, so it counts as alive until it
+        # has shown no progress for STALE_AFTER_S (that machine crashed or was switched off).
+        return job is None or (utcnow() - _last_progress(job)).total_seconds() < STALE_AFTER_S
     try:
         os.kill(int(pid), 0)
     except (OSError, ValueError):
@@ -133,11 +143,15 @@ def _alive(owner: str | None) -> bool:
 
 
 def recover_interrupted_jobs(engine: Engine) -> int:
-    """Mark jobs whose process died as failed (their documents keep the last good version); returns how many."""
+    """Mark jobs whose process died as failed (their documents keep the last good version); returns how many.
+
+    A process on this machine is checked by its pid; a job of another machine counts as interrupted once it
+    has shown no progress for STALE_AFTER_S.
+    """
     count = 0
     with _session(engine) as s, s.begin():
         for job in s.scalars(select(IngestJob).where(IngestJob.status.in_(("queued", "running")))):
-            if job.owner == OWNER or _alive(job.owner):
+            if job.owner == OWNER or _alive(job.owner, job):
                 continue
             files = [dict(f) for f in job.files]
             for f in files:

@@ -183,6 +183,26 @@ def test_orphan_chunks_from_a_crash_are_purged_and_interrupted_jobs_marked_faile
         assert s.get(Document, outcome.document_id).status == "failed"
 
 
+def test_a_job_of_another_machine_is_recovered_only_once_it_has_stopped_making_progress(fresh_engine):
+    from datetime import timedelta
+
+    from lib.jobs import STALE_AFTER_S
+    from lib.models import utcnow
+
+    col = get_collection(fresh_engine, "Shared", create=True)
+    quiet, busy = (create_job(fresh_engine, col, [f"{n}.txt"], "tester") for n in ("quiet", "busy"))
+    with Session(fresh_engine) as s, s.begin():
+        for job, ago in ((quiet, STALE_AFTER_S + 60), (busy, 5)):
+            row = s.get(IngestJob, job.id)
+            row.owner, row.status = "another-machine:4242", "running"
+            row.created_at = utcnow() - timedelta(seconds=ago + 10)
+            row.files = [{**row.files[0], "status": "embedding",
+                          "updated_at": (utcnow() - timedelta(seconds=ago)).isoformat()}]
+    assert recover_interrupted_jobs(fresh_engine) == 1
+    with Session(fresh_engine) as s:
+        assert (s.get(IngestJob, quiet.id).status, s.get(IngestJob, busy.id).status) == ("failed", "running")
+
+
 def test_the_purge_spares_the_chunks_of_a_document_another_process_is_indexing(env, fresh_engine):
     indexer, col, _, _ = env
     outcome = indexer.index_file(col, "handbook.pdf", make_pdf(HANDBOOK))
