@@ -4,15 +4,12 @@ import json
 
 import streamlit as st
 
-from lib.chat import describe_result
-from lib.errors import GatewayError
-from lib.gateway import CallContext
-from lib.prompt_runs import run_template
-from lib.template_store import TemplateStore, history_table, label_table, validate_for_save
-from lib.templates import Template, TemplateError, parse_schema_text
+from lib.prompt_form import DEFAULT_MODEL, draft_from_form, summary, try_template
+from lib.template_store import TemplateStore, history_table, label_table
+from lib.templates import Template, TemplateError
 from lib.ui_resources import current_user, get_engine, get_gateway, get_settings, require_page
 
-NEW, DEFAULT = "➕ New template", "(default)"
+NEW = "➕ New template"
 require_page("pages/prompts.py")
 settings, state, user = get_settings(), st.session_state, current_user()
 store, gateway = TemplateStore(get_engine(settings)), get_gateway(settings)
@@ -35,8 +32,7 @@ saved = store.latest(name) if name != NEW else None
 labels = store.labels(name) if saved else {}
 base = saved.template if saved else Template(name="")
 if saved:
-    st.caption(f"{base.description} · newest v{saved.version} · "
-               + (", ".join(f"{k} → v{v}" for k, v in labels.items()) or "no labels"))
+    st.caption(summary(base, saved.version, labels))
 k = f"{name}:{saved.version if saved else 0}"  # the form resets to the newest version after a save
 edit, trial, history, label_tab, files = st.tabs(["Edit", "Try it", "History & diff", "Labels", "Export / import"])
 
@@ -48,20 +44,18 @@ with edit:
     user_text = st.text_area("User message", base.user, key=f"user:{k}", height=120,
                              help="Write {{ variable }} where a value goes; \\{{ writes a literal {{.")
     c1, c2, c3 = st.columns(3)
-    models = [DEFAULT, *gateway.model_names()]
+    models = [DEFAULT_MODEL, *gateway.model_names()]
     model = c1.selectbox("Model", models, models.index(base.model) if base.model in models else 0, key=f"m:{k}")
     temperature = c2.number_input("Temperature", 0.0, 2.0, base.temperature, 0.1, key=f"t:{k}")
     max_tokens = c3.number_input("Max output tokens", 1, 1_000_000, base.max_tokens, 64, key=f"mt:{k}")
     schema_text = st.text_area("JSON schema for structured output (optional)", key=f"js:{k}",
                                value=json.dumps(base.json_schema, indent=2) if base.json_schema else "")
-    try:
-        draft = Template(new_name.strip(), description, system, user_text, None if model == DEFAULT else model,
-                         temperature, None if max_tokens is None else int(max_tokens), parse_schema_text(schema_text))
-        found = validate_for_save(draft)
+    draft, found, problem = draft_from_form(new_name, description, system, user_text, model, temperature, max_tokens,
+                                            schema_text)
+    if problem:
+        st.error(problem, icon=":material/error:")
+    else:
         st.caption("Variables: " + (", ".join(f"`{v}`" for v in found) or "none"))
-    except TemplateError as err:
-        draft = None
-        st.error(str(err), icon=":material/error:")
     note = st.text_input("Change note", key=f"note:{k}", placeholder="What changed, and why")
     if st.button("Save version" if saved else "Create template", type="primary", disabled=draft is None):
         try:
@@ -84,18 +78,15 @@ with trial:
         run_model = st.selectbox("Model", run_models, run_models.index(draft.model) if draft.model in run_models else 0,
                                  key=f"tm:{k}")
         if st.button("Run", icon=":material/play_arrow:"):
-            try:
-                with st.spinner("Running…"):
-                    run = run_template(gateway, draft, {n: v for n, v in values.items() if v},
-                                       CallContext(feature="prompts", user=user), version, run_model)
-                if not run.valid:
-                    st.warning(f"Invalid answer, even after one retry: {run.problem}", icon=":material/warning:")
-                st.code(run.result.text, language="json" if draft.json_schema else None, wrap_lines=True)
-                st.caption(describe_result(run.result) + (" · retried once" if len(run.calls) > 1 else ""))
-            except TemplateError as err:
-                st.error(str(err), icon=":material/error:")
-            except GatewayError as err:
-                st.error(f"{err}\n\nRequest id: `{err.request_id}`", icon=":material/error:")
+            with st.spinner("Running…"):
+                trial_run = try_template(gateway, draft, values, user, version, run_model)
+            if trial_run.warning:
+                st.warning(trial_run.warning, icon=":material/warning:")
+            if trial_run.error:
+                st.error(trial_run.error, icon=":material/error:")
+            else:
+                st.code(trial_run.text, language="json" if draft.json_schema else None, wrap_lines=True)
+                st.caption(trial_run.caption)
 
 with history:
     if saved:
