@@ -399,6 +399,14 @@ _BlockDumper.add_representer(str, _str)
 _VERSION_META = ("version", "author", "created_at", "note")
 
 
+MAX_VERSION = 2**31 - 1  # the version column is a 32-bit integer on PostgreSQL
+
+
+def _is_version_number(value: Any) -> bool:
+    """A whole number (not a boolean) that fits the version column."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_VERSION
+
+
 def _parse_export(text: str) -> tuple[str, list[tuple[int, Template, dict[str, Any]]], dict[str, int]]:
     """(name, [(version, template, meta)], labels) from export text; ImportFailed says what is wrong."""
     try:
@@ -412,8 +420,8 @@ def _parse_export(text: str) -> tuple[str, list[tuple[int, Template, dict[str, A
         raise ImportFailed("The export needs a name and a non-empty list of versions.")
     versions, numbers = [], set()
     for raw in raw_versions:
-        if not isinstance(raw, dict) or not isinstance(raw.get("version"), int) or raw["version"] < 1:
-            raise ImportFailed("Every version needs a whole version number of at least 1.")
+        if not isinstance(raw, dict) or not _is_version_number(raw.get("version")):
+            raise ImportFailed(f"Every version needs a whole version number from 1 to {MAX_VERSION}.")
         number = raw["version"]
         if number in numbers:
             raise ImportFailed(f"Version {number} appears twice in the file.")
@@ -424,7 +432,7 @@ def _parse_export(text: str) -> tuple[str, list[tuple[int, Template, dict[str, A
         except (TemplateError, TypeError) as exc:
             raise ImportFailed(f"Version {number} in the file cannot be imported: {exc}") from exc
         versions.append((number, template, {k: raw.get(k) for k in _VERSION_META}))
-    if not isinstance(labels, dict) or any(not isinstance(v, int) or v not in numbers for v in labels.values()):
+    if not isinstance(labels, dict) or any(not _is_version_number(v) or v not in numbers for v in labels.values()):
         raise ImportFailed("Labels must point at versions that are in the file.")
     for label in labels:
         if not LABEL.fullmatch(str(label)):

@@ -181,6 +181,10 @@ def test_an_import_never_overwrites_existing_versions_or_moves_labels(store):
                  "versions": [{"version": 1, "user": "hi"}]}), "Labels must point"),
     (json.dumps({"format": "ai-workbench/prompt-template@1", "name": "x", "labels": {},
                  "versions": [{"version": 1, "user": "hi", "python": "os.system"}]}), "unknown fields: python"),
+    (json.dumps({"format": "ai-workbench/prompt-template@1", "name": "x",
+                 "versions": [{"version": 2**31, "user": "hi"}]}), "from 1 to 2147483647"),
+    (json.dumps({"format": "ai-workbench/prompt-template@1", "name": "x", "labels": {"production": True},
+                 "versions": [{"version": 1, "user": "hi"}]}), "Labels must point"),
 ])
 def test_a_bad_import_is_refused_with_a_reason_and_changes_nothing(store, text, message):
     with pytest.raises(ImportFailed, match=message):
