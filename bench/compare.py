@@ -10,6 +10,9 @@ in the same process its request threads compete with the batch run for the GIL o
 measured the test harness rather than the batch runner (`--server thread` keeps the old in-process set-up).
 Each repeat uses a fresh database and gateway; one call per model goes through the gateway before the clock
 starts (importing the HTTP stack and building the clients once per process: printed as "cold start").
+For reference, each repeat also times the same 400 calls through a bare ChatOpenAI at the same concurrency
+(no gateway, no database, no batch runner): what this machine and the HTTP stack allow at that moment, so
+the batch runner's own share of the gap to the ideal is visible even when other work loads the machine.
 Run: `.venv/bin/python bench/compare.py [--rows 200] [--concurrency 8] [--delay 0.05] [--repeat 5]
 [--server process|thread]`.
 """
@@ -22,6 +25,7 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -30,12 +34,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from fake_openai import FakeOpenAI, FakeOpenAIProcess, Reply  # noqa: E402
+from langchain_openai import ChatOpenAI  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from lib.config import load_settings  # noqa: E402
 from lib.db import make_engine, migrate  # noqa: E402
-from lib.experiments import DEFAULT_CONCURRENCY, Checks, Variant, execute_run, start_run  # noqa: E402
+from lib import experiments
+from lib.experiments import DEFAULT_CONCURRENCY, Checks, Variant, start_run  # noqa: E402
 from lib.gateway import CallContext, Gateway  # noqa: E402
 from lib.models import LlmCall, RunResult  # noqa: E402
 from lib.template_store import TemplateStore  # noqa: E402
@@ -78,7 +84,7 @@ def one_run(base_url: str, rows: int, concurrency: int) -> dict:
         run_id = start_run(engine, "bench.reply", set_id, Variant(1, "acme/m1"), Variant(2, "acme/m2"), Checks(),
                            "bench")
         t, cpu = time.perf_counter(), time.process_time()
-        progress = execute_run(gw, store, run_id, concurrency=concurrency)
+        progress = experiments.execute_run(gw, store, run_id, concurrency=concurrency)
         wall, cpu = time.perf_counter() - t, time.process_time() - cpu
         with Session(engine) as s:
             calls = list(s.scalars(select(LlmCall).where(LlmCall.experiment_id == f"run:{run_id}")))
@@ -89,6 +95,33 @@ def one_run(base_url: str, rows: int, concurrency: int) -> dict:
     return {"wall": wall, "cpu": cpu, "cold": cold, "calls": len(calls), "results": len(results),
             "lost": expected - len(keys), "duplicated": sum(n - 1 for n in keys.values() if n > 1),
             "failed": sum(c.status != "ok" for c in calls), "done": progress.done, "total": progress.total}
+
+
+def bare_run(base_url: str, rows: int, concurrency: int) -> float:
+    """Wall time of the same calls through bare ChatOpenAI models, `concurrency` threads pulling from one list."""
+    models = [ChatOpenAI(model=m, base_url=base_url, api_key="bench-key", max_retries=0, stream_usage=True,
+                         timeout=30) for m in ("m1", "m2")]
+    for model in models:
+        model.invoke([("user", "warm up")])
+    calls = iter([(models[side], [("system", "Be brief." if side == 0 else "Be very brief."),
+                                  ("user", f"Answer: question {i}")]) for i in range(rows) for side in (0, 1)])
+    take = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with take:
+                call = next(calls, None)
+            if call is None:
+                return
+            call[0].invoke(call[1])
+
+    threads = [threading.Thread(target=work) for _ in range(concurrency)]
+    t = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - t
 
 
 def main() -> None:
@@ -105,9 +138,11 @@ def main() -> None:
     with loopback(args.server, args.delay) as base_url:
         for i in range(args.repeat):
             r = one_run(base_url, args.rows, args.concurrency)
+            r["bare"] = bare_run(base_url, args.rows, args.concurrency)
             runs.append(r)
-            print(f"run {i + 1}/{args.repeat}: wall {r['wall']:.2f} s ({r['wall'] / ideal:.2f}x ideal), "
-                  f"CPU {r['cpu'] * 1000 / expected:.2f} ms a call, cold start {r['cold'] * 1000:.0f} ms; "
+            print(f"run {i + 1}/{args.repeat}: wall {r['wall']:.2f} s ({r['wall'] / ideal:.2f}x ideal; bare ChatOpenAI "
+                  f"{r['bare'] / ideal:.2f}x), CPU {r['cpu'] * 1000 / expected:.2f} ms a call, cold start "
+                  f"{r['cold'] * 1000:.0f} ms; "
                   f"calls {r['calls']} (expected {expected}), results {r['results']}, lost {r['lost']}, "
                   f"duplicated {r['duplicated']}, failed {r['failed']}, progress {r['done']}/{r['total']}")
     wall = statistics.median(r["wall"] for r in runs)
@@ -115,13 +150,17 @@ def main() -> None:
     ratios = sorted(r["wall"] / ideal for r in runs)
     intact = all(r["lost"] == 0 and r["duplicated"] == 0 and r["failed"] == 0 and r["results"] == expected
                  and r["calls"] == expected for r in runs)
+    bare = statistics.median(r["bare"] for r in runs)
     print(f"server in a {args.server}, concurrency {args.concurrency}, {args.rows} rows x 2 variants")
+    print(f"reference: the same calls through a bare ChatOpenAI, median {bare:.2f} s = {bare / ideal:.2f}x ideal "
+          f"(what the machine and HTTP stack allow now); the batch run adds {(wall - bare) / bare:+.1%} to that")
     print(f"ideal (baseline) {ideal:.2f} s ({expected} x {args.delay * 1000:.0f} ms / {args.concurrency}); "
           f"median wall {wall:.2f} s = {ratio:.2f}x ideal (runs: {', '.join(f'{x:.2f}x' for x in ratios)}); "
           f"target <= 1.2x with 0 lost, 0 duplicated: {'met' if ratio <= 1.2 and intact else 'NOT met'}")
     print(json.dumps({"metric": "compare_batch_wall_s", "value": round(wall, 3), "baseline": round(ideal, 3),
                       "ratio": round(ratio, 3), "target": "<= 1.2x ideal (median), 0 lost, 0 duplicated",
                       "concurrency": args.concurrency, "server": args.server, "repeats": args.repeat,
+                      "bare_chatopenai_ratio": round(bare / ideal, 3),
                       "met": ratio <= 1.2 and intact}))
 
 

@@ -208,14 +208,15 @@ def execute_run(gateway: Gateway, store: TemplateStore, run_id: int, *,
 
     def one(case: Case, side: str) -> Outcome:
         ctx = CallContext(feature=RUN_FEATURE, user=user, template_name=name, experiment_id=f"run:{run_id}",
-                          variant=side, metadata={"case_id": case.id})
+                          variant=side, metadata={"case_id": case.id}, deferred_log=True)
         outcome = run_variant(gateway, templates[side], case.values, variants[side], ctx)
         outcome.checks = check_answer(outcome, case.expected, checks, templates[side].json_schema is not None)
         return outcome
 
-    # `concurrency` workers each take the next task as soon as their call is stored in the call log, so
-    # never more than `concurrency` calls are in flight and no worker waits on anything but its own call.
-    # This thread stores the answers, many rows a transaction, and reports progress after each.
+    # `concurrency` workers each take the next task as soon as their call has answered, so never more than
+    # `concurrency` calls are in flight and no worker waits on the database: the gateway commits the
+    # call-log rows in the background (deferred_log), and this thread stores the answers, many rows a
+    # transaction, each only once the call-log rows of its calls are committed, and reports progress.
     todo, take, finished = iter(tasks), threading.Lock(), queue.SimpleQueue()
     stop = threading.Event()  # a worker failed unexpectedly: the others stop too
 
@@ -240,6 +241,7 @@ def execute_run(gateway: Gateway, store: TemplateStore, run_id: int, *,
     running, batch, flush_at, failure = len(workers), [], 0.0, None
 
     def flush() -> None:
+        gateway.flush_log()  # an answer is never stored before its call-log row
         _store_results(engine, run_id, batch)
         state.done += len(batch)
         state.failed += sum(o.status == "error" for _, _, o in batch)
@@ -266,6 +268,7 @@ def execute_run(gateway: Gateway, store: TemplateStore, run_id: int, *,
                     flush()
         if batch:
             flush()
+        gateway.flush_log()
     except BaseException:  # the answers could not be stored: stop the workers, calls in flight finish
         stop.set()
         raise

@@ -31,7 +31,7 @@ OutputCheck = Callable[[str], str | None]  # a finished answer's text -> a probl
 
 @dataclass
 class CallContext:
-    """Who and what a call is for; every field lands in the call log."""
+    """Who and what a call is for; every field but `deferred_log` lands in the call log."""
 
     feature: str = "chat"
     user: str | None = None
@@ -41,6 +41,10 @@ class CallContext:
     experiment_id: str | None = None
     variant: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # True: the call returns as soon as its answer is in, and its call-log row is committed by a background
+    # writer (with other rows) meanwhile; Gateway.flush_log() waits for it. For batch runs, so a worker's
+    # next call does not wait on the database; interactive calls keep the default (committed on return).
+    deferred_log: bool = False
 
 
 @dataclass
@@ -323,7 +327,11 @@ class Gateway:
             attempts=result.attempts, prompt=self.content_for_log(prompt),
             response=self.content_for_log(result.text), meta={**ctx.metadata, **meta} or None,
         )
-        self._log.write(row)
+        self._log.write(row, wait=not ctx.deferred_log)
+
+    def flush_log(self, timeout: float | None = None) -> bool:
+        """Wait until every call-log row written so far (deferred ones too) is committed; False on time-out."""
+        return self._log.flush(timeout)
 
 
 _LOG_COLUMNS = {attr.key: attr.columns[0].key for attr in LlmCall.__mapper__.column_attrs}  # meta -> metadata
@@ -336,53 +344,78 @@ class _CallLogWriter:
     none is) becomes the writer and inserts every queued row in one executemany. Each `write` returns once
     its own row is committed, as a plain insert would; but N calls finishing together cost one transaction
     instead of N transactions queueing for SQLite's single write lock, whose busy handler sleeps 1, 2, 5,
-    10… ms between tries.
+    10… ms between tries (and on PostgreSQL, one round trip and commit instead of N).
 
-    On a SQLite file the writer's own commits do not checkpoint the WAL (a checkpoint fsyncs, 100+ ms on a
-    busy disk, and everyone queued behind the writer would wait for it); instead, every CHECKPOINT_EVERY
-    transactions the writer checkpoints after it has let the others go, so only its own caller waits, as
-    with SQLite's automatic checkpoint. Other connections keep checkpointing automatically.
+    `write(row, wait=False)` (deferred) queues the row and returns at once; a background thread, started
+    when needed and ended after IDLE_S without work, commits it with the rest. Rows are committed in the
+    order they were queued, so `flush` can wait for exactly the rows queued before it was called.
     """
 
-    CHECKPOINT_EVERY = 50  # call-log transactions (~15 WAL pages each: the table and its indexes)
+    IDLE_S = 5.0
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.table = LlmCall.__table__
-        database = engine.url.database or ""
-        self.wal = engine.dialect.name == "sqlite" and database not in ("", ":memory:") \
-            and not database.startswith("file::memory:")
-        self._autocheckpoint: int | None = None  # the connections' setting, restored after each write
         self._cond = threading.Condition()
-        self._queue: list[list[Any]] = []  # [column values, handled?] per waiting caller
+        self._queue: list[list[Any]] = []  # [column values, handled?] per row not yet taken by a writer
         self._writing = False
-        self._since_checkpoint = 0
+        self._queued = self._handled = 0  # rows ever queued, rows ever committed or given up on
+        self._background: threading.Thread | None = None
 
-    def write(self, row: dict[str, Any]) -> None:
-        """Insert `row` (attribute names as keys); return once it is committed (or its failure logged)."""
+    def write(self, row: dict[str, Any], wait: bool = True) -> None:
+        """Insert `row` (attribute names as keys); with `wait`, return once it is committed (or its failure
+        logged), else at once (a background writer commits it)."""
         entry = [{_LOG_COLUMNS[k]: v for k, v in row.items()}, False]
         with self._cond:
             self._queue.append(entry)
+            self._queued += 1
+            if not wait:
+                if self._background is None:
+                    self._background = threading.Thread(target=self._write_in_background, daemon=True,
+                                                        name="call-log-writer")
+                    self._background.start()
+                self._cond.notify_all()
+                return
             while self._writing and not entry[1]:
                 self._cond.wait()
             if entry[1]:  # another caller's transaction carried it
                 return
-            self._writing = True
-            batch, self._queue = self._queue, []
-        checkpoint = False
+            batch = self._take()
+        self._write_batch(batch)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every row queued before this call is committed (or given up on)."""
+        with self._cond:
+            target = self._queued
+            return self._cond.wait_for(lambda: self._handled >= target, timeout)
+
+    def _take(self) -> list[list[Any]]:
+        """Become the writer and take the queue (the caller holds the lock)."""
+        self._writing = True
+        batch, self._queue = self._queue, []
+        return batch
+
+    def _write_batch(self, batch: list[list[Any]]) -> None:
         try:
             self._insert([values for values, _ in batch])
         finally:
             with self._cond:
                 for handled in batch:
                     handled[1] = True
+                self._handled += len(batch)
                 self._writing = False
-                self._since_checkpoint += 1
-                if self.wal and self._since_checkpoint >= self.CHECKPOINT_EVERY:
-                    checkpoint, self._since_checkpoint = True, 0
                 self._cond.notify_all()
-        if checkpoint:
-            self._checkpoint()
+
+    def _write_in_background(self) -> None:
+        while True:
+            with self._cond:
+                if not self._cond.wait_for(lambda: self._queue and not self._writing, self.IDLE_S):
+                    if not self._queue:  # idle: end; the next deferred write starts another
+                        self._background = None
+                        return
+                    continue
+                batch = self._take()
+            self._write_batch(batch)
 
     def _insert(self, batch: list[dict[str, Any]]) -> None:
         try:
@@ -399,29 +432,8 @@ class _CallLogWriter:
                 log.exception("could not write call-log row %s", values.get("request_id"))
 
     def _insert_once(self, batch: list[dict[str, Any]]) -> None:
-        if not self.wal:
-            with self.engine.begin() as conn:
-                conn.execute(self.table.insert(), batch)
-            return
-        with self.engine.connect() as conn:
-            if self._autocheckpoint is None:
-                self._autocheckpoint = int(conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() or 0)
-            conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
-            try:
-                conn.execute(self.table.insert(), batch)
-                conn.commit()
-            finally:
-                conn.rollback()
-                conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={self._autocheckpoint}")
-                conn.commit()
-
-    def _checkpoint(self) -> None:
-        try:
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()
-                conn.commit()
-        except Exception:  # a busy or failed checkpoint is retried next time, or done by another connection
-            log.warning("call-log WAL checkpoint failed", exc_info=True)
+        with self.engine.begin() as conn:
+            conn.execute(self.table.insert(), batch)
 
 
 class Stream:

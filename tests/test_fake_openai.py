@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import reduce
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
-from fake_openai import ContextTooLong, Drop, FakeOpenAI, Hang, Malformed, Reply, Status, split_words
+from fake_openai import (ContextTooLong, Drop, FakeOpenAI, FakeOpenAIProcess, Hang, Malformed, Reply, Status,
+                         split_words)
 from langchain_core.messages import AIMessageChunk
 from langchain_openai import ChatOpenAI
 
@@ -340,3 +346,28 @@ def test_embeddings_consume_the_queue_like_chat(fake: FakeOpenAI, client: openai
     with pytest.raises(openai.InternalServerError):
         client.embeddings.create(model="fake-embed", input="hello")
     assert client.embeddings.create(model="fake-embed", input="hello").usage.prompt_tokens == 99
+
+
+
+def test_the_server_runs_in_its_own_process_with_one_reply_and_stops_cleanly() -> None:
+    with FakeOpenAIProcess(Reply("From the other process.", delay=0.05)) as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key="test-key", max_retries=0, timeout=10)
+        start = time.perf_counter()
+        assert chat_create(client).choices[0].message.content == "From the other process."
+        assert time.perf_counter() - start >= 0.05
+        pid = srv._proc.pid
+    with pytest.raises(ProcessLookupError):  # stopped and reaped
+        os.kill(pid, 0)
+    # the entry point by hand: the first line is the base URL; it exits when stdin closes
+    script = Path(__file__).resolve().parent / "fake_openai.py"
+    proc = subprocess.Popen([sys.executable, str(script), "--port", "0", "--text", "Hi."],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
+        client = openai.OpenAI(base_url=url, api_key="test-key", max_retries=0, timeout=10)
+        assert chat_create(client).choices[0].message.content == "Hi."
+    finally:
+        proc.stdin.close()
+        assert proc.wait(timeout=10) == 0
+        proc.stdout.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fake_openai import ContextTooLong, Drop, Hang, Malformed, Reply, Status
@@ -262,3 +264,63 @@ def test_a_failing_embedding_call_is_retried_then_reported_with_its_row(fresh_en
         GatewayEmbeddings(gw, "acme/embed-1").embed_query("hello")
     [row] = rows(fresh_engine)
     assert (row.status, row.attempts, row.feature) == ("error", 2, "embed")
+
+
+def test_concurrent_calls_each_get_exactly_one_committed_row_when_their_call_returns(any_engine, fake):
+    gw = make_gateway(any_engine, fake)
+    seen: list[bool] = []
+
+    def call(i: int) -> str:
+        result = gw.invoke([("user", f"question {i}")], "acme/mystery", CallContext(feature="drill", user=f"u{i}"))
+        with Session(any_engine) as s:  # already committed, from another connection
+            seen.append(s.scalar(select(LlmCall.id).where(LlmCall.request_id == result.request_id)) is not None)
+        return result.request_id
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        ids = list(pool.map(call, range(60)))
+    logged = rows(any_engine)
+    assert len(seen) == 60 and all(seen)
+    assert sorted(r.request_id for r in logged) == sorted(ids) and len(set(ids)) == 60
+    assert sorted(r.user for r in logged) == sorted(f"u{i}" for i in range(60))
+    assert {(r.status, r.feature) for r in logged} == {("ok", "drill")}
+
+
+def test_a_call_log_row_that_cannot_be_written_does_not_cost_the_rows_written_with_it(fresh_engine, caplog):
+    from lib.gateway import CallResult
+
+    settings = load_settings(env={})
+    gw = Gateway(settings, fresh_engine)
+    writer = gw._log
+    with writer._cond:  # hold the writer as if a transaction were in progress, so the rows below queue up
+        writer._writing = True
+    results = [CallResult(f"req-{i}", "offline/extractive", "offline") for i in range(4)] + \
+        [CallResult("req-1", "offline/extractive", "offline")]  # a duplicate request id: refused by the table
+    threads = [threading.Thread(target=gw.write_row, args=(r, CallContext(feature="t"), "p", {})) for r in results]
+    for t in threads:
+        t.start()
+    with writer._cond:
+        assert writer._cond.wait_for(lambda: len(writer._queue) == 5, timeout=10)
+        writer._writing = False  # the "transaction" ends: one waiting caller writes all five
+        writer._cond.notify_all()
+    for t in threads:
+        t.join(timeout=10)
+    assert not any(t.is_alive() for t in threads)
+    assert sorted(r.request_id for r in rows(fresh_engine)) == ["req-0", "req-1", "req-2", "req-3"]
+    assert [r.getMessage() for r in caplog.records] == ["could not write call-log row req-1"]
+
+
+def test_a_deferred_call_log_row_does_not_hold_up_the_call_and_flush_log_waits_for_it(fresh_engine, fake):
+    gw = make_gateway(fresh_engine, fake)
+    writer = gw._log
+    with writer._cond:  # the database is busy with another transaction
+        writer._writing = True
+    result = gw.invoke(QUESTION, "acme/mystery", CallContext(feature="compare.run", deferred_log=True))
+    assert result.status == "ok" and rows(fresh_engine) == []  # answered without waiting for the log
+    assert gw.flush_log(timeout=0.2) is False
+    with writer._cond:
+        writer._writing = False
+        writer._cond.notify_all()
+    assert gw.flush_log(timeout=10) is True
+    [row] = rows(fresh_engine)
+    assert (row.request_id, row.feature, row.status) == (result.request_id, "compare.run", "ok")
+    assert gw.flush_log(timeout=0) is True  # nothing left to wait for
