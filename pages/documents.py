@@ -4,7 +4,7 @@ import streamlit as st
 
 from lib.ingest import (CollectionError, create_collection, delete_collection, delete_document, document_table,
                         get_collection, list_collections, read_original, rename_collection)
-from lib.jobs import job_rows, recent_jobs, start_job
+from lib.jobs import JobError, job_rows, recent_jobs, retry_job, start_job
 from lib.parsing import SUPPORTED
 from lib.rag import MODES, RetrievalSettings
 from lib.ui_resources import (current_user, get_chroma, get_document_embeddings, get_engine, get_indexer,
@@ -65,6 +65,12 @@ def jobs_panel() -> None:
                 detail = f["error"] or (f"{f['chunks_embedded']}/{f['chunks_total']} chunks"
                                         if f.get("chunks_total") else "")
                 st.progress(f["fraction"], text=f"{f['name']} — {f['status']} {detail}")
+            if job.status in ("failed", "done") and any(f["status"] == "failed" for f in job.files):
+                if st.button("Retry failed files", key=f"retry_{job.id}", icon=":material/replay:"):
+                    try:
+                        st.toast(f"Retrying as job {retry_job(engine, get_indexer(settings), job.id, current_user())}.")
+                    except JobError as exc:
+                        st.error(str(exc))
 
 
 jobs_panel()

@@ -125,3 +125,33 @@ def test_a_thumbs_down_answer_becomes_a_regression_case_in_a_test_set(indexed, m
     [case] = load_cases(indexed.engine, ts)
     assert case.values["question"] == "How many days of paid holiday do employees get?"
     assert "28 days" in case.values["context"]
+
+
+def test_a_failed_indexing_job_is_retried_from_its_kept_original_with_one_click(indexed, data_dir):
+    import threading
+
+    from sqlalchemy.orm import Session
+
+    from lib.jobs import INTERRUPTED, create_job, recent_jobs
+    from lib.models import IngestJob
+
+    kept = data_dir / "kept-policy.txt"
+    kept.write_text("Parking permits are issued by the facilities desk on the ground floor.")
+    col = get_collection(indexed.engine, "Handbook")
+    job = create_job(indexed.engine, col, ["policy.txt"], "ada")
+    with Session(indexed.engine) as s, s.begin():  # the state recovery leaves after a crash mid-indexing
+        row = s.get(IngestJob, job.id)
+        row.files = [{**row.files[0], "status": "failed", "error": INTERRUPTED, "original": str(kept)}]
+        row.status = "failed"
+    at = app().run()
+    at.switch_page("pages/documents.py").run()
+    next(b for b in at.button if b.label == "Retry failed files").click().run()
+    assert not at.exception and not at.error
+    newest = recent_jobs(indexed.engine, limit=1)[0]
+    assert newest.id != job.id and [f["name"] for f in newest.files] == ["policy.txt"]
+    for thread in threading.enumerate():  # the retry runs in the background, as an upload does
+        if thread.name == f"ingest-job-{newest.id}":
+            thread.join(timeout=120)
+    assert recent_jobs(indexed.engine, limit=1)[0].status == "done"
+    hits = indexed.retriever.search("Handbook", "Who issues parking permits?")
+    assert hits[0].document == "policy.txt" and "facilities desk" in hits[0].text
