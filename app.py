@@ -6,7 +6,7 @@ import streamlit as st
 
 from lib.auth import ROLE_LABELS
 from lib.config import ConfigError
-from lib.ui_resources import auth_enabled, current_identity, get_engine, get_settings
+from lib.ui_resources import auth_enabled, current_identity, get_engine, get_settings, note_app_run
 
 st.set_page_config(page_title="AI Workbench", page_icon=":material/smart_toy:", layout="wide")
 
@@ -40,6 +40,7 @@ except ConfigError as exc:
     st.error(f"The workbench is misconfigured: {exc}")
     st.stop()
 
+note_app_run()
 identity = current_identity()
 here = Path(__file__).parent
 sections: dict[str, list] = {}

@@ -85,8 +85,33 @@ def current_user() -> str:
     return current_identity().name
 
 
+def _leave_legacy_multipage_mode() -> None:
+    """Rerun through app.py when Streamlit ran a page file on its own.
+
+    Until app.py has called st.navigation once in the process, Streamlit treats pages/ as its legacy
+    multipage folder: a deep link (/prompts) as a fresh server's first request runs the page without app.py
+    (no identity, no navigation, file names in the sidebar). The rerun resolves the same URL through app.py.
+    Only a session that has not been through app.py yet reruns: its first run carries no input to lose.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        if not st.session_state.get(_APP_RAN):
+            st.rerun()
+
+
+_APP_RAN = "_workbench_app_ran"
+
+
+def note_app_run() -> None:
+    """Called by app.py on every run: this session goes through the app's navigation."""
+    st.session_state[_APP_RAN] = True
+
+
 def require_page(page: str) -> Identity:
     """Stop the page with "not allowed" unless the user has its role (checked on the server, every run)."""
+    _leave_legacy_multipage_mode()
     identity = current_identity()
     if not identity.may_open(page):
         st.error(not_allowed_message(identity, page), icon=":material/block:")

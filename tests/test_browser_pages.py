@@ -42,9 +42,6 @@ def test_every_page_opens_from_the_navigation_and_renders_without_an_exception(a
             screenshot(page, f"page-{title.lower()}")
 
 
-@pytest.mark.xfail(strict=True, reason="Known bug: a deep link as a fresh server's first request opens the file in "
-                   "pages/ without app.py (Streamlit still treats pages/ as its legacy multipage folder): no sidebar "
-                   "identity, raw file names as navigation. Renaming pages/ would fix it.")
 def test_a_deep_link_right_after_the_server_starts_opens_the_page_inside_the_app(tmp_path):
     require_chromium()
     env = {"WORKBENCH_DATA_DIR": str(tmp_path / "data"), "WORKBENCH_USER": "visitor"}
@@ -54,4 +51,4 @@ def test_a_deep_link_right_after_the_server_starts_opens_the_page_inside_the_app
         idle(page)
         sidebar = page.locator('[data-testid="stSidebar"]')
         sidebar.get_by_text("visitor", exact=True).wait_for(timeout=10_000)
-        assert "Prompt authors" in sidebar.inner_text()
+        assert "Prompt authors" in sidebar.inner_text() and page.url.endswith("/prompts")
