@@ -352,6 +352,7 @@ class _CallLogWriter:
     """
 
     IDLE_S = 5.0
+    COALESCE_S = 0.01  # a deferred row waits this long for others to share its transaction
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -413,6 +414,11 @@ class _CallLogWriter:
                     if not self._queue:  # idle: end; the next deferred write starts another
                         self._background = None
                         return
+                    continue
+            if self.COALESCE_S:  # let rows of calls finishing about now join this transaction
+                time.sleep(self.COALESCE_S)
+            with self._cond:
+                if not self._queue or self._writing:  # a waiting caller took them meanwhile
                     continue
                 batch = self._take()
             self._write_batch(batch)

@@ -200,6 +200,29 @@ def test_a_failing_row_is_shown_on_that_row_and_the_run_goes_on(gated, any_engin
     assert summary.a.total_tokens == 45 and summary.a.mean_tokens == 15
 
 
+def test_an_unexpected_error_in_a_worker_stops_the_run_and_reaches_the_caller(gated, any_engine, monkeypatch):
+    import lib.experiments as experiments
+
+    gw, store, model = gated
+    model.gate.set()
+    real = experiments.check_answer
+
+    def broken(outcome, expected, checks, has_schema):
+        if "q3" in outcome.text:
+            raise RuntimeError("a bug in a check")
+        return real(outcome, expected, checks, has_schema)
+
+    monkeypatch.setattr(experiments, "check_answer", broken)
+    run_id = start_run(any_engine, NAME, make_set(any_engine, 30), Variant(1), Variant(2), Checks(), "ada")
+    with pytest.raises(RuntimeError, match="a bug in a check"):
+        execute_run(gw, store, run_id, concurrency=2)
+    stored = {(r["case_id"], side) for r in run_rows(any_engine, run_id) for side in "AB" if r[side]}
+    calls = llm_rows(any_engine)
+    assert 0 < len(stored) < 60  # the rows answered before stay; the rest were not started
+    assert {(c.meta["case_id"], c.variant) for c in calls} >= stored  # every stored answer has its call row
+    assert len(calls) == len({c.request_id for c in calls}) <= len(stored) + 4  # at most the calls in flight more
+
+
 def test_a_run_on_an_empty_test_set_or_with_a_broken_regex_is_refused(gated, any_engine):
     set_id = create_test_set(any_engine, "empty", ["question"], "ada")
     with pytest.raises(CompareError, match="no cases"):
