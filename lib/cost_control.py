@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -13,12 +14,14 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 from sqlalchemy import Engine, delete, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from lib.errors import BudgetExceeded
 from lib.models import Budget, CachedResponse, LlmCall, utcnow
 from lib.tokens import message_text
+
+log = logging.getLogger(__name__)
 
 SCOPES = ("global", "user", "feature")
 
@@ -232,9 +235,17 @@ class BudgetGuard:
                     self._spent[key] = (usd + (cost_usd or 0.0), tok + tokens, at, month)
 
 
-def integrity_safe_put(cache: ResponseCache, *args: Any) -> None:
-    """Store in the cache; two processes storing the same key at once is not an error."""
+def integrity_safe_put(cache: ResponseCache, key: str, model: str, text: str, *args: Any) -> None:
+    """Store in the cache if it can be; a failure here must never cost the user the answer they already have.
+
+    Two processes storing the same key at once is not an error; an answer with a NUL character (which
+    PostgreSQL refuses in text) is simply not cached.
+    """
+    if "\x00" in text:
+        return
     try:
-        cache.put(*args)
+        cache.put(key, model, text, *args)
     except IntegrityError:
         pass
+    except SQLAlchemyError:
+        log.warning("could not store a cached answer for %s", model, exc_info=True)

@@ -327,11 +327,22 @@ class Gateway:
             attempts=result.attempts, prompt=self.content_for_log(prompt),
             response=self.content_for_log(result.text), meta={**ctx.metadata, **meta} or None,
         )
-        self._log.write(row, wait=not ctx.deferred_log)
+        self._log.write(_without_nul(row), wait=not ctx.deferred_log)
 
     def flush_log(self, timeout: float | None = None) -> bool:
         """Wait until every call-log row written so far (deferred ones too) is committed; False on time-out."""
         return self._log.flush(timeout)
+
+
+def _without_nul(value: Any) -> Any:
+    """`value` with NUL characters dropped from its strings: PostgreSQL refuses them in text and JSON."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {k: _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 _LOG_COLUMNS = {attr.key: attr.columns[0].key for attr in LlmCall.__mapper__.column_attrs}  # meta -> metadata

@@ -66,6 +66,15 @@ def test_an_invoke_writes_one_row_with_provider_usage_cost_and_context(any_engin
     assert "What is two plus two?" in row.prompt and row.response == "Four."
 
 
+def test_a_nul_character_in_the_prompt_answer_or_context_still_gets_the_call_its_row(any_engine, fake):
+    fake.enqueue(Reply("an\x00swer"))
+    gw = make_gateway(any_engine, fake, WORKBENCH_LOG_CONTENT="full")
+    ctx = CallContext(feature="chat", user="ada", metadata={"case": "x\x00y"})
+    assert gw.invoke([("user", "hello\x00world")], "openai/gpt-4o-mini", ctx).text == "an\x00swer"
+    [row] = rows(any_engine)  # PostgreSQL refuses NUL in text and JSON: before, the row was lost
+    assert ("helloworld" in row.prompt, row.response, row.meta["case"]) == (True, "answer", "xy")
+
+
 def test_a_stream_yields_the_text_in_pieces_and_logs_usage_and_time_to_first_token(fresh_engine, fake):
     fake.enqueue(Reply("Two plus two is four.", completion_tokens=6))
     gw = make_gateway(fresh_engine, fake)
