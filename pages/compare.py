@@ -5,8 +5,8 @@ import streamlit as st
 
 from lib.compare_summary import summarize_run, summary_table
 from lib.compare_view import follow_pair, rows_table
-from lib.experiments import (VERDICTS, Checks, CompareError, Variant, blind_swapped, get_run, list_runs, promote,
-                             record_vote, run_rows, start_run, stream_pair)
+from lib.experiments import (DEFAULT_CONCURRENCY, VERDICTS, Checks, CompareError, Variant, blind_swapped, get_run,
+                             list_runs, promote, record_vote, run_rows, start_run, stream_pair)
 from lib.live_ab import ExperimentError, active_experiment, live_report, report_table, start_experiment, stop_experiment
 from lib.template_store import TemplateStore
 from lib.templates import TemplateError, template_variables
@@ -88,7 +88,7 @@ with sets_tab:
 with batch_tab:
     chosen = st.selectbox("Test set", list(set_names))
     c1, c2, c3, c4 = st.columns(4)
-    concurrency = c1.number_input("Concurrency", 1, 32, 8, key="cmp_conc")
+    concurrency = c1.number_input("Concurrency", 1, 32, DEFAULT_CONCURRENCY, key="cmp_conc")
     regex = c2.text_input("Answers must match (regex)", key="cmp_regex") or None
     max_chars = c3.number_input("Max characters (0: any)", 0, 100_000, 0, key="cmp_max") or None
     judge = c4.selectbox("LLM judge", ["(none)", *gateway.model_names()], key="cmp_judge")
