@@ -15,7 +15,6 @@ import threading
 import time
 from collections import Counter
 
-from drill_support import server  # noqa: F401 - a loopback server with a big listen backlog
 from fake_openai import Reply
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session

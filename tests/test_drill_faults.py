@@ -17,7 +17,6 @@ import random
 import time
 from collections import Counter
 
-from drill_support import server  # noqa: F401 - a loopback server with a big listen backlog
 from fake_openai import Drop, Hang, Malformed, Reply, Status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
