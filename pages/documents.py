@@ -52,9 +52,18 @@ if st.button("Index", type="primary", disabled=not files, icon=":material/upload
     st.toast(f"Indexing {len(payloads)} file(s) in the background.")
 
 
-@st.fragment(run_every=1.0)
+def _active(jobs) -> bool:
+    return any(j.status in ("queued", "running") for j in jobs)
+
+
+polling = _active(recent_jobs(engine, limit=5))
+
+
+@st.fragment(run_every=1.0 if polling else None)  # polls only while a job is queued or running
 def jobs_panel() -> None:
     jobs = recent_jobs(engine, limit=5)
+    if polling and not _active(jobs):
+        st.rerun()  # the last job finished: stop polling and show the new documents
     if not jobs:
         return
     st.subheader("Indexing jobs")
@@ -68,7 +77,8 @@ def jobs_panel() -> None:
             if job.status in ("failed", "done") and any(f["status"] == "failed" for f in job.files):
                 if st.button("Retry failed files", key=f"retry_{job.id}", icon=":material/replay:"):
                     try:
-                        st.toast(f"Retrying as job {retry_job(engine, get_indexer(settings), job.id, current_user())}.")
+                        retry_job(engine, get_indexer(settings), job.id, current_user())
+                        st.rerun()  # the whole page, so the panel polls the new job
                     except JobError as exc:
                         st.error(str(exc))
 
@@ -93,7 +103,7 @@ if rows:
     if d2.button("Re-index", disabled=data is None, icon=":material/refresh:"):
         start_job(engine, get_indexer(settings), get_collection(engine, chosen["collection"]), [(name, data)],
                   current_user(), force=True)
-        st.toast(f"Re-indexing {name}.")
+        st.rerun()  # so the jobs panel polls the new job
     if d3.button("Delete document", icon=":material/delete:"):
         delete_document(engine, get_chroma(settings), get_document_embeddings(settings), chosen["id"])
         st.rerun()
