@@ -1,11 +1,13 @@
-"""What the Compare page shows for a side-by-side run (plain text; the page draws it)."""
+"""What the Compare page shows, and what its boxes mean, as plain values without Streamlit (the page draws them)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from lib.experiments import Outcome
+from lib.experiments import Checks, Outcome, RunProgress, Variant
+from lib.models import Experiment
+from lib.test_sets import EXPECTED, Case
 
 
 def outcome_line(outcome: Outcome) -> str:
@@ -37,3 +39,65 @@ def rows_table(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
 
     return [{**r["values"], "A": answer(r, "A"), "B": answer(r, "B"), "A checks": (r["A"] or {}).get("checks"),
              "B checks": (r["B"] or {}).get("checks"), "judge": r["judge"], "your vote": r["vote"]} for r in rows]
+
+
+TEMPLATE_MODEL = "(template's model)"  # the model choice that keeps each version's own model
+NO_JUDGE = "(none)"
+
+
+def pick_variant(version: int, model: str) -> Variant:
+    """The variant one side's boxes describe; TEMPLATE_MODEL runs the version on its own model."""
+    return Variant(version, None if model == TEMPLATE_MODEL else model)
+
+
+def first_version_index(side: str, count: int) -> int:
+    """Where a side's version box starts (newest first): A on the version before the newest, B on the newest."""
+    return min(int(side == "A"), count - 1)
+
+
+def batch_checks(regex: str, max_chars: int, judge: str) -> Checks:
+    """The checks the batch-run boxes describe: an empty regex, 0 characters or NO_JUDGE leaves that check off."""
+    return Checks(regex=regex or None, max_chars=max_chars or None, judge_model=None if judge == NO_JUDGE else judge)
+
+
+def progress_line(run_id: int, progress: RunProgress) -> tuple[float, str]:
+    """The progress bar's fraction and text for a batch run, e.g. `Run #3: 2/6 rows, 1 failed`."""
+    return (progress.done / max(progress.total, 1),
+            f"Run #{run_id}: {progress.done}/{progress.total} rows, {progress.failed} failed")
+
+
+def case_records(cases: Iterable[Case]) -> list[dict[str, str | None]]:
+    """A test set's cases as editable table rows: each variable's value, then the expected answer."""
+    return [{**c.values, EXPECTED: c.expected} for c in cases]
+
+
+def answer_text(result: dict[str, Any] | None) -> str | None:
+    """The text of one side's stored answer in a run row, None when it has none yet."""
+    return (result or {}).get("text")
+
+
+def review_sides(blind: bool, swapped: bool) -> list[tuple[str, str]]:
+    """(side, heading) in the order a run row is shown; blind review hides the names and may show B first."""
+    order = ("B", "A") if blind and swapped else ("A", "B")
+    return list(zip(order, ("Answer 1", "Answer 2") if blind else order))
+
+
+def answer_markdown(heading: str, result: dict[str, Any] | None) -> str:
+    """One answer under review: its heading in bold, then its text, or a dash when there is none."""
+    return f"**{heading}**\n\n" + (answer_text(result) or "—")
+
+
+def vote_choices(blind: bool) -> dict[str, str]:
+    """A row vote's options and their labels; blind review names the answers by position, not by A and B."""
+    return {"first": "Answer 1 better" if blind else "A better", "second": "Answer 2 better" if blind else "B better",
+            "tie": "Tie", "both_bad": "Both bad"}
+
+
+def row_verdict(pick: str, sides: list[tuple[str, str]]) -> str:
+    """The verdict stored for a row vote: `first` and `second` become the side that was shown there."""
+    return {"first": sides[0][0], "second": sides[1][0]}.get(pick, pick)
+
+
+def experiment_caption(exp: Experiment) -> str:
+    """One line on a running live experiment: its id, both versions and the share of users on B."""
+    return f"Running {exp.id}: A v{exp.version_a}, B v{exp.version_b}, {exp.share_b:.0%} of users on B."

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from lib.chat import describe_result
 from lib.errors import GatewayError
 from lib.gateway import CallContext, Gateway
 from lib.prompt_runs import run_template
-from lib.template_store import validate_for_save
+from lib.template_diff import SectionDiff
+from lib.template_store import Version, validate_for_save
 from lib.templates import Template, TemplateError, parse_schema_text
 
 DEFAULT_MODEL = "(default)"
@@ -53,3 +55,43 @@ def try_template(gateway: Gateway, draft: Template, values: dict[str, str], user
         return Trial(error=f"{err}\n\nRequest id: `{err.request_id}`")
     return Trial(run.result.text, describe_result(run.result) + (" · retried once" if len(run.calls) > 1 else ""),
                  None if run.valid else f"Invalid answer, even after one retry: {run.problem}")
+
+
+def option_index(options: list[str], value: str | None) -> int:
+    """Where a select box starts: on `value` when it is one of the options, else on the first option."""
+    return options.index(value) if value in options else 0
+
+
+def schema_text(template: Template) -> str:
+    """The template's JSON schema as the form shows it: indented JSON, or empty when it has none."""
+    return json.dumps(template.json_schema, indent=2) if template.json_schema else ""
+
+
+def variables_line(found: list[str]) -> str:
+    """The caption under the form naming the draft's variables, e.g. `Variables: `customer``."""
+    return "Variables: " + (", ".join(f"`{v}`" for v in found) or "none")
+
+
+def trial_version(saved: Version | None, draft: Template) -> int | None:
+    """The saved version Try it runs (logged with the call), or None when the form differs from it."""
+    return saved.version if saved and draft == saved.template else None
+
+
+def trial_caption(version: int | None) -> str:
+    """What Try it says it is running: a saved version, or the unsaved draft."""
+    return f"Trying v{version}." if version else "Trying the unsaved draft (logged without a version)."
+
+
+def section_heading(section: SectionDiff) -> str:
+    """A diff section's bold title, noting when that part did not change."""
+    return f"**{section.title}**" + ("" if section.changed else " · no changes")
+
+
+def label_caption(label: str, labels: dict[str, int]) -> str:
+    """Where the chosen label points now, or that it is new."""
+    return f"{label} now points at v{labels[label]}." if label in labels else f"{label} is a new label."
+
+
+def move_message(label: str, target: int, moved: bool) -> str:
+    """What moving a label did: pointed it at `target`, or nothing because it already pointed there."""
+    return f"{label} now points at v{target}." if moved else f"{label} already pointed at v{target}."

@@ -4,16 +4,17 @@ import pandas as pd
 import streamlit as st
 
 from lib.compare_summary import summarize_run, summary_table
-from lib.compare_view import follow_pair, rows_table
-from lib.experiments import (DEFAULT_CONCURRENCY, VERDICTS, Checks, CompareError, Variant, blind_swapped, get_run,
-                             list_runs, promote, record_vote, run_rows, start_run, stream_pair)
+from lib.compare_view import (NO_JUDGE, TEMPLATE_MODEL, answer_markdown, answer_text, batch_checks, case_records,
+                              experiment_caption, first_version_index, follow_pair, pick_variant, progress_line,
+                              review_sides, row_verdict, rows_table, vote_choices)
+from lib.experiments import (DEFAULT_CONCURRENCY, VERDICTS, CompareError, blind_swapped, get_run, list_runs, promote,
+                             record_vote, run_rows, start_run, stream_pair)
 from lib.live_ab import ExperimentError, active_experiment, live_report, report_table, start_experiment, stop_experiment
 from lib.template_store import TemplateStore
 from lib.templates import TemplateError, template_variables
 from lib.test_sets import EXPECTED, TestSetError, create_test_set, list_test_sets, load_cases, parse_csv, replace_cases
 from lib.ui_resources import current_user, get_engine, get_gateway, get_run_jobs, get_settings, require_page
 
-DEFAULT = "(template's model)"
 require_page("pages/compare.py")
 settings, state, user = get_settings(), st.session_state, current_user()
 engine, gateway, jobs = get_engine(settings), get_gateway(settings), get_run_jobs()
@@ -22,13 +23,11 @@ store = TemplateStore(engine)
 st.title("Compare")
 name = st.selectbox("Template", store.names(), key="cmp_name")
 versions = [v.version for v in store.history(name)]
-models = [DEFAULT, *gateway.model_names()]
+models = [TEMPLATE_MODEL, *gateway.model_names()]
 variants, templates = {}, {}
 for side, col in zip("AB", st.columns(2)):
-    version = col.selectbox(f"{side}: version", versions, index=min(int(side == "A"), len(versions) - 1),
-                            key=f"cmp_v{side}")
-    model = col.selectbox(f"{side}: model", models, key=f"cmp_m{side}")
-    variants[side] = Variant(version, None if model == DEFAULT else model)
+    version = col.selectbox(f"{side}: version", versions, first_version_index(side, len(versions)), key=f"cmp_v{side}")
+    variants[side] = pick_variant(version, col.selectbox(f"{side}: model", models, key=f"cmp_m{side}"))
     templates[side] = store.get_version(name, version).template
 names = template_variables(templates["A"])
 side_tab, sets_tab, batch_tab, results_tab, live_tab = st.tabs(
@@ -59,8 +58,7 @@ with side_tab:
                         last["A"], last["B"], verdict, user=user, comment=comment)
             st.success(f"Vote saved: {VERDICTS[verdict]}.")
 
-sets = list_test_sets(engine)  # no widget keys below: a key would keep a stale choice as options change
-set_names = {s["name"]: s for s in sets}
+set_names = {s["name"]: s for s in list_test_sets(engine)}  # no widget keys below: they would keep stale choices
 with sets_tab:
     new_name = st.text_input("New test set name", key="cmp_set_name")
     upload = st.file_uploader(f"CSV with columns {', '.join(names)} (and optionally {EXPECTED})", type="csv")
@@ -69,14 +67,12 @@ with sets_tab:
             cases = parse_csv(upload.getvalue(), names) if upload else []
             create_test_set(engine, new_name, names, user, cases)
             st.success(f"Created {new_name.strip()} with {len(cases)} cases.")
-            sets = list_test_sets(engine)
-            set_names = {s["name"]: s for s in sets}
+            set_names = {s["name"]: s for s in list_test_sets(engine)}
         except TestSetError as exc:
             st.error(str(exc))
     if edit := st.selectbox("Edit test set", list(set_names)):
         ts = set_names[edit]
-        frame = pd.DataFrame([{**c.values, EXPECTED: c.expected} for c in load_cases(engine, ts["id"])],
-                             columns=[*ts["variables"], EXPECTED])
+        frame = pd.DataFrame(case_records(load_cases(engine, ts["id"])), columns=[*ts["variables"], EXPECTED])
         edited = st.data_editor(frame, num_rows="dynamic", key=f"cmp_editor:{ts['id']}", use_container_width=True)
         if st.button("Save cases"):
             try:
@@ -89,14 +85,12 @@ with batch_tab:
     chosen = st.selectbox("Test set", list(set_names))
     c1, c2, c3, c4 = st.columns(4)
     concurrency = c1.number_input("Concurrency", 1, 32, DEFAULT_CONCURRENCY, key="cmp_conc")
-    regex = c2.text_input("Answers must match (regex)", key="cmp_regex") or None
-    max_chars = c3.number_input("Max characters (0: any)", 0, 100_000, 0, key="cmp_max") or None
-    judge = c4.selectbox("LLM judge", ["(none)", *gateway.model_names()], key="cmp_judge")
+    checks = batch_checks(c2.text_input("Answers must match (regex)", key="cmp_regex"),
+                          c3.number_input("Max characters (0: any)", 0, 100_000, 0, key="cmp_max"),
+                          c4.selectbox("LLM judge", [NO_JUDGE, *gateway.model_names()], key="cmp_judge"))
     if st.button("Start run", type="primary", disabled=not chosen):
         try:
-            checks = Checks(regex=regex, max_chars=max_chars, judge_model=None if judge == "(none)" else judge)
-            state.cmp_run = start_run(engine, name, set_names[chosen]["id"], variants["A"], variants["B"], checks,
-                                      user)
+            state.cmp_run = start_run(engine, name, set_names[chosen]["id"], variants["A"], variants["B"], checks, user)
             jobs.start(gateway, store, state.cmp_run, int(concurrency))
         except CompareError as exc:
             st.error(str(exc))
@@ -106,7 +100,7 @@ with batch_tab:
         run_id = state.get("cmp_run")
         if run_id is None or (p := jobs.progress(run_id)) is None:
             return
-        st.progress(p.done / max(p.total, 1), f"Run #{run_id}: {p.done}/{p.total} rows, {p.failed} failed")
+        st.progress(*progress_line(run_id, p))
         if jobs.running(run_id) and st.button("Cancel run"):
             jobs.cancel(run_id)
         elif not jobs.running(run_id):
@@ -126,18 +120,16 @@ with results_tab:
         blind = st.toggle("Blind review (random order, no names)", key="cmp_blind")
         if rows:
             i = st.number_input("Row", 1, len(rows), 1, key=f"cmp_row:{run['id']}") - 1
-            row, swap = rows[i], blind and blind_swapped(run["id"], rows[i]["case_id"], user)
-            order = ("B", "A") if swap else ("A", "B")
-            for side, col, label in zip(order, st.columns(2), ("Answer 1", "Answer 2")):
-                col.markdown(f"**{label if blind else side}**\n\n" + ((row[side] or {}).get("text") or "—"))
-            choices = {"first": "Answer 1 better" if blind else "A better", "second": "Answer 2 better"
-                       if blind else "B better", "tie": "Tie", "both_bad": "Both bad"}
+            row = rows[i]
+            sides = review_sides(blind, blind_swapped(run["id"], row["case_id"], user))
+            for (side, heading), col in zip(sides, st.columns(2)):
+                col.markdown(answer_markdown(heading, row[side]))
+            choices = vote_choices(blind)
             pick = st.radio("Your vote", list(choices), format_func=choices.get, horizontal=True, key="cmp_rv")
             if st.button("Save row vote"):
-                verdict = {"first": order[0], "second": order[1]}.get(pick, pick)
-                record_vote(engine, run["template_name"], run["A"], run["B"], row["values"],
-                            (row["A"] or {}).get("text"), (row["B"] or {}).get("text"), verdict, user=user,
-                            run_id=run["id"], case_id=row["case_id"], blind=blind)
+                record_vote(engine, run["template_name"], run["A"], run["B"], row["values"], answer_text(row["A"]),
+                            answer_text(row["B"]), row_verdict(pick, sides), user=user, run_id=run["id"],
+                            case_id=row["case_id"], blind=blind)
                 st.rerun()
         sure = st.checkbox(f"Yes, point production of {run['template_name']} at B ({run['B'].label()})",
                            key=f"cmp_sure:{run['id']}")
@@ -149,7 +141,7 @@ with results_tab:
 
 with live_tab:
     if exp := active_experiment(engine, name):
-        st.caption(f"Running {exp.id}: A v{exp.version_a}, B v{exp.version_b}, {exp.share_b:.0%} of users on B.")
+        st.caption(experiment_caption(exp))
         st.dataframe(pd.DataFrame(report_table(live_report(engine, exp.id))), hide_index=True)
         if st.button("Stop experiment (all traffic back to production)"):
             stop_experiment(engine, exp.id)

@@ -1,10 +1,9 @@
 """Prompts: write templates, save versions, try them, compare versions, move labels, export/import."""
 
-import json
-
 import streamlit as st
 
-from lib.prompt_form import DEFAULT_MODEL, draft_from_form, summary, try_template
+from lib.prompt_form import (DEFAULT_MODEL, draft_from_form, label_caption, move_message, option_index, schema_text,
+                             section_heading, summary, trial_caption, trial_version, try_template, variables_line)
 from lib.template_store import TemplateStore, history_table, label_table
 from lib.templates import Template, TemplateError
 from lib.ui_resources import current_user, get_engine, get_gateway, get_settings, require_page
@@ -45,17 +44,16 @@ with edit:
                              help="Write {{ variable }} where a value goes; \\{{ writes a literal {{.")
     c1, c2, c3 = st.columns(3)
     models = [DEFAULT_MODEL, *gateway.model_names()]
-    model = c1.selectbox("Model", models, models.index(base.model) if base.model in models else 0, key=f"m:{k}")
+    model = c1.selectbox("Model", models, option_index(models, base.model), key=f"m:{k}")
     temperature = c2.number_input("Temperature", 0.0, 2.0, base.temperature, 0.1, key=f"t:{k}")
     max_tokens = c3.number_input("Max output tokens", 1, 1_000_000, base.max_tokens, 64, key=f"mt:{k}")
-    schema_text = st.text_area("JSON schema for structured output (optional)", key=f"js:{k}",
-                               value=json.dumps(base.json_schema, indent=2) if base.json_schema else "")
+    schema = st.text_area("JSON schema for structured output (optional)", schema_text(base), key=f"js:{k}")
     draft, found, problem = draft_from_form(new_name, description, system, user_text, model, temperature, max_tokens,
-                                            schema_text)
+                                            schema)
     if problem:
         st.error(problem, icon=":material/error:")
     else:
-        st.caption("Variables: " + (", ".join(f"`{v}`" for v in found) or "none"))
+        st.caption(variables_line(found))
     note = st.text_input("Change note", key=f"note:{k}", placeholder="What changed, and why")
     if st.button("Save version" if saved else "Create template", type="primary", disabled=draft is None):
         try:
@@ -71,12 +69,11 @@ with trial:
     if draft is None:
         st.info("Fix the template on the Edit tab first.")
     else:
-        version = saved.version if saved and draft == saved.template else None
-        st.caption(f"Trying v{version}." if version else "Trying the unsaved draft (logged without a version).")
+        version = trial_version(saved, draft)
+        st.caption(trial_caption(version))
         values = {v: st.text_area(v, key=f"var:{name}:{v}", height=80) for v in found}
         run_models = gateway.model_names()
-        run_model = st.selectbox("Model", run_models, run_models.index(draft.model) if draft.model in run_models else 0,
-                                 key=f"tm:{k}")
+        run_model = st.selectbox("Model", run_models, option_index(run_models, draft.model), key=f"tm:{k}")
         if st.button("Run", icon=":material/play_arrow:"):
             with st.spinner("Running…"):
                 trial_run = try_template(gateway, draft, values, user, version, run_model)
@@ -97,7 +94,7 @@ with history:
         left = a.selectbox("Left", numbers, min(1, len(numbers) - 1), format_func="v{}".format, key=f"da:{k}")
         right = b.selectbox("Right", numbers, 0, format_func="v{}".format, key=f"db:{k}")
         for section in store.diff(name, left, right):
-            st.markdown(f"**{section.title}**" + ("" if section.changed else " · no changes"))
+            st.markdown(section_heading(section))
             a, b = st.columns(2)
             a.code(section.side("left") or " ", language="diff", wrap_lines=True)
             b.code(section.side("right") or " ", language="diff", wrap_lines=True)
@@ -108,14 +105,13 @@ with label_tab:
                              accept_new_options=True, help="Type a new name to add your own label.")
         target = st.selectbox("Point it at", [v.version for v in versions], format_func="v{}".format,
                               key=f"lt:{k}")
-        st.caption(f"{label} now points at v{labels[label]}." if label in labels else f"{label} is a new label.")
+        st.caption(label_caption(label, labels))
         why = st.text_input("Why (kept in the label history)", key=f"lw:{name}")
         sure = st.checkbox(f"Yes, make {label} run v{target}", key=f"ls:{name}:{label}:{target}")
         if st.button("Move label", disabled=not sure):
             try:
                 moved = store.move_label(name, label, target, user, why)
-                done(f"{label} now points at v{target}." if moved else f"{label} already pointed at v{target}.",
-                     name)
+                done(move_message(label, target, moved), name)
             except TemplateError as err:
                 st.error(str(err), icon=":material/error:")
         st.dataframe(label_table(store.label_history(name)), hide_index=True, width="stretch")

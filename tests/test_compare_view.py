@@ -1,0 +1,80 @@
+"""What the Compare page shows and what its boxes mean, checked without Streamlit."""
+
+from lib.compare_view import (NO_JUDGE, TEMPLATE_MODEL, answer_markdown, answer_text, batch_checks, case_records,
+                              experiment_caption, first_version_index, follow_pair, pick_variant, progress_line,
+                              review_sides, row_verdict, rows_table, side_markdown, vote_choices)
+from lib.experiments import VERDICTS, Checks, Outcome, RunProgress, Variant
+from lib.models import Experiment
+from lib.test_sets import Case
+
+
+def test_the_template_model_choice_keeps_the_versions_own_model_and_any_other_names_it():
+    assert pick_variant(2, TEMPLATE_MODEL) == Variant(2, None)
+    assert pick_variant(1, "acme/m1") == Variant(1, "acme/m1")
+
+
+def test_a_starts_on_the_version_before_the_newest_and_b_on_the_newest():
+    assert (first_version_index("A", 3), first_version_index("B", 3)) == (1, 0)
+    assert first_version_index("A", 1) == 0  # a template with one version puts both sides on it
+
+
+def test_empty_batch_boxes_leave_their_checks_off():
+    assert batch_checks("", 0, NO_JUDGE) == Checks()
+    assert batch_checks(r"\d", 500, "acme/m1") == Checks(regex=r"\d", max_chars=500, judge_model="acme/m1")
+
+
+def test_the_progress_line_counts_rows_and_failures_and_an_empty_run_does_not_divide_by_zero():
+    assert progress_line(3, RunProgress(total=6, done=3, failed=1)) == (0.5, "Run #3: 3/6 rows, 1 failed")
+    assert progress_line(4, RunProgress(total=0)) == (0.0, "Run #4: 0/0 rows, 0 failed")
+
+
+def test_case_records_put_the_expected_answer_beside_each_cases_values():
+    cases = [Case(1, {"question": "open?"}, "eight"), Case(2, {"question": "close?"})]
+    assert case_records(cases) == [{"question": "open?", "expected": "eight"},
+                                   {"question": "close?", "expected": None}]
+
+
+def test_a_missing_answer_has_no_text_and_is_shown_as_a_dash():
+    assert answer_text(None) is None and answer_text({"text": "hi"}) == "hi"
+    assert answer_markdown("A", None) == "**A**\n\n—"
+    assert answer_markdown("Answer 1", {"text": "We open at 8."}) == "**Answer 1**\n\nWe open at 8."
+
+
+def test_blind_review_hides_the_names_and_a_swapped_row_shows_b_first():
+    assert review_sides(False, True) == [("A", "A"), ("B", "B")]  # not blind: never swapped
+    assert review_sides(True, False) == [("A", "Answer 1"), ("B", "Answer 2")]
+    assert review_sides(True, True) == [("B", "Answer 1"), ("A", "Answer 2")]
+
+
+def test_a_blind_vote_for_the_first_answer_goes_to_the_side_shown_first():
+    swapped = review_sides(True, True)
+    assert [row_verdict(p, swapped) for p in ("first", "second", "tie", "both_bad")] == ["B", "A", "tie", "both_bad"]
+    assert row_verdict("first", review_sides(False, False)) == "A"
+    assert all(row_verdict(p, swapped) in VERDICTS for p in vote_choices(True))
+
+
+def test_vote_choices_name_answers_by_position_only_in_blind_review():
+    assert list(vote_choices(True).values()) == ["Answer 1 better", "Answer 2 better", "Tie", "Both bad"]
+    assert list(vote_choices(False).values()) == ["A better", "B better", "Tie", "Both bad"]
+
+
+def test_the_experiment_caption_names_both_versions_and_bs_share():
+    exp = Experiment(id="exp-1", template_name="t", version_a=1, version_b=2, share_b=0.25, status="active")
+    assert experiment_caption(exp) == "Running exp-1: A v1, B v2, 25% of users on B."
+
+
+def test_follow_pair_accumulates_each_sides_text_and_adds_numbers_when_it_finishes():
+    done = Outcome(text="Hi there", tokens=5, cost_usd=None, latency_ms=12.4)
+    last: dict = {}
+    shown = list(follow_pair([("A", "Hi", None), ("B", "Yo", None), ("A", " there", done)], last))
+    assert shown[:2] == [("A", "Hi"), ("B", "Yo")]
+    assert shown[2] == ("A", "Hi there\n\n`5 tokens · unpriced · 12 ms`")
+    assert (last["A"], last["B"], last["shown"]["B"]) == ("Hi there", "Yo", "Yo")
+    assert side_markdown("x", Outcome(error="boom")).startswith("x\n\n:red[boom]\n\n")
+
+
+def test_rows_table_shows_an_error_in_place_of_the_answer():
+    row = {"values": {"q": "open?"}, "A": {"text": "8", "checks": {"regex": True}}, "B": {"text": "", "error": "down"},
+           "judge": "A", "vote": None}
+    assert rows_table([row]) == [{"q": "open?", "A": "8", "B": "down", "A checks": {"regex": True},
+                                  "B checks": None, "judge": "A", "your vote": None}]
