@@ -101,3 +101,8 @@ def row_verdict(pick: str, sides: list[tuple[str, str]]) -> str:
 def experiment_caption(exp: Experiment) -> str:
     """One line on a running live experiment: its id, both versions and the share of users on B."""
     return f"Running {exp.id}: A v{exp.version_a}, B v{exp.version_b}, {exp.share_b:.0%} of users on B."
+
+
+def promote_question(run: dict[str, Any]) -> str:
+    """The confirmation asked before promoting a run's B: which template's production label moves, and to what."""
+    return f"Yes, point production of {run['template_name']} at B ({run['B'].label()})"

@@ -6,7 +6,7 @@ import streamlit as st
 from lib.compare_summary import summarize_run, summary_table
 from lib.compare_view import (NO_JUDGE, TEMPLATE_MODEL, answer_markdown, answer_text, batch_checks, case_records,
                               experiment_caption, first_version_index, follow_pair, pick_variant, progress_line,
-                              review_sides, row_verdict, rows_table, vote_choices)
+                              promote_question, review_sides, row_verdict, rows_table, vote_choices)
 from lib.experiments import (DEFAULT_CONCURRENCY, VERDICTS, CompareError, blind_swapped, get_run, list_runs, promote,
                              record_vote, run_rows, start_run, stream_pair)
 from lib.live_ab import ExperimentError, active_experiment, live_report, report_table, start_experiment, stop_experiment
@@ -131,8 +131,7 @@ with results_tab:
                             answer_text(row["B"]), row_verdict(pick, sides), user=user, run_id=run["id"],
                             case_id=row["case_id"], blind=blind)
                 st.rerun()
-        sure = st.checkbox(f"Yes, point production of {run['template_name']} at B ({run['B'].label()})",
-                           key=f"cmp_sure:{run['id']}")
+        sure = st.checkbox(promote_question(run), key=f"cmp_sure:{run['id']}")
         if st.button("Promote B", disabled=not sure):
             try:
                 st.success(f"production now points at v{promote(store, run['template_name'], run['A'], run['B'], user)}.")

@@ -95,9 +95,8 @@ with history:
         right = b.selectbox("Right", numbers, 0, format_func="v{}".format, key=f"db:{k}")
         for section in store.diff(name, left, right):
             st.markdown(section_heading(section))
-            a, b = st.columns(2)
-            a.code(section.side("left") or " ", language="diff", wrap_lines=True)
-            b.code(section.side("right") or " ", language="diff", wrap_lines=True)
+            for col, which in zip(st.columns(2), ("left", "right")):
+                col.code(section.side(which) or " ", language="diff", wrap_lines=True)
 
 with label_tab:
     if saved:

@@ -2,7 +2,7 @@
 
 from lib.compare_view import (NO_JUDGE, TEMPLATE_MODEL, answer_markdown, answer_text, batch_checks, case_records,
                               experiment_caption, first_version_index, follow_pair, pick_variant, progress_line,
-                              review_sides, row_verdict, rows_table, side_markdown, vote_choices)
+                              promote_question, review_sides, row_verdict, rows_table, side_markdown, vote_choices)
 from lib.experiments import VERDICTS, Checks, Outcome, RunProgress, Variant
 from lib.models import Experiment
 from lib.test_sets import Case
@@ -78,3 +78,8 @@ def test_rows_table_shows_an_error_in_place_of_the_answer():
            "judge": "A", "vote": None}
     assert rows_table([row]) == [{"q": "open?", "A": "8", "B": "down", "A checks": {"regex": True},
                                   "B checks": None, "judge": "A", "your vote": None}]
+
+
+def test_the_promotion_question_names_the_template_and_bs_version_and_model():
+    run = {"template_name": "support.reply", "B": Variant(2, "acme/m2")}
+    assert promote_question(run) == "Yes, point production of support.reply at B (v2 · acme/m2)"
