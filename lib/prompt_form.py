@@ -29,8 +29,9 @@ def draft_from_form(name: str, description: str, system: str, user: str, model: 
 
 def summary(template: Template, newest: int, labels: dict[str, int]) -> str:
     """Description, newest version and where each label points, e.g. `… · newest v2 · production → v1`."""
-    return (f"{template.description} · newest v{newest} · "
-            + (", ".join(f"{k} → v{v}" for k, v in labels.items()) or "no labels"))
+    parts = [template.description, f"newest v{newest}",
+             ", ".join(f"{k} → v{v}" for k, v in labels.items()) or "no labels"]
+    return " · ".join(p for p in parts if p)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """The Prompts page's form logic, checked without Streamlit."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from lib.prompt_form import (DEFAULT_MODEL, draft_from_form, label_caption, move_message, option_index, schema_text,
@@ -58,6 +59,8 @@ def test_the_form_describes_a_draft_or_says_why_it_cannot_be_saved():
                                             0.7, 256.0, "")
     assert (draft.name, draft.model, draft.max_tokens, found, problem) == ("support.reply", None, 256, ["customer"],
                                                                            None)
-    assert summary(draft, 2, {}) == " · newest v2 · no labels"
+    assert summary(draft, 2, {}) == "newest v2 · no labels"  # no dangling separator without a description
+    assert summary(replace(draft, description="Support"), 2, {"production": 1}) == \
+        "Support · newest v2 · production → v1"
     none, nothing, why = draft_from_form("t", "", "", "{{ a.b }}", DEFAULT_MODEL, None, None, "")
     assert (none, nothing) == (None, []) and why
