@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 from langchain_core.embeddings import Embeddings
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from lib.bm25 import BM25Index
@@ -19,7 +20,7 @@ from lib.embeddings import LOCAL_MODEL
 from lib.ingest import check_embedding_model, get_collection
 from lib.models import Collection, Document
 from lib.tokens import trim_history
-from lib.vectorstore import get_all, open_store
+from lib.vectorstore import open_store
 
 MODES = ("hybrid", "vector", "bm25")
 RRF_K = 60
@@ -66,13 +67,29 @@ class Source:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class _Bm25Entry:
+    """A collection's BM25 index, its rows' chunks, and the document versions it was built from."""
+
+    live: dict[int, tuple[int, Any]]  # document id -> (version, indexed_at)
+    index: BM25Index
+    ids: list[str]
+    docs: list[str]
+    metas: list[dict]
+
+
 class Retriever:
-    """Searches one collection at a time; keeps a BM25 index per collection, rebuilt when it changes."""
+    """Searches one collection at a time; keeps a BM25 index per collection, updated when it changes.
+
+    The database says which document versions are live (other processes index and delete too); an update
+    reads and tokenizes only the chunks of versions the index has not seen, and drops those of the others.
+    """
 
     def __init__(self, engine: Engine, client: Any, embeddings: Embeddings, embedding_model: str = LOCAL_MODEL):
         self.engine, self.client, self.embeddings = engine, client, embeddings
         self.embedding_model = embedding_model
-        self._bm25: dict[str, tuple[tuple, BM25Index, list[str], list[str], list[dict]]] = {}
+        self._bm25: dict[str, _Bm25Entry] = {}
+        self._building: dict[str, threading.Lock] = {}
         self._stores: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -83,29 +100,42 @@ class Retriever:
                 self._stores[chroma_name] = open_store(self.client, chroma_name, self.embeddings)
             return self._stores[chroma_name]
 
-    def _current_versions(self, col: Collection) -> dict[int, int]:
+    def _live_documents(self, col: Collection) -> dict[int, tuple[int, Any]]:
+        # indexed_at tells a document re-created under a reused id (SQLite) from the one before it.
         with Session(self.engine) as s:
-            rows = s.execute(select(Document.id, Document.version)
+            rows = s.execute(select(Document.id, Document.version, Document.indexed_at)
                              .where(Document.collection_id == col.id, Document.version > 0)).all()
-        return {doc_id: version for doc_id, version in rows}
+        return {doc_id: (version, indexed_at) for doc_id, version, indexed_at in rows}
 
-    def _stamp(self, col: Collection) -> tuple:
-        with Session(self.engine) as s:
-            return tuple(s.execute(select(func.count(Document.id), func.sum(Document.version),
-                                          func.max(Document.indexed_at))
-                                   .where(Document.collection_id == col.id)).one())
-
-    def _bm25_for(self, col: Collection):
-        stamp = self._stamp(col)
+    def _bm25_for(self, col: Collection, live: dict[int, tuple[int, Any]]) -> _Bm25Entry:
         with self._lock:
             cached = self._bm25.get(col.chroma_name)
-            if cached and cached[0] == stamp:
-                return cached[1:]
-        raw = get_all(self.store(col.chroma_name), ["documents", "metadatas"])
-        entry = (stamp, BM25Index(raw["documents"]), raw["ids"], raw["documents"], raw["metadatas"])
-        with self._lock:
-            self._bm25[col.chroma_name] = entry
-        return entry[1:]
+            building = self._building.setdefault(col.chroma_name, threading.Lock())
+        if cached is not None and cached.live == live:
+            return cached
+        with building:  # one update at a time per collection; a waiting search then finds it done
+            with self._lock:
+                cached = self._bm25.get(col.chroma_name)
+            if cached is not None and cached.live == live:
+                return cached
+            entry = self._update(self.store(col.chroma_name), cached, live)
+            with self._lock:
+                self._bm25[col.chroma_name] = entry
+            return entry
+
+    @staticmethod
+    def _update(store, cached: _Bm25Entry | None, live: dict[int, tuple[int, Any]]) -> _Bm25Entry:
+        if cached is None:
+            cached = _Bm25Entry({}, BM25Index([]), [], [], [])
+        changed = {d for d in cached.live.keys() | live.keys() if cached.live.get(d) != live.get(d)}
+        keep = np.fromiter((m.get("document_id") not in changed for m in cached.metas), dtype=bool,
+                           count=len(cached.metas))
+        added = read_versions(store, {d: live[d][0] for d in sorted(changed) if d in live})
+        rows = np.flatnonzero(keep)
+        return _Bm25Entry(dict(live), cached.index.updated(keep, added["documents"]),
+                          [cached.ids[i] for i in rows] + added["ids"],
+                          [cached.docs[i] for i in rows] + added["documents"],
+                          [cached.metas[i] for i in rows] + added["metadatas"])
 
     def search(self, collection: str, query: str, settings: RetrievalSettings = RetrievalSettings(),
                query_vector: list[float] | None = None) -> list[Source]:
@@ -114,7 +144,8 @@ class Retriever:
             raise ValueError(f"Search mode must be one of {MODES}, not {settings.mode!r}.")
         col = get_collection(self.engine, collection)
         check_embedding_model(col, self.embedding_model)
-        current = self._current_versions(col)
+        live = self._live_documents(col)
+        current = {doc_id: version for doc_id, (version, _) in live.items()}
         n = max(settings.candidates, settings.k)
         ranked: dict[str, list[tuple[str, str, dict, float]]] = {}
         if settings.mode in ("vector", "hybrid"):
@@ -125,8 +156,8 @@ class Retriever:
             ranked["vector"] = [(i, d, m, 1 - dist) for i, d, m, dist in
                                 zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0])]
         if settings.mode in ("bm25", "hybrid"):
-            index, ids, docs, metas = self._bm25_for(col)
-            ranked["bm25"] = [(ids[i], docs[i], metas[i], s) for i, s in index.top(query, n)]
+            bm25 = self._bm25_for(col, live)
+            ranked["bm25"] = [(bm25.ids[i], bm25.docs[i], bm25.metas[i], s) for i, s in bm25.index.top(query, n)]
         for side in ranked:
             ranked[side] = [r for r in ranked[side] if current.get(r[2]["document_id"]) == r[2]["version"]]
         if settings.mode == "hybrid":
@@ -141,6 +172,27 @@ class Retriever:
                    flagged=bool(meta.get("flagged", False)))
             for i, (cid, text, meta, score) in enumerate(fused[: settings.k])
         ]
+
+
+def read_versions(store, versions: dict[int, int], batch: int = 50, page: int = 5000) -> dict[str, list]:
+    """Ids, texts and metadata of the chunks of the given {document id: version}, read in pages.
+
+    A committed version's chunks never change, so paging through them is safe while other processes write.
+    """
+    out: dict[str, list] = {"ids": [], "documents": [], "metadatas": []}
+    pairs = [{"$and": [{"document_id": d}, {"version": v}]} for d, v in versions.items()]
+    for start in range(0, len(pairs), batch):
+        part_pairs = pairs[start:start + batch]
+        where = part_pairs[0] if len(part_pairs) == 1 else {"$or": part_pairs}
+        offset = 0
+        while True:
+            part = store.get(where=where, include=["documents", "metadatas"], limit=page, offset=offset)
+            for key in out:
+                out[key] += part[key] or []
+            if len(part["ids"]) < page:
+                break
+            offset += page
+    return out
 
 
 def fuse(vector: list, bm25: list, vector_weight: float) -> list:

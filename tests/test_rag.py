@@ -1,0 +1,150 @@
+"""The retriever's BM25 index follows uploads, deletions and new versions, from this or another process."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.orm import Session
+
+from lib.bm25 import BM25Index
+from lib.config import load_settings
+from lib.ingest import ChunkingSettings, Indexer, delete_document, get_collection
+from lib.models import Document
+from lib.rag import RetrievalSettings, Retriever
+from lib.vectorstore import make_chroma_client, open_store
+
+BM25 = RetrievalSettings(k=1000, mode="bm25")
+QUERIES = ["paid holiday days", "taxi receipts approval", "parking permit", "zeppelin hangar", "office"]
+FILES = {
+    "holidays.txt": "Every employee gets 28 days of paid holiday per year. Unused days expire in March.",
+    "expenses.txt": "Submit receipts within 30 days. Taxis need approval from your manager.",
+    "parking.txt": "Parking permits come from reception. The office car park closes at 22:00.",
+    "it.txt": "Reset your password at the IT desk on the second floor of the office.",
+}
+
+
+class CountingStore:
+    """A Chroma store that records how many chunks each read returned."""
+
+    def __init__(self, inner, reads: list[int]):
+        self.inner, self.reads = inner, reads
+
+    def get(self, **kwargs):
+        part = self.inner.get(**kwargs)
+        self.reads.append(len(part["ids"]))
+        return part
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+class CountingRetriever(Retriever):
+    """A retriever whose Chroma reads are counted."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.reads: list[int] = []
+
+    def store(self, chroma_name: str):
+        return CountingStore(super().store(chroma_name), self.reads)
+
+
+@pytest.fixture
+def env(data_dir, fresh_engine, local_embeddings, any_chroma):
+    def process():
+        """An indexer and a retriever with their own Chroma client, as in another app process."""
+        client = make_chroma_client(load_settings())
+        indexer = Indexer(fresh_engine, client, local_embeddings, data_dir / "originals",
+                          ChunkingSettings(120, 20, 1_000_000))
+        return indexer, CountingRetriever(fresh_engine, client, local_embeddings)
+
+    indexer, retriever = process()
+    col = get_collection(fresh_engine, "Handbook", create=True)
+    for name, text in FILES.items():
+        indexer.index_file(col, name, text.encode())
+    return indexer, retriever, col, process
+
+
+def bm25_scores(retriever: Retriever, query: str) -> dict[str, float]:
+    return {h.chunk_id: h.score for h in retriever.search("Handbook", query, BM25)}
+
+
+def scratch_scores(indexer: Indexer, engine, col, query: str) -> dict[str, float]:
+    """Scores of a BM25Index built from scratch on the chunks of the current document versions."""
+    with Session(engine) as s:
+        current = {d.id: d.version for d in s.query(Document).filter_by(collection_id=col.id) if d.version > 0}
+    got = open_store(indexer.client, col.chroma_name, indexer.embeddings).get(include=["documents", "metadatas"])
+    rows = [(i, t) for i, t, m in zip(got["ids"], got["documents"], got["metadatas"])
+            if current.get(m["document_id"]) == m["version"]]
+    scores = BM25Index([t for _, t in rows]).scores(query)
+    return {cid: round(float(s), 4) for (cid, _), s in zip(rows, scores) if s > 0}
+
+
+def assert_scores_as_from_scratch(retriever: Retriever, indexer: Indexer, engine, col) -> None:
+    for q in QUERIES:
+        got, want = bm25_scores(retriever, q), scratch_scores(indexer, engine, col, q)
+        assert got == pytest.approx(want, abs=1e-4), q
+        assert bm25_scores(Retriever(engine, indexer.client, indexer.embeddings), q) == pytest.approx(got, abs=1e-4)
+
+
+def chunks_of(engine, name: str) -> int:
+    with Session(engine) as s:
+        return s.query(Document).filter_by(name=name).one().chunks
+
+
+def test_an_upload_reads_only_the_new_chunks_and_is_found_through_bm25_at_once(env, fresh_engine):
+    indexer, retriever, col, _ = env
+    assert_scores_as_from_scratch(retriever, indexer, fresh_engine, col)
+    retriever.reads.clear()
+    indexer.index_file(col, "hangar.txt", b"The zeppelin hangar is behind building C. Visitors sign in first.")
+    top = retriever.search("Handbook", "Where is the zeppelin hangar?", RetrievalSettings(k=1, mode="bm25"))[0]
+    assert top.document == "hangar.txt" and "zeppelin" in top.text
+    assert sum(retriever.reads) == chunks_of(fresh_engine, "hangar.txt")
+    assert_scores_as_from_scratch(retriever, indexer, fresh_engine, col)
+
+
+def test_a_deleted_document_leaves_the_index_without_reading_anything(env, fresh_engine):
+    indexer, retriever, col, _ = env
+    bm25_scores(retriever, "office")
+    retriever.reads.clear()
+    with Session(fresh_engine) as s:
+        doc_id = s.query(Document).filter_by(name="parking.txt").one().id
+    delete_document(fresh_engine, indexer.client, indexer.embeddings, doc_id)
+    assert {h.document for h in retriever.search("Handbook", "parking permit office", BM25)} == {"it.txt"}
+    assert sum(retriever.reads) == 0
+    assert_scores_as_from_scratch(retriever, indexer, fresh_engine, col)
+
+
+def test_a_new_version_replaces_the_old_chunks_in_the_index(env, fresh_engine):
+    indexer, retriever, col, _ = env
+    bm25_scores(retriever, "holiday")
+    retriever.reads.clear()
+    indexer.index_file(col, "holidays.txt", b"Every employee gets 31 days of paid holiday per year.")
+    hits = retriever.search("Handbook", "paid holiday days", BM25)
+    assert "31 days" in hits[0].text and not any("28 days" in h.text for h in hits)
+    assert sum(retriever.reads) == chunks_of(fresh_engine, "holidays.txt")
+    assert_scores_as_from_scratch(retriever, indexer, fresh_engine, col)
+
+
+def test_uploads_and_deletions_by_another_process_are_noticed(env, fresh_engine):
+    indexer, retriever, col, process = env
+    bm25_scores(retriever, "office")
+    other_indexer, _ = process()
+    other_indexer.index_file(col, "hangar.txt", b"The zeppelin hangar is behind building C.")
+    with Session(fresh_engine) as s:
+        expenses = s.query(Document).filter_by(name="expenses.txt").one().id
+    delete_document(fresh_engine, other_indexer.client, other_indexer.embeddings, expenses)
+    assert retriever.search("Handbook", "zeppelin", BM25)[0].document == "hangar.txt"
+    assert retriever.search("Handbook", "taxi receipts approval", BM25) == []
+    assert_scores_as_from_scratch(retriever, indexer, fresh_engine, col)
+
+
+def test_a_document_created_under_the_id_of_a_deleted_one_is_indexed(env, fresh_engine):
+    indexer, retriever, col, _ = env
+    bm25_scores(retriever, "office")
+    with Session(fresh_engine) as s:
+        last = s.query(Document).filter_by(name="it.txt").one().id
+    delete_document(fresh_engine, indexer.client, indexer.embeddings, last)
+    outcome = indexer.index_file(col, "hangar.txt", b"The zeppelin hangar is behind building C.")
+    assert (outcome.document_id, outcome.version) == (last, 1)  # SQLite reuses the highest id: same id, same version
+    assert retriever.search("Handbook", "zeppelin", BM25)[0].document == "hangar.txt"
+    assert_scores_as_from_scratch(retriever, indexer, fresh_engine, col)
