@@ -76,6 +76,7 @@ class _Bm25Entry:
     ids: list[str]
     docs: list[str]
     metas: list[dict]
+    doc_ids: np.ndarray  # each row's document id
 
 
 class Retriever:
@@ -126,16 +127,20 @@ class Retriever:
     @staticmethod
     def _update(store, cached: _Bm25Entry | None, live: dict[int, tuple[int, Any]]) -> _Bm25Entry:
         if cached is None:
-            cached = _Bm25Entry({}, BM25Index([]), [], [], [])
-        changed = {d for d in cached.live.keys() | live.keys() if cached.live.get(d) != live.get(d)}
-        keep = np.fromiter((m.get("document_id") not in changed for m in cached.metas), dtype=bool,
-                           count=len(cached.metas))
-        added = read_versions(store, {d: live[d][0] for d in sorted(changed) if d in live})
-        rows = np.flatnonzero(keep)
+            cached = _Bm25Entry({}, BM25Index([]), [], [], [], np.zeros(0, dtype=np.int64))
+        changed = sorted(d for d in cached.live.keys() | live.keys() if cached.live.get(d) != live.get(d))
+        keep = ~np.isin(cached.doc_ids, np.asarray(changed, dtype=np.int64))
+        added = read_versions(store, {d: live[d][0] for d in changed if d in live})
+        rows = None if keep.all() else np.flatnonzero(keep)
+
+        def kept(values: list) -> list:
+            return list(values) if rows is None else [values[i] for i in rows]
+
         return _Bm25Entry(dict(live), cached.index.updated(keep, added["documents"]),
-                          [cached.ids[i] for i in rows] + added["ids"],
-                          [cached.docs[i] for i in rows] + added["documents"],
-                          [cached.metas[i] for i in rows] + added["metadatas"])
+                          kept(cached.ids) + added["ids"], kept(cached.docs) + added["documents"],
+                          kept(cached.metas) + added["metadatas"],
+                          np.concatenate([cached.doc_ids[keep],
+                                          np.asarray([m["document_id"] for m in added["metadatas"]], dtype=np.int64)]))
 
     def search(self, collection: str, query: str, settings: RetrievalSettings = RetrievalSettings(),
                query_vector: list[float] | None = None) -> list[Source]:
