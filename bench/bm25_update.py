@@ -89,7 +89,8 @@ def main() -> None:
                 (incremental if path == "incremental" else scratch).append(seconds)
                 top = retriever.search("bench", f"{word} review", RetrievalSettings(k=1, mode="bm25"))[0]
                 assert top.document == f"note-{word}.txt", (path, top.document)
-                print(f"trial {trial + 1}: first hybrid query after a small upload, {path:11s}: {seconds * 1000:7.1f} ms")
+                print(f"trial {trial + 1}: first hybrid query after a small upload, {path:11s}: "
+                      f"{seconds * 1000:7.1f} ms")
     inc, base = statistics.median(incremental), statistics.median(scratch)
     ratio = base / inc
     print(f"\nmedian over {args.trials} uploads at {args.size:,} chunks: incremental {inc * 1000:.1f} ms, "

@@ -148,3 +148,34 @@ def test_a_document_created_under_the_id_of_a_deleted_one_is_indexed(env, fresh_
     assert (outcome.document_id, outcome.version) == (last, 1)  # SQLite reuses the highest id: same id, same version
     assert retriever.search("Handbook", "zeppelin", BM25)[0].document == "hangar.txt"
     assert_scores_as_from_scratch(retriever, indexer, fresh_engine, col)
+
+
+def test_a_document_read_while_its_chunks_were_still_changing_is_read_again(env, fresh_engine):
+    indexer, retriever, col, _ = env
+    bm25_scores(retriever, "office")
+    outcome = indexer.index_file(col, "hangar.txt", b"The zeppelin hangar is behind building C. " * 2
+                                 + b"Airship pilots brief in the quonset hut next to it.")
+    assert outcome.chunks > 1
+    store = open_store(indexer.client, col.chroma_name, indexer.embeddings)
+    last = store.get(ids=[f"d{outcome.document_id}-v1-c{outcome.chunks - 1}"], include=["documents", "metadatas"])
+    store.delete(ids=last["ids"])  # as if a read raced a write: one chunk is not there yet
+    assert retriever.search("Handbook", "airship quonset", BM25) == []
+    store.add_texts(last["documents"], metadatas=last["metadatas"], ids=last["ids"])
+    assert retriever.search("Handbook", "airship quonset", BM25)[0].document == "hangar.txt"
+    retriever.reads.clear()
+    bm25_scores(retriever, "office")
+    assert retriever.reads == []  # complete now: not read again
+    assert_scores_as_from_scratch(retriever, indexer, fresh_engine, col)
+
+
+def test_many_changed_documents_are_read_in_one_pass_with_the_same_scores(env, fresh_engine, monkeypatch):
+    import lib.rag
+
+    indexer, retriever, col, _ = env
+    bm25_scores(retriever, "office")
+    monkeypatch.setattr(lib.rag, "FULL_READ_DOCS", 0)  # above this many changed documents, one plain read
+    indexer.index_file(col, "hangar.txt", b"The zeppelin hangar is behind building C.")
+    retriever.reads.clear()
+    assert retriever.search("Handbook", "zeppelin", BM25)[0].document == "hangar.txt"
+    assert sum(retriever.reads) == sum(chunks_of(fresh_engine, n) for n in [*FILES, "hangar.txt"])
+    assert_scores_as_from_scratch(retriever, indexer, fresh_engine, col)
