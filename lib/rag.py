@@ -128,8 +128,8 @@ class Retriever:
 
     @staticmethod
     def _update(store, cached: _Bm25Entry | None, live: dict[int, tuple[int, Any, int]]) -> _Bm25Entry:
-        changed = sorted(d for d in live.keys() | (cached.live.keys() if cached else set())
-                         if cached is None or cached.live.get(d) != live.get(d))
+        seen_before = cached.live if cached is not None else {}
+        changed = sorted(d for d in seen_before.keys() | live.keys() if seen_before.get(d) != live.get(d))
         if cached is None or sum(d in live for d in changed) > FULL_READ_DOCS:  # one plain read is faster then
             cached = _Bm25Entry({}, BM25Index([]), [], [], [], np.zeros(0, dtype=np.int64))
             changed = sorted(live)
