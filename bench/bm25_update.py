@@ -24,13 +24,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy.orm import Session  # noqa: E402
 
-from bench.retrieval import QUERIES, build_corpus  # noqa: E402
+from bench.retrieval import QUERIES, store_synthetic_collection  # noqa: E402
 from lib.config import load_settings  # noqa: E402
 from lib.embeddings import make_local_embeddings  # noqa: E402
-from lib.ingest import get_collection  # noqa: E402
-from lib.models import Document, utcnow  # noqa: E402
 from lib.rag import RetrievalSettings, Retriever  # noqa: E402
 from lib.services import build_services  # noqa: E402
 from lib.vectorstore import get_all  # noqa: E402
@@ -55,19 +52,7 @@ def main() -> None:
     qvec = model.embed_query(QUERIES[0])
     with tempfile.TemporaryDirectory() as tmp:
         services = build_services(load_settings(env={"WORKBENCH_DATA_DIR": tmp}), embeddings=model)
-        col = get_collection(services.engine, "bench", create=True)
-        with Session(services.engine) as s, s.begin():
-            s.add(Document(id=1, collection_id=col.id, name="corpus.txt", version=1, status="indexed",
-                           chunks=args.size, indexed_at=utcnow()))
-        chroma = services.client.get_or_create_collection(col.chroma_name, configuration={"hnsw": {"space": "cosine"}})
-        texts = build_corpus(args.size, rng)
-        for start in range(0, args.size, 2000):
-            part = texts[start:start + 2000]
-            vecs = nprng.normal(size=(len(part), 384)).astype(np.float32)
-            vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-            chroma.add(ids=[f"d1-v1-c{start + i}" for i in range(len(part))], embeddings=vecs, documents=part,
-                       metadatas=[{"document_id": 1, "document": "corpus.txt", "version": 1, "page": -1,
-                                   "chunk_index": start + i, "flagged": False} for i in range(len(part))])
+        col = store_synthetic_collection(services, args.size, rng, nprng)
         store = services.retriever.store(col.chroma_name)
         listing, ids = timed(lambda: get_all(store, []))
         print(f"{args.size:,} chunks stored; listing every id (get(include=[])) takes {listing * 1000:.0f} ms "

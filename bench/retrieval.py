@@ -51,6 +51,24 @@ def build_corpus(n: int, rng: random.Random) -> list[str]:
     return [" ".join(rng.sample(sentences, rng.randint(3, 6)))[:900] for _ in range(n)]
 
 
+def store_synthetic_collection(services, size: int, rng: random.Random, nprng: np.random.Generator):
+    """A collection of `size` corpus chunks of one recorded document, with random unit vectors (no model)."""
+    col = get_collection(services.engine, "bench", create=True)
+    with Session(services.engine) as s, s.begin():
+        s.add(Document(id=1, collection_id=col.id, name="corpus.txt", version=1, status="indexed",
+                       chunks=size, indexed_at=utcnow()))
+    chroma = services.client.get_or_create_collection(col.chroma_name, configuration={"hnsw": {"space": "cosine"}})
+    texts = build_corpus(size, rng)
+    for start in range(0, size, 2000):
+        part = texts[start:start + 2000]
+        vecs = nprng.normal(size=(len(part), 384)).astype(np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        chroma.add(ids=[f"d1-v1-c{start + i}" for i in range(len(part))], embeddings=vecs, documents=part,
+                   metadatas=[{"document_id": 1, "document": "corpus.txt", "version": 1, "page": -1,
+                               "chunk_index": start + i, "flagged": False} for i in range(len(part))])
+    return col
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -69,20 +87,8 @@ def main() -> None:
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             services = build_services(load_settings(env={"WORKBENCH_DATA_DIR": tmp}), embeddings=model)
-            col = get_collection(services.engine, "bench", create=True)
-            with Session(services.engine) as s, s.begin():
-                s.add(Document(id=1, collection_id=col.id, name="corpus.txt", version=1, status="indexed",
-                               chunks=size, indexed_at=utcnow()))
-            chroma = services.client.get_or_create_collection(col.chroma_name, configuration={"hnsw": {"space": "cosine"}})
-            texts = build_corpus(size, rng)
             t = time.perf_counter()
-            for start in range(0, size, 2000):
-                part = texts[start:start + 2000]
-                vecs = nprng.normal(size=(len(part), 384)).astype(np.float32)
-                vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-                chroma.add(ids=[f"d1-v1-c{start + i}" for i in range(len(part))], embeddings=vecs, documents=part,
-                           metadatas=[{"document_id": 1, "document": "corpus.txt", "version": 1, "page": -1,
-                                       "chunk_index": start + i, "flagged": False} for i in range(len(part))])
+            store_synthetic_collection(services, size, rng, nprng)
             print(f"\n{size:,} chunks stored in {time.perf_counter() - t:.0f} s")
             t = time.perf_counter()
             services.retriever.search("bench", QUERIES[0], RetrievalSettings(mode="bm25"))  # builds the BM25 index
