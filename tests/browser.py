@@ -29,6 +29,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """Terminate a server the tests started; kill it if it has not stopped within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 @contextmanager
 def running_app(env: dict[str, str], timeout: float = 120, port: int | None = None, args: tuple[str, ...] = ()):
     """`streamlit run app.py` on a free port (or `port`) with `env` and extra `args`; yields the base URL."""
@@ -54,11 +63,7 @@ def running_app(env: dict[str, str], timeout: float = 120, port: int | None = No
                 time.sleep(0.2)  # waiting for a server to come up, not pacing a test
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
 
 
@@ -82,6 +87,19 @@ def browser_page(name: str = "page"):
                 raise
         finally:
             browser.close()
+
+
+def index_through_documents_page(page, base_url: str, collection: str, name: str, mime: str, data: bytes) -> None:
+    """As a user: create `collection` on the Documents page, upload one file into it and wait until it is indexed."""
+    page.goto(base_url + "/documents")
+    page.get_by_label("New collection").fill(collection)
+    page.get_by_label("New collection").press("Enter")
+    page.get_by_role("button", name="Create collection").click()
+    page.get_by_text("Into collection").wait_for()
+    page.locator('input[type="file"]').set_input_files(files=[{"name": name, "mimeType": mime, "buffer": data}])
+    page.get_by_text(name).first.wait_for()
+    page.get_by_role("button", name="Index").click()
+    page.get_by_text(f"{name} — indexed").wait_for(timeout=120_000)
 
 
 def assistant_messages(page):

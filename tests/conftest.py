@@ -203,11 +203,9 @@ def chroma_server():
             give_up("the Chroma server did not start: " + (root / "chroma.log").read_text()[-2000:])
         time.sleep(0.1)  # polling a server that is starting, not pacing a test
     yield "127.0.0.1", port
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    from browser import stop_process
+
+    stop_process(proc, timeout=20)
     log.close()
     shutil.rmtree(root, ignore_errors=True)
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from browser import assistant_messages, browser_page, require_chromium, running_app, screenshot
+from browser import (assistant_messages, browser_page, index_through_documents_page, require_chromium,
+                     running_app, screenshot)
 
 pytestmark = pytest.mark.browser
 
@@ -38,16 +39,7 @@ def test_a_user_uploads_a_pdf_waits_for_indexing_and_gets_an_answer_citing_its_p
     pdf = make_pdf(["Acme travel policy.", "Trains are booked in second class.\nFlights need director approval.",
                     "Hotels up to 120 EUR a night."])
     with browser_page("upload") as page:
-        page.goto(app_url + "/documents")
-        page.get_by_label("New collection").fill("Travel")
-        page.get_by_label("New collection").press("Enter")
-        page.get_by_role("button", name="Create collection").click()
-        page.get_by_text("Into collection").wait_for()
-        page.locator('input[type="file"]').set_input_files(
-            files=[{"name": "travel.pdf", "mimeType": "application/pdf", "buffer": pdf}])
-        page.get_by_text("travel.pdf").first.wait_for()
-        page.get_by_role("button", name="Index").click()
-        page.get_by_text("travel.pdf — indexed").wait_for(timeout=120_000)
+        index_through_documents_page(page, app_url, "Travel", "travel.pdf", "application/pdf", pdf)
         screenshot(page, "documents")
         page.goto(app_url)
         page.get_by_text("Answer from collection").wait_for()

@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from browser import assistant_messages, browser_page, require_chromium, running_app, screenshot
+from browser import (assistant_messages, browser_page, index_through_documents_page, require_chromium,
+                     running_app, screenshot)
 from lib.db import make_engine, migrate
 from lib.models import Document, LlmCall
 
@@ -48,16 +49,7 @@ def test_two_app_processes_share_documents_and_one_call_log(tmp_path, pg_url, ch
     with running_app({**shared, "WORKBENCH_DATA_DIR": str(tmp_path / "a"), "WORKBENCH_USER": "user-a"}) as a, \
             running_app({**shared, "WORKBENCH_DATA_DIR": str(tmp_path / "b"), "WORKBENCH_USER": "user-b"}) as b:
         with browser_page("scale-out-a") as page:  # process A: create a collection and index a file
-            page.goto(a + "/documents")
-            page.get_by_label("New collection").fill("Badges")
-            page.get_by_label("New collection").press("Enter")
-            page.get_by_role("button", name="Create collection").click()
-            page.get_by_text("Into collection").wait_for()
-            page.locator('input[type="file"]').set_input_files(
-                files=[{"name": "badges.txt", "mimeType": "text/plain", "buffer": NOTE.encode()}])
-            page.get_by_text("badges.txt").first.wait_for()
-            page.get_by_role("button", name="Index").click()
-            page.get_by_text("badges.txt — indexed").wait_for(timeout=120_000)
+            index_through_documents_page(page, a, "Badges", "badges.txt", "text/plain", NOTE.encode())
         with browser_page("scale-out-b") as page:  # process B: sees it and answers from it, citing it
             page.goto(b + "/documents")
             page.get_by_text("badges.txt").first.wait_for()
