@@ -4,9 +4,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from lib.auth import ROLE_LABELS
-from lib.config import ConfigError
-from lib.ui_resources import auth_enabled, current_identity, get_engine, get_settings, note_app_run
+from lib.core.identity import ROLE_LABELS
+from lib.core.settings import ConfigError
+from lib.ui.resources import auth_enabled, current_identity, get_engine, get_settings, note_app_run
 
 st.set_page_config(page_title="AI Workbench", page_icon=":material/smart_toy:", layout="wide")
 
@@ -29,8 +29,10 @@ def sign_in() -> None:
 
 def no_access() -> None:
     st.title("No access yet")
-    st.warning(f"You are signed in as {identity.name}, but no role is assigned to you. Ask an admin to add your "
-               "email or domain to WORKBENCH_ROLES (" + "; ".join(f"{r}: {d}" for r, d in ROLE_LABELS.items()) + ").")
+    st.warning(
+        f"You are signed in as {identity.name}, but no role is assigned to you. Ask an admin to add your "
+        "email or domain to WORKBENCH_ROLES (" + "; ".join(f"{r}: {d}" for r, d in ROLE_LABELS.items()) + ")."
+    )
 
 
 try:

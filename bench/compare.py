@@ -2,7 +2,7 @@
 
 Target: wall time within 1.2x of the ideal (400 calls x 50 ms / concurrency) at the median of the repeats,
 with no lost or duplicated rows in llm_calls (exactly one per case and variant) in any repeat.
-Baseline: that ideal. Concurrency defaults to the batch runner's default (lib.experiments.DEFAULT_CONCURRENCY,
+Baseline: that ideal. Concurrency defaults to the batch runner's default (lib.compare.runs.DEFAULT_CONCURRENCY,
 what the Compare page offers).
 
 The loopback server runs in its own process by default (`--server process`), as a real provider would:
@@ -33,20 +33,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from fake_openai import FakeOpenAI, FakeOpenAIProcess, Reply  # noqa: E402
-from langchain_openai import ChatOpenAI  # noqa: E402
-from sqlalchemy import select  # noqa: E402
-from sqlalchemy.orm import Session  # noqa: E402
+from fake_openai import FakeOpenAI, FakeOpenAIProcess, Reply
+from langchain_openai import ChatOpenAI
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from lib.config import load_settings  # noqa: E402
-from lib.db import make_engine, migrate  # noqa: E402
-from lib import experiments
-from lib.experiments import DEFAULT_CONCURRENCY, Checks, Variant, start_run  # noqa: E402
-from lib.gateway import CallContext, Gateway  # noqa: E402
-from lib.models import LlmCall, RunResult  # noqa: E402
-from lib.template_store import TemplateStore  # noqa: E402
-from lib.templates import Template  # noqa: E402
-from lib.test_sets import Case, create_test_set  # noqa: E402
+from lib.compare import runs as experiments
+from lib.compare.runs import DEFAULT_CONCURRENCY, Checks, Variant, start_run
+from lib.compare.test_sets import Case, create_test_set
+from lib.core.db import make_engine, migrate
+from lib.core.settings import load_settings
+from lib.core.tables import LlmCall, RunResult
+from lib.gateway.client import CallContext, Gateway
+from lib.prompts.language import Template
+from lib.prompts.store import TemplateStore
 
 ANSWER = "A short answer from the loopback model."
 
@@ -72,8 +72,9 @@ def one_run(base_url: str, rows: int, concurrency: int) -> dict:
         migrate(engine)
         store = TemplateStore(engine)
         store.create(Template(name="bench.reply", system="Be brief.", user="Answer: {{ question }}"), "bench")
-        store.save_version(Template(name="bench.reply", system="Be very brief.", user="Answer: {{ question }}"),
-                           "bench")
+        store.save_version(
+            Template(name="bench.reply", system="Be very brief.", user="Answer: {{ question }}"), "bench"
+        )
         cases = [Case(None, {"question": f"question {i}"}, "answer") for i in range(rows)]
         set_id = create_test_set(engine, "bench", ["question"], "bench", cases)
         gw = Gateway(settings, engine)
@@ -81,8 +82,9 @@ def one_run(base_url: str, rows: int, concurrency: int) -> dict:
         for model in ("acme/m1", "acme/m2"):  # not part of the run: feature "bench.warmup"
             gw.invoke([("user", "warm up")], model, CallContext(feature="bench.warmup"))
         cold = time.perf_counter() - t
-        run_id = start_run(engine, "bench.reply", set_id, Variant(1, "acme/m1"), Variant(2, "acme/m2"), Checks(),
-                           "bench")
+        run_id = start_run(
+            engine, "bench.reply", set_id, Variant(1, "acme/m1"), Variant(2, "acme/m2"), Checks(), "bench"
+        )
         t, cpu = time.perf_counter(), time.process_time()
         progress = experiments.execute_run(gw, store, run_id, concurrency=concurrency)
         wall, cpu = time.perf_counter() - t, time.process_time() - cpu
@@ -92,19 +94,38 @@ def one_run(base_url: str, rows: int, concurrency: int) -> dict:
         engine.dispose()
     keys = Counter((c.meta["case_id"], c.variant) for c in calls)
     expected = 2 * rows
-    return {"wall": wall, "cpu": cpu, "cold": cold, "calls": len(calls), "results": len(results),
-            "lost": expected - len(keys), "duplicated": sum(n - 1 for n in keys.values() if n > 1),
-            "failed": sum(c.status != "ok" for c in calls), "done": progress.done, "total": progress.total}
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "cold": cold,
+        "calls": len(calls),
+        "results": len(results),
+        "lost": expected - len(keys),
+        "duplicated": sum(n - 1 for n in keys.values() if n > 1),
+        "failed": sum(c.status != "ok" for c in calls),
+        "done": progress.done,
+        "total": progress.total,
+    }
 
 
 def bare_run(base_url: str, rows: int, concurrency: int) -> float:
     """Wall time of the same calls through bare ChatOpenAI models, `concurrency` threads pulling from one list."""
-    models = [ChatOpenAI(model=m, base_url=base_url, api_key="bench-key", max_retries=0, stream_usage=True,
-                         timeout=30) for m in ("m1", "m2")]
+    models = [
+        ChatOpenAI(model=m, base_url=base_url, api_key="bench-key", max_retries=0, stream_usage=True, timeout=30)
+        for m in ("m1", "m2")
+    ]
     for model in models:
         model.invoke([("user", "warm up")])
-    calls = iter([(models[side], [("system", "Be brief." if side == 0 else "Be very brief."),
-                                  ("user", f"Answer: question {i}")]) for i in range(rows) for side in (0, 1)])
+    calls = iter(
+        [
+            (
+                models[side],
+                [("system", "Be brief." if side == 0 else "Be very brief."), ("user", f"Answer: question {i}")],
+            )
+            for i in range(rows)
+            for side in (0, 1)
+        ]
+    )
     take = threading.Lock()
 
     def work() -> None:
@@ -140,28 +161,51 @@ def main() -> None:
             r = one_run(base_url, args.rows, args.concurrency)
             r["bare"] = bare_run(base_url, args.rows, args.concurrency)
             runs.append(r)
-            print(f"run {i + 1}/{args.repeat}: wall {r['wall']:.2f} s ({r['wall'] / ideal:.2f}x ideal; bare ChatOpenAI "
-                  f"{r['bare'] / ideal:.2f}x), CPU {r['cpu'] * 1000 / expected:.2f} ms a call, cold start "
-                  f"{r['cold'] * 1000:.0f} ms; "
-                  f"calls {r['calls']} (expected {expected}), results {r['results']}, lost {r['lost']}, "
-                  f"duplicated {r['duplicated']}, failed {r['failed']}, progress {r['done']}/{r['total']}")
+            print(
+                f"run {i + 1}/{args.repeat}: wall {r['wall']:.2f} s ({r['wall'] / ideal:.2f}x ideal; bare ChatOpenAI "
+                f"{r['bare'] / ideal:.2f}x), CPU {r['cpu'] * 1000 / expected:.2f} ms a call, cold start "
+                f"{r['cold'] * 1000:.0f} ms; "
+                f"calls {r['calls']} (expected {expected}), results {r['results']}, lost {r['lost']}, "
+                f"duplicated {r['duplicated']}, failed {r['failed']}, progress {r['done']}/{r['total']}"
+            )
     wall = statistics.median(r["wall"] for r in runs)
     ratio = wall / ideal
     ratios = sorted(r["wall"] / ideal for r in runs)
-    intact = all(r["lost"] == 0 and r["duplicated"] == 0 and r["failed"] == 0 and r["results"] == expected
-                 and r["calls"] == expected for r in runs)
+    intact = all(
+        r["lost"] == 0
+        and r["duplicated"] == 0
+        and r["failed"] == 0
+        and r["results"] == expected
+        and r["calls"] == expected
+        for r in runs
+    )
     bare = statistics.median(r["bare"] for r in runs)
     print(f"server in a {args.server}, concurrency {args.concurrency}, {args.rows} rows x 2 variants")
-    print(f"reference: the same calls through a bare ChatOpenAI, median {bare:.2f} s = {bare / ideal:.2f}x ideal "
-          f"(what the machine and HTTP stack allow now); the batch run adds {(wall - bare) / bare:+.1%} to that")
-    print(f"ideal (baseline) {ideal:.2f} s ({expected} x {args.delay * 1000:.0f} ms / {args.concurrency}); "
-          f"median wall {wall:.2f} s = {ratio:.2f}x ideal (runs: {', '.join(f'{x:.2f}x' for x in ratios)}); "
-          f"target <= 1.2x with 0 lost, 0 duplicated: {'met' if ratio <= 1.2 and intact else 'NOT met'}")
-    print(json.dumps({"metric": "compare_batch_wall_s", "value": round(wall, 3), "baseline": round(ideal, 3),
-                      "ratio": round(ratio, 3), "target": "<= 1.2x ideal (median), 0 lost, 0 duplicated",
-                      "concurrency": args.concurrency, "server": args.server, "repeats": args.repeat,
-                      "bare_chatopenai_ratio": round(bare / ideal, 3),
-                      "met": ratio <= 1.2 and intact}))
+    print(
+        f"reference: the same calls through a bare ChatOpenAI, median {bare:.2f} s = {bare / ideal:.2f}x ideal "
+        f"(what the machine and HTTP stack allow now); the batch run adds {(wall - bare) / bare:+.1%} to that"
+    )
+    print(
+        f"ideal (baseline) {ideal:.2f} s ({expected} x {args.delay * 1000:.0f} ms / {args.concurrency}); "
+        f"median wall {wall:.2f} s = {ratio:.2f}x ideal (runs: {', '.join(f'{x:.2f}x' for x in ratios)}); "
+        f"target <= 1.2x with 0 lost, 0 duplicated: {'met' if ratio <= 1.2 and intact else 'NOT met'}"
+    )
+    print(
+        json.dumps(
+            {
+                "metric": "compare_batch_wall_s",
+                "value": round(wall, 3),
+                "baseline": round(ideal, 3),
+                "ratio": round(ratio, 3),
+                "target": "<= 1.2x ideal (median), 0 lost, 0 duplicated",
+                "concurrency": args.concurrency,
+                "server": args.server,
+                "repeats": args.repeat,
+                "bare_chatopenai_ratio": round(bare / ideal, 3),
+                "met": ratio <= 1.2 and intact,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python bench/dashboard.py [--calls 1000000] [--days 90] [--runs 10]
 
-Seeds a temporary SQLite database with lib.demo_usage (triggers fill the hourly rollups as rows
+Seeds a temporary SQLite database with lib.usage.demo (triggers fill the hourly rollups as rows
 arrive), runs the page's queries `--runs` times and reports each query's p50/p95, the whole page's
 p95, and the naive approach (load the 30 days of rows into pandas and group there) as the baseline.
 Also times the page filtered by feature, where percentiles, top users and top calls read the call log.
@@ -23,14 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import pandas as pd  # noqa: E402
-from sqlalchemy import select  # noqa: E402
+import pandas as pd
+from sqlalchemy import select
 
-from lib import usage  # noqa: E402
-from lib.db import make_engine, migrate  # noqa: E402
-from lib.demo_usage import write_demo_calls  # noqa: E402
-from lib.models import LlmCall  # noqa: E402
-from lib.pricing import load_price_table  # noqa: E402
+from lib.core.db import make_engine, migrate
+from lib.core.tables import LlmCall
+from lib.gateway.pricing import load_price_table
+from lib.usage import queries as usage
+from lib.usage.demo import write_demo_calls
 
 TZ = "Europe/Berlin"
 QUERY_TARGET_S, PAGE_TARGET_S = 0.5, 2.0
@@ -78,9 +78,21 @@ def naive_page(engine, f: usage.UsageFilter) -> float:
     """The same figures the naive way: every row of the range into pandas, then group there."""
     t0 = time.perf_counter()
     c = LlmCall.__table__.c
-    stmt = select(c.created_at, c.user, c.feature, c.model, c.template_name, c.template_version, c.status,
-                  c.error_type, c.prompt_tokens, c.completion_tokens, c.cached_tokens, c.cost_usd,
-                  c.latency_ms).where(c.created_at >= f.start.astimezone(UTC), c.created_at < f.end.astimezone(UTC))
+    stmt = select(
+        c.created_at,
+        c.user,
+        c.feature,
+        c.model,
+        c.template_name,
+        c.template_version,
+        c.status,
+        c.error_type,
+        c.prompt_tokens,
+        c.completion_tokens,
+        c.cached_tokens,
+        c.cost_usd,
+        c.latency_ms,
+    ).where(c.created_at >= f.start.astimezone(UTC), c.created_at < f.end.astimezone(UTC))
     with engine.connect() as conn:
         df = pd.DataFrame(conn.execute(stmt).fetchall(), columns=list(stmt.selected_columns.keys()))
     df["day"] = pd.to_datetime(df["created_at"], utc=True).dt.tz_convert(TZ).dt.strftime("%Y-%m-%d")
@@ -109,8 +121,10 @@ def main() -> int:
         now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         t0 = time.perf_counter()
         write_demo_calls(engine, args.calls, args.days, end=now, seed=11)
-        print(f"seeded {args.calls:,} calls over {args.days} days in {time.perf_counter() - t0:.1f} s "
-              "(rollups filled by triggers on insert)")
+        print(
+            f"seeded {args.calls:,} calls over {args.days} days in {time.perf_counter() - t0:.1f} s "
+            "(rollups filled by triggers on insert)"
+        )
         start, end = usage.preset_range("Last 30 days", now, TZ)
         f = usage.UsageFilter(start, end, tz=TZ)
         in_range = usage.headline(engine, f)["requests"]
@@ -133,8 +147,10 @@ def main() -> int:
 
         filtered = page_queries(engine, replace(f, features=("chat",)), now)
         ftotals = [sum(run_page(filtered).values()) for _ in range(3)]
-        print(f"whole page filtered by feature=chat (percentiles, top users and top calls read the call log): "
-              f"p50 {nearest_rank(ftotals, 0.5):.3f} s over 3 runs (information, not the target)")
+        print(
+            f"whole page filtered by feature=chat (percentiles, top users and top calls read the call log): "
+            f"p50 {nearest_rank(ftotals, 0.5):.3f} s over 3 runs (information, not the target)"
+        )
 
         naive = [naive_page(engine, f) for _ in range(2)]
         baseline = min(naive)
@@ -142,9 +158,18 @@ def main() -> int:
         engine.dispose()
 
     met = page_p95 < PAGE_TARGET_S and worst <= QUERY_TARGET_S
-    print(json.dumps({"metric": "usage_page_queries_p95_s", "value": round(page_p95, 3),
-                      "baseline": round(baseline, 3), "ratio": round(baseline / page_p95, 2),
-                      "target": PAGE_TARGET_S, "met": met}))
+    print(
+        json.dumps(
+            {
+                "metric": "usage_page_queries_p95_s",
+                "value": round(page_p95, 3),
+                "baseline": round(baseline, 3),
+                "ratio": round(baseline / page_p95, 2),
+                "target": PAGE_TARGET_S,
+                "met": met,
+            }
+        )
+    )
     return 0
 
 

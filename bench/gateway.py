@@ -18,12 +18,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from fake_openai import FakeOpenAI, Reply  # noqa: E402
-from langchain_openai import ChatOpenAI  # noqa: E402
+from fake_openai import FakeOpenAI, Reply
+from langchain_openai import ChatOpenAI
 
-from lib.config import load_settings  # noqa: E402
-from lib.db import make_engine, migrate  # noqa: E402
-from lib.gateway import CallContext, Gateway  # noqa: E402
+from lib.core.db import make_engine, migrate
+from lib.core.settings import load_settings
+from lib.gateway.client import CallContext, Gateway
 
 MESSAGES = [("system", "You are terse."), ("user", "Say something about benchmarks, please.")]
 ANSWER = "Benchmarks compare like with like, in the same run, on the same machine, many times over."
@@ -41,14 +41,21 @@ def main() -> None:
     args = ap.parse_args()
     with FakeOpenAI() as server, tempfile.TemporaryDirectory() as tmp:
         server.default_reply = Reply(ANSWER)
-        providers = {"openai": {"kind": "openai", "base_url": server.base_url, "api_key": "bench-key",
-                                "models": ["gpt-4o-mini"]}}
+        providers = {
+            "openai": {"kind": "openai", "base_url": server.base_url, "api_key": "bench-key", "models": ["gpt-4o-mini"]}
+        }
         settings = load_settings(env={"WORKBENCH_DATA_DIR": tmp, "WORKBENCH_PROVIDERS": json.dumps(providers)})
         engine = make_engine(settings.database_url)  # a real SQLite file in WAL mode, as in production
         migrate(engine)
         gw = Gateway(settings, engine)
-        bare = ChatOpenAI(model="gpt-4o-mini", base_url=server.base_url, api_key="bench-key", max_retries=0,
-                          stream_usage=True, timeout=30)
+        bare = ChatOpenAI(
+            model="gpt-4o-mini",
+            base_url=server.base_url,
+            api_key="bench-key",
+            max_retries=0,
+            stream_usage=True,
+            timeout=30,
+        )
         ctx = CallContext(feature="bench", user="bench")
 
         def via_gateway_invoke() -> float:
@@ -91,20 +98,32 @@ def main() -> None:
     call_overhead = statistics.median(g - b for g, b in zip(inv_gw, inv_bare))
     ttft_overhead = statistics.median(g - b for g, b in zip(tt_gw, tt_bare))
     print(f"calls per side: {args.calls} invokes + {args.calls} streams; call-log rows written: {rows}")
-    print(f"invoke  gateway p50 {statistics.median(inv_gw):7.2f} ms  p95 {p(inv_gw, .95):7.2f} ms | "
-          f"bare ChatOpenAI p50 {statistics.median(inv_bare):7.2f} ms  p95 {p(inv_bare, .95):7.2f} ms")
-    print(f"ttft    gateway p50 {statistics.median(tt_gw):7.2f} ms  p95 {p(tt_gw, .95):7.2f} ms | "
-          f"bare ChatOpenAI p50 {statistics.median(tt_bare):7.2f} ms  p95 {p(tt_bare, .95):7.2f} ms")
-    print(f"median paired overhead: invoke {call_overhead:.2f} ms (target <= 5), "
-          f"time to first token {ttft_overhead:.2f} ms (target <= 2)")
+    print(
+        f"invoke  gateway p50 {statistics.median(inv_gw):7.2f} ms  p95 {p(inv_gw, 0.95):7.2f} ms | "
+        f"bare ChatOpenAI p50 {statistics.median(inv_bare):7.2f} ms  p95 {p(inv_bare, 0.95):7.2f} ms"
+    )
+    print(
+        f"ttft    gateway p50 {statistics.median(tt_gw):7.2f} ms  p95 {p(tt_gw, 0.95):7.2f} ms | "
+        f"bare ChatOpenAI p50 {statistics.median(tt_bare):7.2f} ms  p95 {p(tt_bare, 0.95):7.2f} ms"
+    )
+    print(
+        f"median paired overhead: invoke {call_overhead:.2f} ms (target <= 5), "
+        f"time to first token {ttft_overhead:.2f} ms (target <= 2)"
+    )
     met = call_overhead <= 5 and ttft_overhead <= 2 and rows == 2 * args.calls + 2
-    print(json.dumps({
-        "metric": "gateway_overhead_ms_p50", "value": round(call_overhead, 3),
-        "baseline": round(statistics.median(inv_bare), 3), "ratio": round(statistics.median(inv_gw) /
-                                                                            statistics.median(inv_bare), 3),
-        "target": "<= 5 ms per call and <= 2 ms added to TTFT (median)",
-        "ttft_overhead_ms_p50": round(ttft_overhead, 3), "met": met,
-    }))
+    print(
+        json.dumps(
+            {
+                "metric": "gateway_overhead_ms_p50",
+                "value": round(call_overhead, 3),
+                "baseline": round(statistics.median(inv_bare), 3),
+                "ratio": round(statistics.median(inv_gw) / statistics.median(inv_bare), 3),
+                "target": "<= 5 ms per call and <= 2 ms added to TTFT (median)",
+                "ttft_overhead_ms_p50": round(ttft_overhead, 3),
+                "met": met,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

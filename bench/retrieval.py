@@ -23,19 +23,29 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy.orm import Session  # noqa: E402
+from sqlalchemy.orm import Session
 
-from lib.config import load_settings  # noqa: E402
-from lib.embeddings import make_local_embeddings  # noqa: E402
-from lib.ingest import get_collection  # noqa: E402
-from lib.models import Document, utcnow  # noqa: E402
-from lib.rag import RetrievalSettings  # noqa: E402
-from lib.services import build_services  # noqa: E402
+from lib.core.settings import load_settings
+from lib.core.tables import Document, utcnow
+from lib.documents.embeddings import make_local_embeddings
+from lib.documents.indexing import get_collection
+from lib.documents.retrieval import RetrievalSettings
+from lib.services import build_services
 
-QUERIES = ["patent license termination", "may I distribute modified copies", "warranty disclaimer",
-           "source code must be made available", "what counts as a derivative work", "trademark use",
-           "how long does the license last", "attribution notice requirements", "sublicense rights",
-           "liability for damages", "conveying object code", "linking with a library"]
+QUERIES = [
+    "patent license termination",
+    "may I distribute modified copies",
+    "warranty disclaimer",
+    "source code must be made available",
+    "what counts as a derivative work",
+    "trademark use",
+    "how long does the license last",
+    "attribution notice requirements",
+    "sublicense rights",
+    "liability for damages",
+    "conveying object code",
+    "linking with a library",
+]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -45,8 +55,11 @@ def pct(values: list[float], q: float) -> float:
 
 def build_corpus(n: int, rng: random.Random) -> list[str]:
     """n chunk texts of 3-6 recombined license sentences."""
-    text = " ".join(p.read_text(errors="ignore") for p in Path("/usr/share/common-licenses").iterdir()
-                    if p.is_file() and not p.is_symlink())
+    text = " ".join(
+        p.read_text(errors="ignore")
+        for p in Path("/usr/share/common-licenses").iterdir()
+        if p.is_file() and not p.is_symlink()
+    )
     sentences = [s.strip() for s in re.split(r"(?<=[.;:])\s+", " ".join(text.split())) if len(s) > 30]
     return [" ".join(rng.sample(sentences, rng.randint(3, 6)))[:900] for _ in range(n)]
 
@@ -55,17 +68,39 @@ def store_synthetic_collection(services, size: int, rng: random.Random, nprng: n
     """A collection of `size` corpus chunks of one recorded document, with random unit vectors (no model)."""
     col = get_collection(services.engine, "bench", create=True)
     with Session(services.engine) as s, s.begin():
-        s.add(Document(id=1, collection_id=col.id, name="corpus.txt", version=1, status="indexed",
-                       chunks=size, indexed_at=utcnow()))
+        s.add(
+            Document(
+                id=1,
+                collection_id=col.id,
+                name="corpus.txt",
+                version=1,
+                status="indexed",
+                chunks=size,
+                indexed_at=utcnow(),
+            )
+        )
     chroma = services.client.get_or_create_collection(col.chroma_name, configuration={"hnsw": {"space": "cosine"}})
     texts = build_corpus(size, rng)
     for start in range(0, size, 2000):
-        part = texts[start:start + 2000]
+        part = texts[start : start + 2000]
         vecs = nprng.normal(size=(len(part), 384)).astype(np.float32)
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-        chroma.add(ids=[f"d1-v1-c{start + i}" for i in range(len(part))], embeddings=vecs, documents=part,
-                   metadatas=[{"document_id": 1, "document": "corpus.txt", "version": 1, "page": -1,
-                               "chunk_index": start + i, "flagged": False} for i in range(len(part))])
+        chroma.add(
+            ids=[f"d1-v1-c{start + i}" for i in range(len(part))],
+            embeddings=vecs,
+            documents=part,
+            metadatas=[
+                {
+                    "document_id": 1,
+                    "document": "corpus.txt",
+                    "version": 1,
+                    "page": -1,
+                    "chunk_index": start + i,
+                    "flagged": False,
+                }
+                for i in range(len(part))
+            ],
+        )
     return col
 
 
@@ -81,8 +116,10 @@ def main() -> None:
         t = time.perf_counter()
         qvecs.append(model.embed_query(q))
         embed_ms.append((time.perf_counter() - t) * 1000)
-    print(f"query embedding (MiniLM, CPU): p50 {pct(embed_ms, .5):.1f} ms  p95 {pct(embed_ms, .95):.1f} ms "
-          "(reported apart, not in the figures below)")
+    print(
+        f"query embedding (MiniLM, CPU): p50 {pct(embed_ms, 0.5):.1f} ms  p95 {pct(embed_ms, 0.95):.1f} ms "
+        "(reported apart, not in the figures below)"
+    )
     result = {}
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
@@ -92,26 +129,43 @@ def main() -> None:
             print(f"\n{size:,} chunks stored in {time.perf_counter() - t:.0f} s")
             t = time.perf_counter()
             services.retriever.search("bench", QUERIES[0], RetrievalSettings(mode="bm25"))  # builds the BM25 index
-            print(f"BM25 index built in {time.perf_counter() - t:.1f} s (once; after an upload only the new chunks "
-                  "are added: bench/bm25_update.py)")
+            print(
+                f"BM25 index built in {time.perf_counter() - t:.1f} s (once; after an upload only the new chunks "
+                "are added: bench/bm25_update.py)"
+            )
             timings: dict[str, list[float]] = {"vector": [], "hybrid": []}
             for i in range(args.queries):
-                for mode in (("vector", "hybrid") if i % 2 == 0 else ("hybrid", "vector")):
+                for mode in ("vector", "hybrid") if i % 2 == 0 else ("hybrid", "vector"):
                     t = time.perf_counter()
-                    hits = services.retriever.search("bench", QUERIES[i % len(QUERIES)], RetrievalSettings(k=5, mode=mode),
-                                                     query_vector=qvecs[i % len(qvecs)])
+                    hits = services.retriever.search(
+                        "bench",
+                        QUERIES[i % len(QUERIES)],
+                        RetrievalSettings(k=5, mode=mode),
+                        query_vector=qvecs[i % len(qvecs)],
+                    )
                     timings[mode].append((time.perf_counter() - t) * 1000)
                     assert len(hits) == 5
             for mode, values in timings.items():
-                print(f"{mode:7s} search: p50 {pct(values, .5):6.1f} ms  p95 {pct(values, .95):6.1f} ms")
-            result[size] = {m: (pct(v, .5), pct(v, .95)) for m, v in timings.items()}
+                print(f"{mode:7s} search: p50 {pct(values, 0.5):6.1f} ms  p95 {pct(values, 0.95):6.1f} ms")
+            result[size] = {m: (pct(v, 0.5), pct(v, 0.95)) for m, v in timings.items()}
     big = max(result)
     hybrid_p95, vector_p95 = result[big]["hybrid"][1], result[big]["vector"][1]
-    print(f"\nhybrid p95 at {big:,} chunks: {hybrid_p95:.1f} ms (target <= 50 ms); vector-only baseline p95 "
-          f"{vector_p95:.1f} ms")
-    print(json.dumps({"metric": f"hybrid_search_p95_ms_at_{big}", "value": round(hybrid_p95, 2),
-                      "baseline": round(vector_p95, 2), "ratio": round(hybrid_p95 / vector_p95, 2),
-                      "target": "<= 50 ms (query embedding excluded)", "met": hybrid_p95 <= 50}))
+    print(
+        f"\nhybrid p95 at {big:,} chunks: {hybrid_p95:.1f} ms (target <= 50 ms); vector-only baseline p95 "
+        f"{vector_p95:.1f} ms"
+    )
+    print(
+        json.dumps(
+            {
+                "metric": f"hybrid_search_p95_ms_at_{big}",
+                "value": round(hybrid_p95, 2),
+                "baseline": round(vector_p95, 2),
+                "ratio": round(hybrid_p95 / vector_p95, 2),
+                "target": "<= 50 ms (query embedding excluded)",
+                "met": hybrid_p95 <= 50,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

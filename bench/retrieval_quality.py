@@ -21,11 +21,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lib.config import load_settings  # noqa: E402
-from lib.embeddings import make_local_embeddings  # noqa: E402
-from lib.ingest import get_collection  # noqa: E402
-from lib.rag import RetrievalSettings  # noqa: E402
-from lib.services import build_services  # noqa: E402
+from lib.core.settings import load_settings
+from lib.documents.embeddings import make_local_embeddings
+from lib.documents.indexing import get_collection
+from lib.documents.retrieval import RetrievalSettings
+from lib.services import build_services
 
 EVAL = ROOT / "data" / "eval" / "license_qa.json"
 
@@ -49,8 +49,14 @@ def evaluate(services, questions, texts, retrieval: RetrievalSettings) -> dict[s
     rr = 0.0
     for q in questions:
         results = services.retriever.search("licenses", q["question"], replace(retrieval, k=5))
-        rank = next((i + 1 for i, s in enumerate(results)
-                     if s.document == q["document"] and covers(s.text, texts[q["document"]], q["evidence"])), None)
+        rank = next(
+            (
+                i + 1
+                for i, s in enumerate(results)
+                if s.document == q["document"] and covers(s.text, texts[q["document"]], q["evidence"])
+            ),
+            None,
+        )
         if rank:
             rr += 1 / rank
             for k in hits:
@@ -61,8 +67,12 @@ def evaluate(services, questions, texts, retrieval: RetrievalSettings) -> dict[s
 
 def index(model, chunk_size: int, overlap: int, docs: list[str], tmp: str, headers: bool = True):
     """A fresh index of the documents with this chunking."""
-    env = {"WORKBENCH_DATA_DIR": tmp, "WORKBENCH_CHUNK_SIZE": str(chunk_size), "WORKBENCH_CHUNK_OVERLAP": str(overlap),
-           "WORKBENCH_TITLE_HEADERS": "1" if headers else "0"}
+    env = {
+        "WORKBENCH_DATA_DIR": tmp,
+        "WORKBENCH_CHUNK_SIZE": str(chunk_size),
+        "WORKBENCH_CHUNK_OVERLAP": str(overlap),
+        "WORKBENCH_TITLE_HEADERS": "1" if headers else "0",
+    }
     services = build_services(load_settings(env=env), embeddings=model)
     col = get_collection(services.engine, "licenses", create=True)
     for d in docs:
@@ -88,20 +98,33 @@ def main() -> None:
         ours = index(model, defaults.chunk_size, defaults.chunk_overlap, docs, b, defaults.title_headers)
         label = f"{defaults.chunk_size}/{defaults.chunk_overlap}" + (", headers" if defaults.title_headers else "")
         for mode in ("vector", "bm25", "hybrid"):
-            rows[f"{label}, {mode}"] = evaluate(ours, questions, texts,
-                                               RetrievalSettings(mode=mode, vector_weight=defaults.hybrid_weight))
+            rows[f"{label}, {mode}"] = evaluate(
+                ours, questions, texts, RetrievalSettings(mode=mode, vector_weight=defaults.hybrid_weight)
+            )
     print(f"{'configuration':32s} {'hit@1':>6s} {'hit@3':>6s} {'hit@5':>6s} {'MRR':>6s}")
     for name, m in rows.items():
         print(f"{name:32s} {m['hit@1']:6.3f} {m['hit@3']:6.3f} {m['hit@5']:6.3f} {m['mrr']:6.3f}")
     default = rows[f"{label}, {defaults.search_mode}"]
     baseline = rows["baseline: 1000/100, vector"]
     ratio = default["mrr"] / baseline["mrr"] if baseline["mrr"] else float("inf")
-    print(f"default ({label}, {defaults.search_mode}) MRR {default['mrr']:.3f} vs baseline {baseline['mrr']:.3f}: "
-          f"x{ratio:.2f}; hit@1 {default['hit@1']:.3f} vs {baseline['hit@1']:.3f}")
-    print(json.dumps({"metric": "mrr@5", "value": round(default["mrr"], 3), "baseline": round(baseline["mrr"], 3),
-                      "ratio": round(ratio, 3), "target": "default clearly above baseline (ratio >= 1.1)",
-                      "hit@1": round(default["hit@1"], 3), "baseline_hit@1": round(baseline["hit@1"], 3),
-                      "met": ratio >= 1.1 and default["hit@1"] > baseline["hit@1"]}))
+    print(
+        f"default ({label}, {defaults.search_mode}) MRR {default['mrr']:.3f} vs baseline {baseline['mrr']:.3f}: "
+        f"x{ratio:.2f}; hit@1 {default['hit@1']:.3f} vs {baseline['hit@1']:.3f}"
+    )
+    print(
+        json.dumps(
+            {
+                "metric": "mrr@5",
+                "value": round(default["mrr"], 3),
+                "baseline": round(baseline["mrr"], 3),
+                "ratio": round(ratio, 3),
+                "target": "default clearly above baseline (ratio >= 1.1)",
+                "hit@1": round(default["hit@1"], 3),
+                "baseline_hit@1": round(baseline["hit@1"], 3),
+                "met": ratio >= 1.1 and default["hit@1"] > baseline["hit@1"],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

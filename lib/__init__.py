@@ -1,2 +1,2 @@
 """The workbench's logic; pages call into this package and nothing here imports Streamlit
-except `lib.ui_resources`."""
+except `lib.ui.resources`."""

@@ -7,12 +7,12 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from lib.config import Settings
-from lib.db import make_engine, migrate
-from lib.embeddings import LOCAL_MODEL, CachedEmbeddings, LazyEmbeddings
-from lib.ingest import ChunkingSettings, Indexer
-from lib.rag import RetrievalSettings, Retriever
-from lib.vectorstore import make_chroma_client
+from lib.core.db import make_engine, migrate
+from lib.core.settings import Settings
+from lib.documents.embeddings import LOCAL_MODEL, CachedEmbeddings, LazyEmbeddings
+from lib.documents.indexing import ChunkingSettings, Indexer
+from lib.documents.retrieval import RetrievalSettings, Retriever
+from lib.documents.vectorstore import make_chroma_client
 
 
 @dataclass
@@ -34,18 +34,20 @@ class Services:
 
 def chunking_from(settings: Settings) -> ChunkingSettings:
     """Chunking settings from the app settings."""
-    return ChunkingSettings(settings.chunk_size, settings.chunk_overlap, int(settings.max_file_mb * 2**20),
-                            settings.title_headers)
+    return ChunkingSettings(
+        settings.chunk_size, settings.chunk_overlap, int(settings.max_file_mb * 2**20), settings.title_headers
+    )
 
 
-def document_embeddings(settings: Settings, engine: Engine, local: Any | None = None,
-                        gateway: Any | None = None) -> CachedEmbeddings:
+def document_embeddings(
+    settings: Settings, engine: Engine, local: Any | None = None, gateway: Any | None = None
+) -> CachedEmbeddings:
     """The configured embedding model (local MiniLM, or a provider's through the gateway) behind the cache."""
     model = settings.embedding_model
     if model == LOCAL_MODEL:
         inner = local or LazyEmbeddings()
     else:
-        from lib.gateway import Gateway, GatewayEmbeddings
+        from lib.gateway.client import Gateway, GatewayEmbeddings
 
         inner = GatewayEmbeddings(gateway or Gateway(settings, engine), model)
     return CachedEmbeddings(inner, model, settings.data_dir / "cache" / "embeddings.sqlite")

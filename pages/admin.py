@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from lib.admin import check_provider, feature_defaults, override_history, price_rows, provider_rows
-from lib.cost_control import SCOPES, budget_table, delete_budget, set_budget
-from lib.pricing import set_price_override
-from lib.ui_resources import current_user, get_engine, get_gateway, get_settings, require_page
+from lib.gateway.cost_control import SCOPES, budget_table, delete_budget, set_budget
+from lib.gateway.pricing import set_price_override
+from lib.gateway.providers import check_provider, feature_defaults, override_history, price_rows, provider_rows
+from lib.ui.resources import current_user, get_engine, get_gateway, get_settings, require_page
 
 require_page("pages/admin.py")
 settings = get_settings()
@@ -24,8 +24,10 @@ with providers:
     st.caption("Circuit breakers: " + ", ".join(f"{k} {v}" for k, v in breakers.items()))
 
 with prices:
-    st.caption(f"Shipped list prices as of {gateway.price_table.as_of}, per million tokens. Overrides win from "
-               "their date on; a model with no price is logged as unpriced, never as $0.")
+    st.caption(
+        f"Shipped list prices as of {gateway.price_table.as_of}, per million tokens. Overrides win from "
+        "their date on; a model with no price is logged as unpriced, never as $0."
+    )
     st.dataframe(price_rows(settings, gateway.price_table, engine), hide_index=True, use_container_width=True)
     with st.form("price"):
         c1, c2, c3, c4 = st.columns(4)
@@ -46,8 +48,11 @@ with budgets:
     for b in rows:
         limit = f"${b['limit_usd']:,.2f}" if b["limit_usd"] is not None else f"{b['limit_tokens']:,} tokens"
         spent = f"${b['spent_usd']:,.4f}" if b["limit_usd"] is not None else f"{b['spent_tokens']:,} tokens"
-        st.progress(min(b["used"], 1.0), text=f"{b['scope']} {b['subject']}: {spent} of {limit} this month "
-                                              f"(soft limit {b['soft_ratio']:.0%}, then {b['degrade_model'] or 'warn only'})")
+        st.progress(
+            min(b["used"], 1.0),
+            text=f"{b['scope']} {b['subject']}: {spent} of {limit} this month "
+            f"(soft limit {b['soft_ratio']:.0%}, then {b['degrade_model'] or 'warn only'})",
+        )
         if st.button("Delete", key=f"del-budget-{b['id']}"):
             delete_budget(engine, b["id"])
             gateway.budgets.invalidate()
@@ -56,15 +61,20 @@ with budgets:
         c1, c2, c3 = st.columns(3)
         scope = c1.selectbox("Scope", SCOPES)
         subject = c2.text_input("User or feature (empty for global)")
-        degrade = c3.selectbox("Past the soft limit, use", [None, *gateway.model_names()],
-                               format_func=lambda m: "the same model (warn only)" if m is None else m)
+        degrade = c3.selectbox(
+            "Past the soft limit, use",
+            [None, *gateway.model_names()],
+            format_func=lambda m: "the same model (warn only)" if m is None else m,
+        )
         c4, c5, c6 = st.columns(3)
         usd = c4.number_input("Monthly limit $ (0 = none)", min_value=0.0, step=1.0)
         tokens = c5.number_input("Monthly limit tokens (0 = none)", min_value=0, step=10000)
         soft = c6.slider("Soft limit", 0.1, 1.0, 0.8)
         if st.form_submit_button("Save budget"):
             try:
-                set_budget(engine, scope, subject or "*", usd or None, int(tokens) or None, soft, degrade, current_user())
+                set_budget(
+                    engine, scope, subject or "*", usd or None, int(tokens) or None, soft, degrade, current_user()
+                )
                 gateway.budgets.invalidate()
                 st.rerun()
             except ValueError as exc:

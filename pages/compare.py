@@ -3,17 +3,52 @@
 import pandas as pd
 import streamlit as st
 
-from lib.compare_summary import summarize_run, summary_table
-from lib.compare_view import (NO_JUDGE, TEMPLATE_MODEL, answer_markdown, answer_text, batch_checks, case_records,
-                              experiment_caption, first_version_index, follow_pair, pick_variant, progress_line,
-                              promote_question, review_sides, row_verdict, rows_table, vote_choices)
-from lib.experiments import (DEFAULT_CONCURRENCY, VERDICTS, CompareError, blind_swapped, get_run, list_runs, promote,
-                             record_vote, run_rows, start_run, stream_pair)
-from lib.live_ab import ExperimentError, active_experiment, live_report, report_table, start_experiment, stop_experiment
-from lib.template_store import TemplateStore
-from lib.templates import TemplateError, template_variables
-from lib.test_sets import EXPECTED, TestSetError, create_test_set, list_test_sets, load_cases, parse_csv, replace_cases
-from lib.ui_resources import current_user, get_engine, get_gateway, get_run_jobs, get_settings, require_page
+from lib.compare.live_ab import ExperimentError, live_report, report_table, start_experiment, stop_experiment
+from lib.compare.runs import (
+    DEFAULT_CONCURRENCY,
+    VERDICTS,
+    CompareError,
+    blind_swapped,
+    get_run,
+    list_runs,
+    promote,
+    record_vote,
+    run_rows,
+    start_run,
+    stream_pair,
+)
+from lib.compare.summary import summarize_run, summary_table
+from lib.compare.test_sets import (
+    EXPECTED,
+    TestSetError,
+    create_test_set,
+    list_test_sets,
+    load_cases,
+    parse_csv,
+    replace_cases,
+)
+from lib.prompts.language import TemplateError, template_variables
+from lib.prompts.live import active_experiment
+from lib.prompts.store import TemplateStore
+from lib.ui.compare_view import (
+    NO_JUDGE,
+    TEMPLATE_MODEL,
+    answer_markdown,
+    answer_text,
+    batch_checks,
+    case_records,
+    experiment_caption,
+    first_version_index,
+    follow_pair,
+    pick_variant,
+    progress_line,
+    promote_question,
+    review_sides,
+    row_verdict,
+    rows_table,
+    vote_choices,
+)
+from lib.ui.resources import current_user, get_engine, get_gateway, get_run_jobs, get_settings, require_page
 
 require_page("pages/compare.py")
 settings, state, user = get_settings(), st.session_state, current_user()
@@ -31,7 +66,8 @@ for side, col in zip("AB", st.columns(2)):
     templates[side] = store.get_version(name, version).template
 names = template_variables(templates["A"])
 side_tab, sets_tab, batch_tab, results_tab, live_tab = st.tabs(
-    ["Side by side", "Test sets", "Batch run", "Results", "Live A/B"])
+    ["Side by side", "Test sets", "Batch run", "Results", "Live A/B"]
+)
 
 with side_tab:
     values = {v: st.text_area(v, key=f"cmp_in:{v}", height=80) for v in names}
@@ -50,12 +86,23 @@ with side_tab:
         for side in "AB":
             boxes[side].markdown(last["shown"][side])
     if last:
-        verdict = st.radio("Which is better?", list(VERDICTS), format_func=VERDICTS.get, horizontal=True,
-                           key="cmp_verdict")
+        verdict = st.radio(
+            "Which is better?", list(VERDICTS), format_func=VERDICTS.get, horizontal=True, key="cmp_verdict"
+        )
         comment = st.text_input("Comment (optional)", key="cmp_comment")
         if st.button("Save vote"):
-            record_vote(engine, last["name"], last["variants"]["A"], last["variants"]["B"], last["inputs"],
-                        last["A"], last["B"], verdict, user=user, comment=comment)
+            record_vote(
+                engine,
+                last["name"],
+                last["variants"]["A"],
+                last["variants"]["B"],
+                last["inputs"],
+                last["A"],
+                last["B"],
+                verdict,
+                user=user,
+                comment=comment,
+            )
             st.success(f"Vote saved: {VERDICTS[verdict]}.")
 
 set_names = {s["name"]: s for s in list_test_sets(engine)}  # no widget keys below: they would keep stale choices
@@ -85,9 +132,11 @@ with batch_tab:
     chosen = st.selectbox("Test set", list(set_names))
     c1, c2, c3, c4 = st.columns(4)
     concurrency = c1.number_input("Concurrency", 1, 32, DEFAULT_CONCURRENCY, key="cmp_conc")
-    checks = batch_checks(c2.text_input("Answers must match (regex)", key="cmp_regex"),
-                          c3.number_input("Max characters (0: any)", 0, 100_000, 0, key="cmp_max"),
-                          c4.selectbox("LLM judge", [NO_JUDGE, *gateway.model_names()], key="cmp_judge"))
+    checks = batch_checks(
+        c2.text_input("Answers must match (regex)", key="cmp_regex"),
+        c3.number_input("Max characters (0: any)", 0, 100_000, 0, key="cmp_max"),
+        c4.selectbox("LLM judge", [NO_JUDGE, *gateway.model_names()], key="cmp_judge"),
+    )
     if st.button("Start run", type="primary", disabled=not chosen):
         try:
             state.cmp_run = start_run(engine, name, set_names[chosen]["id"], variants["A"], variants["B"], checks, user)
@@ -105,6 +154,7 @@ with batch_tab:
             jobs.cancel(run_id)
         elif not jobs.running(run_id):
             st.caption(f"Run #{run_id} is {get_run(engine, run_id)['status']}; open it on the Results tab.")
+
     show_progress()
 
 with results_tab:
@@ -127,14 +177,27 @@ with results_tab:
             choices = vote_choices(blind)
             pick = st.radio("Your vote", list(choices), format_func=choices.get, horizontal=True, key="cmp_rv")
             if st.button("Save row vote"):
-                record_vote(engine, run["template_name"], run["A"], run["B"], row["values"], answer_text(row["A"]),
-                            answer_text(row["B"]), row_verdict(pick, sides), user=user, run_id=run["id"],
-                            case_id=row["case_id"], blind=blind)
+                record_vote(
+                    engine,
+                    run["template_name"],
+                    run["A"],
+                    run["B"],
+                    row["values"],
+                    answer_text(row["A"]),
+                    answer_text(row["B"]),
+                    row_verdict(pick, sides),
+                    user=user,
+                    run_id=run["id"],
+                    case_id=row["case_id"],
+                    blind=blind,
+                )
                 st.rerun()
         sure = st.checkbox(promote_question(run), key=f"cmp_sure:{run['id']}")
         if st.button("Promote B", disabled=not sure):
             try:
-                st.success(f"production now points at v{promote(store, run['template_name'], run['A'], run['B'], user)}.")
+                st.success(
+                    f"production now points at v{promote(store, run['template_name'], run['A'], run['B'], user)}."
+                )
             except (CompareError, TemplateError) as exc:
                 st.error(str(exc))
 

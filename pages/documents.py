@@ -2,13 +2,30 @@
 
 import streamlit as st
 
-from lib.ingest import (CollectionError, create_collection, delete_collection, delete_document, document_table,
-                        get_collection, list_collections, read_original, rename_collection)
-from lib.jobs import JobError, job_rows, recent_jobs, retry_job, start_job
-from lib.parsing import SUPPORTED
-from lib.rag import MODES, RetrievalSettings
-from lib.ui_resources import (current_user, get_chroma, get_document_embeddings, get_engine, get_indexer,
-                              get_retriever, get_settings, require_page)
+from lib.documents.indexing import (
+    CollectionError,
+    create_collection,
+    delete_collection,
+    delete_document,
+    document_table,
+    get_collection,
+    list_collections,
+    read_original,
+    rename_collection,
+)
+from lib.documents.jobs import JobError, job_rows, recent_jobs, retry_job, start_job
+from lib.documents.parsing import SUPPORTED
+from lib.documents.retrieval import MODES, RetrievalSettings
+from lib.ui.resources import (
+    current_user,
+    get_chroma,
+    get_document_embeddings,
+    get_engine,
+    get_indexer,
+    get_retriever,
+    get_settings,
+    require_page,
+)
 
 require_page("pages/documents.py")
 settings = get_settings()
@@ -71,8 +88,9 @@ def jobs_panel() -> None:
         with st.container(border=True):
             st.caption(f"Job {job.id} · {job.status} · {job.created_at:%Y-%m-%d %H:%M} · {job.user or ''}")
             for f in job_rows(job):
-                detail = f["error"] or (f"{f['chunks_embedded']}/{f['chunks_total']} chunks"
-                                        if f.get("chunks_total") else "")
+                detail = f["error"] or (
+                    f"{f['chunks_embedded']}/{f['chunks_total']} chunks" if f.get("chunks_total") else ""
+                )
                 st.progress(f["fraction"], text=f"{f['name']} — {f['status']} {detail}")
             if job.status in ("failed", "done") and any(f["status"] == "failed" for f in job.files):
                 if st.button("Retry failed files", key=f"retry_{job.id}", icon=":material/replay:"):
@@ -88,9 +106,16 @@ jobs_panel()
 st.subheader("Documents")
 rows = document_table(engine)
 if rows:
-    st.dataframe(rows, hide_index=True, use_container_width=True,
-                 column_config={"id": None, "indexed_at": st.column_config.DatetimeColumn("indexed at"),
-                                "error": st.column_config.TextColumn("reason", width="large")})
+    st.dataframe(
+        rows,
+        hide_index=True,
+        use_container_width=True,
+        column_config={
+            "id": None,
+            "indexed_at": st.column_config.DatetimeColumn("indexed at"),
+            "error": st.column_config.TextColumn("reason", width="large"),
+        },
+    )
     by_label = {f"{r['collection']} / {r['name']}": r for r in rows}
     chosen = by_label[st.selectbox("Document", list(by_label), key="doc_pick")]
     d1, d2, d3 = st.columns(3)
@@ -101,8 +126,14 @@ if rows:
         d1.caption(str(exc))
         data = None
     if d2.button("Re-index", disabled=data is None, icon=":material/refresh:"):
-        start_job(engine, get_indexer(settings), get_collection(engine, chosen["collection"]), [(name, data)],
-                  current_user(), force=True)
+        start_job(
+            engine,
+            get_indexer(settings),
+            get_collection(engine, chosen["collection"]),
+            [(name, data)],
+            current_user(),
+            force=True,
+        )
         st.rerun()  # so the jobs panel polls the new job
     if d3.button("Delete document", icon=":material/delete:"):
         delete_document(engine, get_chroma(settings), get_document_embeddings(settings), chosen["id"])
@@ -117,8 +148,22 @@ mode = q2.selectbox("Mode", MODES, index=MODES.index(settings.search_mode))
 k = q3.number_input("Top k", 1, 50, settings.top_k)
 search_in = st.selectbox("Collection to search", names, key="test_collection")
 if query:
-    hits = get_retriever(settings).search(search_in, query, RetrievalSettings(k=int(k), mode=mode,
-                                                                              vector_weight=settings.hybrid_weight))
-    st.dataframe([{"#": h.number, "document": h.document, "page": h.page, "chunk": h.chunk_index,
-                   "score": h.score, "flagged": h.flagged, "text": h.text} for h in hits],
-                 hide_index=True, use_container_width=True)
+    hits = get_retriever(settings).search(
+        search_in, query, RetrievalSettings(k=int(k), mode=mode, vector_weight=settings.hybrid_weight)
+    )
+    st.dataframe(
+        [
+            {
+                "#": h.number,
+                "document": h.document,
+                "page": h.page,
+                "chunk": h.chunk_index,
+                "score": h.score,
+                "flagged": h.flagged,
+                "text": h.text,
+            }
+            for h in hits
+        ],
+        hide_index=True,
+        use_container_width=True,
+    )

@@ -2,11 +2,23 @@
 
 import streamlit as st
 
-from lib.prompt_form import (DEFAULT_MODEL, draft_from_form, label_caption, move_message, option_index, schema_text,
-                             section_heading, summary, trial_caption, trial_version, try_template, variables_line)
-from lib.template_store import TemplateStore, history_table, label_table
-from lib.templates import Template, TemplateError
-from lib.ui_resources import current_user, get_engine, get_gateway, get_settings, require_page
+from lib.prompts.language import Template, TemplateError
+from lib.prompts.store import TemplateStore, history_table, label_table
+from lib.ui.prompt_form import (
+    DEFAULT_MODEL,
+    draft_from_form,
+    label_caption,
+    move_message,
+    option_index,
+    schema_text,
+    section_heading,
+    summary,
+    trial_caption,
+    trial_version,
+    try_template,
+    variables_line,
+)
+from lib.ui.resources import current_user, get_engine, get_gateway, get_settings, require_page
 
 NEW = "➕ New template"
 require_page("pages/prompts.py")
@@ -36,20 +48,27 @@ k = f"{name}:{saved.version if saved else 0}"  # the form resets to the newest v
 edit, trial, history, label_tab, files = st.tabs(["Edit", "Try it", "History & diff", "Labels", "Export / import"])
 
 with edit:
-    new_name = st.text_input("Name", base.name, key=f"name:{k}", disabled=saved is not None,
-                             placeholder="support.reply")
+    new_name = st.text_input(
+        "Name", base.name, key=f"name:{k}", disabled=saved is not None, placeholder="support.reply"
+    )
     description = st.text_input("Description", base.description, key=f"desc:{k}")
     system = st.text_area("System message", base.system, key=f"sys:{k}", height=160)
-    user_text = st.text_area("User message", base.user, key=f"user:{k}", height=120,
-                             help="Write {{ variable }} where a value goes; \\{{ writes a literal {{.")
+    user_text = st.text_area(
+        "User message",
+        base.user,
+        key=f"user:{k}",
+        height=120,
+        help="Write {{ variable }} where a value goes; \\{{ writes a literal {{.",
+    )
     c1, c2, c3 = st.columns(3)
     models = [DEFAULT_MODEL, *gateway.model_names()]
     model = c1.selectbox("Model", models, option_index(models, base.model), key=f"m:{k}")
     temperature = c2.number_input("Temperature", 0.0, 2.0, base.temperature, 0.1, key=f"t:{k}")
     max_tokens = c3.number_input("Max output tokens", 1, 1_000_000, base.max_tokens, 64, key=f"mt:{k}")
     schema = st.text_area("JSON schema for structured output (optional)", schema_text(base), key=f"js:{k}")
-    draft, found, problem = draft_from_form(new_name, description, system, user_text, model, temperature, max_tokens,
-                                            schema)
+    draft, found, problem = draft_from_form(
+        new_name, description, system, user_text, model, temperature, max_tokens, schema
+    )
     if problem:
         st.error(problem, icon=":material/error:")
     else:
@@ -100,10 +119,14 @@ with history:
 
 with label_tab:
     if saved:
-        label = st.selectbox("Label", sorted({"production", "staging", *labels}), key=f"lb:{name}",
-                             accept_new_options=True, help="Type a new name to add your own label.")
-        target = st.selectbox("Point it at", [v.version for v in versions], format_func="v{}".format,
-                              key=f"lt:{k}")
+        label = st.selectbox(
+            "Label",
+            sorted({"production", "staging", *labels}),
+            key=f"lb:{name}",
+            accept_new_options=True,
+            help="Type a new name to add your own label.",
+        )
+        target = st.selectbox("Point it at", [v.version for v in versions], format_func="v{}".format, key=f"lt:{k}")
         st.caption(label_caption(label, labels))
         why = st.text_input("Why (kept in the label history)", key=f"lw:{name}")
         sure = st.checkbox(f"Yes, make {label} run v{target}", key=f"ls:{name}:{label}:{target}")
@@ -118,8 +141,12 @@ with label_tab:
 with files:
     if saved:
         fmt = st.radio("Format", ["yaml", "json"], horizontal=True, key="pt_fmt")
-        st.download_button("Download with all versions and labels", store.export(name, fmt),
-                           file_name=f"{name}.{fmt}", icon=":material/download:")
+        st.download_button(
+            "Download with all versions and labels",
+            store.export(name, fmt),
+            file_name=f"{name}.{fmt}",
+            icon=":material/download:",
+        )
     upload = st.file_uploader("Import a template file", type=["yaml", "yml", "json"], key="pt_upload")
     if upload is not None and st.button("Import", icon=":material/upload:"):
         try:

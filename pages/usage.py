@@ -6,25 +6,30 @@ from zoneinfo import ZoneInfo
 
 import streamlit as st
 
-from lib import usage
-from lib import usage_charts as charts
-from lib.demo_usage import is_demo_dir
-from lib.forecast import forecast_month_end
-from lib.pricing import find_price, load_price_table
-from lib.ui_resources import get_engine, get_settings, require_page, run_usage_query
+from lib.gateway.pricing import find_price, load_price_table
+from lib.ui.resources import get_engine, get_settings, require_page, run_usage_query
+from lib.usage import charts
+from lib.usage import queries as usage
+from lib.usage.demo import is_demo_dir
+from lib.usage.forecast import forecast_month_end
 
 require_page("pages/usage.py")
 settings = get_settings()
 engine = get_engine(settings)
 st.title("Usage")
 if settings.demo or is_demo_dir(settings.data_dir):
-    st.warning("**Demo data.** These calls are synthetic, written by `python -m lib.cli demo-usage`; "
-               "they are not real usage.", icon=":material/science:")
+    st.warning(
+        "**Demo data.** These calls are synthetic, written by `python -m lib.cli demo-usage`; they are not real usage.",
+        icon=":material/science:",
+    )
 if not usage.has_calls(engine):
-    st.info("No calls are logged yet. Every model call made through the workbench (Chat, Compare, "
-            "embeddings) writes a row to the call log, and this page reads that log. Use Chat to make one, or "
-            "see the page full with demo data: `python -m lib.cli demo-usage --days 90 --calls 50000`, then "
-            "`WORKBENCH_DATA_DIR=data/demo make run`.", icon=":material/info:")
+    st.info(
+        "No calls are logged yet. Every model call made through the workbench (Chat, Compare, "
+        "embeddings) writes a row to the call log, and this page reads that log. Use Chat to make one, or "
+        "see the page full with demo data: `python -m lib.cli demo-usage --days 90 --calls 50000`, then "
+        "`WORKBENCH_DATA_DIR=data/demo make run`.",
+        icon=":material/info:",
+    )
     st.stop()
 
 
@@ -34,8 +39,14 @@ def q(name, f, *args):
 
 def table(df, name: str) -> None:
     st.dataframe(df, hide_index=True, width="stretch")
-    st.download_button("Download CSV", df.to_csv(index=False).encode(), f"{name}.csv", "text/csv",
-                       key=f"csv_{name}", icon=":material/download:")
+    st.download_button(
+        "Download CSV",
+        df.to_csv(index=False).encode(),
+        f"{name}.csv",
+        "text/csv",
+        key=f"csv_{name}",
+        icon=":material/download:",
+    )
 
 
 tz = st.context.timezone or "UTC"  # the viewer's browser zone
@@ -53,23 +64,38 @@ else:
 opts = q("filter_options", usage.UsageFilter(start, end, tz=tz))
 with st.expander("Filters", icon=":material/filter_list:"):
     cols = st.columns(4)
-    picks = {key: cols[i % 4].multiselect(label, opts[col], key=f"f_{key}") for i, (key, label, col) in enumerate([
-        ("features", "Feature", "feature"), ("users", "User", "user"), ("models", "Model", "model"),
-        ("providers", "Provider", "provider"), ("templates", "Template", "template_name"),
-        ("template_versions", "Template version", "template_version"), ("statuses", "Status", "status")])}
+    picks = {
+        key: cols[i % 4].multiselect(label, opts[col], key=f"f_{key}")
+        for i, (key, label, col) in enumerate(
+            [
+                ("features", "Feature", "feature"),
+                ("users", "User", "user"),
+                ("models", "Model", "model"),
+                ("providers", "Provider", "provider"),
+                ("templates", "Template", "template_name"),
+                ("template_versions", "Template version", "template_version"),
+                ("statuses", "Status", "status"),
+            ]
+        )
+    }
 f = usage.UsageFilter(start, end, tz=tz, **{k: tuple(v) for k, v in picks.items()})
 
 current, previous = q("headline", f), q("headline", f.previous())
-for row, col in zip(charts.metric_cards(usage.compare_headlines(current, previous)), st.columns(5) + st.columns(4),
-                    strict=True):
+for row, col in zip(
+    charts.metric_cards(usage.compare_headlines(current, previous)), st.columns(5) + st.columns(4), strict=True
+):
     col.metric(**row)
 if current["unpriced"]:
-    st.warning(f"**{current['unpriced']:,} calls have no price** and are not in the spend (never counted as $0). "
-               "See *Unpriced calls* below, and add their prices in Settings.", icon=":material/money_off:")
+    st.warning(
+        f"**{current['unpriced']:,} calls have no price** and are not in the spend (never counted as $0). "
+        "See *Unpriced calls* below, and add their prices in Settings.",
+        icon=":material/money_off:",
+    )
 
 if (saved := q("cache_savings", f))["hits"]:
-    st.caption(f"The response cache answered {saved['hits']:,} calls in this period and saved "
-               f"${saved['saved_usd']:,.4f}.")
+    st.caption(
+        f"The response cache answered {saved['hits']:,} calls in this period and saved ${saved['saved_usd']:,.4f}."
+    )
 
 spend_tab, tokens_tab, latency_tab, errors_tab = st.tabs(["Spend", "Tokens", "Latency", "Errors"])
 by = spend_tab.radio("Stack by", ["model", "feature"], horizontal=True)
@@ -85,24 +111,33 @@ for tab, by_key in zip(st.tabs(["By user", "By feature", "By model", "By templat
 
 money_left, money_mid, money_right = st.columns(3)
 useful = q("cost_per_useful_answer", f)
-money_left.metric("Cost per useful answer", charts.format_value("avg_cost", useful["cost_per_useful_answer"]),
-                  help="Spend divided by answers (ok or cached) that got no 👎.")
-money_left.caption(f"{useful['useful_answers']:,} useful answers of {useful['answers']:,}."
-                   + ("" if useful["feedback_collected"] else " Feedback isn't collected yet, so every answer "
-                      "counts as useful."))
+money_left.metric(
+    "Cost per useful answer",
+    charts.format_value("avg_cost", useful["cost_per_useful_answer"]),
+    help="Spend divided by answers (ok or cached) that got no 👎.",
+)
+money_left.caption(
+    f"{useful['useful_answers']:,} useful answers of {useful['answers']:,}."
+    + ("" if useful["feedback_collected"] else " Feedback isn't collected yet, so every answer counts as useful.")
+)
 month_start, month_end = usage.preset_range("This month", now, tz)
 daily = q("daily_spend", replace(f, start=month_start, end=month_end))
 fc = forecast_month_end({date.fromisoformat(r.day): r.spend for r in daily.itertuples()}, today)
-money_mid.metric("Month-end forecast", charts.format_value("spend", fc.projected),
-                 help="For the filters above, whatever the period.")
+money_mid.metric(
+    "Month-end forecast", charts.format_value("spend", fc.projected), help="For the filters above, whatever the period."
+)
 money_mid.caption(f"{charts.format_value('spend', fc.spent)} so far. Method: {fc.method}")
 prices = load_price_table()
 target = money_right.selectbox("What if every call had used", sorted(prices.prices), key="whatif_model")
 price = find_price(target, prices, engine)
 whatif = q("what_if", f, price)
-money_right.metric(f"Spend with {target}", charts.format_value("spend", whatif["what_if_spend"].sum()),
-                   delta=charts.format_value("spend", whatif["difference"].sum()), delta_color="inverse",
-                   help="The same tokens (cached input at its own rate) priced as the chosen model.")
+money_right.metric(
+    f"Spend with {target}",
+    charts.format_value("spend", whatif["what_if_spend"].sum()),
+    delta=charts.format_value("spend", whatif["difference"].sum()),
+    delta_color="inverse",
+    help="The same tokens (cached input at its own rate) priced as the chosen model.",
+)
 with st.expander("What-if by model"):
     table(whatif, "usage_what_if")
 

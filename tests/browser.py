@@ -14,8 +14,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+]
 
 
 def chromium_path() -> str | None:
@@ -44,10 +52,26 @@ def running_app(env: dict[str, str], timeout: float = 120, port: int | None = No
     port = port or free_port()
     log = open(env["WORKBENCH_DATA_DIR"] + ".streamlit.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         *args],
-        cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app.py"),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            *args,
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
@@ -117,8 +141,7 @@ def screenshot(page, name: str) -> Path:
 
 def settle(page, timeout_ms: int = 60_000) -> None:
     """Wait until the app has finished its rerun: no element is left over (stale) from the previous run."""
-    page.wait_for_function("() => document.querySelectorAll('[data-stale=\"true\"]').length === 0",
-                           timeout=timeout_ms)
+    page.wait_for_function("() => document.querySelectorAll('[data-stale=\"true\"]').length === 0", timeout=timeout_ms)
 
 
 def require_chromium() -> None:
@@ -151,7 +174,9 @@ def idle(page, timeout_ms: int = 60_000) -> None:
             return app !== null && ['notRunning', 'compilationError'].includes(app.dataset.testScriptState)
                 && app.dataset.testConnectionState === 'CONNECTED'
                 && document.querySelectorAll('[data-stale="true"]').length === 0;
-        }""", timeout=timeout_ms)
+        }""",
+        timeout=timeout_ms,
+    )
 
 
 def choose(page, label: str, option: str) -> None:

@@ -18,11 +18,20 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from lib.db import make_engine, migrate  # noqa: E402
+from lib.core.db import make_engine, migrate  # noqa: E402
 
-WORKBENCH_VARS = ("OPENAI_API_KEY", "WORKBENCH_PROVIDERS", "DATABASE_URL", "CHROMA_HOST", "CHROMA_PORT",
-                  "WORKBENCH_DEFAULT_MODEL", "WORKBENCH_FALLBACKS", "WORKBENCH_LOG_CONTENT", "WORKBENCH_DEMO",
-                  "WORKBENCH_USER")
+WORKBENCH_VARS = (
+    "OPENAI_API_KEY",
+    "WORKBENCH_PROVIDERS",
+    "DATABASE_URL",
+    "CHROMA_HOST",
+    "CHROMA_PORT",
+    "WORKBENCH_DEFAULT_MODEL",
+    "WORKBENCH_FALLBACKS",
+    "WORKBENCH_LOG_CONTENT",
+    "WORKBENCH_DEMO",
+    "WORKBENCH_USER",
+)
 
 
 def pytest_configure(config):
@@ -79,12 +88,43 @@ def postgres_server():
     if as_root:
         shutil.chown(root, "postgres")
         root.chmod(0o755)
-    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres", "-A", "trust",
-                    "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
-    proc = subprocess.Popen([*prefix, str(bindir / "postgres"), "-D", str(datadir), "-p", str(port),
-                             "-h", "127.0.0.1", "-k", str(root), "-c", "fsync=off",
-                             "-c", "max_connections=200"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            *prefix,
+            str(bindir / "initdb"),
+            "-D",
+            str(datadir),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    proc = subprocess.Popen(
+        [
+            *prefix,
+            str(bindir / "postgres"),
+            "-D",
+            str(datadir),
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+            "-k",
+            str(root),
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=200",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -137,7 +177,7 @@ def any_engine(request, tmp_path):
 
 @functools.lru_cache(maxsize=1)
 def _local_embeddings():
-    from lib.embeddings import make_local_embeddings
+    from lib.documents.embeddings import make_local_embeddings
 
     return make_local_embeddings()
 
@@ -180,6 +220,7 @@ def chroma_server():
 
     Fails in CI (CI set) and skips locally when the server cannot start.
     """
+
     def give_up(reason: str):
         if os.environ.get("CI"):
             pytest.fail(reason)
@@ -192,9 +233,13 @@ def chroma_server():
     port = _free_port()
     log = open(root / "chroma.log", "w")
     env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
-    proc = subprocess.Popen([str(chroma), "run", "--path", str(root / "data"), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [str(chroma), "run", "--path", str(root / "data"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while not _chroma_heartbeat(port):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -215,7 +260,7 @@ def any_chroma(request, monkeypatch) -> str:
     """The vector store a test's settings point at: the embedded PersistentClient, then a Chroma server.
 
     In "server" mode CHROMA_HOST/CHROMA_PORT point at the session's `chroma_server` (subprocesses started
-    by the test inherit them). Collection names carry a timestamp (lib.ingest.create_collection), so tests
+    by the test inherit them). Collection names carry a timestamp (lib.documents.indexing.create_collection), so tests
     sharing the server never clash.
     """
     if request.param == "server":

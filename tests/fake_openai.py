@@ -37,8 +37,17 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Union
 
-__all__ = ["MODELS", "ContextTooLong", "Drop", "FakeOpenAI", "FakeOpenAIProcess", "Hang", "Malformed", "Reply",
-           "Status"]
+__all__ = [
+    "MODELS",
+    "ContextTooLong",
+    "Drop",
+    "FakeOpenAI",
+    "FakeOpenAIProcess",
+    "Hang",
+    "Malformed",
+    "Reply",
+    "Status",
+]
 
 MODELS = ["fake-small", "fake-large", "fake-embed"]
 CONTEXT_LIMIT = 8192
@@ -113,12 +122,14 @@ _ERRORS: dict[int, tuple[str, str | None, str]] = {
 _GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
 
-def error_body(code: int, message: str | None = None, err_code: str | None = None,
-               param: str | None = None) -> dict[str, Any]:
+def error_body(
+    code: int, message: str | None = None, err_code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
     """The OpenAI error JSON for an HTTP status, with optional overrides."""
     kind, default_code, default_message = _ERRORS.get(code, ("api_error", None, f"HTTP {code}."))
-    return {"error": {"message": message or default_message, "type": kind, "param": param,
-                      "code": err_code or default_code}}
+    return {
+        "error": {"message": message or default_message, "type": kind, "param": param, "code": err_code or default_code}
+    }
 
 
 def split_words(text: str) -> list[str]:
@@ -255,7 +266,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """Keep test output clean."""
 
     @property
@@ -301,10 +312,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _record(self, body: Any) -> None:
         """Record this request."""
-        self.fake._record({"path": self.path, "method": self.command,
-                           "headers": {k.lower(): v for k, v in self.headers.items()}, "json": body})
+        self.fake._record(
+            {
+                "path": self.path,
+                "method": self.command,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "json": body,
+            }
+        )
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         """`/v1/models` and `/v1/models/{id}`."""
         self._record(None)
         path = self.path.split("?", 1)[0].rstrip("/")
@@ -318,7 +335,7 @@ class _Handler(BaseHTTPRequestHandler):
         except _GONE:
             self.close_connection = True
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         """Chat completions and embeddings; anything else is a 404."""
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
@@ -359,8 +376,10 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if isinstance(behaviour, ContextTooLong):
             requested = max(prompt_tokens(body), CONTEXT_LIMIT + 1)
-            message = (f"This model's maximum context length is {CONTEXT_LIMIT} tokens. However, your messages "
-                       f"resulted in {requested} tokens. Please reduce the length of the messages.")
+            message = (
+                f"This model's maximum context length is {CONTEXT_LIMIT} tokens. However, your messages "
+                f"resulted in {requested} tokens. Please reduce the length of the messages."
+            )
             self._send_error(400, error_body(400, message, "context_length_exceeded", "messages"))
             return None
         if isinstance(behaviour, Drop) and not stream:
@@ -389,8 +408,15 @@ class _Handler(BaseHTTPRequestHandler):
                 vec = base64.b64encode(struct.pack(f"<{dim}f", *vec)).decode()
             data.append({"object": "embedding", "index": i, "embedding": vec})
         tokens = reply.prompt_tokens if reply.prompt_tokens is not None else sum(map(_input_tokens, items))
-        self._send_json(200, {"object": "list", "model": reply.model or body.get("model"), "data": data,
-                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        self._send_json(
+            200,
+            {
+                "object": "list",
+                "model": reply.model or body.get("model"),
+                "data": data,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
 
     def _chat(self, body: dict[str, Any], behaviour: Behaviour) -> None:
         """A chat completion, streamed or not."""
@@ -403,23 +429,41 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(reply.delay)
         prompt = reply.prompt_tokens if reply.prompt_tokens is not None else prompt_tokens(body)
         completion = reply.completion_tokens if reply.completion_tokens is not None else len(reply.text.split())
-        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-                 "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
-                 "completion_tokens_details": {"reasoning_tokens": 0}}
-        head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
-                "model": reply.model or body.get("model") or MODELS[0], "system_fingerprint": "fp_fake"}
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        }
+        head = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "created": int(time.time()),
+            "model": reply.model or body.get("model") or MODELS[0],
+            "system_fingerprint": "fp_fake",
+        }
         if stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             self._stream(left, reply, head, usage if include_usage else None)
             return
-        self._send_json(200, {**head, "object": "chat.completion",
-                              "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                                           "message": {"role": "assistant", "content": reply.text,
-                                                       "refusal": None}}],
-                              "usage": usage})
+        self._send_json(
+            200,
+            {
+                **head,
+                "object": "chat.completion",
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                        "message": {"role": "assistant", "content": reply.text, "refusal": None},
+                    }
+                ],
+                "usage": usage,
+            },
+        )
 
-    def _stream(self, behaviour: Behaviour, reply: Reply, head: dict[str, Any],
-                usage: dict[str, Any] | None) -> None:
+    def _stream(self, behaviour: Behaviour, reply: Reply, head: dict[str, Any], usage: dict[str, Any] | None) -> None:
         """Server-sent events over chunked transfer encoding, with Drop and Malformed faults."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -476,8 +520,18 @@ class FakeOpenAIProcess:
         if self._proc is not None:
             raise RuntimeError("FakeOpenAIProcess is already running")
         r = self.reply
-        cmd = [sys.executable, os.path.abspath(__file__), "--port", str(self.port), "--text", r.text,
-               "--delay", repr(r.delay), "--chunk-delay", repr(r.chunk_delay)]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--port",
+            str(self.port),
+            "--text",
+            r.text,
+            "--delay",
+            repr(r.delay),
+            "--chunk-delay",
+            repr(r.chunk_delay),
+        ]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self._proc.stdout.readline().strip()
         if not line.startswith("http://"):

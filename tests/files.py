@@ -21,8 +21,10 @@ def make_pdf(pages: list[str]) -> bytes:
     for i, text in enumerate(pages):
         lines = "".join(f"({_escape(line)}) Tj T* " for line in text.split("\n"))
         stream = f"BT /F1 11 Tf 14 TL 50 780 Td {lines}ET".encode("latin-1")
-        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 842] /Resources << /Font << /F1 3 0 R >> >> "
-                       f"/Contents {5 + 2 * i} 0 R >>".encode())
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 842] /Resources << /Font << /F1 3 0 R >> >> "
+            f"/Contents {5 + 2 * i} 0 R >>".encode()
+        )
         objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
     out = io.BytesIO()
     out.write(b"%PDF-1.4\n")

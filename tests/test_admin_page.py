@@ -6,10 +6,10 @@ from pathlib import Path
 from fake_openai import FakeOpenAI
 from streamlit.testing.v1 import AppTest
 
-from lib.config import load_settings
-from lib.cost_control import budget_table
-from lib.db import make_engine
-from lib.pricing import find_price, load_price_table
+from lib.core.db import make_engine
+from lib.core.settings import load_settings
+from lib.gateway.cost_control import budget_table
+from lib.gateway.pricing import find_price, load_price_table
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-test-NEVER-SHOWN-1234567890abcdef"

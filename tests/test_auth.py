@@ -1,9 +1,13 @@
 """Roles come from the role map by email or domain; pages check them on the server."""
 
-from lib.auth import PAGE_ROLES, local_identity, not_allowed_message, roles_for, signed_in_identity
+from lib.core.identity import PAGE_ROLES, local_identity, not_allowed_message, roles_for, signed_in_identity
 
-ROLE_MAP = {"@acme.com": ("staff",), "ada@acme.com": ("author", "manager"), "root@acme.com": ("admin",),
-            "*": ("bogus-role",)}
+ROLE_MAP = {
+    "@acme.com": ("staff",),
+    "ada@acme.com": ("author", "manager"),
+    "root@acme.com": ("admin",),
+    "*": ("bogus-role",),
+}
 
 
 def test_roles_combine_domain_and_exact_email_and_ignore_unknown_roles():

@@ -1,9 +1,14 @@
 """The main paths in a real headless Chromium, against the app started as a user would start it."""
 
 import pytest
-
-from browser import (assistant_messages, browser_page, index_through_documents_page, require_chromium,
-                     running_app, screenshot)
+from browser import (
+    assistant_messages,
+    browser_page,
+    index_through_documents_page,
+    require_chromium,
+    running_app,
+    screenshot,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -36,8 +41,13 @@ def test_a_user_opens_the_app_asks_a_question_and_sees_the_answer_stream_in(app_
 def test_a_user_uploads_a_pdf_waits_for_indexing_and_gets_an_answer_citing_its_page(app_url, tmp_path):
     from files import make_pdf
 
-    pdf = make_pdf(["Acme travel policy.", "Trains are booked in second class.\nFlights need director approval.",
-                    "Hotels up to 120 EUR a night."])
+    pdf = make_pdf(
+        [
+            "Acme travel policy.",
+            "Trains are booked in second class.\nFlights need director approval.",
+            "Hotels up to 120 EUR a night.",
+        ]
+    )
     with browser_page("upload") as page:
         index_through_documents_page(page, app_url, "Travel", "travel.pdf", "application/pdf", pdf)
         screenshot(page, "documents")

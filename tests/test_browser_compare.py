@@ -9,11 +9,11 @@ from fake_openai import FakeOpenAI, Reply
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lib.db import make_engine, migrate
-from lib.models import CompareVote, LlmCall
-from lib.pricing import set_price_override
-from lib.template_store import TemplateStore
-from lib.templates import Template
+from lib.core.db import make_engine, migrate
+from lib.core.tables import CompareVote, LlmCall
+from lib.gateway.pricing import set_price_override
+from lib.prompts.language import Template
+from lib.prompts.store import TemplateStore
 
 pytestmark = pytest.mark.browser
 
@@ -34,10 +34,14 @@ def app(tmp_path_factory):
     set_price_override(engine, "acme/m2", 3000.0, 6000.0, user="ada")
     with FakeOpenAI() as server:
         server.default_reply = Reply(ANSWER, chunk_delay=0.15)  # word by word, so the stream can be seen
-        providers = {"acme": {"base_url": server.base_url, "api_key": "test-" + secrets.token_hex(8),
-                              "models": ["m1", "m2"]}}
-        env = {"WORKBENCH_DATA_DIR": str(data), "WORKBENCH_USER": "author",
-               "WORKBENCH_PROVIDERS": json.dumps(providers)}
+        providers = {
+            "acme": {"base_url": server.base_url, "api_key": "test-" + secrets.token_hex(8), "models": ["m1", "m2"]}
+        }
+        env = {
+            "WORKBENCH_DATA_DIR": str(data),
+            "WORKBENCH_USER": "author",
+            "WORKBENCH_PROVIDERS": json.dumps(providers),
+        }
         with running_app(env, args=NO_WATCHER) as url:
             yield url, engine
     engine.dispose()
@@ -74,13 +78,17 @@ def test_an_author_runs_two_variants_side_by_side_sees_them_stream_and_votes(app
         with Session(engine) as s:
             calls = {c.variant: c for c in s.scalars(select(LlmCall).where(LlmCall.feature != "embeddings"))}
         assert sorted((v, c.model, c.template_version, c.status) for v, c in calls.items()) == [
-            ("A", "acme/m1", 1, "ok"), ("B", "acme/m2", 2, "ok")]
+            ("A", "acme/m1", 1, "ok"),
+            ("B", "acme/m2", 2, "ok"),
+        ]
         shown = answers.all_inner_texts()
         assert len(shown) == 2
         for side, call in calls.items():  # each column shows its call's tokens, cost and latency
             numbers = f"{call.prompt_tokens + call.completion_tokens} tokens · ${call.cost_usd:.5f} · "
             assert call.cost_usd > 0 and any(numbers in text and text.endswith(" ms") for text in shown), (
-                numbers, shown)
+                numbers,
+                shown,
+            )
 
         live(page).get_by_text("B better", exact=True).click()
         idle(page)
@@ -97,6 +105,11 @@ def test_an_author_runs_two_variants_side_by_side_sees_them_stream_and_votes(app
     with Session(engine) as s:
         [vote] = s.scalars(select(CompareVote)).all()
     assert (vote.template_name, vote.verdict, vote.comment, vote.user, vote.inputs) == (
-        NAME, "B", "warmer", "author", {"question": "When do you open?"})
+        NAME,
+        "B",
+        "warmer",
+        "author",
+        {"question": "When do you open?"},
+    )
     assert (vote.variant_a, vote.variant_b) == ({"version": 1, "model": "acme/m1"}, {"version": 2, "model": "acme/m2"})
     assert vote.answer_a == vote.answer_b == ANSWER

@@ -9,10 +9,10 @@ pytestmark = pytest.mark.browser
 PAGES = [
     ("Chat", "", '[data-testid="stChatInput"]'),
     ("Documents", "/documents", 'label:has-text("New collection")'),
-    ("Prompts", "/prompts", 'text=newest v1 · production → v1'),
+    ("Prompts", "/prompts", "text=newest v1 · production → v1"),
     ("Compare", "/compare", 'role=tab[name="Side by side"]'),
-    ("Usage", "/usage", 'text=No calls are logged yet'),
-    ("Settings", "/admin", 'text=Circuit breakers:'),
+    ("Usage", "/usage", "text=No calls are logged yet"),
+    ("Settings", "/admin", "text=Circuit breakers:"),
 ]
 
 

@@ -79,19 +79,22 @@ def test_an_author_creates_a_template_saves_v2_diffs_it_and_rolls_production_bac
         idle(page)
         move.click()
         live(page).locator('[data-testid="stAlertContentSuccess"]').get_by_text(
-            "production now points at v1.").wait_for()
+            "production now points at v1."
+        ).wait_for()
         idle(page)
         live(page).get_by_text("newest v2 · production → v1").wait_for()
         screenshot(page, "prompts-rolled-back")
 
-    from lib.db import make_engine
-    from lib.template_store import TemplateStore
+    from lib.core.db import make_engine
+    from lib.prompts.store import TemplateStore
 
     engine = make_engine(f"sqlite:///{data / 'workbench.db'}")
     try:
         store = TemplateStore(engine)
         assert store.get_by_label("support.reply", "production").version == 1
         assert [(m.from_version, m.to_version, m.note) for m in store.label_history("support.reply")] == [
-            (2, 1, "customers preferred v1"), (None, 2, "")]
+            (2, 1, "customers preferred v1"),
+            (None, 2, ""),
+        ]
     finally:
         engine.dispose()

@@ -9,8 +9,8 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     require_chromium()
-    from lib.db import make_engine, migrate
-    from lib.demo_usage import write_demo_calls
+    from lib.core.db import make_engine, migrate
+    from lib.usage.demo import write_demo_calls
 
     data = tmp_path_factory.mktemp("pages") / "data"
     engine = make_engine(f"sqlite:///{data / 'workbench.db'}")

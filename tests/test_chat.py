@@ -2,9 +2,9 @@
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from lib.chat import build_chat_messages, describe_result
-from lib.gateway import CallResult
-from lib.tokens import estimate_message_tokens, estimate_tokens
+from lib.chat.turn import build_chat_messages, describe_result
+from lib.gateway.client import CallResult
+from lib.gateway.tokens import estimate_message_tokens, estimate_tokens
 
 
 def history(n: int) -> list[dict[str, str]]:
@@ -42,8 +42,9 @@ def test_token_estimates_grow_with_text_and_are_zero_for_nothing():
 
 
 def test_the_answer_summary_says_unpriced_instead_of_zero_dollars():
-    priced = CallResult("r", "openai/gpt-4o", "openai", prompt_tokens=10, completion_tokens=5, cost_usd=0.000125,
-                        latency_ms=1500)
+    priced = CallResult(
+        "r", "openai/gpt-4o", "openai", prompt_tokens=10, completion_tokens=5, cost_usd=0.000125, latency_ms=1500
+    )
     unpriced = CallResult("r", "acme/x", "acme", prompt_tokens=10, completion_tokens=5, cost_usd=None)
     assert describe_result(priced) == "openai/gpt-4o · 10 in / 5 out tokens · $0.000125 · 1.50 s"
     assert "cost unknown" in describe_result(unpriced) and "$0" not in describe_result(unpriced)

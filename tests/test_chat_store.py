@@ -2,14 +2,34 @@
 
 import pytest
 
-from lib import chat_store
-from lib.chat import citations_for
-from lib.chat_store import ChatStoreError
+from lib.chat import conversations as chat_store
+from lib.chat.conversations import ChatStoreError
+from lib.chat.turn import citations_for
 
-SOURCES = [{"number": 1, "chunk_id": "d1-v1-c0", "document_id": 1, "document": "a.pdf", "page": 3, "chunk_index": 0,
-            "text": "alpha", "score": 0.9, "flagged": False},
-           {"number": 2, "chunk_id": "d2-v1-c4", "document_id": 2, "document": "b.txt", "page": None,
-            "chunk_index": 4, "text": "beta", "score": 0.8, "flagged": True}]
+SOURCES = [
+    {
+        "number": 1,
+        "chunk_id": "d1-v1-c0",
+        "document_id": 1,
+        "document": "a.pdf",
+        "page": 3,
+        "chunk_index": 0,
+        "text": "alpha",
+        "score": 0.9,
+        "flagged": False,
+    },
+    {
+        "number": 2,
+        "chunk_id": "d2-v1-c4",
+        "document_id": 2,
+        "document": "b.txt",
+        "page": None,
+        "chunk_index": 4,
+        "text": "beta",
+        "score": 0.8,
+        "flagged": True,
+    },
+]
 
 
 def test_a_conversation_is_titled_by_its_first_question_and_keeps_sources(any_engine):

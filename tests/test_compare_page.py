@@ -8,13 +8,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
-from lib.config import load_settings
-from lib.db import make_engine, migrate
-from lib.models import CompareVote, LlmCall
-from lib.template_store import TemplateStore
-from lib.templates import Template
-from lib.test_sets import create_test_set, parse_csv
-from lib.ui_resources import get_run_jobs
+from lib.compare.test_sets import create_test_set, parse_csv
+from lib.core.db import make_engine, migrate
+from lib.core.settings import load_settings
+from lib.core.tables import CompareVote, LlmCall
+from lib.prompts.language import Template
+from lib.prompts.store import TemplateStore
+from lib.ui.resources import get_run_jobs
 
 NAME = "support.reply"
 
@@ -82,7 +82,11 @@ def test_side_by_side_runs_both_variants_shows_their_numbers_and_stores_a_vote(e
     with Session(engine) as s:
         vote = s.scalars(select(CompareVote)).one()
     assert (vote.verdict, vote.comment, vote.inputs, vote.variant_b["version"]) == (
-        "B", "warmer", {"question": "When do you open?"}, 2)
+        "B",
+        "warmer",
+        {"question": "When do you open?"},
+        2,
+    )
 
 
 def test_a_batch_run_finishes_shows_a_summary_takes_a_blind_vote_and_promotes_b(engine):

@@ -1,11 +1,27 @@
 """What the Compare page shows and what its boxes mean, checked without Streamlit."""
 
-from lib.compare_view import (NO_JUDGE, TEMPLATE_MODEL, answer_markdown, answer_text, batch_checks, case_records,
-                              experiment_caption, first_version_index, follow_pair, pick_variant, progress_line,
-                              promote_question, review_sides, row_verdict, rows_table, side_markdown, vote_choices)
-from lib.experiments import VERDICTS, Checks, Outcome, RunProgress, Variant
-from lib.models import Experiment
-from lib.test_sets import Case
+from lib.compare.runs import VERDICTS, Checks, Outcome, RunProgress, Variant
+from lib.compare.test_sets import Case
+from lib.core.tables import Experiment
+from lib.ui.compare_view import (
+    NO_JUDGE,
+    TEMPLATE_MODEL,
+    answer_markdown,
+    answer_text,
+    batch_checks,
+    case_records,
+    experiment_caption,
+    first_version_index,
+    follow_pair,
+    pick_variant,
+    progress_line,
+    promote_question,
+    review_sides,
+    row_verdict,
+    rows_table,
+    side_markdown,
+    vote_choices,
+)
 
 
 def test_the_template_model_choice_keeps_the_versions_own_model_and_any_other_names_it():
@@ -30,8 +46,7 @@ def test_the_progress_line_counts_rows_and_failures_and_an_empty_run_does_not_di
 
 def test_case_records_put_the_expected_answer_beside_each_cases_values():
     cases = [Case(1, {"question": "open?"}, "eight"), Case(2, {"question": "close?"})]
-    assert case_records(cases) == [{"question": "open?", "expected": "eight"},
-                                   {"question": "close?", "expected": None}]
+    assert case_records(cases) == [{"question": "open?", "expected": "eight"}, {"question": "close?", "expected": None}]
 
 
 def test_a_missing_answer_has_no_text_and_is_shown_as_a_dash():
@@ -74,10 +89,24 @@ def test_follow_pair_accumulates_each_sides_text_and_adds_numbers_when_it_finish
 
 
 def test_rows_table_shows_an_error_in_place_of_the_answer():
-    row = {"values": {"q": "open?"}, "A": {"text": "8", "checks": {"regex": True}}, "B": {"text": "", "error": "down"},
-           "judge": "A", "vote": None}
-    assert rows_table([row]) == [{"q": "open?", "A": "8", "B": "down", "A checks": {"regex": True},
-                                  "B checks": None, "judge": "A", "your vote": None}]
+    row = {
+        "values": {"q": "open?"},
+        "A": {"text": "8", "checks": {"regex": True}},
+        "B": {"text": "", "error": "down"},
+        "judge": "A",
+        "vote": None,
+    }
+    assert rows_table([row]) == [
+        {
+            "q": "open?",
+            "A": "8",
+            "B": "down",
+            "A checks": {"regex": True},
+            "B checks": None,
+            "judge": "A",
+            "your vote": None,
+        }
+    ]
 
 
 def test_the_promotion_question_names_the_template_and_bs_version_and_model():

@@ -12,11 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from test_gateway import QUESTION, SECRET, make_gateway, rows
 
-from lib.cost_control import budget_table, set_budget
-from lib.errors import BudgetExceeded
-from lib.gateway import CallContext
-from lib.models import LlmCall, utcnow
-from lib.pricing import set_price_override
+from lib.core.tables import LlmCall, utcnow
+from lib.gateway.client import CallContext
+from lib.gateway.cost_control import budget_table, set_budget
+from lib.gateway.errors import BudgetExceeded
+from lib.gateway.pricing import set_price_override
 
 
 def test_the_same_request_twice_is_served_from_the_cache_for_free(fresh_engine, fake):
@@ -71,7 +71,7 @@ def test_past_the_soft_limit_the_feature_degrades_to_the_cheaper_model_with_a_wa
 
 
 def test_concurrent_callers_cannot_overshoot_a_hard_limit_by_more_than_one_call(fresh_engine, fake, tmp_path):
-    from lib.db import make_engine, migrate
+    from lib.core.db import make_engine, migrate
 
     engine = make_engine(f"sqlite:///{tmp_path / 'budget.db'}")
     migrate(engine)
@@ -105,8 +105,12 @@ def test_concurrent_callers_cannot_overshoot_a_hard_limit_by_more_than_one_call(
 
 
 def test_per_request_limits_cap_output_and_trim_old_history(fresh_engine, fake):
-    gw = make_gateway(fresh_engine, fake, WORKBENCH_MAX_OUTPUT_TOKENS=json.dumps({"chat": 300}),
-                      WORKBENCH_MAX_INPUT_TOKENS=json.dumps({"chat": 200}))
+    gw = make_gateway(
+        fresh_engine,
+        fake,
+        WORKBENCH_MAX_OUTPUT_TOKENS=json.dumps({"chat": 300}),
+        WORKBENCH_MAX_INPUT_TOKENS=json.dumps({"chat": 200}),
+    )
     history = [("system", "Be brief.")] + [("user", "old " * 100), ("assistant", "reply " * 100)] * 3
     gw.invoke(history + [("user", "newest question")], "openai/gpt-4o-mini", CallContext(feature="chat"))
     sent = fake.requests[-1]["json"]

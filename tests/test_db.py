@@ -2,13 +2,35 @@
 
 from sqlalchemy import inspect, text
 
-from lib.db import make_engine, migrate
+from lib.core.db import make_engine, migrate
 
 CALL_LOG_COLUMNS = {
-    "id", "created_at", "request_id", "session_id", "user", "feature", "provider", "model", "template_name",
-    "template_version", "experiment_id", "variant", "prompt_tokens", "completion_tokens", "cached_tokens",
-    "cost_usd", "latency_ms", "ttft_ms", "status", "error_type", "error_message", "attempts", "prompt",
-    "response", "metadata", "saved_usd",
+    "id",
+    "created_at",
+    "request_id",
+    "session_id",
+    "user",
+    "feature",
+    "provider",
+    "model",
+    "template_name",
+    "template_version",
+    "experiment_id",
+    "variant",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "latency_ms",
+    "ttft_ms",
+    "status",
+    "error_type",
+    "error_message",
+    "attempts",
+    "prompt",
+    "response",
+    "metadata",
+    "saved_usd",
 }
 
 

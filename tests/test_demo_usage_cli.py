@@ -8,10 +8,10 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from lib.cli import main
-from lib.db import make_engine
-from lib.demo_usage import DEMO_MARKER
-from lib.models import LlmCall
+from lib.cli.main import main
+from lib.core.db import make_engine
+from lib.core.tables import LlmCall
+from lib.usage.demo import DEMO_MARKER
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,8 +20,13 @@ def count_calls(path: Path) -> tuple[int, int, int]:
     engine = make_engine(f"sqlite:///{path / 'workbench.db'}")
     with engine.connect() as c:
         t = LlmCall.__table__.c
-        got = c.execute(select(func.count(), func.count(func.distinct(t.user)),
-                               func.sum(t.cost_usd.is_(None).cast(LlmCall.__table__.c.prompt_tokens.type)))).one()
+        got = c.execute(
+            select(
+                func.count(),
+                func.count(func.distinct(t.user)),
+                func.sum(t.cost_usd.is_(None).cast(LlmCall.__table__.c.prompt_tokens.type)),
+            )
+        ).one()
     engine.dispose()
     return tuple(got)
 
@@ -45,6 +50,7 @@ def test_demo_usage_refuses_a_directory_with_real_data(tmp_path, capsys):
 
 
 def test_demo_usage_runs_as_a_module_with_help():
-    out = subprocess.run([sys.executable, "-m", "lib.cli", "demo-usage", "--help"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "lib.cli", "demo-usage", "--help"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     assert "--calls" in out and "--days" in out

@@ -6,9 +6,9 @@ import pytest
 from files import make_pdf
 from streamlit.testing.v1 import AppTest
 
-from lib import chat_store
-from lib.config import load_settings
-from lib.ingest import get_collection
+from lib.chat import conversations as chat_store
+from lib.core.settings import load_settings
+from lib.documents.indexing import get_collection
 from lib.services import build_services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,8 +52,7 @@ def test_the_document_list_and_test_retrieval_show_pages_and_scores(indexed):
     assert "28 days" in hits.iloc[0]["text"]
 
 
-def test_chat_answers_from_a_collection_with_a_citation_to_the_right_page_and_saves_the_session(indexed,
-                                                                                           monkeypatch):
+def test_chat_answers_from_a_collection_with_a_citation_to_the_right_page_and_saves_the_session(indexed, monkeypatch):
     monkeypatch.setenv("WORKBENCH_USER", "bea")
     at = app().run()
     at.selectbox(key="chat_collection").select("Handbook").run()
@@ -83,9 +82,9 @@ def test_a_saved_conversation_can_be_resumed_from_the_sidebar(indexed, monkeypat
 def test_a_live_experiment_gives_each_user_a_sticky_answer_version_and_stopping_returns_production(indexed):
     from dataclasses import replace
 
-    from lib.chat import prepare_turn
-    from lib.live_ab import start_experiment, stop_experiment
-    from lib.template_store import TemplateStore, ensure_builtin_templates
+    from lib.chat.turn import prepare_turn
+    from lib.compare.live_ab import start_experiment, stop_experiment
+    from lib.prompts.store import TemplateStore, ensure_builtin_templates
 
     ensure_builtin_templates(indexed.engine)
     store = TemplateStore(indexed.engine)
@@ -109,7 +108,7 @@ def test_a_live_experiment_gives_each_user_a_sticky_answer_version_and_stopping_
 
 
 def test_a_thumbs_down_answer_becomes_a_regression_case_in_a_test_set(indexed, monkeypatch):
-    from lib.test_sets import create_test_set, load_cases
+    from lib.compare.test_sets import create_test_set, load_cases
 
     monkeypatch.setenv("WORKBENCH_USER", "cy")
     ts = create_test_set(indexed.engine, "Holiday regressions", ["question", "context"], "cy")
@@ -132,8 +131,8 @@ def test_a_failed_indexing_job_is_retried_from_its_kept_original_with_one_click(
 
     from sqlalchemy.orm import Session
 
-    from lib.jobs import INTERRUPTED, create_job, recent_jobs
-    from lib.models import IngestJob
+    from lib.core.tables import IngestJob
+    from lib.documents.jobs import INTERRUPTED, create_job, recent_jobs
 
     kept = data_dir / "kept-policy.txt"
     kept.write_text("Parking permits are issued by the facilities desk on the ground floor.")

@@ -19,9 +19,9 @@ from fake_openai import Reply
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from lib.config import load_settings
-from lib.gateway import CallContext, Gateway
-from lib.models import LlmCall
+from lib.core.settings import load_settings
+from lib.core.tables import LlmCall
+from lib.gateway.client import CallContext, Gateway
 
 USERS = 20
 CALLS_PER_USER = 200
@@ -30,11 +30,23 @@ MODEL = "openai/gpt-4o-mini"  # priced, so every row also goes through the price
 
 
 def make_gateway(engine, server) -> Gateway:
-    providers = {"openai": {"kind": "openai", "base_url": server.base_url, "api_key": "test-key",
-                            "models": ["gpt-4o-mini"], "timeout_s": 30}}
-    settings = load_settings(env={"WORKBENCH_PROVIDERS": json.dumps(providers), "WORKBENCH_LOG_CONTENT": "full",
-                                  "WORKBENCH_MAX_RETRIES": "0",  # a retry would hide a failure from the count
-                                  "WORKBENCH_CACHE_FEATURES": ""})  # every call reaches the server
+    providers = {
+        "openai": {
+            "kind": "openai",
+            "base_url": server.base_url,
+            "api_key": "test-key",
+            "models": ["gpt-4o-mini"],
+            "timeout_s": 30,
+        }
+    }
+    settings = load_settings(
+        env={
+            "WORKBENCH_PROVIDERS": json.dumps(providers),
+            "WORKBENCH_LOG_CONTENT": "full",
+            "WORKBENCH_MAX_RETRIES": "0",  # a retry would hide a failure from the count
+            "WORKBENCH_CACHE_FEATURES": "",
+        }
+    )  # every call reaches the server
     return Gateway(settings, engine)
 
 
@@ -88,8 +100,9 @@ def test_twenty_users_making_two_hundred_calls_each_lose_and_duplicate_nothing(a
 
     total = USERS * CALLS_PER_USER
     with Session(any_engine) as s:
-        rows = s.execute(select(LlmCall.request_id, LlmCall.user, LlmCall.status, LlmCall.prompt,
-                                LlmCall.attempts, LlmCall.response)).all()
+        rows = s.execute(
+            select(LlmCall.request_id, LlmCall.user, LlmCall.status, LlmCall.prompt, LlmCall.attempts, LlmCall.response)
+        ).all()
         per_user = dict(s.execute(select(LlmCall.user, func.count()).group_by(LlmCall.user)).all())
     assert len(rows) == total
     assert per_user == {f"drill-user-{u:02d}": CALLS_PER_USER for u in range(USERS)}
@@ -107,5 +120,7 @@ def test_twenty_users_making_two_hundred_calls_each_lose_and_duplicate_nothing(a
     assert problems == [], problems[:5]
     assert not any("database is locked" in p for p in problems)
     backend = any_engine.dialect.name
-    print(f"\nDRILL concurrency [{backend}]: {total:,} calls from {USERS} users in {elapsed:.1f} s "
-          f"({total / elapsed:.0f} calls/s), {len(rows):,} rows, 0 lost, 0 duplicated, 0 errors surfaced")
+    print(
+        f"\nDRILL concurrency [{backend}]: {total:,} calls from {USERS} users in {elapsed:.1f} s "
+        f"({total / elapsed:.0f} calls/s), {len(rows):,} rows, 0 lost, 0 duplicated, 0 errors surfaced"
+    )

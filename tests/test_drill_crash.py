@@ -1,6 +1,6 @@
 """Drill: the process indexing a large new version of a document is SIGKILLed part-way.
 
-After a restart (the app's own start-up path, lib.ui_resources.get_indexer) the previous version is still
+After a restart (the app's own start-up path, lib.ui.resources.get_indexer) the previous version is still
 searchable, the job shows as failed with a reason, Chroma holds no chunk of a version that is not current,
 and retrying the job indexes the new version. Run embedded (Chroma dies with the process) and against a
 Chroma server (the server keeps the half-written chunks).
@@ -18,13 +18,13 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lib.config import load_settings
-from lib.db import make_engine
-from lib.ingest import get_collection
-from lib.jobs import INTERRUPTED, job_rows, recent_jobs, retry_job
-from lib.models import Document, IngestJob
-from lib.rag import RetrievalSettings
-from lib.vectorstore import get_all, make_chroma_client, open_store
+from lib.core.db import make_engine
+from lib.core.settings import load_settings
+from lib.core.tables import Document, IngestJob
+from lib.documents.indexing import get_collection
+from lib.documents.jobs import INTERRUPTED, job_rows, recent_jobs, retry_job
+from lib.documents.retrieval import RetrievalSettings
+from lib.documents.vectorstore import get_all, make_chroma_client, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = 260  # one ~700-character chunk each: several embedding batches, seconds of work to interrupt
@@ -38,8 +38,10 @@ def big_version() -> str:
     """Version 2: the opening time changed, plus hundreds of distinct sections."""
     parts = ["Opening hours. The office opens at 7:30 every weekday and closes at 18:00."]
     for i in range(SECTIONS):
-        parts.append(f"Section {i}. " + " ".join(f"Rule {i}.{j}: form {i * 13 + j} goes to desk {j} in room {i}."
-                                                   for j in range(14)))
+        parts.append(
+            f"Section {i}. "
+            + " ".join(f"Rule {i}.{j}: form {i * 13 + j} goes to desk {j} in room {i}." for j in range(14))
+        )
     return "\n\n".join(parts)
 
 
@@ -76,27 +78,39 @@ def wait_for_progress(engine, proc: subprocess.Popen, previous_job: int) -> tupl
 
 
 def test_a_crash_while_indexing_keeps_the_old_version_leaves_no_orphans_and_the_job_can_be_retried(
-        tmp_path, data_dir, any_chroma, local_embeddings):
-    import streamlit as st  # noqa: F401  (lib.ui_resources needs it)
+    tmp_path, data_dir, any_chroma, local_embeddings
+):
+    import streamlit as st  # noqa: F401  (lib.ui.resources needs it)
 
-    from lib import ui_resources
+    from lib.ui import resources as ui_resources
 
     started = time.perf_counter()
     (tmp_path / "v1").mkdir()
     (tmp_path / "v2").mkdir()
-    (tmp_path / "v1" / "policy.txt").write_text("Opening hours. The office opens at 9:00 every weekday.\n\n"
-                                                "Parking. Staff park on level minus two.")
+    (tmp_path / "v1" / "policy.txt").write_text(
+        "Opening hours. The office opens at 9:00 every weekday.\n\nParking. Staff park on level minus two."
+    )
     (tmp_path / "v2" / "policy.txt").write_text(big_version())
-    first = subprocess.run(cli("ingest", str(tmp_path / "v1" / "policy.txt"), "--collection", "Drill", "--quiet"),
-                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    first = subprocess.run(
+        cli("ingest", str(tmp_path / "v1" / "policy.txt"), "--collection", "Drill", "--quiet"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert first.returncode == 0 and "policy.txt: indexed" in first.stdout, first.stderr
 
     settings = load_settings()
     engine = make_engine(settings.database_url)
     with Session(engine) as s:
         first_job = s.scalar(select(IngestJob.id).order_by(IngestJob.id.desc()))
-    proc = subprocess.Popen(cli("ingest", str(tmp_path / "v2" / "policy.txt"), "--collection", "Drill"),
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cli("ingest", str(tmp_path / "v2" / "policy.txt"), "--collection", "Drill"),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         job_id, progress = wait_for_progress(engine, proc, first_job)
     finally:
@@ -134,8 +148,9 @@ def test_a_crash_while_indexing_keeps_the_old_version_leaves_no_orphans_and_the_
         if any_chroma == "embedded":
             retried = retry_job(engine, indexer, job_id, "tester", background=False)
         else:
-            out = subprocess.run(cli("retry", str(job_id), "--quiet"), cwd=ROOT, capture_output=True, text=True,
-                                 timeout=300)
+            out = subprocess.run(
+                cli("retry", str(job_id), "--quiet"), cwd=ROOT, capture_output=True, text=True, timeout=300
+            )
             assert out.returncode == 0 and "policy.txt: indexed" in out.stdout, out.stdout + out.stderr
             retried = recent_jobs(engine, 1)[0].id
         with Session(engine) as s:

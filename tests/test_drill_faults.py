@@ -21,10 +21,10 @@ from fake_openai import Drop, Hang, Malformed, Reply, Status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lib.config import load_settings
-from lib.errors import CircuitOpen, GatewayError, ProviderUnavailable, RateLimited, TimedOut
-from lib.gateway import CallContext, Gateway
-from lib.models import LlmCall
+from lib.core.settings import load_settings
+from lib.core.tables import LlmCall
+from lib.gateway.client import CallContext, Gateway
+from lib.gateway.errors import CircuitOpen, GatewayError, ProviderUnavailable, RateLimited, TimedOut
 
 MODEL = "openai/gpt-4o-mini"
 TIMEOUT_S = 0.3
@@ -41,11 +41,25 @@ EXPLAINS = {
 
 
 def make_gateway(engine, server, sleeps: list[float], **env: str) -> Gateway:
-    providers = {"openai": {"kind": "openai", "base_url": server.base_url, "api_key": "test-key",
-                            "models": ["gpt-4o-mini"], "timeout_s": TIMEOUT_S}}
-    settings = load_settings(env={"WORKBENCH_PROVIDERS": json.dumps(providers), "WORKBENCH_CACHE_FEATURES": "",
-                                  "WORKBENCH_MAX_RETRIES": "1", "WORKBENCH_BACKOFF_BASE_S": "0.01",
-                                  "WORKBENCH_BACKOFF_MAX_S": "0.2", **env})
+    providers = {
+        "openai": {
+            "kind": "openai",
+            "base_url": server.base_url,
+            "api_key": "test-key",
+            "models": ["gpt-4o-mini"],
+            "timeout_s": TIMEOUT_S,
+        }
+    }
+    settings = load_settings(
+        env={
+            "WORKBENCH_PROVIDERS": json.dumps(providers),
+            "WORKBENCH_CACHE_FEATURES": "",
+            "WORKBENCH_MAX_RETRIES": "1",
+            "WORKBENCH_BACKOFF_BASE_S": "0.01",
+            "WORKBENCH_BACKOFF_MAX_S": "0.2",
+            **env,
+        }
+    )
 
     def sleep(seconds: float) -> None:  # the gateway's own backoff, kept tiny by the settings above
         sleeps.append(seconds)
@@ -161,13 +175,14 @@ def test_a_mixture_of_faults_ends_in_answers_or_typed_errors_with_one_matching_r
     elapsed = time.perf_counter() - began
     rows = rows_by_request(fresh_engine)
     assert len(rows) == len(calls)  # exactly one row per call, however it ended
-    assert Counter(r.status for r in rows.values()) == {"ok": outcomes["ok"],
-                                                        "error": len(calls) - outcomes["ok"]}
+    assert Counter(r.status for r in rows.values()) == {"ok": outcomes["ok"], "error": len(calls) - outcomes["ok"]}
     assert set(outcomes) >= {"ok", "rate_limited", "timed_out", "provider_unavailable"}
-    print(f"\nDRILL faults: {len(calls)} calls, {sum(injected.values())} faults injected "
-          f"({', '.join(f'{k} {v}' for k, v in sorted(injected.items()))}); outcomes: "
-          f"{', '.join(f'{k} {v}' for k, v in sorted(outcomes.items()))}; {len(rows)} rows, one per call, "
-          f"statuses matching; {elapsed:.1f} s")
+    print(
+        f"\nDRILL faults: {len(calls)} calls, {sum(injected.values())} faults injected "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(injected.items()))}); outcomes: "
+        f"{', '.join(f'{k} {v}' for k, v in sorted(outcomes.items()))}; {len(rows)} rows, one per call, "
+        f"statuses matching; {elapsed:.1f} s"
+    )
 
 
 def test_faults_under_concurrency_still_end_typed_with_one_row_per_call_and_per_attempt(any_engine, fake):
@@ -214,16 +229,24 @@ def test_faults_under_concurrency_still_end_typed_with_one_row_per_call_and_per_
     assert sum(r.attempts for r in rows.values()) == len(fake.requests)  # every attempt logged, none invented
     outcomes = Counter(e or "ok" for _, e, _ in got.values())
     assert outcomes["ok"] > 0 and len(outcomes) > 2
-    print(f"\nDRILL faults, concurrent [{any_engine.dialect.name}]: {users} users × {calls_each} calls against "
-          f"400 queued behaviours (40% faults): {dict(sorted(outcomes.items()))}, {len(fake.requests)} attempts "
-          f"= attempts logged, {len(rows)} rows, nothing untyped escaped; {elapsed:.1f} s")
+    print(
+        f"\nDRILL faults, concurrent [{any_engine.dialect.name}]: {users} users × {calls_each} calls against "
+        f"400 queued behaviours (40% faults): {dict(sorted(outcomes.items()))}, {len(fake.requests)} attempts "
+        f"= attempts logged, {len(rows)} rows, nothing untyped escaped; {elapsed:.1f} s"
+    )
 
 
 def test_the_breaker_opens_refuses_fast_half_opens_after_the_cooldown_and_closes_on_success(fresh_engine, fake):
     cooldown = 1.5  # long enough that a loaded CI machine still refuses every call below within it
     sleeps: list[float] = []
-    gw = make_gateway(fresh_engine, fake, sleeps, WORKBENCH_MAX_RETRIES="0", WORKBENCH_BREAKER_THRESHOLD="3",
-                      WORKBENCH_BREAKER_COOLDOWN_S=str(cooldown))
+    gw = make_gateway(
+        fresh_engine,
+        fake,
+        sleeps,
+        WORKBENCH_MAX_RETRIES="0",
+        WORKBENCH_BREAKER_THRESHOLD="3",
+        WORKBENCH_BREAKER_COOLDOWN_S=str(cooldown),
+    )
     question = [("user", "What is two plus two?")]
     log: list[tuple[str, str]] = []  # (phase, outcome)
 
@@ -278,7 +301,9 @@ def test_the_breaker_opens_refuses_fast_half_opens_after_the_cooldown_and_closes
         logged = [(r.status, r.error_type) for r in s.scalars(select(LlmCall).order_by(LlmCall.id))]
     assert logged == [("ok" if o == "ok" else "error", None if o == "ok" else o) for _, o in log]
     assert sleeps == []  # MAX_RETRIES=0: the breaker, not backoff, did the work
-    print(f"\nDRILL breaker: threshold 3, cool-down {cooldown:g} s: opened after 3 consecutive failures "
-          f"(500, time-out, 503), refused {sum(o == 'circuit_open' for _, o in log)} calls fast without "
-          f"sending them, half-opened after the cool-down, re-opened on a failed trial, closed on a "
-          f"successful one; {len(log)} calls, {len(rows)} rows")
+    print(
+        f"\nDRILL breaker: threshold 3, cool-down {cooldown:g} s: opened after 3 consecutive failures "
+        f"(500, time-out, 503), refused {sum(o == 'circuit_open' for _, o in log)} calls fast without "
+        f"sending them, half-opened after the cool-down, re-opened on a failed trial, closed on a "
+        f"successful one; {len(log)} calls, {len(rows)} rows"
+    )

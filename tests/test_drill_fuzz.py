@@ -30,19 +30,28 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from lib.models import Document, PromptTemplate, TemplateLabel, TemplateVersion, TestCase, TestSet
-from lib.parsing import Page, ParseError, parse_file
-from lib.template_store import EXPORT_FORMAT, TemplateStore
-from lib.templates import Template, TemplateError, render, render_text, validate, variables
-from lib.test_sets import TestSetError, create_test_set, load_cases, parse_csv
+from lib.compare.test_sets import TestSetError, create_test_set, load_cases, parse_csv
+from lib.core.tables import Document, PromptTemplate, TemplateLabel, TemplateVersion, TestCase, TestSet
+from lib.documents.parsing import Page, ParseError, parse_file
+from lib.prompts.language import Template, TemplateError, render, render_text, validate, variables
+from lib.prompts.store import EXPORT_FORMAT, TemplateStore
 
 FIGURES: Counter[str] = Counter()  # examples per target, printed at the end of each test
 
 
 def drill(max_examples: int):
-    return settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                           HealthCheck.data_too_large, HealthCheck.large_base_example])
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.large_base_example,
+        ],
+    )
 
 
 def mostly(good, bad):
@@ -54,9 +63,24 @@ def mostly(good, bad):
 
 PDF = make_pdf(["Holidays. Every employee gets 28 days of paid holiday.", "Expenses within 30 days."])
 DOCX = make_docx(["Travel policy", "Book trains at least a week ahead."])
-NAMES = ["handbook.pdf", "policy.docx", "notes.txt", "readme.md", "page.html", "page.htm", "table.csv",
-         "SCAN.PDF", "LICENSE", "archive.zip", "setup.exe", "report.pdf.docx", "../../etc/passwd.txt",
-         "weird name \u00e9\u4e2d.md", ".hidden", "data.CSV"]
+NAMES = [
+    "handbook.pdf",
+    "policy.docx",
+    "notes.txt",
+    "readme.md",
+    "page.html",
+    "page.htm",
+    "table.csv",
+    "SCAN.PDF",
+    "LICENSE",
+    "archive.zip",
+    "setup.exe",
+    "report.pdf.docx",
+    "../../etc/passwd.txt",
+    "weird name \u00e9\u4e2d.md",
+    ".hidden",
+    "data.CSV",
+]
 
 
 def _mutate(data: bytes, edits: list[tuple[int, int]]) -> bytes:
@@ -80,15 +104,27 @@ FILE_BYTES = st.one_of(
     st.binary(max_size=3000),
     st.sampled_from([PDF, DOCX]).flatmap(lambda d: st.integers(0, len(d)).map(lambda n: d[:n])),  # truncated
     st.builds(_mutate, st.sampled_from([PDF, DOCX]), edits),  # bit-flipped
-    st.builds(lambda a, b: a + b, st.sampled_from([b"%PDF-1.4\n", b"PK\x03\x04", b"\xef\xbb\xbf", b"<html>"]),
-              st.binary(max_size=2000)),  # a believable header, then garbage
-    st.builds(_zip_of, st.lists(st.tuples(st.sampled_from(["word/document.xml", "[Content_Types].xml", "x"]),
-                                          st.binary(max_size=300)),
-                                max_size=3, unique_by=lambda m: m[0])),  # zips that are not DOCX
+    st.builds(
+        lambda a, b: a + b,
+        st.sampled_from([b"%PDF-1.4\n", b"PK\x03\x04", b"\xef\xbb\xbf", b"<html>"]),
+        st.binary(max_size=2000),
+    ),  # a believable header, then garbage
+    st.builds(
+        _zip_of,
+        st.lists(
+            st.tuples(st.sampled_from(["word/document.xml", "[Content_Types].xml", "x"]), st.binary(max_size=300)),
+            max_size=3,
+            unique_by=lambda m: m[0],
+        ),
+    ),  # zips that are not DOCX
     text_bytes,
     st.builds(lambda t, n: t.replace(b" ", b"\x00" * n), text_bytes, st.integers(1, 3)),  # NULs in text
-    st.builds(lambda c, n, tail: c * n + tail, st.sampled_from([b"a", b"word ", b"\xff", b",", b"<p>"]),
-              st.integers(10_000, 400_000), st.binary(max_size=50)),  # huge lines
+    st.builds(
+        lambda c, n, tail: c * n + tail,
+        st.sampled_from([b"a", b"word ", b"\xff", b",", b"<p>"]),
+        st.integers(10_000, 400_000),
+        st.binary(max_size=50),
+    ),  # huge lines
 )
 
 
@@ -109,13 +145,14 @@ def test_parsing_random_and_broken_files_gives_text_or_a_parse_error(name, data)
 
 @pytest.fixture
 def indexing(data_dir, fresh_engine, local_embeddings):
-    from lib.config import load_settings
-    from lib.ingest import ChunkingSettings, Indexer, get_collection
-    from lib.vectorstore import make_chroma_client
+    from lib.core.settings import load_settings
+    from lib.documents.indexing import ChunkingSettings, Indexer, get_collection
+    from lib.documents.vectorstore import make_chroma_client
 
     client = make_chroma_client(load_settings())
-    indexer = Indexer(fresh_engine, client, local_embeddings, data_dir / "originals",
-                      ChunkingSettings(400, 80, 200_000))
+    indexer = Indexer(
+        fresh_engine, client, local_embeddings, data_dir / "originals", ChunkingSettings(400, 80, 200_000)
+    )
     return indexer, get_collection(fresh_engine, "Fuzz", create=True)
 
 
@@ -126,7 +163,7 @@ SMALL_FILE_BYTES = FILE_BYTES.filter(lambda d: len(d) <= 20_000)
 @given(name=st.sampled_from(NAMES), data=SMALL_FILE_BYTES)
 @drill(max_examples=25)
 def test_indexing_broken_files_indexes_them_or_fails_with_a_reason_and_no_chunks(indexing, name, data):
-    from lib.vectorstore import open_store
+    from lib.documents.vectorstore import open_store
 
     indexer, collection = indexing
     FIGURES["index"] += 1
@@ -150,17 +187,52 @@ def test_indexing_broken_files_indexes_them_or_fails_with_a_reason_and_no_chunks
 
 # ---- templates ---------------------------------------------------------------------------------------
 
-TEMPLATE_TEXT = st.lists(st.one_of(st.sampled_from(list("{}%#\\ \n_.|()[]'\"")), st.sampled_from(
-    ["{{", "}}", "{{ name }}", "{{name}}", "\\{{", "{%", "{#", "{{ config }}", "{{ a.b }}", "{{ x|upper }}",
-     "{{ ''.__class__ }}", "{{ 7*7 }}", "{{{{", "}}}}", "{{ question }}", "{{x}}"]), st.text(max_size=6)),
-    max_size=25).map("".join)
-ANY_VALUE = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
-                      st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=5), st.integers(),
-                                                                           max_size=2))
+TEMPLATE_TEXT = st.lists(
+    st.one_of(
+        st.sampled_from(list("{}%#\\ \n_.|()[]'\"")),
+        st.sampled_from(
+            [
+                "{{",
+                "}}",
+                "{{ name }}",
+                "{{name}}",
+                "\\{{",
+                "{%",
+                "{#",
+                "{{ config }}",
+                "{{ a.b }}",
+                "{{ x|upper }}",
+                "{{ ''.__class__ }}",
+                "{{ 7*7 }}",
+                "{{{{",
+                "}}}}",
+                "{{ question }}",
+                "{{x}}",
+            ]
+        ),
+        st.text(max_size=6),
+    ),
+    max_size=25,
+).map("".join)
+ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=20),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
 
 
-@given(text=TEMPLATE_TEXT, values=st.dictionaries(st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,8}", fullmatch=True),
-                                                  st.one_of(st.text(max_size=30), ANY_VALUE), max_size=4))
+@given(
+    text=TEMPLATE_TEXT,
+    values=st.dictionaries(
+        st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,8}", fullmatch=True),
+        st.one_of(st.text(max_size=30), ANY_VALUE),
+        max_size=4,
+    ),
+)
 @drill(max_examples=400)
 def test_random_template_text_renders_or_raises_a_template_error(text, values):
     FIGURES["template text"] += 1
@@ -182,15 +254,28 @@ def test_random_template_text_renders_or_raises_a_template_error(text, values):
 
 
 PLAIN = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FFF), min_size=1, max_size=40)
-TEMPLATE_FIELDS = st.fixed_dictionaries({
-    "name": mostly(st.from_regex(r"[a-z0-9][a-z0-9._-]{0,20}", fullmatch=True), ANY_VALUE),
-    "system": mostly(TEMPLATE_TEXT, ANY_VALUE)}, optional={
-    "description": mostly(st.text(max_size=20), ANY_VALUE), "user": mostly(TEMPLATE_TEXT, ANY_VALUE),
-    "model": mostly(st.just("openai/gpt-4o-mini"), ANY_VALUE),
-    "temperature": mostly(st.floats(0, 2), st.one_of(st.floats(), ANY_VALUE)),
-    "max_tokens": mostly(st.integers(1, 4000), ANY_VALUE),
-    "json_schema": mostly(st.none(), st.one_of(ANY_VALUE, st.sampled_from(
-        [{"type": "object"}, {"type": 12}, {"pattern": "["}, {"$schema": "nope", "type": "string"}])))})
+TEMPLATE_FIELDS = st.fixed_dictionaries(
+    {
+        "name": mostly(st.from_regex(r"[a-z0-9][a-z0-9._-]{0,20}", fullmatch=True), ANY_VALUE),
+        "system": mostly(TEMPLATE_TEXT, ANY_VALUE),
+    },
+    optional={
+        "description": mostly(st.text(max_size=20), ANY_VALUE),
+        "user": mostly(TEMPLATE_TEXT, ANY_VALUE),
+        "model": mostly(st.just("openai/gpt-4o-mini"), ANY_VALUE),
+        "temperature": mostly(st.floats(0, 2), st.one_of(st.floats(), ANY_VALUE)),
+        "max_tokens": mostly(st.integers(1, 4000), ANY_VALUE),
+        "json_schema": mostly(
+            st.none(),
+            st.one_of(
+                ANY_VALUE,
+                st.sampled_from(
+                    [{"type": "object"}, {"type": 12}, {"pattern": "["}, {"$schema": "nope", "type": "string"}]
+                ),
+            ),
+        ),
+    },
+)
 
 
 def _values_for(fields: dict):
@@ -200,8 +285,9 @@ def _values_for(fields: dict):
     except TemplateError:
         names = []
     exact = st.fixed_dictionaries({n: mostly(st.text(max_size=20), ANY_VALUE) for n in names})
-    return mostly(exact, st.one_of(exact.map(lambda v: {**v, "extra": "x"}),
-                                   exact.map(lambda v: dict(list(v.items())[1:]))))
+    return mostly(
+        exact, st.one_of(exact.map(lambda v: {**v, "extra": "x"}), exact.map(lambda v: dict(list(v.items())[1:])))
+    )
 
 
 @given(case=TEMPLATE_FIELDS.flatmap(lambda f: st.tuples(st.just(f), _values_for(f))))
@@ -224,31 +310,52 @@ def test_random_template_fields_validate_and_render_or_raise_a_template_error(ca
 
 
 OUT_OF_RANGE = st.sampled_from([0, -1, 2**31, 2**63, True])  # past the 32-bit version column, or not a number
-VERSION = st.fixed_dictionaries({"version": mostly(st.integers(1, 4), st.one_of(ANY_VALUE, OUT_OF_RANGE)),
-                                 "system": mostly(PLAIN, st.one_of(TEMPLATE_TEXT, ANY_VALUE))}, optional={
-    "description": mostly(st.text(max_size=20), ANY_VALUE),
-    "user": mostly(st.one_of(PLAIN, TEMPLATE_TEXT), ANY_VALUE),
-    "temperature": mostly(st.floats(0, 2), ANY_VALUE), "max_tokens": mostly(st.integers(1, 4000), ANY_VALUE),
-    "author": mostly(st.text(max_size=10), ANY_VALUE), "note": mostly(st.text(max_size=10), ANY_VALUE),
-    "created_at": mostly(st.just("2024-01-01T10:00:00+02:00"), st.one_of(ANY_VALUE, st.just("2024-02-30T10:00"))),
-    "json_schema": mostly(st.just({"type": "object"}), st.one_of(ANY_VALUE, st.just({"type": 12})))})
-EXPORT = st.fixed_dictionaries({
-    "format": mostly(st.just(EXPORT_FORMAT), st.just("other")),
-    "name": mostly(st.sampled_from(["fuzz.import", "fuzz.other"]), st.one_of(st.just("Bad Name"), ANY_VALUE)),
-    "versions": mostly(st.lists(VERSION, min_size=1, max_size=2), ANY_VALUE)},
-    optional={"labels": mostly(st.dictionaries(st.sampled_from(["production", "staging"]), st.integers(1, 4),
-                                               max_size=2),
-                               st.one_of(ANY_VALUE, st.just({"Bad Label": 1}), st.just({"x": True})))})
+VERSION = st.fixed_dictionaries(
+    {
+        "version": mostly(st.integers(1, 4), st.one_of(ANY_VALUE, OUT_OF_RANGE)),
+        "system": mostly(PLAIN, st.one_of(TEMPLATE_TEXT, ANY_VALUE)),
+    },
+    optional={
+        "description": mostly(st.text(max_size=20), ANY_VALUE),
+        "user": mostly(st.one_of(PLAIN, TEMPLATE_TEXT), ANY_VALUE),
+        "temperature": mostly(st.floats(0, 2), ANY_VALUE),
+        "max_tokens": mostly(st.integers(1, 4000), ANY_VALUE),
+        "author": mostly(st.text(max_size=10), ANY_VALUE),
+        "note": mostly(st.text(max_size=10), ANY_VALUE),
+        "created_at": mostly(st.just("2024-01-01T10:00:00+02:00"), st.one_of(ANY_VALUE, st.just("2024-02-30T10:00"))),
+        "json_schema": mostly(st.just({"type": "object"}), st.one_of(ANY_VALUE, st.just({"type": 12}))),
+    },
+)
+EXPORT = st.fixed_dictionaries(
+    {
+        "format": mostly(st.just(EXPORT_FORMAT), st.just("other")),
+        "name": mostly(st.sampled_from(["fuzz.import", "fuzz.other"]), st.one_of(st.just("Bad Name"), ANY_VALUE)),
+        "versions": mostly(st.lists(VERSION, min_size=1, max_size=2), ANY_VALUE),
+    },
+    optional={
+        "labels": mostly(
+            st.dictionaries(st.sampled_from(["production", "staging"]), st.integers(1, 4), max_size=2),
+            st.one_of(ANY_VALUE, st.just({"Bad Label": 1}), st.just({"x": True})),
+        )
+    },
+)
 
 
 def _template_counts(engine) -> tuple[int, ...]:
     with Session(engine) as s:
-        return tuple(s.scalar(select(func.count()).select_from(t)) for t in
-                     (PromptTemplate, TemplateVersion, TemplateLabel))
+        return tuple(
+            s.scalar(select(func.count()).select_from(t)) for t in (PromptTemplate, TemplateVersion, TemplateLabel)
+        )
 
 
-@given(doc=st.one_of(EXPORT.map(lambda d: yaml.safe_dump(d, allow_unicode=True)),
-                     EXPORT.map(lambda d: json.dumps(d)), TEMPLATE_TEXT, st.text(max_size=200)))
+@given(
+    doc=st.one_of(
+        EXPORT.map(lambda d: yaml.safe_dump(d, allow_unicode=True)),
+        EXPORT.map(lambda d: json.dumps(d)),
+        TEMPLATE_TEXT,
+        st.text(max_size=200),
+    )
+)
 @example(doc=f"format: {EXPORT_FORMAT}\nname: fuzz.import\nversions:\n- version: 1\n  system: null\n")  # AttributeError
 @example(doc=f"format: {EXPORT_FORMAT}\nname: fuzz.import\nversions:\n- version: 2147483648\n  system: hi\n")
 @example(doc=f"format: {EXPORT_FORMAT}\nname: fuzz.import\nversions:\n- version: 9223372036854775808\n  system: hi\n")
@@ -269,6 +376,7 @@ def test_random_template_exports_import_or_fail_without_changing_anything(fresh_
 
 # ---- test sets ---------------------------------------------------------------------------------------
 
+
 def _csv(header: list[str], rows: list[list[str]], newline: str, raw: bool) -> str:
     if raw:  # no quoting: commas, quotes and newlines in cells break the shape of the file
         return newline.join([",".join(header), *(",".join(r) for r in rows)])
@@ -283,21 +391,37 @@ COLUMNS = st.sampled_from([["question"], ["question", "context"], ["context", "q
 
 def csv_bytes(columns: list[str]):
     """CSV bytes for a test set of `columns`: mostly well formed, else with the faults people make."""
-    header = mostly(st.permutations(columns + ["expected"]).flatmap(
-        lambda h: st.sampled_from([h, [c for c in h if c != "expected"]])),
-        st.lists(st.sampled_from(["question", "context", "expected", "Question", " question ", "other", ""]),
-                 max_size=4))
-    text = header.flatmap(lambda h: st.builds(
-        _csv, st.just(h),
-        st.lists(mostly(st.lists(CELL, min_size=len(h), max_size=len(h)), st.lists(CELL, max_size=5)),
-                 min_size=1, max_size=6),
-        st.sampled_from(["\n", "\r\n", "\r"]), mostly(st.just(False), st.just(True))))
-    return mostly(mostly(text.map(str.encode), text.map(lambda t: ("\ufeff" + t).encode())),
-                  st.one_of(st.binary(max_size=400), text.map(lambda t: t.encode("utf-16")), st.just(b" \n")))
+    header = mostly(
+        st.permutations(columns + ["expected"]).flatmap(
+            lambda h: st.sampled_from([h, [c for c in h if c != "expected"]])
+        ),
+        st.lists(
+            st.sampled_from(["question", "context", "expected", "Question", " question ", "other", ""]), max_size=4
+        ),
+    )
+    text = header.flatmap(
+        lambda h: st.builds(
+            _csv,
+            st.just(h),
+            st.lists(
+                mostly(st.lists(CELL, min_size=len(h), max_size=len(h)), st.lists(CELL, max_size=5)),
+                min_size=1,
+                max_size=6,
+            ),
+            st.sampled_from(["\n", "\r\n", "\r"]),
+            mostly(st.just(False), st.just(True)),
+        )
+    )
+    return mostly(
+        mostly(text.map(str.encode), text.map(lambda t: ("\ufeff" + t).encode())),
+        st.one_of(st.binary(max_size=400), text.map(lambda t: t.encode("utf-16")), st.just(b" \n")),
+    )
 
 
-SET_NAME = mostly(st.builds(lambda t: f"{t} {next(_serial)}", st.text(max_size=12)),  # unique, but "dup" repeats
-                  st.one_of(st.text(min_size=250, max_size=300), st.sampled_from(["", "  ", "dup", "a\x00b"])))
+SET_NAME = mostly(
+    st.builds(lambda t: f"{t} {next(_serial)}", st.text(max_size=12)),  # unique, but "dup" repeats
+    st.one_of(st.text(min_size=250, max_size=300), st.sampled_from(["", "  ", "dup", "a\x00b"])),
+)
 
 
 def _set_counts(engine) -> tuple[int, int]:
@@ -329,13 +453,14 @@ def test_random_csv_makes_a_whole_test_set_or_a_test_set_error_and_no_rows(any_e
 
 # ---- saved conversations -----------------------------------------------------------------------------
 
+
 @given(question=st.text(max_size=300), answer=st.text(max_size=300), comment=st.text(max_size=40))
 @example(question="", answer="", comment="")  # found by this drill: IndexError titling the conversation
 @example(question="a\x00b", answer="\x00", comment="\x00")  # found by this drill: DataError on PostgreSQL
 @drill(max_examples=40)
 def test_any_chat_text_is_saved_and_read_back(any_engine, question, answer, comment):
     """Whatever a user types (or a model answers) is saved, NUL characters dropped (PostgreSQL refuses them)."""
-    from lib.chat_store import add_message, create_session, load_messages, set_feedback
+    from lib.chat.conversations import add_message, create_session, load_messages, set_feedback
 
     FIGURES[f"chat text [{any_engine.dialect.name}]"] += 1
     chat = create_session(any_engine, "fuzzer")
@@ -343,8 +468,10 @@ def test_any_chat_text_is_saved_and_read_back(any_engine, question, answer, comm
     answer_id = add_message(any_engine, chat.id, "assistant", answer, request_id="r1").id
     set_feedback(any_engine, answer_id, -1, comment, "fuzzer")
     stored = load_messages(any_engine, chat.id)
-    assert [(m["role"], m["content"]) for m in stored] == [("user", question.replace("\x00", "")),
-                                                           ("assistant", answer.replace("\x00", ""))]
+    assert [(m["role"], m["content"]) for m in stored] == [
+        ("user", question.replace("\x00", "")),
+        ("assistant", answer.replace("\x00", "")),
+    ]
     assert stored[1]["rating"] == -1
 
 

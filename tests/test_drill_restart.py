@@ -37,37 +37,53 @@ QUERY = "How many days of paid holiday do employees get?"
 
 def snapshot(services: Any, run_id: int) -> dict[str, Any]:
     """Everything the drill stored, read back through the app's own functions (also run by the new process)."""
-    from lib.chat_store import list_sessions, load_messages
-    from lib.experiments import get_run, run_rows
-    from lib.ingest import document_table, get_collection
-    from lib.models import LlmCall
-    from lib.rag import RetrievalSettings
-    from lib.template_store import TemplateStore
-    from lib.test_sets import list_test_sets, load_cases
-    from lib.vectorstore import get_all, open_store
+    from lib.chat.conversations import list_sessions, load_messages
+    from lib.compare.runs import get_run, run_rows
+    from lib.compare.test_sets import list_test_sets, load_cases
+    from lib.core.tables import LlmCall
+    from lib.documents.indexing import document_table, get_collection
+    from lib.documents.retrieval import RetrievalSettings
+    from lib.documents.vectorstore import get_all, open_store
+    from lib.prompts.store import TemplateStore
 
     engine = services.engine
     store = TemplateStore(engine)
     sessions = list_sessions(engine, USER)
     with Session(engine) as s:
-        calls = sorted(s.execute(select(LlmCall.request_id, LlmCall.status, LlmCall.experiment_id,
-                                        LlmCall.variant)).all())
+        calls = sorted(
+            s.execute(select(LlmCall.request_id, LlmCall.status, LlmCall.experiment_id, LlmCall.variant)).all()
+        )
     collection = get_collection(engine, "Handbook")
     chunks = get_all(open_store(services.client, collection.chroma_name, services.embeddings), ["metadatas"])
     hits = services.retriever.search("Handbook", QUERY, RetrievalSettings(k=3, mode="hybrid"))
     vector_hits = services.retriever.search("Handbook", QUERY, RetrievalSettings(k=3, mode="vector"))
     snap = {
-        "sessions": [{"id": c.id, "title": c.title, "collection": c.collection,
-                      "messages": [{k: m[k] for k in ("role", "content", "sources", "request_id", "rating")}
-                                   for m in load_messages(engine, c.id)]} for c in sessions],
-        "templates": {name: {"versions": [(v.version, v.author, v.note, v.template.content(), v.content_hash)
-                                          for v in store.history(name)],
-                             "labels": store.labels(name),
-                             "label_moves": [(m.label, m.from_version, m.to_version, m.moved_by)
-                                             for m in store.label_history(name)]}
-                      for name in store.names()},
-        "test_sets": [{**t, "cases": [(c.values, c.expected) for c in load_cases(engine, t["id"])]}
-                      for t in list_test_sets(engine)],
+        "sessions": [
+            {
+                "id": c.id,
+                "title": c.title,
+                "collection": c.collection,
+                "messages": [
+                    {k: m[k] for k in ("role", "content", "sources", "request_id", "rating")}
+                    for m in load_messages(engine, c.id)
+                ],
+            }
+            for c in sessions
+        ],
+        "templates": {
+            name: {
+                "versions": [
+                    (v.version, v.author, v.note, v.template.content(), v.content_hash) for v in store.history(name)
+                ],
+                "labels": store.labels(name),
+                "label_moves": [(m.label, m.from_version, m.to_version, m.moved_by) for m in store.label_history(name)],
+            }
+            for name in store.names()
+        },
+        "test_sets": [
+            {**t, "cases": [(c.values, c.expected) for c in load_cases(engine, t["id"])]}
+            for t in list_test_sets(engine)
+        ],
         "run": {k: v for k, v in get_run(engine, run_id).items() if k not in ("A", "B")},
         "run_rows": run_rows(engine, run_id),
         "calls": calls,
@@ -82,7 +98,7 @@ def snapshot(services: Any, run_id: int) -> dict[str, Any]:
 CHILD = """
 import json, sys
 sys.path[:0] = [{root!r}, {tests!r}]
-from lib.config import load_settings
+from lib.core.settings import load_settings
 from lib.services import build_services
 from test_drill_restart import snapshot
 services = build_services(load_settings())  # as the app starts: migrations run, Chroma reopened
@@ -92,14 +108,14 @@ print("SNAPSHOT " + json.dumps(snapshot(services, {run_id})))
 
 def populate(services, server) -> int:
     """Fill the data dir through the app's code; returns the batch run's id."""
-    from lib.chat_store import add_message, create_session, set_feedback
-    from lib.config import load_settings
-    from lib.experiments import Checks, Variant, execute_run, start_run
-    from lib.gateway import Gateway
-    from lib.ingest import get_collection
-    from lib.template_store import STAGING, PRODUCTION, TemplateStore
-    from lib.templates import Template
-    from lib.test_sets import create_test_set, parse_csv
+    from lib.chat.conversations import add_message, create_session, set_feedback
+    from lib.compare.runs import Checks, Variant, execute_run, start_run
+    from lib.compare.test_sets import create_test_set, parse_csv
+    from lib.core.settings import load_settings
+    from lib.documents.indexing import get_collection
+    from lib.gateway.client import Gateway
+    from lib.prompts.language import Template
+    from lib.prompts.store import PRODUCTION, STAGING, TemplateStore
 
     engine = services.engine
     # a document
@@ -109,27 +125,52 @@ def populate(services, server) -> int:
     # a conversation with a cited answer and a 👍
     chat = create_session(engine, USER, collection="Handbook")
     add_message(engine, chat.id, "user", QUERY)
-    answer = add_message(engine, chat.id, "assistant", "28 days of paid holiday a year [1].",
-                         sources=[{"number": 1, "document": "handbook.pdf", "page": 2, "text": HANDBOOK[1]}],
-                         request_id="req-restart-1", summary="28 days")
+    answer = add_message(
+        engine,
+        chat.id,
+        "assistant",
+        "28 days of paid holiday a year [1].",
+        sources=[{"number": 1, "document": "handbook.pdf", "page": 2, "text": HANDBOOK[1]}],
+        request_id="req-restart-1",
+        summary="28 days",
+    )
     set_feedback(engine, answer.id, 1, "Clear and cited", USER)
     # a template with two versions, production on v1 and staging on v2
     store = TemplateStore(engine)
-    store.create(Template(name=TEMPLATE, system="Answer briefly.", user="Question: {{ question }}"), USER,
-                 labels=(PRODUCTION,))
-    store.save_version(Template(name=TEMPLATE, system="Answer in one sentence, citing the handbook.",
-                                user="Question: {{ question }}", temperature=0.2), "bob@example.com", "One sentence")
+    store.create(
+        Template(name=TEMPLATE, system="Answer briefly.", user="Question: {{ question }}"), USER, labels=(PRODUCTION,)
+    )
+    store.save_version(
+        Template(
+            name=TEMPLATE,
+            system="Answer in one sentence, citing the handbook.",
+            user="Question: {{ question }}",
+            temperature=0.2,
+        ),
+        "bob@example.com",
+        "One sentence",
+    )
     store.move_label(TEMPLATE, STAGING, 2, "bob@example.com", "try it")
     # a test set, and a batch run of v1 against v2 over it
-    cases = parse_csv(b"question,expected\nHow many holidays?,28\nWhere are the offices?,Leeds\n"
-                      b"When do unused days expire?,March\n", ["question"])
+    cases = parse_csv(
+        b"question,expected\nHow many holidays?,28\nWhere are the offices?,Leeds\nWhen do unused days expire?,March\n",
+        ["question"],
+    )
     set_id = create_test_set(engine, "Handbook questions", ["question"], USER, cases)
-    providers = {"openai": {"kind": "openai", "base_url": server.base_url, "api_key": "test-key",
-                            "models": ["gpt-4o-mini"]}}
+    providers = {
+        "openai": {"kind": "openai", "base_url": server.base_url, "api_key": "test-key", "models": ["gpt-4o-mini"]}
+    }
     settings = load_settings(env={**os.environ, "WORKBENCH_PROVIDERS": json.dumps(providers)})
     server.default_reply = Reply("Twenty-eight days, per the handbook.")
-    run_id = start_run(engine, TEMPLATE, set_id, Variant(1, "openai/gpt-4o-mini"), Variant(2, "openai/gpt-4o-mini"),
-                       Checks(max_chars=200), USER)
+    run_id = start_run(
+        engine,
+        TEMPLATE,
+        set_id,
+        Variant(1, "openai/gpt-4o-mini"),
+        Variant(2, "openai/gpt-4o-mini"),
+        Checks(max_chars=200),
+        USER,
+    )
     progress = execute_run(Gateway(settings, engine), store, run_id, concurrency=2)
     assert (progress.total, progress.done, progress.failed) == (6, 6, 0)
     return run_id
@@ -138,8 +179,8 @@ def populate(services, server) -> int:
 def test_a_new_process_finds_everything_the_last_one_stored(data_dir, local_embeddings, fake):
     import chromadb.api.client
 
-    from lib.config import load_settings
-    from lib.models import LlmCall
+    from lib.core.settings import load_settings
+    from lib.core.tables import LlmCall
     from lib.services import build_services
 
     began = time.perf_counter()
@@ -171,8 +212,7 @@ def test_a_new_process_finds_everything_the_last_one_stored(data_dir, local_embe
     env = {**os.environ, "WORKBENCH_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"}
     code = CHILD.format(root=str(ROOT), tests=str(ROOT / "tests"), run_id=run_id)
     started = time.perf_counter()
-    child = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                           timeout=180)
+    child = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     restarted = time.perf_counter() - started
     assert child.returncode == 0, child.stderr[-3000:]
     [line] = [ln for ln in child.stdout.splitlines() if ln.startswith("SNAPSHOT ")]
@@ -180,8 +220,10 @@ def test_a_new_process_finds_everything_the_last_one_stored(data_dir, local_embe
 
     for part in before:
         assert after[part] == before[part], f"{part} differs after the restart"
-    print(f"\nDRILL restart: populated a data dir in {populated:.1f} s (1 conversation, 2 messages with "
-          f"sources and a rating; template {TEMPLATE} v1+v2 with production/staging; a test set of 3 cases; "
-          f"a batch run with 6 results and 6 call-log rows; handbook.pdf in {len(before['chunks'])} chunks); "
-          f"a new process reopened it in {restarted:.1f} s and found all of it, search still answers from "
-          f"handbook.pdf p. 2")
+    print(
+        f"\nDRILL restart: populated a data dir in {populated:.1f} s (1 conversation, 2 messages with "
+        f"sources and a rating; template {TEMPLATE} v1+v2 with production/staging; a test set of 3 cases; "
+        f"a batch run with 6 results and 6 call-log rows; handbook.pdf in {len(before['chunks'])} chunks); "
+        f"a new process reopened it in {restarted:.1f} s and found all of it, search still answers from "
+        f"handbook.pdf p. 2"
+    )

@@ -15,20 +15,37 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from lib.chat_store import add_message, create_session, set_feedback
-from lib.compare_summary import summarize_run
-from lib.config import load_settings
-from lib.errors import BadRequest
-from lib.experiments import (Checks, CompareError, Variant, execute_run, get_run, judge_pair, promote, record_vote,
-                             run_rows, start_run, stream_pair)
-from lib.gateway import CallContext, Gateway
-from lib.live_ab import (ExperimentError, assign_variant, live_report, live_variant_for, start_experiment,
-                         stop_experiment)
-from lib.models import LlmCall, RunResult
-from lib.template_store import TemplateStore
-from lib.templates import Template
-from lib.test_sets import (TestSetError, add_case_from_message, create_test_set, load_cases, parse_csv,
-                           replace_cases)
+from lib.chat.conversations import add_message, create_session, set_feedback
+from lib.compare.live_ab import ExperimentError, live_report, start_experiment, stop_experiment
+from lib.compare.runs import (
+    Checks,
+    CompareError,
+    Variant,
+    execute_run,
+    get_run,
+    judge_pair,
+    promote,
+    record_vote,
+    run_rows,
+    start_run,
+    stream_pair,
+)
+from lib.compare.summary import summarize_run
+from lib.compare.test_sets import (
+    TestSetError,
+    add_case_from_message,
+    create_test_set,
+    load_cases,
+    parse_csv,
+    replace_cases,
+)
+from lib.core.settings import load_settings
+from lib.core.tables import LlmCall, RunResult
+from lib.gateway.client import CallContext, Gateway
+from lib.gateway.errors import BadRequest
+from lib.prompts.language import Template
+from lib.prompts.live import assign_variant, live_variant_for
+from lib.prompts.store import TemplateStore
 
 NAME = "support.reply"
 V1 = Template(name=NAME, system="You answer customers.", user="Answer: {{ question }}")
@@ -56,8 +73,10 @@ class GateModel(BaseChatModel):
             assert self.gate.wait(timeout=10)
             if "boom" in question:
                 raise BadRequest("The model refused this input.")
-            msg = AIMessage(content=f"{'kind ' if 'kindly' in messages[0].content else ''}reply to {question}",
-                            usage_metadata={"input_tokens": 10, "output_tokens": 5, "total_tokens": 15})
+            msg = AIMessage(
+                content=f"{'kind ' if 'kindly' in messages[0].content else ''}reply to {question}",
+                usage_metadata={"input_tokens": 10, "output_tokens": 5, "total_tokens": 15},
+            )
             return ChatResult(generations=[ChatGeneration(message=msg)])
         finally:
             with self.lock:
@@ -79,8 +98,9 @@ def gated(any_engine):
 
 def make_set(engine, n: int, *, boom: int | None = None) -> int:
     rows = "".join(f"q{i}{' boom' if i == boom else ''},reply\n" for i in range(1, n + 1))
-    return create_test_set(engine, "smoke", ["question"], "ada", parse_csv(f"question,expected\n{rows}".encode(),
-                                                                           ["question"]))
+    return create_test_set(
+        engine, "smoke", ["question"], "ada", parse_csv(f"question,expected\n{rows}".encode(), ["question"])
+    )
 
 
 def wait_for_inflight(model: GateModel, n: int) -> None:
@@ -97,18 +117,23 @@ def llm_rows(engine) -> list[LlmCall]:
 
 
 def test_a_csv_with_the_template_variables_and_expected_answers_becomes_cases():
-    cases = parse_csv("\ufeffquestion,expected\nWhere is it?,Paris\n\"A, B?\",\n".encode(), ["question"])
-    assert [(c.values, c.expected) for c in cases] == [({"question": "Where is it?"}, "Paris"),
-                                                       ({"question": "A, B?"}, None)]
+    cases = parse_csv('\ufeffquestion,expected\nWhere is it?,Paris\n"A, B?",\n'.encode(), ["question"])
+    assert [(c.values, c.expected) for c in cases] == [
+        ({"question": "Where is it?"}, "Paris"),
+        ({"question": "A, B?"}, None),
+    ]
 
 
-@pytest.mark.parametrize("data,message", [
-    (b"", "empty"),
-    (b"question\n", "no cases"),
-    (b"query,expected\nhi,x\n", "missing question; unexpected 'query'"),
-    ("question\ncaf\xe9\n".encode("latin-1"), "not UTF-8"),
-    (b"question,expected\nhi,x,extra\n", "Line 2 has 3 values"),
-])
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (b"", "empty"),
+        (b"question\n", "no cases"),
+        (b"query,expected\nhi,x\n", "missing question; unexpected 'query'"),
+        ("question\ncaf\xe9\n".encode("latin-1"), "not UTF-8"),
+        (b"question,expected\nhi,x,extra\n", "Line 2 has 3 values"),
+    ],
+)
 def test_a_bad_csv_is_refused_with_a_message_that_says_what_to_fix(data, message):
     with pytest.raises(TestSetError, match=message):
         parse_csv(data, ["question"])
@@ -127,8 +152,16 @@ def test_a_thumbs_down_answer_adds_its_question_and_context_to_a_test_set(any_en
     set_id = create_test_set(any_engine, "bad answers", ["context", "question"], "ada")
     chat = create_session(any_engine, "ada").id
     add_message(any_engine, chat, "user", "When does the canteen open?")
-    source = {"number": 1, "chunk_id": "c1", "document_id": 1, "document": "handbook.pdf", "page": 2,
-              "chunk_index": 0, "text": "The canteen opens at eight.", "score": 0.9}
+    source = {
+        "number": 1,
+        "chunk_id": "c1",
+        "document_id": 1,
+        "document": "handbook.pdf",
+        "page": 2,
+        "chunk_index": 0,
+        "text": "The canteen opens at eight.",
+        "score": 0.9,
+    }
     answer = add_message(any_engine, chat, "assistant", "At nine.", sources=[source], request_id="r1")
     add_case_from_message(any_engine, set_id, answer.id)
     [case] = load_cases(any_engine, set_id)
@@ -162,8 +195,7 @@ def test_cancel_stops_new_calls_keeps_finished_rows_and_a_resume_completes_witho
     gw, store, model = gated
     run_id = start_run(any_engine, NAME, make_set(any_engine, 10), Variant(1), Variant(2), Checks(), "ada")
     cancel, seen = threading.Event(), []
-    worker = threading.Thread(target=lambda: seen.append(execute_run(gw, store, run_id, concurrency=2,
-                                                                     cancel=cancel)))
+    worker = threading.Thread(target=lambda: seen.append(execute_run(gw, store, run_id, concurrency=2, cancel=cancel)))
     worker.start()
     wait_for_inflight(model, 2)
     cancel.set()
@@ -185,8 +217,15 @@ def test_cancel_stops_new_calls_keeps_finished_rows_and_a_resume_completes_witho
 def test_a_failing_row_is_shown_on_that_row_and_the_run_goes_on(gated, any_engine):
     gw, store, model = gated
     model.gate.set()
-    run_id = start_run(any_engine, NAME, make_set(any_engine, 4, boom=2), Variant(1), Variant(2, "acme/m2"),
-                       Checks(regex=r"^reply", max_chars=40), "ada")
+    run_id = start_run(
+        any_engine,
+        NAME,
+        make_set(any_engine, 4, boom=2),
+        Variant(1),
+        Variant(2, "acme/m2"),
+        Checks(regex=r"^reply", max_chars=40),
+        "ada",
+    )
     progress = execute_run(gw, store, run_id, concurrency=2)
     assert (progress.done, progress.failed) == (8, 2)
     rows = run_rows(any_engine, run_id)
@@ -201,7 +240,7 @@ def test_a_failing_row_is_shown_on_that_row_and_the_run_goes_on(gated, any_engin
 
 
 def test_an_unexpected_error_in_a_worker_stops_the_run_and_reaches_the_caller(gated, any_engine, monkeypatch):
-    import lib.experiments as experiments
+    import lib.compare.runs as experiments
 
     gw, store, model = gated
     model.gate.set()
@@ -239,10 +278,33 @@ def test_votes_give_b_win_rate_with_wilson_interval_and_sign_test(gated, any_eng
     rows = run_rows(any_engine, run_id)
     verdicts = ["B"] * 9 + ["A", "tie", "both_bad"]
     for row, verdict in zip(rows, verdicts):
-        record_vote(any_engine, NAME, Variant(1), Variant(2), row["values"], "a", "b", "A", user="ada",
-                    run_id=run_id, case_id=row["case_id"])
-        record_vote(any_engine, NAME, Variant(1), Variant(2), row["values"], "a", "b", verdict, user="ada",
-                    run_id=run_id, case_id=row["case_id"], blind=True)  # a changed vote replaces the old one
+        record_vote(
+            any_engine,
+            NAME,
+            Variant(1),
+            Variant(2),
+            row["values"],
+            "a",
+            "b",
+            "A",
+            user="ada",
+            run_id=run_id,
+            case_id=row["case_id"],
+        )
+        record_vote(
+            any_engine,
+            NAME,
+            Variant(1),
+            Variant(2),
+            row["values"],
+            "a",
+            "b",
+            verdict,
+            user="ada",
+            run_id=run_id,
+            case_id=row["case_id"],
+            blind=True,
+        )  # a changed vote replaces the old one
     summary = summarize_run(any_engine, run_id)
     assert summary.votes == {"A": 1, "B": 9, "tie": 1, "both_bad": 1}
     assert summary.win_rate.value == 0.9 and summary.p_value == pytest.approx(22 / 1024)
@@ -291,22 +353,34 @@ def test_side_by_side_streams_both_variants_and_reports_each_outcome(real_gw, se
     store.create(V1, "ada")
     store.save_version(V2, "ada")
     templates = {"A": V1, "B": V2}
-    events = list(stream_pair(real_gw, templates, {"A": Variant(1, "acme/m1"), "B": Variant(2, "acme/m1")},
-                              {"question": "hi"}, "ada"))
+    events = list(
+        stream_pair(
+            real_gw, templates, {"A": Variant(1, "acme/m1"), "B": Variant(2, "acme/m1")}, {"question": "hi"}, "ada"
+        )
+    )
     texts = {s: "".join(p for side, p, o in events if side == s and p) for s in "AB"}
     outcomes = {side: o for side, _, o in events if o}
     assert texts == {"A": "same words from the fake model", "B": "same words from the fake model"}
     assert outcomes["A"].status == outcomes["B"].status == "ok" and outcomes["A"].tokens > 0
     assert sorted((r.variant, r.template_version, r.status) for r in llm_rows(any_engine)) == [
-        ("A", 1, "ok"), ("B", 2, "ok")]  # both really called: no cache hit for the second
+        ("A", 1, "ok"),
+        ("B", 2, "ok"),
+    ]  # both really called: no cache hit for the second
 
 
 def test_a_server_error_on_one_side_shows_on_that_side_only(real_gw, server, any_engine):
     server.enqueue(Status(400))
     store = TemplateStore(any_engine)
     store.create(V1, "ada")
-    events = list(stream_pair(real_gw, {"A": V1, "B": V1}, {"A": Variant(1, "acme/m1"), "B": Variant(1, "acme/m1")},
-                              {"question": "hi"}, "ada"))
+    events = list(
+        stream_pair(
+            real_gw,
+            {"A": V1, "B": V1},
+            {"A": Variant(1, "acme/m1"), "B": Variant(1, "acme/m1")},
+            {"question": "hi"},
+            "ada",
+        )
+    )
     statuses = sorted(o.status for _, _, o in events if o)
     assert statuses == ["error", "ok"]
 
@@ -336,8 +410,11 @@ def test_a_live_experiment_routes_users_reports_per_variant_and_stopping_returns
         got = live_variant_for(any_engine, NAME, user)
         assert got == live_variant_for(any_engine, NAME, user)  # sticky
         exp, variant, version = got
-        result = gw.invoke([("user", "hi")], "acme/m1", CallContext(user=user, experiment_id=exp, variant=variant,
-                                                                     template_name=NAME, template_version=version))
+        result = gw.invoke(
+            [("user", "hi")],
+            "acme/m1",
+            CallContext(user=user, experiment_id=exp, variant=variant, template_name=NAME, template_version=version),
+        )
         msg = add_message(any_engine, chat, "assistant", result.text, request_id=result.request_id)
         set_feedback(any_engine, msg.id, 1 if variant == "B" else -1, user=user)
     report = {v.variant: v for v in live_report(any_engine, exp_id)}

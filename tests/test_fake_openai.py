@@ -19,8 +19,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from fake_openai import (ContextTooLong, Drop, FakeOpenAI, FakeOpenAIProcess, Hang, Malformed, Reply, Status,
-                         split_words)
+from fake_openai import ContextTooLong, Drop, FakeOpenAI, FakeOpenAIProcess, Hang, Malformed, Reply, Status, split_words
 from langchain_core.messages import AIMessageChunk
 from langchain_openai import ChatOpenAI
 
@@ -51,8 +50,9 @@ def client(fake: FakeOpenAI) -> openai.OpenAI:
 @pytest.fixture
 def chat(fake: FakeOpenAI) -> ChatOpenAI:
     """A real LangChain chat model pointed at the fake server, asking for streamed usage."""
-    return ChatOpenAI(base_url=fake.base_url, api_key="test-key", model="fake-small", stream_usage=True,
-                      max_retries=0, timeout=10)
+    return ChatOpenAI(
+        base_url=fake.base_url, api_key="test-key", model="fake-small", stream_usage=True, max_retries=0, timeout=10
+    )
 
 
 def chat_create(client: openai.OpenAI, **kwargs: Any) -> Any:
@@ -62,8 +62,12 @@ def chat_create(client: openai.OpenAI, **kwargs: Any) -> Any:
 
 def post(url: str, payload: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
     """POST JSON with urllib; the status and decoded body, errors included."""
-    req = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                 headers={"Content-Type": "application/json", **(headers or {})})
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return resp.status, json.loads(resp.read())
@@ -75,8 +79,10 @@ def post(url: str, payload: Any, headers: dict[str, str] | None = None) -> tuple
 
 
 def test_a_plain_reply_echoes_the_model_and_counts_words_as_tokens(client: openai.OpenAI) -> None:
-    r = client.chat.completions.create(model="fake-large", messages=[
-        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is two plus two?"}])
+    r = client.chat.completions.create(
+        model="fake-large",
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is two plus two?"}],
+    )
     assert r.object == "chat.completion" and r.model == "fake-large"
     assert (r.choices[0].message.role, r.choices[0].message.content) == ("assistant", Reply().text)
     assert r.choices[0].finish_reason == "stop"
@@ -101,7 +107,8 @@ def test_queued_replies_are_used_in_order_then_the_default_reply(fake: FakeOpenA
 
 
 def test_a_stream_reproduces_the_text_exactly_and_ends_with_a_usage_chunk(
-        fake: FakeOpenAI, client: openai.OpenAI) -> None:
+    fake: FakeOpenAI, client: openai.OpenAI
+) -> None:
     fake.enqueue(Reply(TEXT, cached_tokens=2))
     chunks = list(chat_create(client, stream=True, stream_options={"include_usage": True}))
     assert chunks[0].choices[0].delta.role == "assistant" and chunks[0].choices[0].delta.content == ""
@@ -170,7 +177,8 @@ def test_a_status_body_replaces_the_default_error(fake: FakeOpenAI, client: open
 
 
 def test_a_context_too_long_is_a_bad_request_with_openais_code_and_wording(
-        fake: FakeOpenAI, client: openai.OpenAI) -> None:
+    fake: FakeOpenAI, client: openai.OpenAI
+) -> None:
     fake.enqueue(ContextTooLong())
     with pytest.raises(openai.BadRequestError) as err:
         chat_create(client)
@@ -205,8 +213,13 @@ def test_a_malformed_event_breaks_the_sdk_after_the_good_chunks(fake: FakeOpenAI
 
 def test_a_malformed_stream_carries_on_to_done_after_the_bad_event(fake: FakeOpenAI) -> None:
     fake.enqueue(Malformed(after_chunks=2))
-    with httpx.stream("POST", fake.base_url + "/chat/completions", headers={"Authorization": "Bearer k"},
-                      json={"model": "m", "messages": USER, "stream": True}, timeout=5) as resp:
+    with httpx.stream(
+        "POST",
+        fake.base_url + "/chat/completions",
+        headers={"Authorization": "Bearer k"},
+        json={"model": "m", "messages": USER, "stream": True},
+        timeout=5,
+    ) as resp:
         lines = [line for line in resp.iter_lines() if line]
     assert lines.index("data: {not json") == 3  # role chunk + two words
     assert lines[-1] == "data: [DONE]"
@@ -214,8 +227,7 @@ def test_a_malformed_stream_carries_on_to_done_after_the_bad_event(fake: FakeOpe
     assert "".join(c or "" for c in contents) == Reply().text
 
 
-def test_a_hang_times_out_the_client_while_other_requests_are_served(
-        fake: FakeOpenAI, client: openai.OpenAI) -> None:
+def test_a_hang_times_out_the_client_while_other_requests_are_served(fake: FakeOpenAI, client: openai.OpenAI) -> None:
     fake.enqueue(Hang(5), Reply("Meanwhile."))
     with pytest.raises(openai.APITimeoutError):
         chat_create(client.with_options(timeout=0.5))
@@ -223,7 +235,8 @@ def test_a_hang_times_out_the_client_while_other_requests_are_served(
 
 
 def test_a_chunk_delay_longer_than_the_read_timeout_times_out_mid_stream(
-        fake: FakeOpenAI, client: openai.OpenAI) -> None:
+    fake: FakeOpenAI, client: openai.OpenAI
+) -> None:
     fake.enqueue(Reply("slow words here", chunk_delay=3))
     seen: list[str] = []
     with pytest.raises(openai.APITimeoutError):
@@ -256,8 +269,9 @@ def test_langchain_streaming_aggregates_the_text_and_the_usage_chunk(fake: FakeO
 
 
 def test_langchain_streaming_without_stream_usage_gets_no_usage(fake: FakeOpenAI) -> None:
-    chat = ChatOpenAI(base_url=fake.base_url, api_key="test-key", model="fake-small", stream_usage=False,
-                      max_retries=0, timeout=10)
+    chat = ChatOpenAI(
+        base_url=fake.base_url, api_key="test-key", model="fake-small", stream_usage=False, max_retries=0, timeout=10
+    )
     whole = reduce(lambda a, b: a + b, chat.stream("hello there"))
     assert whole.content == Reply().text and not whole.usage_metadata
     assert "stream_options" not in fake.requests[-1]["json"]
@@ -284,7 +298,10 @@ def test_every_request_is_recorded_in_order_with_lowercase_headers(fake: FakeOpe
     chat_create(client, stream=True).close()
     client.models.list()
     assert [(r["method"], r["path"]) for r in fake.requests] == [
-        ("POST", "/v1/chat/completions"), ("POST", "/v1/chat/completions"), ("GET", "/v1/models")]
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/chat/completions"),
+        ("GET", "/v1/models"),
+    ]
     first = fake.requests[0]
     assert first["headers"]["authorization"] == "Bearer test-key"
     assert first["json"] == {"model": "fake-small", "messages": USER, "temperature": 0.2}
@@ -311,8 +328,9 @@ def test_a_post_without_a_bearer_key_is_refused_without_using_the_queue(fake: Fa
 def test_unknown_paths_and_bad_json_get_json_errors(fake: FakeOpenAI) -> None:
     code, body = post(fake.base_url + "/completions", {"model": "m"}, {"Authorization": "Bearer k"})
     assert code == 404 and "error" in body
-    req = urllib.request.Request(fake.base_url + "/chat/completions", data=b"{oops", method="POST",
-                                 headers={"Authorization": "Bearer k"})
+    req = urllib.request.Request(
+        fake.base_url + "/chat/completions", data=b"{oops", method="POST", headers={"Authorization": "Bearer k"}
+    )
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, timeout=5)
     assert err.value.code == 400 and json.loads(err.value.read())["error"]["type"] == "invalid_request_error"
@@ -327,7 +345,8 @@ def test_the_models_endpoint_lists_the_fake_models(client: openai.OpenAI) -> Non
 
 
 def test_embeddings_are_deterministic_normalised_and_the_same_as_floats_or_base64(
-        fake: FakeOpenAI, client: openai.OpenAI) -> None:
+    fake: FakeOpenAI, client: openai.OpenAI
+) -> None:
     via_base64 = client.embeddings.create(model="fake-embed", input=["one two", "three", "one two"])
     via_floats = client.embeddings.create(model="fake-embed", input=["one two", "three"], encoding_format="float")
     assert fake.requests[0]["json"]["encoding_format"] == "base64"
@@ -348,7 +367,6 @@ def test_embeddings_consume_the_queue_like_chat(fake: FakeOpenAI, client: openai
     assert client.embeddings.create(model="fake-embed", input="hello").usage.prompt_tokens == 99
 
 
-
 def test_the_server_runs_in_its_own_process_with_one_reply_and_stops_cleanly() -> None:
     with FakeOpenAIProcess(Reply("From the other process.", delay=0.05)) as srv:
         client = openai.OpenAI(base_url=srv.base_url, api_key="test-key", max_retries=0, timeout=10)
@@ -360,8 +378,12 @@ def test_the_server_runs_in_its_own_process_with_one_reply_and_stops_cleanly() -
         os.kill(pid, 0)
     # the entry point by hand: the first line is the base URL; it exits when stdin closes
     script = Path(__file__).resolve().parent / "fake_openai.py"
-    proc = subprocess.Popen([sys.executable, str(script), "--port", "0", "--text", "Hi."],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--port", "0", "--text", "Hi."],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")

@@ -11,11 +11,11 @@ from fake_openai import ContextTooLong, Drop, Hang, Malformed, Reply, Status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lib.config import load_settings
-from lib.errors import (AuthenticationFailed, BadRequest, CircuitOpen, ContextTooLong as ContextTooLongError,
-                        ProviderUnavailable, RateLimited, TimedOut)
-from lib.gateway import CallContext, Gateway
-from lib.models import LlmCall
+from lib.core.settings import load_settings
+from lib.core.tables import LlmCall
+from lib.gateway.client import CallContext, Gateway
+from lib.gateway.errors import AuthenticationFailed, BadRequest, CircuitOpen, ProviderUnavailable, TimedOut
+from lib.gateway.errors import ContextTooLong as ContextTooLongError
 
 SECRET = "sk-test-DO-NOT-LEAK-0123456789abcdef"
 QUESTION = [("system", "Be brief."), ("user", "What is two plus two?")]
@@ -34,12 +34,18 @@ class Clock:
 def make_gateway(engine, server, sleeps=None, clock=None, **env) -> Gateway:
     providers = {
         # "openai" on the fake server, so list prices apply to these models
-        "openai": {"kind": "openai", "base_url": server.base_url, "api_key": SECRET,
-                   "models": ["gpt-4o-mini"], "timeout_s": env.pop("timeout_s", 5)},
+        "openai": {
+            "kind": "openai",
+            "base_url": server.base_url,
+            "api_key": SECRET,
+            "models": ["gpt-4o-mini"],
+            "timeout_s": env.pop("timeout_s", 5),
+        },
         "acme": {"base_url": server.base_url, "api_key": SECRET, "models": ["mystery"], "timeout_s": 5},
     }
-    settings = load_settings(env={"WORKBENCH_PROVIDERS": json.dumps(providers),
-                                  "WORKBENCH_BACKOFF_BASE_S": "0.25", **env})
+    settings = load_settings(
+        env={"WORKBENCH_PROVIDERS": json.dumps(providers), "WORKBENCH_BACKOFF_BASE_S": "0.25", **env}
+    )
     record = sleeps if sleeps is not None else []
     return Gateway(settings, engine, sleep=record.append, rng=lambda: 0.5, clock=clock or Clock())
 
@@ -57,7 +63,13 @@ def test_an_invoke_writes_one_row_with_provider_usage_cost_and_context(any_engin
     assert result.text == "Four."
     [row] = rows(any_engine)
     assert (row.feature, row.user, row.session_id, row.model, row.provider, row.status) == (
-        "chat", "ada", "s1", "openai/gpt-4o-mini", "openai", "ok")
+        "chat",
+        "ada",
+        "s1",
+        "openai/gpt-4o-mini",
+        "openai",
+        "ok",
+    )
     assert (row.template_name, row.template_version) == ("chat.system", 2)
     assert (row.prompt_tokens, row.completion_tokens, row.cached_tokens, row.attempts) == (1000, 500, 400, 1)
     # 600 uncached at $0.15/M, 400 cached at $0.075/M, 500 out at $0.60/M
@@ -116,11 +128,14 @@ def test_server_errors_back_off_exponentially_then_fail_with_one_error_row(fresh
     assert len(fake.requests) == 4
 
 
-@pytest.mark.parametrize("behaviour, error, words", [
-    (Status(400), BadRequest, "refused the request"),
-    (Status(401), AuthenticationFailed, "rejected the API key"),
-    (ContextTooLong(), ContextTooLongError, "too long for this model"),
-])
+@pytest.mark.parametrize(
+    "behaviour, error, words",
+    [
+        (Status(400), BadRequest, "refused the request"),
+        (Status(401), AuthenticationFailed, "rejected the API key"),
+        (ContextTooLong(), ContextTooLongError, "too long for this model"),
+    ],
+)
 def test_client_errors_are_not_retried_and_map_to_an_actionable_message(fresh_engine, fake, behaviour, error, words):
     fake.enqueue(behaviour)
     sleeps: list[float] = []
@@ -185,8 +200,14 @@ def test_a_stream_the_user_abandons_is_logged_as_aborted_with_the_tokens_seen(fr
 
 def test_the_breaker_opens_after_repeated_failures_fails_fast_then_recovers(fresh_engine, fake):
     clock = Clock()
-    gw = make_gateway(fresh_engine, fake, clock=clock, WORKBENCH_MAX_RETRIES="0",
-                      WORKBENCH_BREAKER_THRESHOLD="2", WORKBENCH_BREAKER_COOLDOWN_S="30")
+    gw = make_gateway(
+        fresh_engine,
+        fake,
+        clock=clock,
+        WORKBENCH_MAX_RETRIES="0",
+        WORKBENCH_BREAKER_THRESHOLD="2",
+        WORKBENCH_BREAKER_COOLDOWN_S="30",
+    )
     fake.enqueue(Status(503), Status(503))
     for _ in range(2):
         with pytest.raises(ProviderUnavailable):
@@ -206,8 +227,14 @@ def test_the_breaker_opens_after_repeated_failures_fails_fast_then_recovers(fres
 
 def test_a_failed_half_open_trial_reopens_the_breaker(fresh_engine, fake):
     clock = Clock()
-    gw = make_gateway(fresh_engine, fake, clock=clock, WORKBENCH_MAX_RETRIES="0",
-                      WORKBENCH_BREAKER_THRESHOLD="1", WORKBENCH_BREAKER_COOLDOWN_S="10")
+    gw = make_gateway(
+        fresh_engine,
+        fake,
+        clock=clock,
+        WORKBENCH_MAX_RETRIES="0",
+        WORKBENCH_BREAKER_THRESHOLD="1",
+        WORKBENCH_BREAKER_COOLDOWN_S="10",
+    )
     fake.enqueue(Status(500), Status(500))
     with pytest.raises(ProviderUnavailable):
         gw.invoke(QUESTION, "openai/gpt-4o-mini")
@@ -219,8 +246,9 @@ def test_a_failed_half_open_trial_reopens_the_breaker(fresh_engine, fake):
 
 def test_a_feature_falls_back_to_its_fallback_model_when_the_primary_fails(fresh_engine, fake):
     fake.enqueue(Status(500), Reply("From the fallback."))
-    gw = make_gateway(fresh_engine, fake, WORKBENCH_MAX_RETRIES="0",
-                      WORKBENCH_FALLBACKS=json.dumps({"chat": "acme/mystery"}))
+    gw = make_gateway(
+        fresh_engine, fake, WORKBENCH_MAX_RETRIES="0", WORKBENCH_FALLBACKS=json.dumps({"chat": "acme/mystery"})
+    )
     result = gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat"))
     assert result.text == "From the fallback." and result.model == "acme/mystery"
     [row] = rows(fresh_engine)
@@ -252,8 +280,8 @@ def test_an_unknown_model_is_a_clear_error_and_still_a_row(fresh_engine, fake):
 
 
 def test_embeddings_through_the_gateway_are_logged_and_priced(fresh_engine, fake):
-    from lib.gateway import GatewayEmbeddings
-    from lib.pricing import set_price_override
+    from lib.gateway.client import GatewayEmbeddings
+    from lib.gateway.pricing import set_price_override
 
     set_price_override(fresh_engine, "acme/embed-1", input_per_mtok=0.02, output_per_mtok=0)
     emb = GatewayEmbeddings(make_gateway(fresh_engine, fake), "acme/embed-1", batch_size=2)
@@ -265,7 +293,7 @@ def test_embeddings_through_the_gateway_are_logged_and_priced(fresh_engine, fake
 
 
 def test_a_failing_embedding_call_is_retried_then_reported_with_its_row(fresh_engine, fake):
-    from lib.gateway import GatewayEmbeddings
+    from lib.gateway.client import GatewayEmbeddings
 
     fake.enqueue(Status(503), Status(503))
     gw = make_gateway(fresh_engine, fake, WORKBENCH_MAX_RETRIES="1")
@@ -295,15 +323,16 @@ def test_concurrent_calls_each_get_exactly_one_committed_row_when_their_call_ret
 
 
 def test_a_call_log_row_that_cannot_be_written_does_not_cost_the_rows_written_with_it(fresh_engine, caplog):
-    from lib.gateway import CallResult
+    from lib.gateway.client import CallResult
 
     settings = load_settings(env={})
     gw = Gateway(settings, fresh_engine)
     writer = gw._log
     with writer._cond:  # hold the writer as if a transaction were in progress, so the rows below queue up
         writer._writing = True
-    results = [CallResult(f"req-{i}", "offline/extractive", "offline") for i in range(4)] + \
-        [CallResult("req-1", "offline/extractive", "offline")]  # a duplicate request id: refused by the table
+    results = [CallResult(f"req-{i}", "offline/extractive", "offline") for i in range(4)] + [
+        CallResult("req-1", "offline/extractive", "offline")
+    ]  # a duplicate request id: refused by the table
     threads = [threading.Thread(target=gw.write_row, args=(r, CallContext(feature="t"), "p", {})) for r in results]
     for t in threads:
         t.start()

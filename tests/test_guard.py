@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lib.guard import Redaction, StreamRestorer, find_pii, iban_ok, luhn_ok, redact
+from lib.gateway.redaction import Redaction, StreamRestorer, find_pii, iban_ok, luhn_ok, redact
 
 CASES = json.loads((Path(__file__).parent / "data" / "pii_labelled.json").read_text())
 
@@ -46,8 +46,10 @@ def test_no_more_than_two_percent_of_ordinary_text_is_redacted():
 def test_placeholders_go_out_and_originals_come_back():
     r = redact("Mail ada@example.com or bob@example.com, again ada@example.com, card 4111 1111 1111 1111.")
     assert r.text == "Mail [EMAIL_1] or [EMAIL_2], again [EMAIL_1], card [CARD_1]."
-    assert r.restore("I wrote to [EMAIL_1] and charged [CARD_1].") == \
-        "I wrote to ada@example.com and charged 4111 1111 1111 1111."
+    assert (
+        r.restore("I wrote to [EMAIL_1] and charged [CARD_1].")
+        == "I wrote to ada@example.com and charged 4111 1111 1111 1111."
+    )
 
 
 def test_a_conversation_shares_one_numbering():

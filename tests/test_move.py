@@ -14,19 +14,19 @@ from files import make_pdf
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from lib import move as move_module
-from lib.chat_store import add_message, create_session, set_feedback
-from lib.cli import main
-from lib.config import load_settings
-from lib.db import make_engine
-from lib.demo_usage import write_demo_calls
-from lib.ingest import get_collection
-from lib.jobs import create_job, run_job
-from lib.models import Budget, Collection, Feedback, LlmCall, PriceOverride
-from lib.move import copied_tables
-from lib.rag import RetrievalSettings, Retriever
+from lib.chat.conversations import add_message, create_session, set_feedback
+from lib.cli import move as move_module
+from lib.cli.main import main
+from lib.cli.move import copied_tables
+from lib.core.db import make_engine
+from lib.core.settings import load_settings
+from lib.core.tables import Budget, Collection, Feedback, LlmCall, PriceOverride
+from lib.documents.indexing import get_collection
+from lib.documents.jobs import create_job, run_job
+from lib.documents.retrieval import RetrievalSettings, Retriever
+from lib.prompts.store import ensure_builtin_templates
 from lib.services import build_services
-from lib.template_store import ensure_builtin_templates
+from lib.usage.demo import write_demo_calls
 
 pytestmark = pytest.mark.postgres
 CALLS = 3000
@@ -39,18 +39,33 @@ def install(data_dir, local_embeddings):
     services = build_services(load_settings(), local_embeddings)
     engine = services.engine
     ensure_builtin_templates(engine)
-    for name, files in {"HR": [("handbook.pdf", make_pdf(["Welcome.", "Every employee gets 28 days of paid "
-                                                           "holiday.", "Submit receipts via the finance portal."]))],
-                        "Facilities": [("bikes.txt", b"Bikes go in the basement rack. " * 40),
-                                       ("parking.txt", b"Cars park on level minus two. " * 40)]}.items():
+    for name, files in {
+        "HR": [
+            (
+                "handbook.pdf",
+                make_pdf(
+                    [
+                        "Welcome.",
+                        "Every employee gets 28 days of paid holiday.",
+                        "Submit receipts via the finance portal.",
+                    ]
+                ),
+            )
+        ],
+        "Facilities": [
+            ("bikes.txt", b"Bikes go in the basement rack. " * 40),
+            ("parking.txt", b"Cars park on level minus two. " * 40),
+        ],
+    }.items():
         col = get_collection(engine, name, create=True)
         job = create_job(engine, col, [n for n, _ in files], "ada")
         assert all(o.status == "indexed" for o in run_job(engine, services.indexer, job.id, files))
     write_demo_calls(engine, CALLS, 30)
     chat = create_session(engine, "ada", collection="HR")
     add_message(engine, chat.id, "user", "How many holidays? ✓ naïve")
-    answer = add_message(engine, chat.id, "assistant", "28 days [1]", sources=[{"document": "handbook.pdf"}],
-                         request_id="r-1")
+    answer = add_message(
+        engine, chat.id, "assistant", "28 days [1]", sources=[{"document": "handbook.pdf"}], request_id="r-1"
+    )
     set_feedback(engine, answer.id, -1, "too short", "ada")
     with Session(engine) as s, s.begin():
         s.add(Budget(scope="global", subject="*", limit_usd=100.0))
@@ -67,7 +82,8 @@ def search_all(retriever: Retriever) -> list[list[tuple]]:
 
 
 def test_an_install_moves_to_postgresql_and_a_chroma_server_with_the_same_counts_and_search(
-        install, pg_url, chroma_server, capsys):
+    install, pg_url, chroma_server, capsys
+):
     host, port = chroma_server
     before = search_all(install.retriever)
     started = time.perf_counter()
@@ -80,16 +96,19 @@ def test_an_install_moves_to_postgresql_and_a_chroma_server_with_the_same_counts
     source = install.engine
     with Session(source) as s, Session(target) as t:
         for table in copied_tables():
-            assert s.scalar(select(func.count()).select_from(table)) == \
-                t.scalar(select(func.count()).select_from(table)), table.name
+            assert s.scalar(select(func.count()).select_from(table)) == t.scalar(
+                select(func.count()).select_from(table)
+            ), table.name
         assert t.scalar(select(func.count()).select_from(LlmCall)) == CALLS
         assert t.scalar(select(Feedback.comment)) == "too short"
         # the rollups were rebuilt by the target's triggers
         assert t.scalar(select(func.sum(func.coalesce(LlmCall.cost_usd, 0)))) == pytest.approx(
-            s.scalar(select(func.sum(func.coalesce(LlmCall.cost_usd, 0)))))
+            s.scalar(select(func.sum(func.coalesce(LlmCall.cost_usd, 0))))
+        )
         tz = t.scalar(select(LlmCall.created_at).order_by(LlmCall.id).limit(1))
-        assert tz.tzinfo is not None and tz.replace(tzinfo=None) == \
-            s.scalar(select(LlmCall.created_at).order_by(LlmCall.id).limit(1)).replace(tzinfo=None)
+        assert tz.tzinfo is not None and tz.replace(tzinfo=None) == s.scalar(
+            select(LlmCall.created_at).order_by(LlmCall.id).limit(1)
+        ).replace(tzinfo=None)
         chroma_names = set(s.scalars(select(Collection.chroma_name)))
     server = move_module.chroma_server_client(host, port)
     for name in chroma_names:
@@ -99,21 +118,36 @@ def test_an_install_moves_to_postgresql_and_a_chroma_server_with_the_same_counts
     assert search_all(moved) == before
     # sequences continue after the copied ids
     with Session(target) as t, t.begin():
-        t.add(LlmCall(request_id="after-move", feature="chat", provider="offline", model="offline/extractive",
-                      status="ok"))
+        t.add(
+            LlmCall(
+                request_id="after-move", feature="chat", provider="offline", model="offline/extractive", status="ok"
+            )
+        )
         t.add(Collection(name="New", chroma_name="wb_new_after_move", embedding_model="local/all-MiniLM-L6-v2"))
     with Session(target) as t:
         rows = sum(t.scalar(select(func.count()).select_from(tb)) for tb in copied_tables()) - 2
-    print(f"moved {rows} rows and {sum(server.get_collection(n).count() for n in chroma_names)} chunks "
-          f"in {took:.1f} s")
+    print(f"moved {rows} rows and {sum(server.get_collection(n).count() for n in chroma_names)} chunks in {took:.1f} s")
 
     # a second move into the now non-empty targets is refused, then allowed with --replace-target
     assert main(["move", "--to-database-url", pg_url]) == 2
     assert "not empty" in capsys.readouterr().err
     assert main(["move", "--to-chroma-host", host, "--to-chroma-port", str(port)]) == 2
     assert "already holds chunks" in capsys.readouterr().err
-    assert main(["move", "--to-database-url", pg_url, "--to-chroma-host", host, "--to-chroma-port", str(port),
-                 "--replace-target"]) == 0
+    assert (
+        main(
+            [
+                "move",
+                "--to-database-url",
+                pg_url,
+                "--to-chroma-host",
+                host,
+                "--to-chroma-port",
+                str(port),
+                "--replace-target",
+            ]
+        )
+        == 0
+    )
     with Session(target) as t:
         assert t.scalar(select(func.count()).select_from(LlmCall)) == CALLS
     assert search_all(Retriever(target, server, install.embeddings)) == before

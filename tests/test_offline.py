@@ -2,7 +2,7 @@
 
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from lib.offline import NOTHING_TO_QUOTE, OfflineExtractiveChat, split_sentences
+from lib.gateway.offline import NOTHING_TO_QUOTE, OfflineExtractiveChat, split_sentences
 
 RAG_PROMPT = """Context:
 [1] (handbook.pdf, p. 4)

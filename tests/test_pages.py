@@ -7,9 +7,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
-from lib.config import load_settings
-from lib.db import make_engine
-from lib.models import LlmCall
+from lib.core.db import make_engine
+from lib.core.settings import load_settings
+from lib.core.tables import LlmCall
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "pages").glob("*.py"))
@@ -74,19 +74,29 @@ def test_new_conversation_clears_the_chat_and_starts_a_new_session():
 def seed_spend(user: str, tokens: int):
     import uuid
 
-    from lib.db import migrate
+    from lib.core.db import migrate
 
     engine = make_engine(load_settings().database_url)
     migrate(engine)
     with Session(engine) as s, s.begin():
-        s.add(LlmCall(request_id=uuid.uuid4().hex, user=user, feature="chat", provider="offline",
-                      model="offline/extractive", prompt_tokens=tokens, completion_tokens=0, cost_usd=0.0,
-                      status="ok"))
+        s.add(
+            LlmCall(
+                request_id=uuid.uuid4().hex,
+                user=user,
+                feature="chat",
+                provider="offline",
+                model="offline/extractive",
+                prompt_tokens=tokens,
+                completion_tokens=0,
+                cost_usd=0.0,
+                status="ok",
+            )
+        )
     return engine
 
 
 def test_chat_warns_past_the_soft_limit_and_refuses_at_the_hard_limit(monkeypatch):
-    from lib.cost_control import set_budget
+    from lib.gateway.cost_control import set_budget
 
     monkeypatch.setenv("WORKBENCH_USER", "ada")
     engine = seed_spend("ada", 900)
@@ -95,7 +105,7 @@ def test_chat_warns_past_the_soft_limit_and_refuses_at_the_hard_limit(monkeypatc
     at.chat_input[0].set_value("Hello there").run()
     assert any("90% of the monthly budget for user 'ada' is used" in w.value for w in at.warning)
     seed_spend("ada", 200)  # spent elsewhere: now over the hard limit
-    from lib.ui_resources import get_gateway, get_settings
+    from lib.ui.resources import get_gateway, get_settings
 
     get_gateway(get_settings()).budgets.invalidate()  # as after its 15-second refresh
     at = app_test().run()

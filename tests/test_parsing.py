@@ -3,7 +3,7 @@
 import pytest
 from files import make_docx, make_pdf
 
-from lib.parsing import ParseError, parse_file
+from lib.documents.parsing import ParseError, parse_file
 
 MB = 10**6
 
@@ -31,11 +31,14 @@ def test_pdf_pages_keep_their_numbers_and_docx_tables_are_read():
     assert "Hello" in parse_file("a.docx", make_docx(["Hello"]), MB)[0].text
 
 
-@pytest.mark.parametrize("name, data, words", [
-    ("empty.csv", b"", "is empty"),
-    ("spaces.txt", b"   \n\n  ", "contains no text"),
-    ("tiny-limit.txt", b"x" * 11, "over the"),
-])
+@pytest.mark.parametrize(
+    "name, data, words",
+    [
+        ("empty.csv", b"", "is empty"),
+        ("spaces.txt", b"   \n\n  ", "contains no text"),
+        ("tiny-limit.txt", b"x" * 11, "over the"),
+    ],
+)
 def test_empty_and_oversized_files_are_refused_with_a_reason(name, data, words):
     with pytest.raises(ParseError, match=words):
         parse_file(name, data, 10)

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from lib.pricing import find_price, load_price_table, set_price_override
+from lib.gateway.pricing import find_price, load_price_table, set_price_override
 
 
 def test_cached_input_tokens_are_priced_at_the_cached_rate():

@@ -3,11 +3,22 @@
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from lib.prompt_form import (DEFAULT_MODEL, draft_from_form, label_caption, move_message, option_index, schema_text,
-                             section_heading, summary, trial_caption, trial_version, variables_line)
-from lib.template_diff import diff_templates
-from lib.template_store import Version
-from lib.templates import Template
+from lib.prompts.diff import diff_templates
+from lib.prompts.language import Template
+from lib.prompts.store import Version
+from lib.ui.prompt_form import (
+    DEFAULT_MODEL,
+    draft_from_form,
+    label_caption,
+    move_message,
+    option_index,
+    schema_text,
+    section_heading,
+    summary,
+    trial_caption,
+    trial_version,
+    variables_line,
+)
 
 
 def saved(template: Template, version: int = 3) -> Version:
@@ -40,8 +51,10 @@ def test_try_it_runs_the_saved_version_only_while_the_form_matches_it():
 
 
 def test_a_diff_section_heading_says_when_nothing_changed():
-    sections = {s.title: s for s in diff_templates(Template(name="t", system="a", user="u"),
-                                                   Template(name="t", system="b", user="u"))}
+    sections = {
+        s.title: s
+        for s in diff_templates(Template(name="t", system="a", user="u"), Template(name="t", system="b", user="u"))
+    }
     headings = {section_heading(s) for s in sections.values()}
     assert any(h.startswith("**") and "no changes" not in h for h in headings)  # the system message changed
     assert any(h.endswith("** · no changes") for h in headings)  # the user message did not
@@ -55,12 +68,19 @@ def test_label_lines_say_where_a_label_points_and_whether_it_moved():
 
 
 def test_the_form_describes_a_draft_or_says_why_it_cannot_be_saved():
-    draft, found, problem = draft_from_form(" support.reply ", "", "", "Reply to {{ customer }}.", DEFAULT_MODEL,
-                                            0.7, 256.0, "")
-    assert (draft.name, draft.model, draft.max_tokens, found, problem) == ("support.reply", None, 256, ["customer"],
-                                                                           None)
+    draft, found, problem = draft_from_form(
+        " support.reply ", "", "", "Reply to {{ customer }}.", DEFAULT_MODEL, 0.7, 256.0, ""
+    )
+    assert (draft.name, draft.model, draft.max_tokens, found, problem) == (
+        "support.reply",
+        None,
+        256,
+        ["customer"],
+        None,
+    )
     assert summary(draft, 2, {}) == "newest v2 · no labels"  # no dangling separator without a description
-    assert summary(replace(draft, description="Support"), 2, {"production": 1}) == \
-        "Support · newest v2 · production → v1"
+    assert (
+        summary(replace(draft, description="Support"), 2, {"production": 1}) == "Support · newest v2 · production → v1"
+    )
     none, nothing, why = draft_from_form("t", "", "", "{{ a.b }}", DEFAULT_MODEL, None, None, "")
     assert (none, nothing) == (None, []) and why

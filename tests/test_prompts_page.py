@@ -5,11 +5,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
-from lib.config import load_settings
-from lib.db import make_engine
-from lib.models import LlmCall
-from lib.template_store import TemplateStore
-from lib.templates import Template
+from lib.core.db import make_engine
+from lib.core.settings import load_settings
+from lib.core.tables import LlmCall
+from lib.prompts.language import Template
+from lib.prompts.store import TemplateStore
 
 NEW = "➕ New template"
 

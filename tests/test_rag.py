@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.orm import Session
 
-from lib.bm25 import BM25Index
-from lib.config import load_settings
-from lib.ingest import ChunkingSettings, Indexer, delete_document, get_collection
-from lib.models import Document
-from lib.rag import RetrievalSettings, Retriever
-from lib.vectorstore import make_chroma_client, open_store
+from lib.core.settings import load_settings
+from lib.core.tables import Document
+from lib.documents.bm25 import BM25Index
+from lib.documents.indexing import ChunkingSettings, Indexer, delete_document, get_collection
+from lib.documents.retrieval import RetrievalSettings, Retriever
+from lib.documents.vectorstore import make_chroma_client, open_store
 
 BM25 = RetrievalSettings(k=1000, mode="bm25")
 QUERIES = ["paid holiday days", "taxi receipts approval", "parking permit", "zeppelin hangar", "office"]
@@ -53,8 +53,9 @@ def env(data_dir, fresh_engine, local_embeddings, any_chroma):
     def process():
         """An indexer and a retriever with their own Chroma client, as in another app process."""
         client = make_chroma_client(load_settings())
-        indexer = Indexer(fresh_engine, client, local_embeddings, data_dir / "originals",
-                          ChunkingSettings(120, 20, 1_000_000))
+        indexer = Indexer(
+            fresh_engine, client, local_embeddings, data_dir / "originals", ChunkingSettings(120, 20, 1_000_000)
+        )
         return indexer, CountingRetriever(fresh_engine, client, local_embeddings)
 
     indexer, retriever = process()
@@ -73,8 +74,11 @@ def scratch_scores(indexer: Indexer, engine, col, query: str) -> dict[str, float
     with Session(engine) as s:
         current = {d.id: d.version for d in s.query(Document).filter_by(collection_id=col.id) if d.version > 0}
     got = open_store(indexer.client, col.chroma_name, indexer.embeddings).get(include=["documents", "metadatas"])
-    rows = [(i, t) for i, t, m in zip(got["ids"], got["documents"], got["metadatas"])
-            if current.get(m["document_id"]) == m["version"]]
+    rows = [
+        (i, t)
+        for i, t, m in zip(got["ids"], got["documents"], got["metadatas"])
+        if current.get(m["document_id"]) == m["version"]
+    ]
     scores = BM25Index([t for _, t in rows]).scores(query)
     return {cid: round(float(s), 4) for (cid, _), s in zip(rows, scores) if s > 0}
 
@@ -153,8 +157,11 @@ def test_a_document_created_under_the_id_of_a_deleted_one_is_indexed(env, fresh_
 def test_a_document_read_while_its_chunks_were_still_changing_is_read_again(env, fresh_engine):
     indexer, retriever, col, _ = env
     bm25_scores(retriever, "office")
-    outcome = indexer.index_file(col, "hangar.txt", b"The zeppelin hangar is behind building C. " * 2
-                                 + b"Airship pilots brief in the quonset hut next to it.")
+    outcome = indexer.index_file(
+        col,
+        "hangar.txt",
+        b"The zeppelin hangar is behind building C. " * 2 + b"Airship pilots brief in the quonset hut next to it.",
+    )
     assert outcome.chunks > 1
     store = open_store(indexer.client, col.chroma_name, indexer.embeddings)
     last = store.get(ids=[f"d{outcome.document_id}-v1-c{outcome.chunks - 1}"], include=["documents", "metadatas"])
@@ -169,11 +176,13 @@ def test_a_document_read_while_its_chunks_were_still_changing_is_read_again(env,
 
 
 def test_many_changed_documents_are_read_in_one_pass_with_the_same_scores(env, fresh_engine, monkeypatch):
-    import lib.rag
+    import lib.documents.retrieval
 
     indexer, retriever, col, _ = env
     bm25_scores(retriever, "office")
-    monkeypatch.setattr(lib.rag, "FULL_READ_DOCS", 0)  # above this many changed documents, one plain read
+    monkeypatch.setattr(
+        lib.documents.retrieval, "FULL_READ_DOCS", 0
+    )  # above this many changed documents, one plain read
     indexer.index_file(col, "hangar.txt", b"The zeppelin hangar is behind building C.")
     retriever.reads.clear()
     assert retriever.search("Handbook", "zeppelin", BM25)[0].document == "hangar.txt"

@@ -10,18 +10,26 @@ from __future__ import annotations
 import time
 
 import pytest
+from browser import (
+    assistant_messages,
+    browser_page,
+    index_through_documents_page,
+    require_chromium,
+    running_app,
+    screenshot,
+)
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from browser import (assistant_messages, browser_page, index_through_documents_page, require_chromium,
-                     running_app, screenshot)
-from lib.db import make_engine, migrate
-from lib.models import Document, LlmCall
+from lib.core.db import make_engine, migrate
+from lib.core.tables import Document, LlmCall
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.chroma_server]
 
-NOTE = ("Acme badge policy.\n\nLost badges are replaced at the front desk on floor one for a fee of 15 EUR.\n\n"
-        "Visitors wear a red badge and are escorted at all times.\n")
+NOTE = (
+    "Acme badge policy.\n\nLost badges are replaced at the front desk on floor one for a fee of 15 EUR.\n\n"
+    "Visitors wear a red badge and are escorted at all times.\n"
+)
 
 
 def ask(page, question: str, wait_for: str) -> str:
@@ -46,8 +54,10 @@ def test_two_app_processes_share_documents_and_one_call_log(tmp_path, pg_url, ch
     migrate(engine)  # as the first app process would; both then start on a ready schema
     shared = {"DATABASE_URL": pg_url, "CHROMA_HOST": host, "CHROMA_PORT": str(port)}
     started = time.perf_counter()
-    with running_app({**shared, "WORKBENCH_DATA_DIR": str(tmp_path / "a"), "WORKBENCH_USER": "user-a"}) as a, \
-            running_app({**shared, "WORKBENCH_DATA_DIR": str(tmp_path / "b"), "WORKBENCH_USER": "user-b"}) as b:
+    with (
+        running_app({**shared, "WORKBENCH_DATA_DIR": str(tmp_path / "a"), "WORKBENCH_USER": "user-a"}) as a,
+        running_app({**shared, "WORKBENCH_DATA_DIR": str(tmp_path / "b"), "WORKBENCH_USER": "user-b"}) as b,
+    ):
         with browser_page("scale-out-a") as page:  # process A: create a collection and index a file
             index_through_documents_page(page, a, "Badges", "badges.txt", "text/plain", NOTE.encode())
         with browser_page("scale-out-b") as page:  # process B: sees it and answers from it, citing it
@@ -64,8 +74,9 @@ def test_two_app_processes_share_documents_and_one_call_log(tmp_path, pg_url, ch
             pick_collection(page, "Badges")
             ask(page, "What colour badge do visitors wear?", "red badge")
     with Session(engine) as s:
-        by_user = dict(s.execute(select(LlmCall.user, func.count()).where(LlmCall.feature == "chat")
-                                 .group_by(LlmCall.user)).all())
+        by_user = dict(
+            s.execute(select(LlmCall.user, func.count()).where(LlmCall.feature == "chat").group_by(LlmCall.user)).all()
+        )
         docs = s.scalars(select(Document)).all()
     engine.dispose()
     print(f"two processes: {by_user} in {time.perf_counter() - started:.1f} s")

@@ -3,7 +3,7 @@
 import pytest
 from scipy.stats import binomtest
 
-from lib.stats import mean_interval, sign_test_p, wilson_interval
+from lib.compare.stats import mean_interval, sign_test_p, wilson_interval
 
 
 def test_the_wilson_interval_matches_the_textbook_value_for_8_of_10():
@@ -37,6 +37,6 @@ def test_the_sign_test_of_9_wins_to_1_is_0_0215():
 def test_the_mean_interval_uses_the_sample_standard_deviation():
     ci = mean_interval([2, 4, 4, 4, 5, 5, 7, 9])
     assert ci.value == 5
-    half = 1.959963984540054 * 2.138089935299395 / 8 ** 0.5
+    half = 1.959963984540054 * 2.138089935299395 / 8**0.5
     assert (ci.low, ci.high) == (pytest.approx(5 - half), pytest.approx(5 + half))
     assert mean_interval([]).value is None and mean_interval([3.0]).low == 3.0

@@ -9,17 +9,21 @@ from langchain_core.language_models import FakeListChatModel
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
-from lib.chat import DEFAULT_SYSTEM_PROMPT
-from lib.config import load_settings
-from lib.gateway import CallContext, Gateway
-from lib.models import LlmCall, TemplateVersion
-from lib.prompt_runs import chat_system_prompt, load_prompt, run_template
-from lib.template_store import (ImportFailed, TemplateExists, TemplateNotFound, TemplateStore,
-                                ensure_builtin_templates)
-from lib.templates import InvalidTemplate, MissingVariables, Template, TemplateSyntaxError, UnknownVariables
+from lib.core.settings import load_settings
+from lib.core.tables import LlmCall, TemplateVersion
+from lib.gateway.client import CallContext, Gateway
+from lib.prompts.builtin import DEFAULT_SYSTEM_PROMPT
+from lib.prompts.language import InvalidTemplate, MissingVariables, Template, TemplateSyntaxError, UnknownVariables
+from lib.prompts.runs import chat_system_prompt, load_prompt, run_template
+from lib.prompts.store import ImportFailed, TemplateExists, TemplateNotFound, TemplateStore, ensure_builtin_templates
 
-GREETING = Template(name="support.greeting", description="Greets a customer", system="You are kind.",
-                    user="Greet {{ customer }}.", temperature=0.2)
+GREETING = Template(
+    name="support.greeting",
+    description="Greets a customer",
+    system="You are kind.",
+    user="Greet {{ customer }}.",
+    temperature=0.2,
+)
 
 
 def edited(template: Template, **changes) -> Template:
@@ -87,8 +91,11 @@ def test_labels_deploy_and_roll_back_and_every_move_is_kept(store):
     assert store.move_label(GREETING.name, "production", 1, "ann", "customers complained")
     assert store.get_by_label(GREETING.name, "production").version == 1
     moves = [(m.label, m.from_version, m.to_version, m.moved_by, m.note) for m in store.label_history(GREETING.name)]
-    assert moves == [("production", 2, 1, "ann", "customers complained"), ("production", 1, 2, "bob", "ship it"),
-                     ("production", None, 1, "ann", "created with the template")]
+    assert moves == [
+        ("production", 2, 1, "ann", "customers complained"),
+        ("production", 1, 2, "bob", "ship it"),
+        ("production", None, 1, "ann", "created with the template"),
+    ]
 
 
 def test_authors_can_add_their_own_labels_and_moving_to_the_same_version_records_nothing(store):
@@ -142,15 +149,17 @@ def test_a_builtin_prompt_must_keep_the_variables_the_app_fills_in(any_engine):
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
 def test_an_export_round_trips_into_an_empty_database_with_versions_and_labels(store, fresh_engine, fmt):
     store.create(GREETING, "ann", labels=("production",))
-    store.save_version(edited(GREETING, json_schema={"type": "object"}, user="Line 1\nLine {{ customer }}"),
-                       "bob", "json")
+    store.save_version(
+        edited(GREETING, json_schema={"type": "object"}, user="Line 1\nLine {{ customer }}"), "bob", "json"
+    )
     store.move_label(GREETING.name, "staging", 2, "bob")
     target = TemplateStore(fresh_engine)
     report = target.import_text(store.export(GREETING.name, fmt), "carol")
     assert report.created and report.added == [(1, 1), (2, 2)]
     assert target.labels(GREETING.name) == {"production": 1, "staging": 2}
-    assert [(v.version, v.author, v.note, v.template) for v in target.history(GREETING.name)] == \
-           [(v.version, v.author, v.note, v.template) for v in store.history(GREETING.name)]
+    assert [(v.version, v.author, v.note, v.template) for v in target.history(GREETING.name)] == [
+        (v.version, v.author, v.note, v.template) for v in store.history(GREETING.name)
+    ]
 
 
 def test_yaml_exports_keep_multiline_messages_readable_for_git(store):
@@ -172,20 +181,67 @@ def test_an_import_never_overwrites_existing_versions_or_moves_labels(store):
     assert store.import_text(json.dumps(exported), "carol").added == []
 
 
-@pytest.mark.parametrize("text, message", [
-    ("name: [unclosed", "neither valid YAML nor JSON"),
-    ("{}", "not a template export"),
-    (json.dumps({"format": "ai-workbench/prompt-template@1", "name": "x", "labels": {},
-                 "versions": [{"version": 1, "user": "{{ config.items() }}"}]}), "Version 1 in the file"),
-    (json.dumps({"format": "ai-workbench/prompt-template@1", "name": "x", "labels": {"production": 3},
-                 "versions": [{"version": 1, "user": "hi"}]}), "Labels must point"),
-    (json.dumps({"format": "ai-workbench/prompt-template@1", "name": "x", "labels": {},
-                 "versions": [{"version": 1, "user": "hi", "python": "os.system"}]}), "unknown fields: python"),
-    (json.dumps({"format": "ai-workbench/prompt-template@1", "name": "x",
-                 "versions": [{"version": 2**31, "user": "hi"}]}), "from 1 to 2147483647"),
-    (json.dumps({"format": "ai-workbench/prompt-template@1", "name": "x", "labels": {"production": True},
-                 "versions": [{"version": 1, "user": "hi"}]}), "Labels must point"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name: [unclosed", "neither valid YAML nor JSON"),
+        ("{}", "not a template export"),
+        (
+            json.dumps(
+                {
+                    "format": "ai-workbench/prompt-template@1",
+                    "name": "x",
+                    "labels": {},
+                    "versions": [{"version": 1, "user": "{{ config.items() }}"}],
+                }
+            ),
+            "Version 1 in the file",
+        ),
+        (
+            json.dumps(
+                {
+                    "format": "ai-workbench/prompt-template@1",
+                    "name": "x",
+                    "labels": {"production": 3},
+                    "versions": [{"version": 1, "user": "hi"}],
+                }
+            ),
+            "Labels must point",
+        ),
+        (
+            json.dumps(
+                {
+                    "format": "ai-workbench/prompt-template@1",
+                    "name": "x",
+                    "labels": {},
+                    "versions": [{"version": 1, "user": "hi", "python": "os.system"}],
+                }
+            ),
+            "unknown fields: python",
+        ),
+        (
+            json.dumps(
+                {
+                    "format": "ai-workbench/prompt-template@1",
+                    "name": "x",
+                    "versions": [{"version": 2**31, "user": "hi"}],
+                }
+            ),
+            "from 1 to 2147483647",
+        ),
+        (
+            json.dumps(
+                {
+                    "format": "ai-workbench/prompt-template@1",
+                    "name": "x",
+                    "labels": {"production": True},
+                    "versions": [{"version": 1, "user": "hi"}],
+                }
+            ),
+            "Labels must point",
+        ),
+    ],
+)
 def test_a_bad_import_is_refused_with_a_reason_and_changes_nothing(store, text, message):
     with pytest.raises(ImportFailed, match=message):
         store.import_text(text, "eve")
@@ -196,10 +252,12 @@ def test_a_bad_import_is_refused_with_a_reason_and_changes_nothing(store, text, 
 
 
 def make_gateway(engine, answers: list[str]) -> Gateway:
-    settings = load_settings(env={"WORKBENCH_PROVIDERS": json.dumps(
-        {"fake": {"base_url": "http://127.0.0.1:9/v1", "models": ["model"]}})})
-    return Gateway(settings, engine, model_factory=lambda *_: FakeListChatModel(responses=answers),
-                   sleep=lambda _s: None)
+    settings = load_settings(
+        env={"WORKBENCH_PROVIDERS": json.dumps({"fake": {"base_url": "http://127.0.0.1:9/v1", "models": ["model"]}})}
+    )
+    return Gateway(
+        settings, engine, model_factory=lambda *_: FakeListChatModel(responses=answers), sleep=lambda _s: None
+    )
 
 
 def logged(engine) -> list[LlmCall]:
@@ -207,9 +265,11 @@ def logged(engine) -> list[LlmCall]:
         return list(s.scalars(select(LlmCall).order_by(LlmCall.id)))
 
 
-SENTIMENT = Template(name="sentiment", user="Classify: {{ text }}",
-                     json_schema={"type": "object", "required": ["label"],
-                                  "properties": {"label": {"enum": ["pos", "neg"]}}})
+SENTIMENT = Template(
+    name="sentiment",
+    user="Classify: {{ text }}",
+    json_schema={"type": "object", "required": ["label"], "properties": {"label": {"enum": ["pos", "neg"]}}},
+)
 
 
 def test_every_call_from_a_template_records_its_name_and_version(fresh_engine):
@@ -228,15 +288,21 @@ def test_a_draft_run_is_logged_without_a_version_and_marked_as_a_draft(fresh_eng
 
 
 def test_valid_structured_output_is_parsed(fresh_engine):
-    run = run_template(make_gateway(fresh_engine, ['{"label": "pos"}']), SENTIMENT, {"text": "great"},
-                       CallContext(), version=1)
+    run = run_template(
+        make_gateway(fresh_engine, ['{"label": "pos"}']), SENTIMENT, {"text": "great"}, CallContext(), version=1
+    )
     assert run.valid and run.data == {"label": "pos"}
     assert [r.status for r in logged(fresh_engine)] == ["ok"]
 
 
 def test_an_invalid_answer_is_retried_once_with_the_validation_error(fresh_engine):
-    run = run_template(make_gateway(fresh_engine, ['{"label": "meh"}', '{"label": "neg"}']), SENTIMENT,
-                       {"text": "bad"}, CallContext(), version=1)
+    run = run_template(
+        make_gateway(fresh_engine, ['{"label": "meh"}', '{"label": "neg"}']),
+        SENTIMENT,
+        {"text": "bad"},
+        CallContext(),
+        version=1,
+    )
     assert run.valid and run.data == {"label": "neg"} and len(run.calls) == 2
     first, second = logged(fresh_engine)
     assert (first.status, first.error_type, second.status) == ("invalid", "invalid_output", "ok")
@@ -245,8 +311,9 @@ def test_an_invalid_answer_is_retried_once_with_the_validation_error(fresh_engin
 
 
 def test_an_answer_still_invalid_after_the_retry_is_reported_and_logged_as_invalid(fresh_engine):
-    run = run_template(make_gateway(fresh_engine, ["no json", "still no json"]), SENTIMENT, {"text": "x"},
-                       CallContext(), version=2)
+    run = run_template(
+        make_gateway(fresh_engine, ["no json", "still no json"]), SENTIMENT, {"text": "x"}, CallContext(), version=2
+    )
     assert not run.valid and "not JSON" in run.problem
     rows = logged(fresh_engine)
     assert [(r.status, r.template_version) for r in rows] == [("invalid", 2), ("invalid", 2)]

@@ -2,10 +2,21 @@
 
 import pytest
 
-from lib.template_diff import diff_templates
-from lib.templates import (InvalidTemplate, MissingVariables, Template, TemplateError, TemplateSyntaxError,
-                           UnknownVariables, parse_schema_text, parse_structured, render, render_text,
-                           validate, variables)
+from lib.prompts.diff import diff_templates
+from lib.prompts.language import (
+    InvalidTemplate,
+    MissingVariables,
+    Template,
+    TemplateError,
+    TemplateSyntaxError,
+    UnknownVariables,
+    parse_schema_text,
+    parse_structured,
+    render,
+    render_text,
+    validate,
+    variables,
+)
 
 # Known server-side template-injection payloads (Jinja2, Twig, Mako, Tornado, Django, Freemarker,
 # Velocity, ERB, Smarty). Each must be refused at save time and at render time.
@@ -49,8 +60,17 @@ SSTI_PAYLOADS = [
 ]
 
 # Syntaxes of other engines: in ours they are plain text, printed as written, never evaluated.
-LITERAL_PAYLOADS = ["${7*7}", "#{7*7}", "<%= 7*7 %>", "${{7*7}}".replace("{{", "{"), "@(7*7)",
-                    "*{7*7}", "[[${7*7}]]", "{7*7}", "}}"]
+LITERAL_PAYLOADS = [
+    "${7*7}",
+    "#{7*7}",
+    "<%= 7*7 %>",
+    "${{7*7}}".replace("{{", "{"),
+    "@(7*7)",
+    "*{7*7}",
+    "[[${7*7}]]",
+    "{7*7}",
+    "}}",
+]
 
 
 def test_there_are_at_least_twenty_injection_payloads():
@@ -80,8 +100,9 @@ def test_other_engines_syntax_is_printed_as_written_and_never_evaluated(payload)
 
 
 def test_a_value_that_looks_like_a_template_is_inserted_as_text_and_not_rendered_again():
-    out = render(Template(name="t", user="Q: {{ question }}"),
-                 {"question": "{{ ''.__class__ }} {% import os %} {{ question }}"})
+    out = render(
+        Template(name="t", user="Q: {{ question }}"), {"question": "{{ ''.__class__ }} {% import os %} {{ question }}"}
+    )
     assert out == [("user", "Q: {{ ''.__class__ }} {% import os %} {{ question }}")]
 
 
@@ -107,8 +128,7 @@ def test_variables_are_collected_across_system_and_user_messages():
 
 def test_rendering_fills_every_message_and_keeps_the_roles():
     t = Template(name="t", system="You help {{ team }}.", user="{{ question }}")
-    assert render(t, {"team": "sales", "question": "Price?"}) == [("system", "You help sales."),
-                                                                  ("user", "Price?")]
+    assert render(t, {"team": "sales", "question": "Price?"}) == [("system", "You help sales."), ("user", "Price?")]
 
 
 def test_a_missing_variable_is_an_error_that_names_it():
@@ -130,13 +150,16 @@ def test_values_must_be_text_or_numbers_never_objects():
     assert render(Template(name="t", user="{{ n }}"), {"n": 3}) == [("user", "3")]
 
 
-@pytest.mark.parametrize("template, message", [
-    (Template(name="Bad Name", user="x"), "must be lowercase"),
-    (Template(name="t"), "template is empty"),
-    (Template(name="t", user="x", temperature=2.5), "between 0 and 2"),
-    (Template(name="t", user="x", max_tokens=0), "at least 1"),
-    (Template(name="t", user="x", json_schema={"type": "nonsense"}), "JSON schema is not valid"),
-])
+@pytest.mark.parametrize(
+    "template, message",
+    [
+        (Template(name="Bad Name", user="x"), "must be lowercase"),
+        (Template(name="t"), "template is empty"),
+        (Template(name="t", user="x", temperature=2.5), "between 0 and 2"),
+        (Template(name="t", user="x", max_tokens=0), "at least 1"),
+        (Template(name="t", user="x", json_schema={"type": "nonsense"}), "JSON schema is not valid"),
+    ],
+)
 def test_validation_explains_what_to_fix(template, message):
     with pytest.raises(InvalidTemplate, match=message):
         validate(template)
@@ -151,8 +174,7 @@ def test_a_schema_typed_as_text_must_be_valid_json_and_a_valid_schema():
         parse_schema_text("[1]")
 
 
-SCHEMA = {"type": "object", "properties": {"sentiment": {"enum": ["positive", "negative"]}},
-          "required": ["sentiment"]}
+SCHEMA = {"type": "object", "properties": {"sentiment": {"enum": ["positive", "negative"]}}, "required": ["sentiment"]}
 
 
 def test_structured_output_is_parsed_and_validated_even_inside_a_code_fence():
@@ -160,11 +182,14 @@ def test_structured_output_is_parsed_and_validated_even_inside_a_code_fence():
     assert parse_structured('```json\n{"sentiment": "negative"}\n```', SCHEMA) == {"sentiment": "negative"}
 
 
-@pytest.mark.parametrize("answer, message", [
-    ("I think it is positive", "not JSON"),
-    ('{"sentiment": "meh"}', "at sentiment: 'meh' is not one of"),
-    ("{}", "'sentiment' is a required property"),
-])
+@pytest.mark.parametrize(
+    "answer, message",
+    [
+        ("I think it is positive", "not JSON"),
+        ('{"sentiment": "meh"}', "at sentiment: 'meh' is not one of"),
+        ("{}", "'sentiment' is a required property"),
+    ],
+)
 def test_invalid_structured_output_says_what_is_wrong(answer, message):
     with pytest.raises(ValueError, match=message):
         parse_structured(answer, SCHEMA)
@@ -175,8 +200,10 @@ def test_equal_content_has_an_equal_hash_and_any_change_changes_it():
     assert a.content_hash() == Template(name="b", user="x", temperature=0.2).content_hash()
     assert a.content_hash() != Template(name="a", user="x", temperature=0.3).content_hash()
     assert a.content_hash() != Template(name="a", user="x ", temperature=0.2).content_hash()
-    assert Template(name="a", user="x", temperature=1).content_hash() == \
-           Template(name="a", user="x", temperature=1.0).content_hash()
+    assert (
+        Template(name="a", user="x", temperature=1).content_hash()
+        == Template(name="a", user="x", temperature=1.0).content_hash()
+    )
 
 
 def test_the_diff_aligns_both_sides_and_marks_only_changed_lines():

@@ -8,42 +8,91 @@ import pandas as pd
 import pytest
 from sqlalchemy import insert, text
 
-from lib import usage
-from lib.forecast import forecast_month_end
-from lib.models import LlmCall
-from lib.pricing import Price
+from lib.core.tables import LlmCall
+from lib.gateway.pricing import Price
+from lib.usage import queries as usage
+from lib.usage.forecast import forecast_month_end
 
 BERLIN = "Europe/Berlin"  # UTC+1 in January: local days start at 23:00 UTC the day before
 
 
-def call(n: int, at: str, user: str, feature: str, model: str, status: str = "ok", prompt: int = 0,
-         completion: int = 0, cached: int = 0, cost: float | None = 0.0, latency: float | None = 100.0,
-         template: str | None = "rag-answer", version: int | None = 2, error_type: str | None = None) -> dict:
-    return {"created_at": datetime.fromisoformat(at).replace(tzinfo=UTC), "request_id": f"r{n}", "user": user,
-            "feature": feature, "provider": model.split("/")[0], "model": model, "status": status,
-            "prompt_tokens": prompt, "completion_tokens": completion, "cached_tokens": cached, "cost_usd": cost,
-            "latency_ms": latency, "template_name": template, "template_version": version,
-            "error_type": error_type, "prompt": f"question {n}", "response": f"answer {n}"}
+def call(
+    n: int,
+    at: str,
+    user: str,
+    feature: str,
+    model: str,
+    status: str = "ok",
+    prompt: int = 0,
+    completion: int = 0,
+    cached: int = 0,
+    cost: float | None = 0.0,
+    latency: float | None = 100.0,
+    template: str | None = "rag-answer",
+    version: int | None = 2,
+    error_type: str | None = None,
+) -> dict:
+    return {
+        "created_at": datetime.fromisoformat(at).replace(tzinfo=UTC),
+        "request_id": f"r{n}",
+        "user": user,
+        "feature": feature,
+        "provider": model.split("/")[0],
+        "model": model,
+        "status": status,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "cached_tokens": cached,
+        "cost_usd": cost,
+        "latency_ms": latency,
+        "template_name": template,
+        "template_version": version,
+        "error_type": error_type,
+        "prompt": f"question {n}",
+        "response": f"answer {n}",
+    }
 
 
 MINI, BIG, ACME = "openai/gpt-4.1-mini", "openai/gpt-4.1", "acme/private-llm"
 LOG = [
     # current period: Berlin 10-12 January 2026
-    call(1, "2026-01-09 23:30", "alice", "chat", MINI, prompt=1000, completion=200, cached=400, cost=0.001,
-         latency=100, version=1),  # 00:30 on the 10th in Berlin, still the 9th in UTC
+    call(
+        1,
+        "2026-01-09 23:30",
+        "alice",
+        "chat",
+        MINI,
+        prompt=1000,
+        completion=200,
+        cached=400,
+        cost=0.001,
+        latency=100,
+        version=1,
+    ),  # 00:30 on the 10th in Berlin, still the 9th in UTC
     call(2, "2026-01-10 12:00", "alice", "chat", BIG, prompt=2000, completion=500, cost=0.008, latency=300),
-    call(3, "2026-01-10 22:30", "bob", "summarize", MINI, status="error", cost=0.0, latency=50,
-         template=None, version=None, error_type="RateLimitError"),
+    call(
+        3,
+        "2026-01-10 22:30",
+        "bob",
+        "summarize",
+        MINI,
+        status="error",
+        cost=0.0,
+        latency=50,
+        template=None,
+        version=None,
+        error_type="RateLimitError",
+    ),
     call(4, "2026-01-11 09:00", "bob", "chat", ACME, prompt=500, completion=100, cost=None, latency=400),
-    call(5, "2026-01-11 23:15", "carol", "chat", BIG, status="cached", prompt=2000, completion=500, cost=0.0,
-         latency=5),  # the 12th in Berlin
+    call(
+        5, "2026-01-11 23:15", "carol", "chat", BIG, status="cached", prompt=2000, completion=500, cost=0.0, latency=5
+    ),  # the 12th in Berlin
     call(6, "2026-01-12 10:00", "carol", "chat", BIG, prompt=1000, completion=1000, cost=0.010, latency=200),
     # the 13th in Berlin, but the 12th in UTC: outside the Berlin range
     call(7, "2026-01-12 23:30", "alice", "chat", BIG, prompt=9000, completion=9000, cost=0.5, latency=1000),
     # previous period: Berlin 7-9 January
     call(8, "2026-01-08 12:00", "alice", "chat", MINI, prompt=1000, completion=100, cost=0.002, latency=100),
-    call(9, "2026-01-08 13:00", "bob", "chat", MINI, status="error", cost=0.0, latency=900,
-         error_type="Timeout"),
+    call(9, "2026-01-08 13:00", "bob", "chat", MINI, status="error", cost=0.0, latency=900, error_type="Timeout"),
 ]
 
 
@@ -92,8 +141,12 @@ def test_a_utc_viewer_sees_other_days_than_a_berlin_viewer(log_engine):
 def test_spend_over_time_is_bucketed_by_local_day_and_keeps_unpriced_calls_apart(log_engine):
     df = usage.spend_over_time(log_engine, berlin(), by="model")
     got = {(r.bucket, r.model): (round(r.spend, 6), r.requests, r.unpriced) for r in df.itertuples()}
-    assert got == {("2026-01-10", MINI): (0.001, 2, 0), ("2026-01-10", BIG): (0.008, 1, 0),
-                   ("2026-01-11", ACME): (0.0, 1, 1), ("2026-01-12", BIG): (0.010, 2, 0)}
+    assert got == {
+        ("2026-01-10", MINI): (0.001, 2, 0),
+        ("2026-01-10", BIG): (0.008, 1, 0),
+        ("2026-01-11", ACME): (0.0, 1, 1),
+        ("2026-01-12", BIG): (0.010, 2, 0),
+    }
     by_feature = usage.spend_over_time(log_engine, berlin(), by="feature")
     assert set(by_feature["feature"]) == {"chat", "summarize"}
 
@@ -105,14 +158,18 @@ def test_short_ranges_are_bucketed_by_local_hour(log_engine):
 
 def test_tokens_over_time_sum_input_cached_and_output_per_day(log_engine):
     df = usage.tokens_over_time(log_engine, berlin())
-    assert [tuple(r) for r in df[["bucket", "input_tokens", "cached_tokens", "output_tokens"]].itertuples(index=False)] \
-        == [("2026-01-10", 3000, 400, 700), ("2026-01-11", 500, 0, 100), ("2026-01-12", 3000, 0, 1500)]
+    assert [
+        tuple(r) for r in df[["bucket", "input_tokens", "cached_tokens", "output_tokens"]].itertuples(index=False)
+    ] == [("2026-01-10", 3000, 400, 700), ("2026-01-11", 500, 0, 100), ("2026-01-12", 3000, 0, 1500)]
 
 
 def test_latency_percentiles_per_day_use_the_nearest_rank(log_engine):
     df = usage.latency_over_time(log_engine, berlin())
     assert [tuple(r) for r in df.itertuples(index=False)] == [
-        ("2026-01-10", 100.0, 300.0), ("2026-01-11", 400.0, 400.0), ("2026-01-12", 5.0, 200.0)]
+        ("2026-01-10", 100.0, 300.0),
+        ("2026-01-11", 400.0, 400.0),
+        ("2026-01-12", 5.0, 200.0),
+    ]
 
 
 def test_errors_over_time_count_failed_calls_by_type(log_engine):
@@ -131,9 +188,13 @@ def test_breakdown_by_user_orders_by_spend_with_shares(log_engine):
 
 def test_breakdown_by_template_version_separates_versions(log_engine):
     df = usage.breakdown(log_engine, berlin(), "template version")
-    got = {(None if pd.isna(r.template_name) else r.template_name,
-            None if pd.isna(r.template_version) else r.template_version): (round(r.spend, 6), r.requests)
-           for r in df.itertuples()}
+    got = {
+        (
+            None if pd.isna(r.template_name) else r.template_name,
+            None if pd.isna(r.template_version) else r.template_version,
+        ): (round(r.spend, 6), r.requests)
+        for r in df.itertuples()
+    }
     assert got == {("rag-answer", 2): (0.018, 4), ("rag-answer", 1): (0.001, 1), (None, None): (0.0, 1)}
 
 
@@ -160,7 +221,12 @@ def test_unpriced_calls_are_counted_and_listed_by_model(log_engine):
 def test_drill_down_shows_every_field_with_prompt_and_response(log_engine):
     top = usage.top_calls(log_engine, berlin(), limit=1)
     got = usage.get_call(log_engine, int(top["id"].iloc[0]), tz=BERLIN)
-    assert (got["request_id"], got["prompt"], got["response"], got["cost_usd"]) == ("r6", "question 6", "answer 6", 0.01)
+    assert (got["request_id"], got["prompt"], got["response"], got["cost_usd"]) == (
+        "r6",
+        "question 6",
+        "answer 6",
+        0.01,
+    )
     assert usage.get_call(log_engine, 10**9) is None
 
 
@@ -171,7 +237,7 @@ def test_cost_per_useful_answer_counts_all_answers_without_feedback(log_engine):
 
 
 def test_cost_per_useful_answer_leaves_out_thumbs_down_answers(log_engine):
-    from lib import chat_store
+    from lib.chat import conversations as chat_store
 
     chat = chat_store.create_session(log_engine, "ada")
     for request_id, rating in (("r2", -1), ("r6", 1)):
@@ -193,7 +259,10 @@ def test_what_if_reprices_the_same_tokens_with_cached_input_at_its_own_rate(log_
 def test_daily_spend_feeds_the_forecast_in_local_days(log_engine):
     df = usage.daily_spend(log_engine, berlin())
     assert [(r.day, round(r.spend, 6)) for r in df.itertuples()] == [
-        ("2026-01-10", 0.009), ("2026-01-11", 0.0), ("2026-01-12", 0.01)]
+        ("2026-01-10", 0.009),
+        ("2026-01-11", 0.0),
+        ("2026-01-12", 0.01),
+    ]
 
 
 def test_filter_options_list_the_distinct_values_of_the_range(log_engine):
@@ -269,8 +338,7 @@ QUERIES = {
     "tokens": lambda e, f: usage.tokens_over_time(e, f).to_dict("records"),
     "latency": lambda e, f: usage.latency_over_time(e, f).to_dict("records"),
     "errors": lambda e, f: usage.errors_over_time(e, f).to_dict("records"),
-    **{f"by {b}": (lambda e, f, b=b: usage.breakdown(e, f, b).fillna(-1).to_dict("records"))
-       for b in usage.BREAKDOWNS},
+    **{f"by {b}": (lambda e, f, b=b: usage.breakdown(e, f, b).fillna(-1).to_dict("records")) for b in usage.BREAKDOWNS},
     "useful": lambda e, f: usage.cost_per_useful_answer(e, f),
     "daily": lambda e, f: usage.daily_spend(e, f).to_dict("records"),
     "what if": lambda e, f: usage.what_if(e, f, Price(1.0, 0.5, 2.0, "test")).to_dict("records"),
@@ -283,7 +351,7 @@ def test_hourly_rollups_give_the_same_answers_as_the_call_log(log_engine, monkey
     start, end = usage.date_range(date(2026, 1, 7), date(2026, 1, 13), tz)
     f = usage.UsageFilter(start, end, tz=tz)
     from_rollups = {name: q(log_engine, f) for name, q in QUERIES.items()}
-    monkeypatch.setattr("lib.usage_sql.USE_ROLLUPS", False)
+    monkeypatch.setattr("lib.usage.sql.USE_ROLLUPS", False)
     from_log = {name: q(log_engine, f) for name, q in QUERIES.items()}
     for name in QUERIES:
         assert rounded(from_rollups[name]) == rounded(from_log[name]), name
@@ -294,9 +362,11 @@ def test_hourly_rollups_give_the_same_answers_as_the_call_log(log_engine, monkey
 def test_latency_percentiles_are_exact_at_latency_bin_edges(any_engine, monkeypatch, rollups):
     latencies = [0.5, 999.9, 1000.0, 1000.1, 1999.99, 2000.0, 7000.0, 9999.99, 10000.0, 123456.0]
     with any_engine.begin() as conn:
-        conn.execute(insert(LlmCall.__table__), [call(i, f"2026-01-10 12:{i:02d}", "ann", "chat", MINI, latency=v)
-                                                 for i, v in enumerate(latencies)])
-    monkeypatch.setattr("lib.usage_sql.USE_ROLLUPS", rollups)
+        conn.execute(
+            insert(LlmCall.__table__),
+            [call(i, f"2026-01-10 12:{i:02d}", "ann", "chat", MINI, latency=v) for i, v in enumerate(latencies)],
+        )
+    monkeypatch.setattr("lib.usage.sql.USE_ROLLUPS", rollups)
     f = berlin()
     h = usage.headline(any_engine, f)
     assert (h["p50_ms"], h["p95_ms"]) == (1999.99, 123456.0)  # ranks 5 and 10 of 10
@@ -308,7 +378,7 @@ def test_latency_percentiles_are_exact_at_latency_bin_edges(any_engine, monkeypa
 def test_rollups_are_backfilled_from_calls_logged_before_the_migration(tmp_path):
     from alembic import command
 
-    from lib.db import alembic_config, make_engine, migrate
+    from lib.core.db import alembic_config, make_engine, migrate
 
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
     command.upgrade(alembic_config(engine), "0001")
@@ -337,12 +407,24 @@ def test_forecast_on_the_first_of_the_month_uses_today_alone():
 
 
 def test_cache_savings_count_cached_calls_and_the_money_they_saved(any_engine):
-    base = {"feature": "chat", "provider": "openai", "model": MINI, "prompt_tokens": 10, "completion_tokens": 5,
-            "cached_tokens": 0, "attempts": 1, "created_at": datetime(2026, 1, 11, 12, tzinfo=UTC)}
+    base = {
+        "feature": "chat",
+        "provider": "openai",
+        "model": MINI,
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "cached_tokens": 0,
+        "attempts": 1,
+        "created_at": datetime(2026, 1, 11, 12, tzinfo=UTC),
+    }
     with any_engine.begin() as conn:
-        conn.execute(insert(LlmCall.__table__), [
-            {**base, "request_id": "c1", "status": "cached", "cost_usd": 0.0, "saved_usd": 0.002},
-            {**base, "request_id": "c2", "status": "cached", "cost_usd": 0.0, "saved_usd": 0.003},
-            {**base, "request_id": "c3", "status": "ok", "cost_usd": 0.002, "saved_usd": None}])
+        conn.execute(
+            insert(LlmCall.__table__),
+            [
+                {**base, "request_id": "c1", "status": "cached", "cost_usd": 0.0, "saved_usd": 0.002},
+                {**base, "request_id": "c2", "status": "cached", "cost_usd": 0.0, "saved_usd": 0.003},
+                {**base, "request_id": "c3", "status": "ok", "cost_usd": 0.002, "saved_usd": None},
+            ],
+        )
     assert usage.cache_savings(any_engine, berlin()) == {"hits": 2, "saved_usd": pytest.approx(0.005)}
     assert usage.cache_savings(any_engine, berlin("2026-02-01", "2026-02-02"))["hits"] == 0

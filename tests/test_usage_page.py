@@ -9,20 +9,32 @@ import pytest
 from sqlalchemy import insert
 from streamlit.testing.v1 import AppTest
 
-from lib.config import load_settings
-from lib.db import make_engine, migrate
-from lib.demo_usage import DEMO_MARKER
-from lib.models import LlmCall
+from lib.core.db import make_engine, migrate
+from lib.core.settings import load_settings
+from lib.core.tables import LlmCall
+from lib.usage.demo import DEMO_MARKER
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "usage.py")
 
 
 def row(n: int, days_ago: float, user: str, model: str, cost: float | None, status: str = "ok") -> dict:
-    return {"created_at": datetime.now(UTC) - timedelta(days=days_ago), "request_id": f"p{n}", "user": user,
-            "feature": "chat", "provider": model.split("/")[0], "model": model, "status": status,
-            "prompt_tokens": 1000, "completion_tokens": 100, "cached_tokens": 0, "cost_usd": cost,
-            "latency_ms": 200.0 + n, "error_type": "Timeout" if status == "error" else None,
-            "prompt": f"secret question {n}", "response": f"answer {n}"}
+    return {
+        "created_at": datetime.now(UTC) - timedelta(days=days_ago),
+        "request_id": f"p{n}",
+        "user": user,
+        "feature": "chat",
+        "provider": model.split("/")[0],
+        "model": model,
+        "status": status,
+        "prompt_tokens": 1000,
+        "completion_tokens": 100,
+        "cached_tokens": 0,
+        "cost_usd": cost,
+        "latency_ms": 200.0 + n,
+        "error_type": "Timeout" if status == "error" else None,
+        "prompt": f"secret question {n}",
+        "response": f"answer {n}",
+    }
 
 
 def seed(rows: list[dict]) -> None:
@@ -35,9 +47,15 @@ def seed(rows: list[dict]) -> None:
 
 @pytest.fixture
 def filled():
-    seed([row(1, 1, "alice", "openai/gpt-4.1", 0.02), row(2, 2, "alice", "openai/gpt-4.1-mini", 0.01),
-          row(3, 3, "bob", "acme/private-llm", None), row(4, 3, "bob", "openai/gpt-4.1-mini", 0.0, "error"),
-          row(5, 40, "bob", "openai/gpt-4.1", 0.005)])
+    seed(
+        [
+            row(1, 1, "alice", "openai/gpt-4.1", 0.02),
+            row(2, 2, "alice", "openai/gpt-4.1-mini", 0.01),
+            row(3, 3, "bob", "acme/private-llm", None),
+            row(4, 3, "bob", "openai/gpt-4.1-mini", 0.0, "error"),
+            row(5, 40, "bob", "openai/gpt-4.1", 0.005),
+        ]
+    )
 
 
 def run_page() -> AppTest:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from lib.models import ChatMessage, ChatSession, Feedback, utcnow
+from lib.core.tables import ChatMessage, ChatSession, Feedback, utcnow
 
 
 class ChatStoreError(ValueError):
@@ -24,8 +24,9 @@ def _text(value: str) -> str:
     return value.replace("\x00", "")
 
 
-def create_session(engine: Engine, user: str | None, title: str = "New conversation",
-                   collection: str | None = None) -> ChatSession:
+def create_session(
+    engine: Engine, user: str | None, title: str = "New conversation", collection: str | None = None
+) -> ChatSession:
     """Start a conversation."""
     with _session(engine) as s, s.begin():
         chat = ChatSession(id=uuid.uuid4().hex, user=user, title=_text(title)[:255], collection=collection)
@@ -36,8 +37,11 @@ def create_session(engine: Engine, user: str | None, title: str = "New conversat
 def list_sessions(engine: Engine, user: str | None, limit: int = 50) -> list[ChatSession]:
     """A user's conversations, most recently active first."""
     with _session(engine) as s:
-        return list(s.scalars(select(ChatSession).where(ChatSession.user == user)
-                              .order_by(ChatSession.updated_at.desc()).limit(limit)))
+        return list(
+            s.scalars(
+                select(ChatSession).where(ChatSession.user == user).order_by(ChatSession.updated_at.desc()).limit(limit)
+            )
+        )
 
 
 def get_session(engine: Engine, session_id: str) -> ChatSession | None:
@@ -72,17 +76,33 @@ def delete_session(engine: Engine, session_id: str) -> None:
             s.delete(chat)
 
 
-def add_message(engine: Engine, session_id: str, role: str, content: str, *, sources: list[dict] | None = None,
-                request_id: str | None = None, summary: str | None = None, offline: bool = False,
-                collection: str | None = None) -> ChatMessage:
+def add_message(
+    engine: Engine,
+    session_id: str,
+    role: str,
+    content: str,
+    *,
+    sources: list[dict] | None = None,
+    request_id: str | None = None,
+    summary: str | None = None,
+    offline: bool = False,
+    collection: str | None = None,
+) -> ChatMessage:
     """Append a message; the first question titles the conversation."""
     content, summary = _text(content), None if summary is None else _text(summary)
     with _session(engine) as s, s.begin():
         chat = s.get(ChatSession, session_id)
         if chat is None:
             raise ChatStoreError("That conversation no longer exists.")
-        msg = ChatMessage(session_id=session_id, role=role, content=content, sources=sources,
-                          request_id=request_id, summary=summary, offline=offline)
+        msg = ChatMessage(
+            session_id=session_id,
+            role=role,
+            content=content,
+            sources=sources,
+            request_id=request_id,
+            summary=summary,
+            offline=offline,
+        )
         s.add(msg)
         if role == "user" and chat.title == "New conversation":
             lines = content.strip().splitlines()  # none when the question is blank
@@ -96,14 +116,30 @@ def add_message(engine: Engine, session_id: str, role: str, content: str, *, sou
 def load_messages(engine: Engine, session_id: str) -> list[dict[str, Any]]:
     """The conversation as dicts (role, content, sources, summary, offline, id, request_id, rating)."""
     with _session(engine) as s:
-        rows = s.execute(select(ChatMessage, Feedback.rating).outerjoin(Feedback, Feedback.message_id == ChatMessage.id)
-                         .where(ChatMessage.session_id == session_id).order_by(ChatMessage.id)).all()
-    return [{"id": m.id, "role": m.role, "content": m.content, "sources": m.sources or [], "summary": m.summary,
-             "offline": m.offline, "request_id": m.request_id, "rating": rating} for m, rating in rows]
+        rows = s.execute(
+            select(ChatMessage, Feedback.rating)
+            .outerjoin(Feedback, Feedback.message_id == ChatMessage.id)
+            .where(ChatMessage.session_id == session_id)
+            .order_by(ChatMessage.id)
+        ).all()
+    return [
+        {
+            "id": m.id,
+            "role": m.role,
+            "content": m.content,
+            "sources": m.sources or [],
+            "summary": m.summary,
+            "offline": m.offline,
+            "request_id": m.request_id,
+            "rating": rating,
+        }
+        for m, rating in rows
+    ]
 
 
-def set_feedback(engine: Engine, message_id: int, rating: int, comment: str | None = None,
-                 user: str | None = None) -> None:
+def set_feedback(
+    engine: Engine, message_id: int, rating: int, comment: str | None = None, user: str | None = None
+) -> None:
     """Record (or change) 👍 (+1) or 👎 (-1) on an answer."""
     if rating not in (1, -1):
         raise ChatStoreError("Feedback is +1 (helpful) or -1 (not helpful).")

@@ -6,21 +6,34 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import BaseMessage, SystemMessage
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from lib.gateway import CallResult, messages_from_history
-from lib.rag import RetrievalSettings, Retriever, Source, cited_sources, context_values, grounded_messages
-from lib.tokens import trim_history
+from lib.documents.citations import Source, cited_sources, context_values
+from lib.documents.retrieval import RetrievalSettings, Retriever
+from lib.gateway.client import CallResult, messages_from_history
+from lib.gateway.tokens import trim_history
+from lib.prompts.builtin import BUILTINS, CHAT_SYSTEM, DEFAULT_SYSTEM_PROMPT, RAG_ANSWER
+from lib.prompts.live import live_variant_for
+from lib.prompts.runs import build_messages, load_prompt
+from lib.prompts.store import TemplateNotFound
 
-DEFAULT_SYSTEM_PROMPT = ("You are a helpful assistant for the staff of this organisation. Answer clearly and "
-                         "concisely. If you do not know, say so.")
 
-
-def build_chat_messages(history: Sequence[dict[str, str]], budget: int,
-                        system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> list[BaseMessage]:
+def build_chat_messages(
+    history: Sequence[dict[str, str]], budget: int, system_prompt: str = DEFAULT_SYSTEM_PROMPT
+) -> list[BaseMessage]:
     """System prompt + the conversation, oldest turns dropped to fit `budget` tokens."""
     turns = [{"role": h["role"], "content": h["content"]} for h in history if h["role"] in ("user", "assistant")]
     return trim_history([SystemMessage(system_prompt), *messages_from_history(turns)], budget)
+
+
+def grounded_messages(
+    history: Sequence[dict[str, str]], rendered: Sequence[tuple[str, str]], budget: int
+) -> list[BaseMessage]:
+    """The rendered answer prompt's system message, earlier turns (trimmed to fit), then its user message."""
+    turns = [{"role": h["role"], "content": h["content"]} for h in history if h["role"] in ("user", "assistant")]
+    system = [SystemMessage(text) for role, text in rendered if role == "system"]
+    final = [HumanMessage(text) for role, text in rendered if role != "system"]
+    return trim_history([*system, *messages_from_history(turns), *final], budget)
 
 
 def describe_result(result: CallResult) -> str:
@@ -54,22 +67,24 @@ class PreparedTurn:
     variant: str | None = None
 
 
-def prepare_turn(history: Sequence[dict[str, Any]], question: str, budget: int, collection: str | None = None,
-                 retriever: Retriever | None = None, retrieval: RetrievalSettings | None = None,
-                 store: Any | None = None, user: str | None = None) -> PreparedTurn:
+def prepare_turn(
+    history: Sequence[dict[str, Any]],
+    question: str,
+    budget: int,
+    collection: str | None = None,
+    retriever: Retriever | None = None,
+    retrieval: RetrievalSettings | None = None,
+    store: Any | None = None,
+    user: str | None = None,
+) -> PreparedTurn:
     """Plain chat without a collection; with one, retrieve and build the grounded, cited prompt.
 
     With a TemplateStore, the prompts are the versions labelled production (chat.system, rag.answer),
     unless a live A/B experiment on the template assigns this user to a version of its own.
     """
-    from lib.prompt_runs import CHAT_SYSTEM, RAG_ANSWER, build_messages, load_prompt
-    from lib.template_store import BUILTINS, TemplateNotFound
-
     name = RAG_ANSWER if collection else CHAT_SYSTEM
     live = None
     if store is not None:
-        from lib.live_ab import live_variant_for
-
         live = live_variant_for(store.engine, name, user)
     try:
         if live is not None:
@@ -79,9 +94,13 @@ def prepare_turn(history: Sequence[dict[str, Any]], question: str, budget: int, 
     except TemplateNotFound:  # the label was removed: run the shipped text rather than fail the user
         version, live = None, None
     template = version.template if version else BUILTINS[name][0]
-    meta = {"template_name": name if version else None, "template_version": version.version if version else None,
-            "params": template.params(), "experiment_id": live[0] if live else None,
-            "variant": live[1] if live else None}
+    meta = {
+        "template_name": name if version else None,
+        "template_version": version.version if version else None,
+        "params": template.params(),
+        "experiment_id": live[0] if live else None,
+        "variant": live[1] if live else None,
+    }
     if not collection:
         system = dict(build_messages(template, {})).get("system", DEFAULT_SYSTEM_PROMPT)
         turns = [*history, {"role": "user", "content": question}]

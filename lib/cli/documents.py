@@ -7,9 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from lib.config import load_settings
-from lib.ingest import CollectionError, get_collection
-from lib.parsing import SUPPORTED
+from lib.core.settings import load_settings
+from lib.documents.indexing import CollectionError, get_collection
+from lib.documents.parsing import SUPPORTED
 
 
 def files_under(paths: list[str]) -> list[Path]:
@@ -38,11 +38,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if not files:
         print("error: no supported files found (" + ", ".join(sorted(SUPPORTED)) + ")", file=sys.stderr)
         return 2
-    from lib.jobs import create_job
+    from lib.documents.jobs import create_job
 
     services = build_services(load_settings())
-    collection = get_collection(services.engine, args.collection, create=True,
-                                embedding_model=services.settings.embedding_model)
+    collection = get_collection(
+        services.engine, args.collection, create=True, embedding_model=services.settings.embedding_model
+    )
     # A recorded job, like an upload's: its progress shows on the Documents page, and if this process dies
     # the app's start-up recovery marks it failed and it can be retried (`retry JOB`).
     job = create_job(services.engine, collection, [p.name for p in files], _user())
@@ -61,12 +62,16 @@ def _user() -> str:
 
 def _run_printing(services, job_id: int, payloads: list, quiet: bool) -> int:
     """Run a job, printing one line per file (progress on stderr); returns how many files failed."""
-    from lib.jobs import run_job
+    from lib.documents.jobs import run_job
 
     def progress(i: int, event: dict) -> None:
         if event.get("status") == "embedding" and not quiet:
-            print(f"\r  {payloads[i][0]}: {event['chunks_embedded']}/{event['chunks_total']} chunks", end="",
-                  file=sys.stderr, flush=True)
+            print(
+                f"\r  {payloads[i][0]}: {event['chunks_embedded']}/{event['chunks_total']} chunks",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def done(i: int, outcome) -> None:
         if not quiet:
@@ -80,16 +85,25 @@ def _run_printing(services, job_id: int, payloads: list, quiet: bool) -> int:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     """List recent indexing jobs with each file's status and, for failures, the reason."""
-    from lib.jobs import recent_jobs, recover_after_restart
+    from lib.documents.jobs import recent_jobs, recover_after_restart
     from lib.services import build_services
 
     services = build_services(load_settings())
     if args.recover:
         jobs, chunks = recover_after_restart(services.engine, services.client, services.embeddings)
         print(f"Recovered {jobs} interrupted job(s); purged {chunks} orphan chunk(s).", file=sys.stderr)
-    rows = [{"id": j.id, "status": j.status, "user": j.user, "created_at": j.created_at.isoformat(),
-             "files": [{k: f.get(k) for k in ("name", "status", "chunks_embedded", "chunks_total", "error")}
-                       for f in j.files]} for j in recent_jobs(services.engine, args.limit)]
+    rows = [
+        {
+            "id": j.id,
+            "status": j.status,
+            "user": j.user,
+            "created_at": j.created_at.isoformat(),
+            "files": [
+                {k: f.get(k) for k in ("name", "status", "chunks_embedded", "chunks_total", "error")} for f in j.files
+            ],
+        }
+        for j in recent_jobs(services.engine, args.limit)
+    ]
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
@@ -102,7 +116,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     """Retry the failed files of an indexing job (e.g. one interrupted by a crash) from their kept originals."""
-    from lib.jobs import JobError, create_job, recover_after_restart, retry_payloads
+    from lib.documents.jobs import JobError, create_job, recover_after_restart, retry_payloads
     from lib.services import build_services
 
     services = build_services(load_settings())
@@ -128,14 +142,17 @@ def cmd_search(args: argparse.Namespace) -> int:
     except CollectionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    rows = [{"document": h.document, "page": h.page, "chunk": h.chunk_index, "score": h.score, "text": h.text}
-            for h in hits]
+    rows = [
+        {"document": h.document, "page": h.page, "chunk": h.chunk_index, "score": h.score, "text": h.text} for h in hits
+    ]
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
     else:
         for h in hits:
-            print(f"[{h.number}] {h.label()} (chunk {h.chunk_index}, score {h.score:.3f})\n    "
-                  + h.text[:300].replace("\n", " "))
+            print(
+                f"[{h.number}] {h.label()} (chunk {h.chunk_index}, score {h.score:.3f})\n    "
+                + h.text[:300].replace("\n", " ")
+            )
     return 0
 
 
@@ -148,8 +165,9 @@ def add_document_commands(sub: argparse._SubParsersAction) -> None:
     ingest.set_defaults(run=cmd_ingest)
     jobs = sub.add_parser("jobs", help="list recent indexing jobs and why files failed")
     jobs.add_argument("--limit", type=int, default=10)
-    jobs.add_argument("--recover", action="store_true",
-                      help="first mark jobs of dead processes failed and purge their orphan chunks")
+    jobs.add_argument(
+        "--recover", action="store_true", help="first mark jobs of dead processes failed and purge their orphan chunks"
+    )
     jobs.add_argument("--json", action="store_true", help="print a JSON list")
     jobs.set_defaults(run=cmd_jobs)
     retry = sub.add_parser("retry", help="retry the failed files of an indexing job")

@@ -8,34 +8,40 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lib.cli_documents import add_document_commands
+from lib.cli.documents import add_document_commands
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 
 
 def command(name: str, configure: Callable[[argparse.ArgumentParser], None]):
     """Register `run(args) -> exit code` as subcommand `name`; `configure` adds its options."""
+
     def register(run: Callable[[argparse.Namespace], int]):
         COMMANDS[name] = (configure, run)
         return run
+
     return register
 
 
 def _demo_usage_options(p: argparse.ArgumentParser) -> None:
-    from lib.demo_usage import DEMO_DIR
+    from lib.usage.demo import DEMO_DIR
 
     p.add_argument("--days", type=int, default=90, help="spread the calls over this many days up to now")
     p.add_argument("--calls", type=int, default=50_000, help="how many calls to write")
-    p.add_argument("--data-dir", type=Path, default=DEMO_DIR,
-                   help=f"demo data directory (default {DEMO_DIR}); never your real data dir")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEMO_DIR,
+        help=f"demo data directory (default {DEMO_DIR}); never your real data dir",
+    )
     p.add_argument("--seed", type=int, default=7, help="random seed (same seed, same calls)")
 
 
 @command("demo-usage", _demo_usage_options)
 def demo_usage(args: argparse.Namespace) -> int:
     """Write synthetic calls into a separate, marked demo data dir so the Usage page can be seen full."""
-    from lib.db import make_engine, migrate
-    from lib.demo_usage import DemoDirError, prepare_demo_dir, write_demo_calls
+    from lib.core.db import make_engine, migrate
+    from lib.usage.demo import DemoDirError, prepare_demo_dir, write_demo_calls
 
     if args.days < 1 or args.calls < 1:
         print("--days and --calls must be at least 1.", file=sys.stderr)
@@ -46,8 +52,10 @@ def demo_usage(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     if (path / "workbench.db").exists():
-        print(f"{path / 'workbench.db'} already exists; delete it (or pick another --data-dir) to start over.",
-              file=sys.stderr)
+        print(
+            f"{path / 'workbench.db'} already exists; delete it (or pick another --data-dir) to start over.",
+            file=sys.stderr,
+        )
         return 2
     engine = make_engine(f"sqlite:///{path / 'workbench.db'}")
     migrate(engine)
@@ -60,29 +68,36 @@ def demo_usage(args: argparse.Namespace) -> int:
 
 
 def _move_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--to-database-url", metavar="URL",
-                   help="copy the database here, e.g. postgresql://workbench@db-host/workbench (migrated first)")
+    p.add_argument(
+        "--to-database-url",
+        metavar="URL",
+        help="copy the database here, e.g. postgresql://workbench@db-host/workbench (migrated first)",
+    )
     p.add_argument("--to-chroma-host", metavar="HOST", help="copy every Chroma collection to this Chroma server")
     p.add_argument("--to-chroma-port", metavar="PORT", type=int, default=8000, help="its port (default 8000)")
-    p.add_argument("--replace-target", action="store_true",
-                   help="empty the target's tables and same-named collections first (default: refuse a "
-                        "non-empty target)")
+    p.add_argument(
+        "--replace-target",
+        action="store_true",
+        help="empty the target's tables and same-named collections first (default: refuse a non-empty target)",
+    )
     p.add_argument("--page", type=int, default=1000, help="rows or chunks per read and write (default 1000)")
 
 
 @command("move", _move_options)
 def move_install(args: argparse.Namespace) -> int:
     """Copy this install (the current settings) to PostgreSQL and/or a Chroma server, then check the counts."""
-    from lib.config import load_settings
-    from lib.move import MoveError, move
+    from lib.cli.move import MoveError, move
+    from lib.core.settings import load_settings
 
     if not args.to_database_url and not args.to_chroma_host:
         print("Give --to-database-url and/or --to-chroma-host.", file=sys.stderr)
         return 2
     settings = load_settings()
     to_chroma = (args.to_chroma_host, args.to_chroma_port) if args.to_chroma_host else None
-    print(f"Moving from {settings.database_url.split('@')[-1]} and "
-          f"{f'{settings.chroma_host}:{settings.chroma_port}' if settings.chroma_host else settings.chroma_path}.")
+    print(
+        f"Moving from {settings.database_url.split('@')[-1]} and "
+        f"{f'{settings.chroma_host}:{settings.chroma_port}' if settings.chroma_host else settings.chroma_path}."
+    )
     try:
         report = move(settings, args.to_database_url, to_chroma, replace=args.replace_target, page=args.page)
     except MoveError as exc:

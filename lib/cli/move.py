@@ -25,9 +25,9 @@ from typing import Any
 
 from sqlalchemy import DateTime, Engine, Integer, Table, delete, func, select, text
 
-from lib.db import make_engine, migrate
-from lib.models import Base
-from lib.rollups import ROLLUPS
+from lib.core.db import make_engine, migrate
+from lib.core.rollups import ROLLUPS
+from lib.core.tables import Base
 
 # Kept by triggers on llm_calls in the target (llm_latency_hourly exists on SQLite only).
 DERIVED = (*ROLLUPS, "llm_latency_hourly")
@@ -50,12 +50,17 @@ class MoveReport:
 
     def mismatches(self) -> list[str]:
         """One line per table or collection whose counts differ."""
-        out = [f"table {n}: {s} rows in the source, {t} in the target" for n, (s, t) in self.tables.items()
-               if s != t]
-        out += [f"collection {n}: {s} chunks in the source, {t} in the target"
-                for n, (s, t) in self.collections.items() if s != t]
-        out += [f"rollup {n}: sums {t} requests but the target's call log has {s} calls"
-                for n, (s, t) in self.derived.items() if s != t]
+        out = [f"table {n}: {s} rows in the source, {t} in the target" for n, (s, t) in self.tables.items() if s != t]
+        out += [
+            f"collection {n}: {s} chunks in the source, {t} in the target"
+            for n, (s, t) in self.collections.items()
+            if s != t
+        ]
+        out += [
+            f"rollup {n}: sums {t} requests but the target's call log has {s} calls"
+            for n, (s, t) in self.derived.items()
+            if s != t
+        ]
         return out
 
     @property
@@ -78,7 +83,7 @@ def _count(engine: Engine, table: Table) -> int:
 
 
 def _utc(row: dict[str, Any], aware: list[str]) -> dict[str, Any]:
-    for name in aware:  # SQLite hands back naive datetimes; they are UTC (lib.models.utcnow)
+    for name in aware:  # SQLite hands back naive datetimes; they are UTC (lib.core.tables.utcnow)
         v = row.get(name)
         if isinstance(v, datetime) and v.tzinfo is None:
             row[name] = v.replace(tzinfo=UTC)
@@ -92,8 +97,7 @@ def copy_tables(source: Engine, target: Engine, log: Log, page: int = PAGE) -> N
         order = list(table.primary_key.columns) or list(table.columns)
         n = 0
         with source.connect() as src, target.begin() as dst:
-            result = src.execution_options(stream_results=True, yield_per=page).execute(
-                select(table).order_by(*order))
+            result = src.execution_options(stream_results=True, yield_per=page).execute(select(table).order_by(*order))
             for part in result.partitions(page):
                 dst.execute(table.insert(), [_utc(dict(r._mapping), aware) for r in part])
                 n += len(part)
@@ -111,8 +115,13 @@ def reset_sequences(target: Engine) -> None:
                 col = pk[0].name
                 seq = c.scalar(text("SELECT pg_get_serial_sequence(:t, :c)"), {"t": table.name, "c": col})
                 if seq:
-                    c.execute(text(f'SELECT setval(:s, COALESCE((SELECT MAX("{col}") FROM "{table.name}"), 1), '
-                                   f'(SELECT MAX("{col}") FROM "{table.name}") IS NOT NULL)'), {"s": seq})
+                    c.execute(
+                        text(
+                            f'SELECT setval(:s, COALESCE((SELECT MAX("{col}") FROM "{table.name}"), 1), '
+                            f'(SELECT MAX("{col}") FROM "{table.name}") IS NOT NULL)'
+                        ),
+                        {"s": seq},
+                    )
 
 
 def empty_tables(target: Engine) -> None:
@@ -149,8 +158,9 @@ def chroma_server_client(host: str, port: int) -> Any:
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
-    return chromadb.HttpClient(host=host, port=port,
-                               settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False))
+    return chromadb.HttpClient(
+        host=host, port=port, settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    )
 
 
 def _collections(client: Any) -> dict[str, Any]:
@@ -167,15 +177,17 @@ def copy_collections(source: Any, target: Any, names: list[str], log: Log, page:
     """Copy each collection: ids, embeddings, documents and metadata, page by page, HNSW settings kept."""
     for name in names:
         src = source.get_collection(name, embedding_function=None)
-        dst = target.get_or_create_collection(name, embedding_function=None, metadata=src.metadata or None,
-                                              configuration={"hnsw": _hnsw(src)})
+        dst = target.get_or_create_collection(
+            name, embedding_function=None, metadata=src.metadata or None, configuration={"hnsw": _hnsw(src)}
+        )
         offset = n = 0
         while True:
             part = src.get(include=["embeddings", "documents", "metadatas"], limit=page, offset=offset)
             if not part["ids"]:
                 break
-            dst.add(ids=part["ids"], embeddings=part["embeddings"], documents=part["documents"],
-                    metadatas=part["metadatas"])
+            dst.add(
+                ids=part["ids"], embeddings=part["embeddings"], documents=part["documents"], metadatas=part["metadatas"]
+            )
             n += len(part["ids"])
             offset += page
         log(f"  {name}: {n:,} chunks")
@@ -184,21 +196,29 @@ def copy_collections(source: Any, target: Any, names: list[str], log: Log, page:
 def collection_counts(source: Any, target: Any, names: list[str]) -> dict[str, tuple[int, int]]:
     """(source chunks, target chunks) per collection; a collection missing on the target counts 0."""
     there = _collections(target)
-    return {n: (source.get_collection(n, embedding_function=None).count(),
-                there[n].count() if n in there else 0) for n in names}
+    return {
+        n: (source.get_collection(n, embedding_function=None).count(), there[n].count() if n in there else 0)
+        for n in names
+    }
 
 
 # ---- the move -------------------------------------------------------------------------------------
 
 
-def move(settings: Any, to_database_url: str | None = None, to_chroma: tuple[str, int] | None = None,
-         replace: bool = False, log: Log = print, page: int = PAGE) -> MoveReport:
+def move(
+    settings: Any,
+    to_database_url: str | None = None,
+    to_chroma: tuple[str, int] | None = None,
+    replace: bool = False,
+    log: Log = print,
+    page: int = PAGE,
+) -> MoveReport:
     """Copy the current install's database and/or Chroma to the targets and count both sides.
 
     Raises MoveError before copying when a target is not empty (unless `replace`). The returned report's
     `mismatches()` lists any count that differs after the copy.
     """
-    from lib.vectorstore import make_chroma_client
+    from lib.documents.vectorstore import make_chroma_client
 
     if not to_database_url and not to_chroma:
         raise MoveError("Nothing to move to: give a target database URL and/or a Chroma server.")
@@ -216,9 +236,12 @@ def move(settings: Any, to_database_url: str | None = None, to_chroma: tuple[str
             migrate(target_db)
             busy = {t: n for t, (_, n) in table_counts(source_db, target_db).items() if n}
             if busy and not replace:
-                raise MoveError("The target database is not empty (" + ", ".join(
-                    f"{t}: {n} rows" for t, n in sorted(busy.items())) + "). Use an empty database, or "
-                    "--replace-target to delete its rows first.")
+                raise MoveError(
+                    "The target database is not empty ("
+                    + ", ".join(f"{t}: {n} rows" for t, n in sorted(busy.items()))
+                    + "). Use an empty database, or "
+                    "--replace-target to delete its rows first."
+                )
         if to_chroma:
             if settings.chroma_host and (settings.chroma_host, settings.chroma_port) == tuple(to_chroma):
                 raise MoveError("The target Chroma server is the current one.")
@@ -227,9 +250,12 @@ def move(settings: Any, to_database_url: str | None = None, to_chroma: tuple[str
             there = _collections(target_chroma)
             clash = {n: there[n].count() for n in names if n in there}
             if any(clash.values()) and not replace:
-                raise MoveError("The Chroma server already holds chunks in " + ", ".join(
-                    f"{n} ({c})" for n, c in sorted(clash.items()) if c) + ". Use an empty server, or "
-                    "--replace-target to delete those collections first.")
+                raise MoveError(
+                    "The Chroma server already holds chunks in "
+                    + ", ".join(f"{n} ({c})" for n, c in sorted(clash.items()) if c)
+                    + ". Use an empty server, or "
+                    "--replace-target to delete those collections first."
+                )
             for n in clash:
                 target_chroma.delete_collection(n)
         if target_db is not None:

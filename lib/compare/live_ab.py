@@ -8,7 +8,6 @@ run production as today.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -16,9 +15,10 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from lib.models import Experiment, Feedback, LlmCall, utcnow
-from lib.stats import Interval, mean_interval, wilson_interval
-from lib.template_store import TemplateStore
+from lib.compare.stats import Interval, mean_interval, wilson_interval
+from lib.core.tables import Experiment, Feedback, LlmCall, utcnow
+from lib.prompts.live import active_experiment
+from lib.prompts.store import TemplateStore
 
 ERROR_STATUSES = ("error", "blocked", "invalid")
 
@@ -27,15 +27,15 @@ class ExperimentError(ValueError):
     """An experiment cannot be started or stopped as asked; the message says why."""
 
 
-def assign_variant(experiment_id: str, user: str | None, share_b: float) -> str:
-    """A or B for this user in this experiment: a hash, so the same user always gets the same side."""
-    digest = hashlib.sha256(f"{experiment_id}:{user or ''}".encode()).digest()
-    point = int.from_bytes(digest[:8], "big") / 2 ** 64  # uniform in [0, 1)
-    return "B" if point < share_b else "A"
-
-
-def start_experiment(engine: Engine, store: TemplateStore, template_name: str, version_a: int, version_b: int,
-                     user: str | None, share_b: float = 0.5) -> str:
+def start_experiment(
+    engine: Engine,
+    store: TemplateStore,
+    template_name: str,
+    version_a: int,
+    version_b: int,
+    user: str | None,
+    share_b: float = 0.5,
+) -> str:
     """Start splitting `template_name`'s traffic; ExperimentError if one is already running or versions are bad."""
     if version_a == version_b:
         raise ExperimentError("A and B are the same version; pick two different versions.")
@@ -47,26 +47,18 @@ def start_experiment(engine: Engine, store: TemplateStore, template_name: str, v
         raise ExperimentError(f"An experiment on {template_name} is already running; stop it first.")
     exp_id = f"exp-{uuid.uuid4().hex[:12]}"
     with Session(engine) as s, s.begin():
-        s.add(Experiment(id=exp_id, template_name=template_name, version_a=version_a, version_b=version_b,
-                         share_b=share_b, status="active", created_by=user))
+        s.add(
+            Experiment(
+                id=exp_id,
+                template_name=template_name,
+                version_a=version_a,
+                version_b=version_b,
+                share_b=share_b,
+                status="active",
+                created_by=user,
+            )
+        )
     return exp_id
-
-
-def active_experiment(engine: Engine, template_name: str) -> Experiment | None:
-    """The running experiment on a template, if any."""
-    with Session(engine, expire_on_commit=False) as s:
-        return s.scalars(select(Experiment).where(Experiment.template_name == template_name,
-                                                  Experiment.status == "active")
-                         .order_by(Experiment.created_at.desc()).limit(1)).first()
-
-
-def live_variant_for(engine: Engine, template_name: str, user: str | None) -> tuple[str, str, int] | None:
-    """(experiment_id, variant, version) to run for this user, or None to run production."""
-    exp = active_experiment(engine, template_name)
-    if exp is None:
-        return None
-    variant = assign_variant(exp.id, user, exp.share_b)
-    return exp.id, variant, exp.version_b if variant == "B" else exp.version_a
 
 
 def stop_experiment(engine: Engine, experiment_id: str) -> None:
@@ -101,25 +93,43 @@ class LiveVariant:
 def live_report(engine: Engine, experiment_id: str) -> list[LiveVariant]:
     """Per variant: calls, users, error rate, mean cost and latency, 👍 rate, each with a 95% interval."""
     with Session(engine) as s:
-        calls = s.execute(select(LlmCall.variant, LlmCall.user, LlmCall.status, LlmCall.cost_usd,
-                                 LlmCall.latency_ms, Feedback.rating)
-                          .outerjoin(Feedback, Feedback.request_id == LlmCall.request_id)
-                          .where(LlmCall.experiment_id == experiment_id)).all()
+        calls = s.execute(
+            select(LlmCall.variant, LlmCall.user, LlmCall.status, LlmCall.cost_usd, LlmCall.latency_ms, Feedback.rating)
+            .outerjoin(Feedback, Feedback.request_id == LlmCall.request_id)
+            .where(LlmCall.experiment_id == experiment_id)
+        ).all()
     out = []
     for side in ("A", "B"):
         rows = [c for c in calls if c.variant == side]
         ok = [c for c in rows if c.status not in ERROR_STATUSES]
         ratings = [c.rating for c in rows if c.rating is not None]
-        out.append(LiveVariant(side, len(rows), len({c.user for c in rows}),
-                               wilson_interval(len(rows) - len(ok), len(rows)),
-                               mean_interval([c.cost_usd for c in ok if c.cost_usd is not None]),
-                               mean_interval([c.latency_ms for c in ok if c.latency_ms is not None]),
-                               wilson_interval(sum(r > 0 for r in ratings), len(ratings)), len(ratings)))
+        out.append(
+            LiveVariant(
+                side,
+                len(rows),
+                len({c.user for c in rows}),
+                wilson_interval(len(rows) - len(ok), len(rows)),
+                mean_interval([c.cost_usd for c in ok if c.cost_usd is not None]),
+                mean_interval([c.latency_ms for c in ok if c.latency_ms is not None]),
+                wilson_interval(sum(r > 0 for r in ratings), len(ratings)),
+                len(ratings),
+            )
+        )
     return out
 
 
 def report_table(report: list[LiveVariant]) -> list[dict[str, Any]]:
     """Rows for a table, one per variant."""
-    return [{"variant": v.variant, "calls": v.calls, "users": v.users, "error rate": str(v.error_rate),
-             "mean cost (USD)": str(v.cost), "mean latency (ms)": str(v.latency), "👍 rate": str(v.thumbs_up),
-             "rated answers": v.rated} for v in report]
+    return [
+        {
+            "variant": v.variant,
+            "calls": v.calls,
+            "users": v.users,
+            "error rate": str(v.error_rate),
+            "mean cost (USD)": str(v.cost),
+            "mean latency (ms)": str(v.latency),
+            "👍 rate": str(v.thumbs_up),
+            "rated answers": v.rated,
+        }
+        for v in report
+    ]

@@ -21,13 +21,13 @@ from typing import Any
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
-from lib.errors import GatewayError
-from lib.gateway import CallContext, Gateway
-from lib.models import CompareRun, CompareVote, RunResult, utcnow
-from lib.prompt_runs import build_messages, run_template
-from lib.template_store import PRODUCTION, TemplateStore
-from lib.templates import Template, TemplateError
-from lib.test_sets import Case, load_cases
+from lib.compare.test_sets import Case, load_cases
+from lib.core.tables import CompareRun, CompareVote, RunResult, utcnow
+from lib.gateway.client import CallContext, Gateway
+from lib.gateway.errors import GatewayError
+from lib.prompts.language import Template, TemplateError
+from lib.prompts.runs import build_messages, run_template
+from lib.prompts.store import PRODUCTION, TemplateStore
 
 log = logging.getLogger(__name__)
 RUN_FEATURE, JUDGE_FEATURE = "compare.run", "compare"
@@ -56,7 +56,7 @@ class Variant:
         return {"version": self.version, "model": self.model}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Variant":
+    def from_dict(cls, data: dict[str, Any]) -> Variant:
         """The inverse of as_dict."""
         return cls(int(data["version"]), data.get("model"))
 
@@ -121,40 +121,55 @@ def check_answer(outcome: Outcome, expected: str | None, checks: Checks, has_sch
     return out
 
 
-def run_variant(gateway: Gateway, template: Template, values: dict[str, Any], variant: Variant,
-                ctx: CallContext) -> Outcome:
+def run_variant(
+    gateway: Gateway, template: Template, values: dict[str, Any], variant: Variant, ctx: CallContext
+) -> Outcome:
     """Run one variant on one input; failures come back as an Outcome with status error, never raised."""
     try:
         run = run_template(gateway, template, values, ctx, variant.version, variant.model)
     except (GatewayError, TemplateError) as exc:
         return Outcome(status="error", error=str(exc), request_id=getattr(exc, "request_id", None))
     r = run.result
-    return Outcome(r.text, "ok" if run.valid else "invalid", run.problem, r.request_id,
-                   sum(c.prompt_tokens + c.completion_tokens for c in run.calls),
-                   _total(c.cost_usd for c in run.calls), sum(c.latency_ms or 0 for c in run.calls))
+    return Outcome(
+        r.text,
+        "ok" if run.valid else "invalid",
+        run.problem,
+        r.request_id,
+        sum(c.prompt_tokens + c.completion_tokens for c in run.calls),
+        _total(c.cost_usd for c in run.calls),
+        sum(c.latency_ms or 0 for c in run.calls),
+    )
 
 
-def stream_pair(gateway: Gateway, templates: dict[str, Template], variants: dict[str, Variant],
-                values: dict[str, Any], user: str | None) -> Iterator[tuple[str, str | None, Outcome | None]]:
+def stream_pair(
+    gateway: Gateway,
+    templates: dict[str, Template],
+    variants: dict[str, Variant],
+    values: dict[str, Any],
+    user: str | None,
+) -> Iterator[tuple[str, str | None, Outcome | None]]:
     """Run A and B at once; yields (side, text piece, None) as text arrives, then (side, None, outcome)."""
     events: queue.Queue = queue.Queue()
 
     def work(side: str) -> None:
         template, variant = templates[side], variants[side]
-        ctx = CallContext(feature=RUN_FEATURE, user=user, template_name=template.name,
-                          template_version=variant.version, variant=side)
+        ctx = CallContext(
+            feature=RUN_FEATURE, user=user, template_name=template.name, template_version=variant.version, variant=side
+        )
         try:
             if template.json_schema is not None:  # structured output is validated whole, so not streamed
                 outcome = run_variant(gateway, template, values, variant, ctx)
                 events.put((side, outcome.text, None))
             else:
-                stream = gateway.stream(build_messages(template, values), variant.model or template.model, ctx,
-                                        **template.params())
+                stream = gateway.stream(
+                    build_messages(template, values), variant.model or template.model, ctx, **template.params()
+                )
                 for piece in stream:
                     events.put((side, piece, None))
                 r = stream.result
-                outcome = Outcome(r.text, "ok", None, r.request_id, r.prompt_tokens + r.completion_tokens,
-                                  r.cost_usd, r.latency_ms)
+                outcome = Outcome(
+                    r.text, "ok", None, r.request_id, r.prompt_tokens + r.completion_tokens, r.cost_usd, r.latency_ms
+                )
         except (GatewayError, TemplateError) as exc:
             outcome = Outcome(status="error", error=str(exc), request_id=getattr(exc, "request_id", None))
         events.put((side, None, outcome))
@@ -169,24 +184,37 @@ def stream_pair(gateway: Gateway, templates: dict[str, Template], variants: dict
         yield side, piece, outcome
 
 
-def start_run(engine: Engine, template_name: str, test_set_id: int, a: Variant, b: Variant, checks: Checks,
-              user: str | None) -> int:
+def start_run(
+    engine: Engine, template_name: str, test_set_id: int, a: Variant, b: Variant, checks: Checks, user: str | None
+) -> int:
     """Record a new batch run (status running) and return its id."""
     checks.validate()
     if not load_cases(engine, test_set_id):
         raise CompareError("That test set has no cases yet. Add some on the Test sets tab.")
     with Session(engine) as s, s.begin():
-        run = CompareRun(test_set_id=test_set_id, template_name=template_name, variant_a=a.as_dict(),
-                         variant_b=b.as_dict(), checks=checks.__dict__.copy(), status="running", created_by=user)
+        run = CompareRun(
+            test_set_id=test_set_id,
+            template_name=template_name,
+            variant_a=a.as_dict(),
+            variant_b=b.as_dict(),
+            checks=checks.__dict__.copy(),
+            status="running",
+            created_by=user,
+        )
         s.add(run)
         s.flush()
         return run.id
 
 
-def execute_run(gateway: Gateway, store: TemplateStore, run_id: int, *,
-                concurrency: int = DEFAULT_CONCURRENCY,
-                cancel: threading.Event | None = None,
-                progress: Callable[[RunProgress], None] | None = None) -> RunProgress:
+def execute_run(
+    gateway: Gateway,
+    store: TemplateStore,
+    run_id: int,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    cancel: threading.Event | None = None,
+    progress: Callable[[RunProgress], None] | None = None,
+) -> RunProgress:
     """Run A and B over every case not yet answered, at most `concurrency` calls at a time.
 
     A failing row is stored as a failure and the run goes on; setting `cancel` stops new calls
@@ -207,8 +235,15 @@ def execute_run(gateway: Gateway, store: TemplateStore, run_id: int, *,
     state = RunProgress(total=len(tasks))
 
     def one(case: Case, side: str) -> Outcome:
-        ctx = CallContext(feature=RUN_FEATURE, user=user, template_name=name, experiment_id=f"run:{run_id}",
-                          variant=side, metadata={"case_id": case.id}, deferred_log=True)
+        ctx = CallContext(
+            feature=RUN_FEATURE,
+            user=user,
+            template_name=name,
+            experiment_id=f"run:{run_id}",
+            variant=side,
+            metadata={"case_id": case.id},
+            deferred_log=True,
+        )
         outcome = run_variant(gateway, templates[side], case.values, variants[side], ctx)
         outcome.checks = check_answer(outcome, case.expected, checks, templates[side].json_schema is not None)
         return outcome
@@ -228,14 +263,16 @@ def execute_run(gateway: Gateway, store: TemplateStore, run_id: int, *,
                 if task is None:
                     break
                 finished.put((*task, one(*task)))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
+        except BaseException as exc:
             stop.set()
             finished.put(exc)
         finally:
             finished.put(None)
 
-    workers = [threading.Thread(target=work, name=f"compare-{run_id}-{i}", daemon=True)
-               for i in range(max(1, min(concurrency, len(tasks))))]
+    workers = [
+        threading.Thread(target=work, name=f"compare-{run_id}-{i}", daemon=True)
+        for i in range(max(1, min(concurrency, len(tasks))))
+    ]
     for w in workers:
         w.start()
     running, batch, flush_at, failure = len(workers), [], 0.0, None
@@ -286,39 +323,69 @@ def execute_run(gateway: Gateway, store: TemplateStore, run_id: int, *,
 def _store_results(engine: Engine, run_id: int, batch: list[tuple[Case, str, Outcome]]) -> None:
     """Insert answers in one transaction (one executemany: no ORM unit of work per row)."""
     with engine.begin() as conn:
-        conn.execute(RunResult.__table__.insert(), [
-            {"run_id": run_id, "case_id": case.id, "variant": side, "text": o.text, "status": o.status,
-             "error": o.error, "request_id": o.request_id, "tokens": o.tokens, "cost_usd": o.cost_usd,
-             "latency_ms": o.latency_ms, "checks": o.checks} for case, side, o in batch])
+        conn.execute(
+            RunResult.__table__.insert(),
+            [
+                {
+                    "run_id": run_id,
+                    "case_id": case.id,
+                    "variant": side,
+                    "text": o.text,
+                    "status": o.status,
+                    "error": o.error,
+                    "request_id": o.request_id,
+                    "tokens": o.tokens,
+                    "cost_usd": o.cost_usd,
+                    "latency_ms": o.latency_ms,
+                    "checks": o.checks,
+                }
+                for case, side, o in batch
+            ],
+        )
 
 
-JUDGE_SYSTEM = ("You compare two answers to the same request. Judge correctness first, then helpfulness "
-                "and brevity. Reply with exactly one word: 1, 2 or tie.")
+JUDGE_SYSTEM = (
+    "You compare two answers to the same request. Judge correctness first, then helpfulness "
+    "and brevity. Reply with exactly one word: 1, 2 or tie."
+)
 
 
 def _judge_once(gateway: Gateway, model: str, request: str, first: str, second: str, user: str | None) -> str | None:
     prompt = f"Request:\n{request}\n\nAnswer 1:\n{first}\n\nAnswer 2:\n{second}\n\nWhich answer is better?"
-    result = gateway.invoke([("system", JUDGE_SYSTEM), ("user", prompt)], model,
-                            CallContext(feature=JUDGE_FEATURE, user=user), temperature=0)
+    result = gateway.invoke(
+        [("system", JUDGE_SYSTEM), ("user", prompt)],
+        model,
+        CallContext(feature=JUDGE_FEATURE, user=user),
+        temperature=0,
+    )
     word = result.text.strip().strip(".*").lower().split()
     return word[0] if word and word[0] in ("1", "2", "tie") else None
 
 
-def judge_pair(gateway: Gateway, model: str, request: str, answer_a: str, answer_b: str,
-               user: str | None = None) -> str:
+def judge_pair(
+    gateway: Gateway, model: str, request: str, answer_a: str, answer_b: str, user: str | None = None
+) -> str:
     """A, B or tie: the judge is asked twice with the order swapped; a win counts only when both agree."""
     first = {"1": "A", "2": "B", "tie": "tie"}.get(_judge_once(gateway, model, request, answer_a, answer_b, user))
     second = {"1": "B", "2": "A", "tie": "tie"}.get(_judge_once(gateway, model, request, answer_b, answer_a, user))
     return first if first == second and first in ("A", "B") else "tie"
 
 
-def judge_run(gateway: Gateway, run_id: int, model: str, *, concurrency: int = 4,
-              cancel: threading.Event | None = None) -> int:
+def judge_run(
+    gateway: Gateway, run_id: int, model: str, *, concurrency: int = 4, cancel: threading.Event | None = None
+) -> int:
     """Judge every case where both answered and the judge has not yet; returns how many were judged."""
     engine, cancel = gateway.engine, cancel or threading.Event()
     judged = {r["case_id"] for r in run_rows(engine, run_id) if r["judge"]}
-    rows = [r for r in run_rows(engine, run_id) if r["case_id"] not in judged
-            and r["A"] and r["B"] and r["A"]["status"] != "error" and r["B"]["status"] != "error"]
+    rows = [
+        r
+        for r in run_rows(engine, run_id)
+        if r["case_id"] not in judged
+        and r["A"]
+        and r["B"]
+        and r["A"]["status"] != "error"
+        and r["B"]["status"] != "error"
+    ]
     run = get_run(engine, run_id)
 
     def one(row: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -334,27 +401,70 @@ def judge_run(gateway: Gateway, run_id: int, model: str, *, concurrency: int = 4
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         for row, verdict in pool.map(one, rows):
             if verdict is not None:
-                record_vote(engine, run["template_name"], run["A"], run["B"], row["values"], row["A"]["text"],
-                            row["B"]["text"], verdict, voter="judge", run_id=run_id, case_id=row["case_id"])
+                record_vote(
+                    engine,
+                    run["template_name"],
+                    run["A"],
+                    run["B"],
+                    row["values"],
+                    row["A"]["text"],
+                    row["B"]["text"],
+                    verdict,
+                    voter="judge",
+                    run_id=run_id,
+                    case_id=row["case_id"],
+                )
                 count += 1
     return count
 
 
-def record_vote(engine: Engine, template_name: str, a: Variant, b: Variant, inputs: dict[str, Any],
-                answer_a: str | None, answer_b: str | None, verdict: str, *, voter: str = "human",
-                user: str | None = None, comment: str | None = None, run_id: int | None = None,
-                case_id: int | None = None, blind: bool = False) -> None:
+def record_vote(
+    engine: Engine,
+    template_name: str,
+    a: Variant,
+    b: Variant,
+    inputs: dict[str, Any],
+    answer_a: str | None,
+    answer_b: str | None,
+    verdict: str,
+    *,
+    voter: str = "human",
+    user: str | None = None,
+    comment: str | None = None,
+    run_id: int | None = None,
+    case_id: int | None = None,
+    blind: bool = False,
+) -> None:
     """Store a verdict with both variants and the input; a person's new vote on a run row replaces their old one."""
     if verdict not in VERDICTS:
         raise CompareError(f"A vote is one of {', '.join(VERDICTS.values())}.")
     with Session(engine) as s, s.begin():
         if run_id is not None:
-            s.execute(delete(CompareVote).where(CompareVote.run_id == run_id, CompareVote.case_id == case_id,
-                                                CompareVote.voter == voter, CompareVote.user == user))
-        s.add(CompareVote(run_id=run_id, case_id=case_id, template_name=template_name, variant_a=a.as_dict(),
-                          variant_b=b.as_dict(), inputs=dict(inputs), answer_a=answer_a, answer_b=answer_b,
-                          verdict=verdict, voter=voter, blind=blind, comment=(comment or "").strip() or None,
-                          user=user))
+            s.execute(
+                delete(CompareVote).where(
+                    CompareVote.run_id == run_id,
+                    CompareVote.case_id == case_id,
+                    CompareVote.voter == voter,
+                    CompareVote.user == user,
+                )
+            )
+        s.add(
+            CompareVote(
+                run_id=run_id,
+                case_id=case_id,
+                template_name=template_name,
+                variant_a=a.as_dict(),
+                variant_b=b.as_dict(),
+                inputs=dict(inputs),
+                answer_a=answer_a,
+                answer_b=answer_b,
+                verdict=verdict,
+                voter=voter,
+                blind=blind,
+                comment=(comment or "").strip() or None,
+                user=user,
+            )
+        )
 
 
 def blind_swapped(run_id: int, case_id: int, user: str | None) -> bool:
@@ -380,9 +490,18 @@ def get_run(engine: Engine, run_id: int) -> dict[str, Any]:
 
 def _run_dict(r: CompareRun) -> dict[str, Any]:
     a, b = Variant.from_dict(r.variant_a), Variant.from_dict(r.variant_b)
-    return {"id": r.id, "template_name": r.template_name, "A": a, "B": b, "test_set_id": r.test_set_id,
-            "status": r.status, "created_by": r.created_by, "created_at": r.created_at, "checks": r.checks,
-            "title": f"#{r.id} {r.template_name}: A {a.label()} vs B {b.label()} ({r.status})"}
+    return {
+        "id": r.id,
+        "template_name": r.template_name,
+        "A": a,
+        "B": b,
+        "test_set_id": r.test_set_id,
+        "status": r.status,
+        "created_by": r.created_by,
+        "created_at": r.created_at,
+        "checks": r.checks,
+        "title": f"#{r.id} {r.template_name}: A {a.label()} vs B {b.label()} ({r.status})",
+    }
 
 
 def run_rows(engine: Engine, run_id: int, user: str | None = None) -> list[dict[str, Any]]:
@@ -396,13 +515,28 @@ def run_rows(engine: Engine, run_id: int, user: str | None = None) -> list[dict[
     mine = {v.case_id: v.verdict for v in votes if v.voter == "human" and v.user == user}
     out = []
     for case in cases:
-        row = {"case_id": case.id, "values": case.values, "expected": case.expected,
-               "judge": judge.get(case.id), "vote": mine.get(case.id)}
+        row = {
+            "case_id": case.id,
+            "values": case.values,
+            "expected": case.expected,
+            "judge": judge.get(case.id),
+            "vote": mine.get(case.id),
+        }
         for side in ("A", "B"):
             r = results.get((case.id, side))
-            row[side] = None if r is None else {"text": r.text, "status": r.status, "error": r.error,
-                                                "tokens": r.tokens, "cost_usd": r.cost_usd,
-                                                "latency_ms": r.latency_ms, "checks": r.checks}
+            row[side] = (
+                None
+                if r is None
+                else {
+                    "text": r.text,
+                    "status": r.status,
+                    "error": r.error,
+                    "tokens": r.tokens,
+                    "cost_usd": r.cost_usd,
+                    "latency_ms": r.latency_ms,
+                    "checks": r.checks,
+                }
+            )
         out.append(row)
     return out
 
@@ -410,10 +544,13 @@ def run_rows(engine: Engine, run_id: int, user: str | None = None) -> list[dict[
 def promote(store: TemplateStore, template_name: str, a: Variant, b: Variant, user: str | None) -> int:
     """Point the production label at B's version; returns it. CompareError when that changes nothing."""
     if a.version == b.version:
-        raise CompareError(f"A and B are both v{b.version}: they differ only in model, which is not part of a "
-                           "label. Save a version of the template with that model, then promote it.")
-    store.move_label(template_name, PRODUCTION, b.version, user, f"Promoted from Compare: B {b.label()} beat "
-                     f"A {a.label()}")
+        raise CompareError(
+            f"A and B are both v{b.version}: they differ only in model, which is not part of a "
+            "label. Save a version of the template with that model, then promote it."
+        )
+    store.move_label(
+        template_name, PRODUCTION, b.version, user, f"Promoted from Compare: B {b.label()} beat A {a.label()}"
+    )
     return b.version
 
 
@@ -429,8 +566,9 @@ class RunJobs:
         self._jobs: dict[int, tuple[threading.Thread, threading.Event, list[RunProgress]]] = {}
         self._lock = threading.Lock()
 
-    def start(self, gateway: Gateway, store: TemplateStore, run_id: int,
-              concurrency: int = DEFAULT_CONCURRENCY) -> None:
+    def start(
+        self, gateway: Gateway, store: TemplateStore, run_id: int, concurrency: int = DEFAULT_CONCURRENCY
+    ) -> None:
         """Run (or resume) `run_id` in a background thread; no-op if it is already running here."""
         with self._lock:
             if self.running(run_id):
@@ -439,8 +577,14 @@ class RunJobs:
 
             def work() -> None:
                 try:
-                    execute_run(gateway, store, run_id, concurrency=concurrency, cancel=cancel,
-                                progress=lambda p: seen.__setitem__(0, p))
+                    execute_run(
+                        gateway,
+                        store,
+                        run_id,
+                        concurrency=concurrency,
+                        cancel=cancel,
+                        progress=lambda p: seen.__setitem__(0, p),
+                    )
                 except Exception:  # the page shows the run as failed instead of a silent stop
                     log.exception("compare run %s failed", run_id)
                     with Session(gateway.engine) as s, s.begin():

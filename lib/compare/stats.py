@@ -43,7 +43,7 @@ def sign_test_p(wins: int, losses: int) -> float:
         return 1.0
     k = min(wins, losses)
     # P(X <= k) for X ~ Binomial(n, 1/2), doubled; exact integers so large n stays precise
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
     return min(1.0, 2 * tail)
 
 

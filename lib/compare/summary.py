@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from lib.models import CompareVote, RunResult
-from lib.stats import Interval, mean_interval, sign_test_p, wilson_interval
+from lib.compare.stats import Interval, mean_interval, sign_test_p, wilson_interval
+from lib.core.tables import CompareVote, RunResult
 
 
 @dataclass
@@ -40,11 +40,15 @@ class RunSummary:
 
     def differences(self) -> dict[str, float | None]:
         """B minus A for mean cost, mean tokens and mean latency."""
+
         def diff(x, y):
             return None if x is None or y is None else y - x
-        return {"mean cost (USD)": diff(self.a.mean_cost, self.b.mean_cost),
-                "mean tokens": diff(self.a.mean_tokens, self.b.mean_tokens),
-                "mean latency (ms)": diff(self.a.mean_latency.value, self.b.mean_latency.value)}
+
+        return {
+            "mean cost (USD)": diff(self.a.mean_cost, self.b.mean_cost),
+            "mean tokens": diff(self.a.mean_tokens, self.b.mean_tokens),
+            "mean latency (ms)": diff(self.a.mean_latency.value, self.b.mean_latency.value),
+        }
 
     def verdict(self) -> str:
         """One sentence a person can act on."""
@@ -53,8 +57,10 @@ class RunSummary:
             return "No decisive votes yet: vote on rows, or turn on the LLM judge."
         rate = self.win_rate
         sure = "significant" if self.p_value < 0.05 else "not significant"
-        return (f"B won {wins} of {wins + losses} decisive votes ({rate.value:.0%}, 95% CI {rate.low:.0%}–"
-                f"{rate.high:.0%}); sign test p = {self.p_value:.3g} ({sure} at 5%).")
+        return (
+            f"B won {wins} of {wins + losses} decisive votes ({rate.value:.0%}, 95% CI {rate.low:.0%}–"
+            f"{rate.high:.0%}); sign test p = {self.p_value:.3g} ({sure} at 5%)."
+        )
 
 
 def variant_stats(results: list[RunResult]) -> VariantStats:
@@ -84,21 +90,27 @@ def summarize_run(engine: Engine, run_id: int, voter: str | None = None) -> RunS
         voter = "human" if any(v.voter == "human" for v in votes) else "judge"
     counts = Counter(v.verdict for v in votes if v.voter == voter)
     wins, losses = counts.get("B", 0), counts.get("A", 0)
-    return RunSummary({k: counts.get(k, 0) for k in ("A", "B", "tie", "both_bad")},
-                      wilson_interval(wins, wins + losses), sign_test_p(wins, losses),
-                      variant_stats([r for r in results if r.variant == "A"]),
-                      variant_stats([r for r in results if r.variant == "B"]))
+    return RunSummary(
+        {k: counts.get(k, 0) for k in ("A", "B", "tie", "both_bad")},
+        wilson_interval(wins, wins + losses),
+        sign_test_p(wins, losses),
+        variant_stats([r for r in results if r.variant == "A"]),
+        variant_stats([r for r in results if r.variant == "B"]),
+    )
 
 
 def summary_table(summary: RunSummary) -> list[dict[str, Any]]:
     """Rows for a table: one per measure, columns A, B and B − A."""
     a, b, d = summary.a, summary.b, summary.differences()
-    rows = [("rows", a.rows, b.rows, None), ("errors", a.errors, b.errors, b.errors - a.errors),
-            ("total cost (USD)", a.total_cost, b.total_cost, b.total_cost - a.total_cost),
-            ("mean cost (USD)", a.mean_cost, b.mean_cost, d["mean cost (USD)"]),
-            ("total tokens", a.total_tokens, b.total_tokens, b.total_tokens - a.total_tokens),
-            ("mean tokens", a.mean_tokens, b.mean_tokens, d["mean tokens"]),
-            ("mean latency (ms)", str(a.mean_latency), str(b.mean_latency), d["mean latency (ms)"])]
+    rows = [
+        ("rows", a.rows, b.rows, None),
+        ("errors", a.errors, b.errors, b.errors - a.errors),
+        ("total cost (USD)", a.total_cost, b.total_cost, b.total_cost - a.total_cost),
+        ("mean cost (USD)", a.mean_cost, b.mean_cost, d["mean cost (USD)"]),
+        ("total tokens", a.total_tokens, b.total_tokens, b.total_tokens - a.total_tokens),
+        ("mean tokens", a.mean_tokens, b.mean_tokens, d["mean tokens"]),
+        ("mean latency (ms)", str(a.mean_latency), str(b.mean_latency), d["mean latency (ms)"]),
+    ]
     for name in sorted(set(a.checks) | set(b.checks)):
         pa, na = a.checks.get(name, (0, 0))
         pb, nb = b.checks.get(name, (0, 0))

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from lib.models import ChatMessage, TestCase, TestSet
+from lib.core.tables import ChatMessage, TestCase, TestSet
 
 EXPECTED = "expected"  # the optional column holding the expected answer
 MAX_CASES = 5000
@@ -41,12 +41,16 @@ def parse_csv(data: bytes, variables: list[str]) -> list[Case]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise TestSetError(f"The CSV file is not UTF-8 (byte {exc.start} cannot be read). In your spreadsheet "
-                           "choose 'CSV UTF-8' when saving, then upload it again.") from exc
+        raise TestSetError(
+            f"The CSV file is not UTF-8 (byte {exc.start} cannot be read). In your spreadsheet "
+            "choose 'CSV UTF-8' when saving, then upload it again."
+        ) from exc
     if "\x00" in text:  # PostgreSQL text cannot hold NUL, and no spreadsheet writes one into a CSV
         line = text.count("\n", 0, text.index("\x00")) + 1
-        raise TestSetError(f"The CSV file contains a NUL character (line {line}), so it is probably not a text CSV. "
-                           "In your spreadsheet choose 'CSV UTF-8' when saving, then upload it again.")
+        raise TestSetError(
+            f"The CSV file contains a NUL character (line {line}), so it is probably not a text CSV. "
+            "In your spreadsheet choose 'CSV UTF-8' when saving, then upload it again."
+        )
     try:
         reader = csv.reader(io.StringIO(text, newline=""))
         header = [h.strip() for h in next(reader, [])]
@@ -64,8 +68,10 @@ def parse_csv(data: bytes, variables: list[str]) -> list[Case]:
             problems.append(f"unexpected {', '.join(repr(h) for h in unknown)}")
         if len(set(header)) != len(header):
             problems.append("a repeated column")
-        raise TestSetError(f"The CSV columns do not fit ({'; '.join(problems)}). The first line must name "
-                           f"{', '.join(variables) or 'no variables'}, plus optionally {EXPECTED}.")
+        raise TestSetError(
+            f"The CSV columns do not fit ({'; '.join(problems)}). The first line must name "
+            f"{', '.join(variables) or 'no variables'}, plus optionally {EXPECTED}."
+        )
     if not body:
         raise TestSetError("The CSV file has column names but no cases. Add one case per line under them.")
     if len(body) > MAX_CASES:
@@ -73,16 +79,19 @@ def parse_csv(data: bytes, variables: list[str]) -> list[Case]:
     cases = []
     for line, row in enumerate(body, start=2):
         if len(row) != len(header):
-            raise TestSetError(f"Line {line} has {len(row)} values but the header has {len(header)} columns. "
-                               "Quote values that contain commas.")
+            raise TestSetError(
+                f"Line {line} has {len(row)} values but the header has {len(header)} columns. "
+                "Quote values that contain commas."
+            )
         cells = dict(zip(header, row))
         expected = cells.pop(EXPECTED, "").strip() or None
         cases.append(Case(None, {v: cells[v] for v in variables}, expected))
     return cases
 
 
-def create_test_set(engine: Engine, name: str, variables: list[str], user: str | None,
-                    cases: Iterable[Case] = ()) -> int:
+def create_test_set(
+    engine: Engine, name: str, variables: list[str], user: str | None, cases: Iterable[Case] = ()
+) -> int:
     """A new test set (optionally with cases); TestSetError when the name is taken or empty."""
     name = name.strip()
     if not name:
@@ -106,8 +115,10 @@ def list_test_sets(engine: Engine) -> list[dict[str, Any]]:
     """Every test set with its variables and number of cases, newest first."""
     with Session(engine) as s:
         counts = dict(s.execute(select(TestCase.test_set_id, func.count()).group_by(TestCase.test_set_id)).all())
-        return [{"id": t.id, "name": t.name, "variables": t.variables, "cases": counts.get(t.id, 0)}
-                for t in s.scalars(select(TestSet).order_by(TestSet.id.desc()))]
+        return [
+            {"id": t.id, "name": t.name, "variables": t.variables, "cases": counts.get(t.id, 0)}
+            for t in s.scalars(select(TestSet).order_by(TestSet.id.desc()))
+        ]
 
 
 def get_variables(engine: Engine, test_set_id: int) -> list[str]:
@@ -122,8 +133,9 @@ def get_variables(engine: Engine, test_set_id: int) -> list[str]:
 def load_cases(engine: Engine, test_set_id: int) -> list[Case]:
     """The cases of a test set, in order."""
     with Session(engine) as s:
-        rows = s.scalars(select(TestCase).where(TestCase.test_set_id == test_set_id)
-                         .order_by(TestCase.position, TestCase.id))
+        rows = s.scalars(
+            select(TestCase).where(TestCase.test_set_id == test_set_id).order_by(TestCase.position, TestCase.id)
+        )
         return [Case(r.id, dict(r.values), r.expected) for r in rows]
 
 
@@ -148,27 +160,37 @@ def replace_cases(engine: Engine, test_set_id: int, rows: Iterable[Mapping[str, 
 
 def add_case_from_message(engine: Engine, test_set_id: int, message_id: int) -> int:
     """Add the question behind a Chat answer (and the context it was given) to a test set; returns the case id."""
-    from lib.rag import Source, context_values  # the Chat side's own formatting of retrieved passages
+    from lib.documents.citations import Source, context_values  # the Chat side's own formatting of retrieved passages
 
     variables = get_variables(engine, test_set_id)
     if "question" not in variables or not set(variables) <= {"question", "context"}:
-        raise TestSetError(f"Chat answers give a question and their context, but this test set needs "
-                           f"{', '.join(variables)}. Pick a test set with the columns question (and context).")
+        raise TestSetError(
+            f"Chat answers give a question and their context, but this test set needs "
+            f"{', '.join(variables)}. Pick a test set with the columns question (and context)."
+        )
     with Session(engine) as s, s.begin():
         answer = s.get(ChatMessage, message_id)
         if answer is None or answer.role != "assistant":
             raise TestSetError("That answer no longer exists.")
-        question = s.scalars(select(ChatMessage).where(ChatMessage.session_id == answer.session_id,
-                                                       ChatMessage.role == "user", ChatMessage.id < message_id)
-                             .order_by(ChatMessage.id.desc()).limit(1)).first()
+        question = s.scalars(
+            select(ChatMessage)
+            .where(ChatMessage.session_id == answer.session_id, ChatMessage.role == "user", ChatMessage.id < message_id)
+            .order_by(ChatMessage.id.desc())
+            .limit(1)
+        ).first()
         if question is None:
             raise TestSetError("No question was found before that answer.")
         values = context_values(question.content, [Source(**src) for src in answer.sources or []])
         values = {v: values[v] for v in variables}
-        position = s.scalar(select(func.coalesce(func.max(TestCase.position), 0))
-                            .where(TestCase.test_set_id == test_set_id))
-        case = TestCase(test_set_id=test_set_id, position=position + 1, values=values,
-                        source={"message_id": message_id, "request_id": answer.request_id, "answer": answer.content})
+        position = s.scalar(
+            select(func.coalesce(func.max(TestCase.position), 0)).where(TestCase.test_set_id == test_set_id)
+        )
+        case = TestCase(
+            test_set_id=test_set_id,
+            position=position + 1,
+            values=values,
+            source={"message_id": message_id, "request_id": answer.request_id, "answer": answer.content},
+        )
         s.add(case)
         s.flush()
         return case.id

@@ -6,10 +6,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 ROLES = ("staff", "author", "manager", "admin")
-ROLE_LABELS = {"staff": "Chat and Documents", "author": "Prompts and Compare", "manager": "Usage",
-               "admin": "Settings: providers, prices, budgets"}
-PAGE_ROLES = {"pages/chat.py": "staff", "pages/documents.py": "staff", "pages/prompts.py": "author",
-              "pages/compare.py": "author", "pages/usage.py": "manager", "pages/admin.py": "admin"}
+ROLE_LABELS = {
+    "staff": "Chat and Documents",
+    "author": "Prompts and Compare",
+    "manager": "Usage",
+    "admin": "Settings: providers, prices, budgets",
+}
+PAGE_ROLES = {
+    "pages/chat.py": "staff",
+    "pages/documents.py": "staff",
+    "pages/prompts.py": "author",
+    "pages/compare.py": "author",
+    "pages/usage.py": "manager",
+    "pages/admin.py": "admin",
+}
 
 
 @dataclass(frozen=True)
@@ -57,5 +67,7 @@ def not_allowed_message(identity: Identity, page: str) -> str:
     """What a user without the page's role is told."""
     needed = PAGE_ROLES.get(page, "?")
     have = ", ".join(sorted(identity.roles)) or "none"
-    return (f"Not allowed: this page needs the {needed!r} role ({ROLE_LABELS.get(needed, '')}). You are signed in as "
-            f"{identity.name} with roles: {have}. Ask an admin to add you to WORKBENCH_ROLES.")
+    return (
+        f"Not allowed: this page needs the {needed!r} role ({ROLE_LABELS.get(needed, '')}). You are signed in as "
+        f"{identity.name} with roles: {have}. Ask an admin to add you to WORKBENCH_ROLES."
+    )

@@ -9,9 +9,13 @@ leave the rollups stale (a retention job must delete from both, or rebuild with 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
+
 ROLLUPS = {
-    "llm_usage_hourly": ("feature", "model", "provider", "status", "template_name", "template_version",
-                         "error_type"),
+    "llm_usage_hourly": ("feature", "model", "provider", "status", "template_name", "template_version", "error_type"),
     "llm_usage_user_hourly": ("user",),
 }
 NULL_SENTINEL = {"template_name": "''", "template_version": "-1", "error_type": "''", "user": "''"}
@@ -39,8 +43,7 @@ LATENCY_ROLLUP = "llm_latency_hourly"
 def latency_bin_sql(r: str) -> str:
     """SQL of the latency bin of row alias `r` (SQLite)."""
     whole = f"CAST(CAST({r}.latency_ms AS INTEGER) AS TEXT)"
-    return (f"CASE WHEN {r}.latency_ms < 1 THEN 0 ELSE length({whole}) * 10 "
-            f"+ CAST(substr({whole}, 1, 1) AS INTEGER) END")
+    return f"CASE WHEN {r}.latency_ms < 1 THEN 0 ELSE length({whole}) * 10 + CAST(substr({whole}, 1, 1) AS INTEGER) END"
 
 
 def bin_range(b: int) -> tuple[float, float]:
@@ -80,25 +83,33 @@ def create_sql(dialect: str) -> list[str]:
     """DDL of the rollup tables, their triggers, and the backfill of existing calls."""
     stmts = []
     for name, dims in ROLLUPS.items():
-        dim_cols = ", ".join(f'"{d}" {"INTEGER" if d == "template_version" else "VARCHAR(255)"} NOT NULL'
-                             for d in dims)
-        measures = ", ".join(f"{m} {'DOUBLE PRECISION' if m == 'spend' else 'BIGINT'} NOT NULL DEFAULT 0"
-                             for m in MEASURES)
+        dim_cols = ", ".join(f'"{d}" {"INTEGER" if d == "template_version" else "VARCHAR(255)"} NOT NULL' for d in dims)
+        measures = ", ".join(
+            f"{m} {'DOUBLE PRECISION' if m == 'spend' else 'BIGINT'} NOT NULL DEFAULT 0" for m in MEASURES
+        )
         key = ", ".join(["hour", *(f'"{d}"' for d in dims)])
         hour_type = "TIMESTAMP WITH TIME ZONE" if dialect == "postgresql" else "DATETIME"
-        stmts.append(f"CREATE TABLE {name} (hour {hour_type} NOT NULL, {dim_cols}, {measures}, "
-                     f"CONSTRAINT uq_{name} UNIQUE ({key}))")
+        stmts.append(
+            f"CREATE TABLE {name} (hour {hour_type} NOT NULL, {dim_cols}, {measures}, "
+            f"CONSTRAINT uq_{name} UNIQUE ({key}))"
+        )
         stmts.append(backfill_sql(dialect, name))
-        upsert = (f"INSERT INTO {name} ({key}, {', '.join(MEASURES)}) VALUES ({_hour(dialect, 'NEW')}, "
-                  + ", ".join(_dim(d, "NEW") for d in dims) + ", "
-                  + ", ".join(v.format(r="NEW") for v in MEASURES.values())
-                  + f") ON CONFLICT ({key}) DO UPDATE SET "
-                  + ", ".join(f"{m} = {name}.{m} + excluded.{m}" for m in MEASURES))
+        upsert = (
+            f"INSERT INTO {name} ({key}, {', '.join(MEASURES)}) VALUES ({_hour(dialect, 'NEW')}, "
+            + ", ".join(_dim(d, "NEW") for d in dims)
+            + ", "
+            + ", ".join(v.format(r="NEW") for v in MEASURES.values())
+            + f") ON CONFLICT ({key}) DO UPDATE SET "
+            + ", ".join(f"{m} = {name}.{m} + excluded.{m}" for m in MEASURES)
+        )
         if dialect == "postgresql":
-            stmts.append(f"CREATE FUNCTION {name}_add() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                         f"BEGIN {upsert}; RETURN NULL; END $$")
-            stmts.append(f"CREATE TRIGGER trg_{name} AFTER INSERT ON llm_calls FOR EACH ROW "
-                         f"EXECUTE FUNCTION {name}_add()")
+            stmts.append(
+                f"CREATE FUNCTION {name}_add() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                f"BEGIN {upsert}; RETURN NULL; END $$"
+            )
+            stmts.append(
+                f"CREATE TRIGGER trg_{name} AFTER INSERT ON llm_calls FOR EACH ROW EXECUTE FUNCTION {name}_add()"
+            )
         else:
             stmts.append(f"CREATE TRIGGER trg_{name} AFTER INSERT ON llm_calls BEGIN {upsert}; END")
     return stmts + (_latency_sql() if dialect == "sqlite" else [])
@@ -111,8 +122,10 @@ def backfill_sql(dialect: str, name: str) -> str:
     sel = [_hour(dialect, "c"), *(_dim(d, "c") for d in dims)]
     sums = [f"SUM({v.format(r='c')})" for v in MEASURES.values()]
     groups = ", ".join(str(i + 1) for i in range(len(sel)))
-    return (f"INSERT INTO {name} ({key}, {', '.join(MEASURES)}) SELECT {', '.join(sel + sums)} "
-            f"FROM llm_calls c GROUP BY {groups}")
+    return (
+        f"INSERT INTO {name} ({key}, {', '.join(MEASURES)}) SELECT {', '.join(sel + sums)} "
+        f"FROM llm_calls c GROUP BY {groups}"
+    )
 
 
 def drop_sql(dialect: str) -> list[str]:
@@ -126,15 +139,25 @@ def drop_sql(dialect: str) -> list[str]:
     return stmts
 
 
-def rollup_tables() -> dict[str, "Table"]:
+def rollup_tables() -> dict[str, Table]:
     """SQLAlchemy Core tables of the rollups (for queries; the DDL above creates them)."""
     from sqlalchemy import BigInteger, Column, DateTime, Float, Integer, MetaData, String, Table
 
     meta = MetaData()
-    latency = Table(LATENCY_ROLLUP, meta, Column("hour", DateTime(timezone=True), nullable=False),
-                    Column("bin", Integer, nullable=False), Column("n", BigInteger, nullable=False))
-    return {LATENCY_ROLLUP: latency} | {name: Table(name, meta, Column("hour", DateTime(timezone=True), nullable=False),
-                        *(Column(d, Integer if d == "template_version" else String(255), nullable=False)
-                          for d in dims),
-                        *(Column(m, Float if m == "spend" else BigInteger, nullable=False) for m in MEASURES))
-            for name, dims in ROLLUPS.items()}
+    latency = Table(
+        LATENCY_ROLLUP,
+        meta,
+        Column("hour", DateTime(timezone=True), nullable=False),
+        Column("bin", Integer, nullable=False),
+        Column("n", BigInteger, nullable=False),
+    )
+    return {LATENCY_ROLLUP: latency} | {
+        name: Table(
+            name,
+            meta,
+            Column("hour", DateTime(timezone=True), nullable=False),
+            *(Column(d, Integer if d == "template_version" else String(255), nullable=False) for d in dims),
+            *(Column(m, Float if m == "spend" else BigInteger, nullable=False) for m in MEASURES),
+        )
+        for name, dims in ROLLUPS.items()
+    }

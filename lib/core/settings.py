@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 OFFLINE_MODEL = "offline/extractive"
 LOG_CONTENT_MODES = ("full", "redacted", "none")
 
@@ -95,7 +95,7 @@ def _json_map(raw: Any, name: str, convert: Any) -> dict[str, Any]:
         data = json.loads(raw) if isinstance(raw, str) else dict(raw)
         return {str(k): convert(v) for k, v in data.items()}
     except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
-        raise ConfigError(f"{name} must be a JSON object, e.g. {{\"chat\": 4000}}: {exc}") from exc
+        raise ConfigError(f'{name} must be a JSON object, e.g. {{"chat": 4000}}: {exc}') from exc
 
 
 def _provider_from_mapping(name: str, raw: Mapping[str, Any]) -> ProviderConfig:
@@ -111,7 +111,7 @@ def _provider_from_mapping(name: str, raw: Mapping[str, Any]) -> ProviderConfig:
     if isinstance(models, str):
         models = [m.strip() for m in models.split(",") if m.strip()]
     if not models:
-        raise ConfigError(f"Provider {name!r} lists no models; set models = [\"...\"].")
+        raise ConfigError(f'Provider {name!r} lists no models; set models = ["..."].')
     try:
         timeout = float(raw.get("timeout_s", 60))
     except (TypeError, ValueError) as exc:
@@ -149,8 +149,16 @@ def _load_providers(env: Mapping[str, str], secrets: Mapping[str, Any]) -> list[
     if "offline" in raw:
         raise ConfigError("'offline' is reserved for the built-in offline answerer; rename that provider.")
     providers = [_provider_from_mapping(n, v) for n, v in raw.items()]
-    providers.append(ProviderConfig(name="offline", kind="offline", timeout_s=30, models=("extractive",),
-                                    default_model="extractive", external=False))
+    providers.append(
+        ProviderConfig(
+            name="offline",
+            kind="offline",
+            timeout_s=30,
+            models=("extractive",),
+            default_model="extractive",
+            external=False,
+        )
+    )
     return providers
 
 
@@ -177,7 +185,7 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, An
     try:
         fallback_models = json.loads(fallbacks) if isinstance(fallbacks, str) else dict(fallbacks)
     except json.JSONDecodeError as exc:
-        raise ConfigError("WORKBENCH_FALLBACKS must be JSON like {\"chat\": \"offline/extractive\"}.") from exc
+        raise ConfigError('WORKBENCH_FALLBACKS must be JSON like {"chat": "offline/extractive"}.') from exc
     log_content = str(get("WORKBENCH_LOG_CONTENT", "redacted"))
     if log_content not in LOG_CONTENT_MODES:
         raise ConfigError(f"WORKBENCH_LOG_CONTENT must be one of {LOG_CONTENT_MODES}, not {log_content!r}.")
@@ -206,14 +214,16 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, An
             hybrid_weight=float(get("WORKBENCH_HYBRID_WEIGHT", 0.5)),
             max_file_mb=float(get("WORKBENCH_MAX_FILE_MB", 50)),
             title_headers=_bool(get("WORKBENCH_TITLE_HEADERS", True)),
-            cache_features=frozenset(f.strip() for f in str(get("WORKBENCH_CACHE_FEATURES", "chat,compare")).split(",")
-                                     if f.strip()),
+            cache_features=frozenset(
+                f.strip() for f in str(get("WORKBENCH_CACHE_FEATURES", "chat,compare")).split(",") if f.strip()
+            ),
             cache_ttl_s=float(get("WORKBENCH_CACHE_TTL_S", 24 * 3600)),
             max_input_tokens=_json_map(get("WORKBENCH_MAX_INPUT_TOKENS", "{}"), "WORKBENCH_MAX_INPUT_TOKENS", int),
             max_output_tokens=_json_map(get("WORKBENCH_MAX_OUTPUT_TOKENS", "{}"), "WORKBENCH_MAX_OUTPUT_TOKENS", int),
             redact_external=_bool(get("WORKBENCH_REDACT_EXTERNAL", True)),
-            role_map=_json_map(get("WORKBENCH_ROLES", "{}"), "WORKBENCH_ROLES",
-                               lambda v: tuple([v] if isinstance(v, str) else v)),
+            role_map=_json_map(
+                get("WORKBENCH_ROLES", "{}"), "WORKBENCH_ROLES", lambda v: tuple([v] if isinstance(v, str) else v)
+            ),
             embedding_model=str(get("WORKBENCH_EMBEDDING_MODEL", "local/all-MiniLM-L6-v2")),
         )
     except ValueError as exc:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
-                        event)
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -59,10 +58,25 @@ class LlmCall(Base):
         Index("ix_llm_calls_status", "status"),
         # Usage dashboard (migration 0003): covering index for range aggregates; on SQLite the
         # included columns are key columns, as SQLite has no INCLUDE.
-        Index("ix_llm_calls_usage", "created_at",
-              postgresql_include=["feature", "user", "model", "provider", "status", "template_name",
-                                  "template_version", "error_type", "cost_usd", "prompt_tokens",
-                                  "completion_tokens", "cached_tokens", "latency_ms"]),
+        Index(
+            "ix_llm_calls_usage",
+            "created_at",
+            postgresql_include=[
+                "feature",
+                "user",
+                "model",
+                "provider",
+                "status",
+                "template_name",
+                "template_version",
+                "error_type",
+                "cost_usd",
+                "prompt_tokens",
+                "completion_tokens",
+                "cached_tokens",
+                "latency_ms",
+            ],
+        ),
         Index("ix_llm_calls_cost", "cost_usd", "created_at"),
         Index("ix_llm_calls_latency", "latency_ms", "created_at"),
         Index("ix_llm_calls_created_latency", "created_at", "latency_ms"),
@@ -156,8 +170,9 @@ class ChatMessage(Base):
     __tablename__ = "chat_messages"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    session_id: Mapped[str] = mapped_column(ForeignKey("chat_sessions.id", ondelete="CASCADE"), nullable=False,
-                                            index=True)
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("chat_sessions.id", ondelete="CASCADE"), nullable=False, index=True
+    )
     role: Mapped[str] = mapped_column(String(16), nullable=False)
     content: Mapped[str] = mapped_column(Text, nullable=False)
     sources: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
@@ -173,13 +188,16 @@ class Feedback(Base):
     __tablename__ = "feedback"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    message_id: Mapped[int] = mapped_column(ForeignKey("chat_messages.id", ondelete="CASCADE"), nullable=False,
-                                            unique=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("chat_messages.id", ondelete="CASCADE"), nullable=False, unique=True
+    )
     request_id: Mapped[str | None] = mapped_column(String(64), index=True)
     rating: Mapped[int] = mapped_column(Integer, nullable=False)  # +1 or -1
     comment: Mapped[str | None] = mapped_column(Text)
     user: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
 class PromptTemplate(Base):
     """A named prompt; its content lives in immutable versions."""
 
@@ -198,8 +216,7 @@ class TemplateVersion(Base):
     __tablename__ = "template_versions"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    template_id: Mapped[int] = mapped_column(ForeignKey("prompt_templates.id", ondelete="CASCADE"),
-                                             nullable=False)
+    template_id: Mapped[int] = mapped_column(ForeignKey("prompt_templates.id", ondelete="CASCADE"), nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     content: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -221,8 +238,7 @@ class TemplateLabel(Base):
     __tablename__ = "template_labels"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    template_id: Mapped[int] = mapped_column(ForeignKey("prompt_templates.id", ondelete="CASCADE"),
-                                             nullable=False)
+    template_id: Mapped[int] = mapped_column(ForeignKey("prompt_templates.id", ondelete="CASCADE"), nullable=False)
     label: Mapped[str] = mapped_column(String(64), nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
@@ -237,15 +253,15 @@ class LabelMove(Base):
     __tablename__ = "label_moves"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    template_id: Mapped[int] = mapped_column(ForeignKey("prompt_templates.id", ondelete="CASCADE"),
-                                             nullable=False, index=True)
+    template_id: Mapped[int] = mapped_column(
+        ForeignKey("prompt_templates.id", ondelete="CASCADE"), nullable=False, index=True
+    )
     label: Mapped[str] = mapped_column(String(64), nullable=False)
     from_version: Mapped[int | None] = mapped_column(Integer)  # None: the label was created
     to_version: Mapped[int] = mapped_column(Integer, nullable=False)
     moved_by: Mapped[str | None] = mapped_column(String(255))
     moved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
     note: Mapped[str] = mapped_column(Text, default="", nullable=False)
-
 
 
 # ---- cost control --------------------------------------------------------------------------------
@@ -307,8 +323,7 @@ class TestCase(Base):
     __test__ = False
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    test_set_id: Mapped[int] = mapped_column(ForeignKey("test_sets.id", ondelete="CASCADE"), nullable=False,
-                                             index=True)
+    test_set_id: Mapped[int] = mapped_column(ForeignKey("test_sets.id", ondelete="CASCADE"), nullable=False, index=True)
     position: Mapped[int] = mapped_column(Integer, nullable=False)
     values: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     expected: Mapped[str | None] = mapped_column(Text)
@@ -339,8 +354,7 @@ class RunResult(Base):
     __tablename__ = "run_results"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("compare_runs.id", ondelete="CASCADE"), nullable=False,
-                                        index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("compare_runs.id", ondelete="CASCADE"), nullable=False, index=True)
     case_id: Mapped[int] = mapped_column(Integer, nullable=False)
     variant: Mapped[str] = mapped_column(String(1), nullable=False)  # A or B
     text: Mapped[str] = mapped_column(Text, default="", nullable=False)

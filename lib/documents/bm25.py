@@ -9,9 +9,80 @@ import numpy as np
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 STOPWORDS = frozenset(
-    "a an and are as at be but by for from has have he her his i if in into is it its of on or our she so such "
-    "that the their them then there these they this to was we were what when where which who whom why will with "
-    "you your does do did can could should would may might must shall how about any all not no".split())
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "he",
+        "her",
+        "his",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "our",
+        "she",
+        "so",
+        "such",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+        "does",
+        "do",
+        "did",
+        "can",
+        "could",
+        "should",
+        "would",
+        "may",
+        "might",
+        "must",
+        "shall",
+        "how",
+        "about",
+        "any",
+        "all",
+        "not",
+        "no",
+    ]
+)
 
 
 def tokenize(text: str) -> list[str]:
@@ -39,8 +110,12 @@ def _count(texts: list[str], vocab: dict[str, int]) -> tuple[np.ndarray, np.ndar
             terms.append(vocab.setdefault(term, len(vocab)))
             rows.append(i)
             tfs.append(tf)
-    return (np.asarray(terms, dtype=np.int32), np.asarray(rows, dtype=np.int32),
-            np.asarray(tfs, dtype=np.int32), lengths)
+    return (
+        np.asarray(terms, dtype=np.int32),
+        np.asarray(rows, dtype=np.int32),
+        np.asarray(tfs, dtype=np.int32),
+        lengths,
+    )
 
 
 def _offsets(df: np.ndarray) -> np.ndarray:
@@ -64,8 +139,16 @@ class BM25Index:
         order = np.argsort(terms, kind="stable")
         self._set(vocab, _offsets(np.bincount(terms, minlength=len(vocab))), rows[order], tfs[order], lengths, k1, b)
 
-    def _set(self, vocab: dict[str, int], ptr: np.ndarray, rows: np.ndarray, tfs: np.ndarray,
-             lengths: np.ndarray, k1: float, b: float) -> None:
+    def _set(
+        self,
+        vocab: dict[str, int],
+        ptr: np.ndarray,
+        rows: np.ndarray,
+        tfs: np.ndarray,
+        lengths: np.ndarray,
+        k1: float,
+        b: float,
+    ) -> None:
         self.k1, self.b, self.n = k1, b, len(lengths)
         self._vocab, self._ptr, self._rows, self._tfs, self._lengths = vocab, ptr, rows, tfs, lengths
         df = np.diff(ptr)
@@ -92,10 +175,17 @@ class BM25Index:
         new_terms, new_rows, new_tfs = new_terms[order], new_rows[order] + int(keep.sum()), new_tfs[order]
         at = ptr[np.minimum(new_terms + 1, len(ptr) - 1)]
         df = np.bincount(new_terms, minlength=len(vocab))
-        df[:len(ptr) - 1] += np.diff(ptr)
+        df[: len(ptr) - 1] += np.diff(ptr)
         out = BM25Index.__new__(BM25Index)
-        out._set(vocab, _offsets(df), np.insert(rows, at, new_rows), np.insert(tfs, at, new_tfs),
-                 np.concatenate([self._lengths[keep], new_lengths]), self.k1, self.b)
+        out._set(
+            vocab,
+            _offsets(df),
+            np.insert(rows, at, new_rows),
+            np.insert(tfs, at, new_tfs),
+            np.concatenate([self._lengths[keep], new_lengths]),
+            self.k1,
+            self.b,
+        )
         return out
 
     def scores(self, query: str) -> np.ndarray:
@@ -107,7 +197,7 @@ class BM25Index:
                 continue
             lo, hi = self._ptr[t], self._ptr[t + 1]
             rows, tf = self._rows[lo:hi], self._tfs[lo:hi].astype(np.float32)
-            scores[rows] += (np.float32(self._idf[t] * (self.k1 + 1)) * tf / (tf + self._norm[rows]))
+            scores[rows] += np.float32(self._idf[t] * (self.k1 + 1)) * tf / (tf + self._norm[rows])
         return scores
 
     def top(self, query: str, k: int) -> list[tuple[int, float]]:
@@ -120,4 +210,3 @@ class BM25Index:
             hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
         order = hits[np.argsort(-scores[hits], kind="stable")]
         return [(int(i), float(scores[i])) for i in order]
-

@@ -36,8 +36,9 @@ class CachedEmbeddings(Embeddings):
         self._local = threading.local()
         self._sqlite3 = sqlite3
         with self._conn() as c:
-            c.execute("CREATE TABLE IF NOT EXISTS embeddings (model TEXT, hash TEXT, vector BLOB, "
-                      "PRIMARY KEY (model, hash))")
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS embeddings (model TEXT, hash TEXT, vector BLOB, PRIMARY KEY (model, hash))"
+            )
         self.hits = self.misses = 0
 
     def _conn(self):
@@ -63,9 +64,11 @@ class CachedEmbeddings(Embeddings):
         conn = self._conn()
         unique = list(dict.fromkeys(keys))
         for i in range(0, len(unique), 500):
-            part = unique[i:i + 500]
-            rows = conn.execute(f"SELECT hash, vector FROM embeddings WHERE model = ? AND hash IN "
-                                f"({','.join('?' * len(part))})", [self.model_name, *part]).fetchall()
+            part = unique[i : i + 500]
+            rows = conn.execute(
+                f"SELECT hash, vector FROM embeddings WHERE model = ? AND hash IN ({','.join('?' * len(part))})",
+                [self.model_name, *part],
+            ).fetchall()
             found.update((h, np.frombuffer(v, dtype=np.float32).tolist()) for h, v in rows)
         todo = [(k, t) for k, t in dict(zip(keys, texts)).items() if k not in found]
         self.hits += len(texts) - len([k for k in keys if k not in found])
@@ -73,9 +76,13 @@ class CachedEmbeddings(Embeddings):
             vectors = self.inner.embed_documents([t for _, t in todo])
             self.misses += len(todo)
             with conn:
-                conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
-                                 [(self.model_name, k, np.asarray(v, dtype=np.float32).tobytes())
-                                  for (k, _), v in zip(todo, vectors)])
+                conn.executemany(
+                    "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
+                    [
+                        (self.model_name, k, np.asarray(v, dtype=np.float32).tobytes())
+                        for (k, _), v in zip(todo, vectors)
+                    ],
+                )
             found.update((k, list(v)) for (k, _), v in zip(todo, vectors))
         return [found[k] for k in keys]
 

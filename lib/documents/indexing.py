@@ -15,10 +15,10 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from lib.embeddings import LOCAL_MODEL
-from lib.models import Collection, Document, utcnow
-from lib.parsing import SUPPORTED, Page, ParseError, parse_file
-from lib.vectorstore import get_all, open_store
+from lib.core.tables import Collection, Document, utcnow
+from lib.documents.embeddings import LOCAL_MODEL
+from lib.documents.parsing import SUPPORTED, Page, ParseError, parse_file
+from lib.documents.vectorstore import get_all, open_store
 
 Progress = Callable[[dict[str, Any]], None]
 EMBED_BATCH = 64
@@ -84,8 +84,11 @@ def title_header(name: str) -> str:
 
 def split_pages(pages: list[Page], chunking: ChunkingSettings) -> list[Chunk]:
     """Chunks of every page, numbered across the document, each keeping its page."""
-    splitter = RecursiveCharacterTextSplitter(chunk_size=chunking.chunk_size, chunk_overlap=chunking.chunk_overlap,
-                                              separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""])
+    splitter = RecursiveCharacterTextSplitter(
+        chunk_size=chunking.chunk_size,
+        chunk_overlap=chunking.chunk_overlap,
+        separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""],
+    )
     chunks: list[Chunk] = []
     for page in pages:
         for text in splitter.split_text(page.text):
@@ -98,9 +101,11 @@ def split_pages(pages: list[Page], chunking: ChunkingSettings) -> list[Chunk]:
 def check_embedding_model(collection: Collection, model: str) -> None:
     """CollectionError when the collection holds vectors of another embedding model."""
     if collection.embedding_model != model:
-        raise CollectionError(f"Collection {collection.name!r} was indexed with {collection.embedding_model}, but the "
-                              f"workbench now embeds with {model}. Set WORKBENCH_EMBEDDING_MODEL back, or create a "
-                              "new collection and upload the documents again.")
+        raise CollectionError(
+            f"Collection {collection.name!r} was indexed with {collection.embedding_model}, but the "
+            f"workbench now embeds with {model}. Set WORKBENCH_EMBEDDING_MODEL back, or create a "
+            "new collection and upload the documents again."
+        )
 
 
 def chroma_name_for(name: str) -> str:
@@ -116,14 +121,14 @@ def create_collection(engine: Engine, name: str, embedding_model: str = LOCAL_MO
     with Session(engine, expire_on_commit=False) as s, s.begin():
         if s.scalar(select(Collection).where(Collection.name == name)):
             raise CollectionError(f"A collection called {name!r} already exists.")
-        col = Collection(name=name, chroma_name=chroma_name_for(f"{name}:{utcnow().timestamp()}"),
-                         embedding_model=embedding_model)
+        col = Collection(
+            name=name, chroma_name=chroma_name_for(f"{name}:{utcnow().timestamp()}"), embedding_model=embedding_model
+        )
         s.add(col)
     return col
 
 
-def get_collection(engine: Engine, name: str, create: bool = False,
-                   embedding_model: str = LOCAL_MODEL) -> Collection:
+def get_collection(engine: Engine, name: str, create: bool = False, embedding_model: str = LOCAL_MODEL) -> Collection:
     """The collection called `name` (created on demand if `create`)."""
     with Session(engine, expire_on_commit=False) as s:
         col = s.scalar(select(Collection).where(Collection.name == name))
@@ -177,8 +182,9 @@ class Indexer:
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
     embedding_model: str = LOCAL_MODEL
 
-    def index_file(self, collection: Collection, name: str, data: bytes,
-                   progress: Progress | None = None, force: bool = False) -> Outcome:
+    def index_file(
+        self, collection: Collection, name: str, data: bytes, progress: Progress | None = None, force: bool = False
+    ) -> Outcome:
         """Index one file; failures are recorded on the document and returned, never half-applied.
 
         The same bytes again do no work unless `force` (re-index, e.g. after new chunk settings).
@@ -202,16 +208,24 @@ class Indexer:
             ids = [f"d{doc.id}-v{new_version}-c{c.index}" for c in chunks]
             header = title_header(name) if self.chunking.title_headers else ""
             for start in range(0, len(chunks), EMBED_BATCH):
-                batch = chunks[start:start + EMBED_BATCH]
+                batch = chunks[start : start + EMBED_BATCH]
                 store.add_texts(
                     [header + c.text for c in batch],
-                    metadatas=[{"document_id": doc.id, "document": name, "version": new_version,
-                                "page": c.page if c.page is not None else -1, "chunk_index": c.index,
-                                "flagged": c.flagged, "header_len": len(header)} for c in batch],
-                    ids=ids[start:start + EMBED_BATCH],
+                    metadatas=[
+                        {
+                            "document_id": doc.id,
+                            "document": name,
+                            "version": new_version,
+                            "page": c.page if c.page is not None else -1,
+                            "chunk_index": c.index,
+                            "flagged": c.flagged,
+                            "header_len": len(header),
+                        }
+                        for c in batch
+                    ],
+                    ids=ids[start : start + EMBED_BATCH],
                 )
-                report({"status": "embedding", "chunks_total": len(chunks),
-                        "chunks_embedded": start + len(batch)})
+                report({"status": "embedding", "chunks_total": len(chunks), "chunks_embedded": start + len(batch)})
         except Exception as exc:
             self._discard_version(store, doc.id, new_version)
             reason = str(exc) if isinstance(exc, ParseError) else f"Indexing failed: {type(exc).__name__}: {exc}"
@@ -294,14 +308,18 @@ def purge_orphan_chunks(engine: Engine, client: Any, embeddings: Embeddings) -> 
         store = open_store(client, col.chroma_name, embeddings)
         metas = get_all(store, ["metadatas"])  # before reading the documents: see the docstring
         with Session(engine, expire_on_commit=False) as s:
-            rows = s.execute(select(Document.id, Document.version, Document.status)
-                             .where(Document.collection_id == col.id)).all()
+            rows = s.execute(
+                select(Document.id, Document.version, Document.status).where(Document.collection_id == col.id)
+            ).all()
         current = {doc_id: version for doc_id, version, _ in rows}
         busy = {doc_id for doc_id, _, status in rows if status in ("queued", "indexing")}
-        stale = [i for i, m in zip(metas["ids"], metas["metadatas"])
-                 if m.get("document_id") not in busy and current.get(m.get("document_id")) != m.get("version")]
+        stale = [
+            i
+            for i, m in zip(metas["ids"], metas["metadatas"])
+            if m.get("document_id") not in busy and current.get(m.get("document_id")) != m.get("version")
+        ]
         for start in range(0, len(stale), 5000):
-            store.delete(ids=stale[start:start + 5000])
+            store.delete(ids=stale[start : start + 5000])
         removed += len(stale)
     return removed
 
@@ -309,11 +327,27 @@ def purge_orphan_chunks(engine: Engine, client: Any, embeddings: Embeddings) -> 
 def document_table(engine: Engine) -> list[dict[str, Any]]:
     """Rows for the document list: name, collection, pages, chunks, version, size, indexed at, status."""
     with Session(engine, expire_on_commit=False) as s:
-        rows = s.execute(select(Document, Collection.name).join(Collection, Collection.id == Document.collection_id)
-                         .order_by(Collection.name, Document.name)).all()
-    return [{"id": d.id, "name": d.name, "collection": c, "pages": d.pages, "chunks": d.chunks, "version": d.version,
-             "size_kb": round(d.size_bytes / 1024, 1), "indexed_at": d.indexed_at, "status": d.status,
-             "flagged": d.flagged_chunks, "error": d.error or ""} for d, c in rows]
+        rows = s.execute(
+            select(Document, Collection.name)
+            .join(Collection, Collection.id == Document.collection_id)
+            .order_by(Collection.name, Document.name)
+        ).all()
+    return [
+        {
+            "id": d.id,
+            "name": d.name,
+            "collection": c,
+            "pages": d.pages,
+            "chunks": d.chunks,
+            "version": d.version,
+            "size_kb": round(d.size_bytes / 1024, 1),
+            "indexed_at": d.indexed_at,
+            "status": d.status,
+            "flagged": d.flagged_chunks,
+            "error": d.error or "",
+        }
+        for d, c in rows
+    ]
 
 
 def read_original(engine: Engine, document_id: int) -> tuple[str, bytes]:

@@ -7,23 +7,25 @@ import os
 import socket
 import threading
 import time
-from datetime import UTC, datetime
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from lib.ingest import Indexer, Outcome, purge_orphan_chunks
-from lib.models import Collection, Document, IngestJob, utcnow
+from lib.core.tables import Collection, Document, IngestJob, utcnow
+from lib.documents.indexing import Indexer, Outcome, purge_orphan_chunks
 
 log = logging.getLogger(__name__)
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 PROGRESS_EVERY_S = 0.5
 STALE_AFTER_S = 900  # a job of another machine without progress for this long is taken as interrupted
-INTERRUPTED = ("Interrupted: the process indexing this file stopped (crash or restart); the previous version is "
-               "still searchable. Retry the job or upload the file again.")
+INTERRUPTED = (
+    "Interrupted: the process indexing this file stopped (crash or restart); the previous version is "
+    "still searchable. Retry the job or upload the file again."
+)
 
 
 class JobError(ValueError):
@@ -36,8 +38,10 @@ def _session(engine: Engine) -> Session:
 
 def create_job(engine: Engine, collection: Collection, names: list[str], user: str | None) -> IngestJob:
     """Record a queued job for these files."""
-    files = [{"name": n, "status": "queued", "pages": None, "chunks_total": None, "chunks_embedded": 0,
-              "error": None} for n in names]
+    files = [
+        {"name": n, "status": "queued", "pages": None, "chunks_total": None, "chunks_embedded": 0, "error": None}
+        for n in names
+    ]
     with _session(engine) as s, s.begin():
         job = IngestJob(collection_id=collection.id, user=user, status="queued", files=files, owner=OWNER)
         s.add(job)
@@ -57,9 +61,15 @@ def _update_file(engine: Engine, job_id: int, index: int, changes: dict[str, Any
 Payload = tuple[str, "bytes | Callable[[], bytes]"]  # a file's name and its bytes (or how to read them)
 
 
-def run_job(engine: Engine, indexer: Indexer, job_id: int, payloads: list[Payload], force: bool = False,
-            on_progress: Callable[[int, dict[str, Any]], None] | None = None,
-            on_file: Callable[[int, Outcome], None] | None = None) -> list[Outcome]:
+def run_job(
+    engine: Engine,
+    indexer: Indexer,
+    job_id: int,
+    payloads: list[Payload],
+    force: bool = False,
+    on_progress: Callable[[int, dict[str, Any]], None] | None = None,
+    on_file: Callable[[int, Outcome], None] | None = None,
+) -> list[Outcome]:
     """Index every file of the job; one file's failure is recorded on that file and the rest go on.
 
     A payload's data may be a callable that reads the bytes (files are then read one at a time);
@@ -84,16 +94,24 @@ def run_job(engine: Engine, indexer: Indexer, job_id: int, payloads: list[Payloa
 
         _update_file(engine, job_id, i, {"status": "parsing"})
         try:
-            outcome = indexer.index_file(collection, name, data() if callable(data) else data, progress,
-                                         force=force)
+            outcome = indexer.index_file(collection, name, data() if callable(data) else data, progress, force=force)
         except Exception as exc:  # keep going with the other files; record why this one failed
             log.exception("indexing %s failed", name)
             outcome = Outcome(name, "failed", error=f"{type(exc).__name__}: {exc}")
             _update_file(engine, job_id, i, {"status": "failed", "error": outcome.error})
         else:
-            _update_file(engine, job_id, i, {"status": outcome.status, "error": outcome.error,
-                                             "chunks_total": outcome.chunks, "chunks_embedded": outcome.chunks,
-                                             "pages": outcome.pages})
+            _update_file(
+                engine,
+                job_id,
+                i,
+                {
+                    "status": outcome.status,
+                    "error": outcome.error,
+                    "chunks_total": outcome.chunks,
+                    "chunks_embedded": outcome.chunks,
+                    "pages": outcome.pages,
+                },
+            )
         failures += outcome.status == "failed"
         outcomes.append(outcome)
         if on_file:
@@ -105,12 +123,19 @@ def run_job(engine: Engine, indexer: Indexer, job_id: int, payloads: list[Payloa
     return outcomes
 
 
-def start_job(engine: Engine, indexer: Indexer, collection: Collection, payloads: list[Payload],
-              user: str | None, force: bool = False) -> int:
+def start_job(
+    engine: Engine,
+    indexer: Indexer,
+    collection: Collection,
+    payloads: list[Payload],
+    user: str | None,
+    force: bool = False,
+) -> int:
     """Create the job and run it in a daemon thread; returns its id at once."""
     job = create_job(engine, collection, [n for n, _ in payloads], user)
-    thread = threading.Thread(target=run_job, args=(engine, indexer, job.id, payloads, force),
-                              name=f"ingest-job-{job.id}", daemon=True)
+    thread = threading.Thread(
+        target=run_job, args=(engine, indexer, job.id, payloads, force), name=f"ingest-job-{job.id}", daemon=True
+    )
     thread.start()
     return job.id
 
@@ -160,9 +185,13 @@ def recover_interrupted_jobs(engine: Engine) -> int:
             job.files, job.status, job.finished_at = files, "failed", utcnow()
             count += 1
             names = [f["name"] for f in files]
-            for doc in s.scalars(select(Document).where(Document.collection_id == job.collection_id,
-                                                        Document.name.in_(names),
-                                                        Document.status.in_(("queued", "indexing")))):
+            for doc in s.scalars(
+                select(Document).where(
+                    Document.collection_id == job.collection_id,
+                    Document.name.in_(names),
+                    Document.status.in_(("queued", "indexing")),
+                )
+            ):
                 doc.status = "failed"
                 doc.error = "Interrupted while indexing; the previous version (if any) is still searchable."
     return count
@@ -203,13 +232,13 @@ def retry_payloads(engine: Engine, job_id: int) -> tuple[Collection, list[Payloa
     kept = [f for f in failed if f.get("original") and Path(f["original"]).exists()]
     if not kept:
         names = ", ".join(f["name"] for f in failed)
-        raise JobError(f"Job {job_id}: the failed files ({names}) were not kept (they could not be read); "
-                       "upload them again.")
+        raise JobError(
+            f"Job {job_id}: the failed files ({names}) were not kept (they could not be read); upload them again."
+        )
     return collection, [(f["name"], Path(f["original"]).read_bytes) for f in kept]
 
 
-def retry_job(engine: Engine, indexer: Indexer, job_id: int, user: str | None,
-              background: bool = True) -> int:
+def retry_job(engine: Engine, indexer: Indexer, job_id: int, user: str | None, background: bool = True) -> int:
     """A new job for the failed files of job `job_id` (from their kept originals); returns its id."""
     collection, payloads = retry_payloads(engine, job_id)
     if background:

@@ -8,8 +8,16 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import PurePath
 
-SUPPORTED = {".pdf": "PDF", ".docx": "DOCX", ".txt": "text", ".md": "Markdown", ".markdown": "Markdown",
-             ".html": "HTML", ".htm": "HTML", ".csv": "CSV"}
+SUPPORTED = {
+    ".pdf": "PDF",
+    ".docx": "DOCX",
+    ".txt": "text",
+    ".md": "Markdown",
+    ".markdown": "Markdown",
+    ".html": "HTML",
+    ".htm": "HTML",
+    ".csv": "CSV",
+}
 MAX_UNZIPPED_BYTES = 200 * 1024 * 1024  # a DOCX that inflates beyond this is refused as a zip bomb
 MAX_ZIP_RATIO = 200
 
@@ -32,19 +40,25 @@ def parse_file(name: str, data: bytes, max_bytes: int) -> list[Page]:
     if suffix not in SUPPORTED and _plain_text(data):
         suffix = ".txt"  # LICENSE, README, notes-2.0: text files whatever their name says
     if suffix not in SUPPORTED:
-        raise ParseError(f"{name}: {suffix or 'files without an extension'} is not supported. "
-                         f"Upload {', '.join(sorted(set(SUPPORTED.values())))}.")
+        raise ParseError(
+            f"{name}: {suffix or 'files without an extension'} is not supported. "
+            f"Upload {', '.join(sorted(set(SUPPORTED.values())))}."
+        )
     if not data:
         raise ParseError(f"{name} is empty.")
     if len(data) > max_bytes:
-        raise ParseError(f"{name} is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit. "
-                         "Split it, or ask an admin to raise WORKBENCH_MAX_FILE_MB.")
+        raise ParseError(
+            f"{name} is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit. "
+            "Split it, or ask an admin to raise WORKBENCH_MAX_FILE_MB."
+        )
     parser = {".pdf": _pdf, ".docx": _docx, ".html": _html, ".htm": _html, ".csv": _csv}.get(suffix, _text)
     pages = [p for p in parser(name, data) if p.text.strip()]
     if not pages:
         if suffix == ".pdf":
-            raise ParseError(f"{name} has no extractable text: it is probably a scanned document. Run it through "
-                             "OCR first (e.g. ocrmypdf) and upload the result.")
+            raise ParseError(
+                f"{name} has no extractable text: it is probably a scanned document. Run it through "
+                "OCR first (e.g. ocrmypdf) and upload the result."
+            )
         raise ParseError(f"{name} contains no text.")
     return pages
 
@@ -97,7 +111,9 @@ def _csv(name: str, data: bytes) -> list[Page]:
     if not rows:
         return []
     header, body = rows[0], rows[1:]
-    lines = ["; ".join(f"{h}: {v}" for h, v in zip(header, r) if v.strip()) for r in body] if body else [", ".join(header)]
+    lines = (
+        ["; ".join(f"{h}: {v}" for h, v in zip(header, r) if v.strip()) for r in body] if body else [", ".join(header)]
+    )
     return [Page(None, "\n".join(lines))]
 
 
@@ -117,8 +133,10 @@ def _pdf(name: str, data: bytes) -> list[Page]:
     except ParseError:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
-        raise ParseError(f"{name} is not a readable PDF (it may be damaged or incomplete). Open it in a PDF "
-                         "viewer, save a fresh copy, and upload that.") from exc
+        raise ParseError(
+            f"{name} is not a readable PDF (it may be damaged or incomplete). Open it in a PDF "
+            "viewer, save a fresh copy, and upload that."
+        ) from exc
 
 
 def _docx(name: str, data: bytes) -> list[Page]:
@@ -126,18 +144,22 @@ def _docx(name: str, data: bytes) -> list[Page]:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             inflated = sum(i.file_size for i in z.infolist())
             if inflated > MAX_UNZIPPED_BYTES or inflated > MAX_ZIP_RATIO * max(len(data), 1) + 10_000_000:
-                raise ParseError(f"{name} would inflate to {inflated / 1e6:.0f} MB: refused as a possible zip "
-                                 "bomb. Save the document again from Word and upload that.")
+                raise ParseError(
+                    f"{name} would inflate to {inflated / 1e6:.0f} MB: refused as a possible zip "
+                    "bomb. Save the document again from Word and upload that."
+                )
     except zipfile.BadZipFile as exc:
-        raise ParseError(f"{name} is not a valid DOCX file (a DOCX is a zip archive). Save it again from your "
-                         "word processor.") from exc
+        raise ParseError(
+            f"{name} is not a valid DOCX file (a DOCX is a zip archive). Save it again from your word processor."
+        ) from exc
     import docx
 
     try:
         doc = docx.Document(io.BytesIO(data))
     except Exception as exc:  # python-docx raises many kinds for a broken package
-        raise ParseError(f"{name} is not a readable DOCX file ({type(exc).__name__}). Save it again from your "
-                         "word processor.") from exc
+        raise ParseError(
+            f"{name} is not a readable DOCX file ({type(exc).__name__}). Save it again from your word processor."
+        ) from exc
     parts = [p.text for p in doc.paragraphs]
     for table in doc.tables:
         for row in table.rows:

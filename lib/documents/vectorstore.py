@@ -6,7 +6,7 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
-from lib.config import Settings
+from lib.core.settings import Settings
 
 
 def make_chroma_client(settings: Settings) -> Any:
@@ -25,8 +25,12 @@ def open_store(client: Any, chroma_name: str, embeddings: Embeddings):
     """A LangChain Chroma store over one collection (cosine), always with our embedding function."""
     from langchain_chroma import Chroma
 
-    return Chroma(client=client, collection_name=chroma_name, embedding_function=embeddings,
-                  collection_configuration={"hnsw": {"space": "cosine"}})
+    return Chroma(
+        client=client,
+        collection_name=chroma_name,
+        embedding_function=embeddings,
+        collection_configuration={"hnsw": {"space": "cosine"}},
+    )
 
 
 def get_all(store, include: list[str], page: int = 5000) -> dict[str, list]:

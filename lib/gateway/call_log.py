@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from lib.models import LlmCall
+from lib.core.tables import LlmCall
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,9 @@ class CallLogWriter:
             self._queued += 1
             if not wait:
                 if self._background is None:
-                    self._background = threading.Thread(target=self._write_in_background, daemon=True,
-                                                        name="call-log-writer")
+                    self._background = threading.Thread(
+                        target=self._write_in_background, daemon=True, name="call-log-writer"
+                    )
                     self._background.start()
                 self._cond.notify_all()
                 return

@@ -16,14 +16,14 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessageChunk, AnyMessage, BaseMessage, convert_to_messages
 from sqlalchemy import Engine
 
-from lib.call_log import CallLogWriter, without_nul
-from lib.config import ProviderConfig, Settings
-from lib.cost_control import Admission, BudgetGuard, ResponseCache, cache_key, integrity_safe_put
-from lib.errors import BudgetExceeded, CircuitOpen, GatewayError, InvalidOutput, ProviderUnavailable, map_error
-from lib.models import utcnow
-from lib.pricing import PriceTable, find_price, load_price_table
-from lib.guard import Redaction, StreamRestorer, redact
-from lib.tokens import estimate_message_tokens, estimate_tokens, message_text, trim_history
+from lib.core.settings import ProviderConfig, Settings
+from lib.core.tables import utcnow
+from lib.gateway.call_log import CallLogWriter, without_nul
+from lib.gateway.cost_control import Admission, BudgetGuard, ResponseCache, cache_key, integrity_safe_put
+from lib.gateway.errors import BudgetExceeded, CircuitOpen, GatewayError, InvalidOutput, ProviderUnavailable, map_error
+from lib.gateway.pricing import PriceTable, find_price, load_price_table
+from lib.gateway.redaction import Redaction, StreamRestorer, redact
+from lib.gateway.tokens import estimate_message_tokens, estimate_tokens, message_text, trim_history
 
 log = logging.getLogger(__name__)
 ModelFactory = Callable[[ProviderConfig, str, dict[str, Any]], BaseChatModel]
@@ -112,9 +112,11 @@ class CircuitBreaker:
                 self._trial.add(provider)
                 return
             left = max(0.0, self.cooldown_s - (self.clock() - self._opened_at[provider]))
-            raise CircuitOpen(f"{provider} failed {self.threshold} times in a row, so calls to it are paused "
-                              f"for {left:.0f} more seconds. Pick another model or try again then.",
-                              provider=provider)
+            raise CircuitOpen(
+                f"{provider} failed {self.threshold} times in a row, so calls to it are paused "
+                f"for {left:.0f} more seconds. Pick another model or try again then.",
+                provider=provider,
+            )
 
     def record(self, provider: str, ok: bool) -> None:
         """Count a success (closes) or a provider failure (may open)."""
@@ -135,7 +137,7 @@ def default_model_factory(embeddings: Callable[[], Embeddings] | None = None) ->
 
     def factory(provider: ProviderConfig, model: str, params: dict[str, Any]) -> BaseChatModel:
         if provider.kind == "offline":
-            from lib.offline import OfflineExtractiveChat
+            from lib.gateway.offline import OfflineExtractiveChat
 
             if embeddings is None:
                 raise GatewayError("The offline answerer needs the local embedding model, which is not loaded.")
@@ -158,9 +160,17 @@ def default_model_factory(embeddings: Callable[[], Embeddings] | None = None) ->
 class Gateway:
     """Calls models through LangChain with retries, breaker, fallback and one call-log row per call."""
 
-    def __init__(self, settings: Settings, engine: Engine, *, model_factory: ModelFactory | None = None,
-                 price_table: PriceTable | None = None, sleep: Callable[[float], None] = time.sleep,
-                 rng: Callable[[], float] = random.random, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        *,
+        model_factory: ModelFactory | None = None,
+        price_table: PriceTable | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.settings, self.engine = settings, engine
         self.model_factory = model_factory or default_model_factory()
         self.price_table = price_table or load_price_table()
@@ -180,8 +190,15 @@ class Gateway:
         """Configured models, default first."""
         return self.settings.model_names()
 
-    def invoke(self, messages: Sequence[Any], model: str | None = None, ctx: CallContext | None = None,
-               *, check_output: OutputCheck | None = None, **params: Any) -> CallResult:
+    def invoke(
+        self,
+        messages: Sequence[Any],
+        model: str | None = None,
+        ctx: CallContext | None = None,
+        *,
+        check_output: OutputCheck | None = None,
+        **params: Any,
+    ) -> CallResult:
         """Call a model and wait for the whole answer; raises GatewayError (with request_id) on failure.
 
         `check_output(text)` returns a problem (or None); an answer with a problem is logged and
@@ -192,8 +209,16 @@ class Gateway:
             pass
         return stream.result
 
-    def stream(self, messages: Sequence[Any], model: str | None = None, ctx: CallContext | None = None,
-               *, _stream: bool = True, check_output: OutputCheck | None = None, **params: Any) -> "Stream":
+    def stream(
+        self,
+        messages: Sequence[Any],
+        model: str | None = None,
+        ctx: CallContext | None = None,
+        *,
+        _stream: bool = True,
+        check_output: OutputCheck | None = None,
+        **params: Any,
+    ) -> Stream:
         """A Stream to iterate for text pieces; its `.result` holds the logged outcome at the end."""
         msgs = convert_to_messages(list(messages))
         model = model or self.settings.default_model
@@ -246,8 +271,12 @@ class Gateway:
         key = ("embed", provider.name)
         with self._lock:
             if key not in self._models:
-                self._models[key] = openai.OpenAI(base_url=provider.base_url, api_key=provider.api_key or "not-needed",
-                                                  timeout=provider.timeout_s, max_retries=0)
+                self._models[key] = openai.OpenAI(
+                    base_url=provider.base_url,
+                    api_key=provider.api_key or "not-needed",
+                    timeout=provider.timeout_s,
+                    max_retries=0,
+                )
             return self._models[key]
 
     # ---- internals ----------------------------------------------------------------------------
@@ -316,17 +345,31 @@ class Gateway:
         """Insert the call-log row for `result` (one per call); it is committed when this returns."""
         err = result.error
         row = dict(
-            created_at=utcnow(), request_id=result.request_id, session_id=ctx.session_id, user=ctx.user,
-            feature=ctx.feature, provider=result.provider, model=result.model,
-            template_name=ctx.template_name, template_version=ctx.template_version,
-            experiment_id=ctx.experiment_id, variant=ctx.variant,
-            prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-            cached_tokens=result.cached_tokens, cost_usd=result.cost_usd, saved_usd=result.saved_usd,
+            created_at=utcnow(),
+            request_id=result.request_id,
+            session_id=ctx.session_id,
+            user=ctx.user,
+            feature=ctx.feature,
+            provider=result.provider,
+            model=result.model,
+            template_name=ctx.template_name,
+            template_version=ctx.template_version,
+            experiment_id=ctx.experiment_id,
+            variant=ctx.variant,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            cached_tokens=result.cached_tokens,
+            cost_usd=result.cost_usd,
+            saved_usd=result.saved_usd,
             latency_ms=result.latency_ms,
-            ttft_ms=result.ttft_ms, status=result.status,
-            error_type=err.error_type if err else None, error_message=str(err) if err else None,
-            attempts=result.attempts, prompt=self.content_for_log(prompt),
-            response=self.content_for_log(result.text), meta={**ctx.metadata, **meta} or None,
+            ttft_ms=result.ttft_ms,
+            status=result.status,
+            error_type=err.error_type if err else None,
+            error_message=str(err) if err else None,
+            attempts=result.attempts,
+            prompt=self.content_for_log(prompt),
+            response=self.content_for_log(result.text),
+            meta={**ctx.metadata, **meta} or None,
         )
         self._log.write(without_nul(row), wait=not ctx.deferred_log)
 
@@ -338,8 +381,16 @@ class Gateway:
 class Stream:
     """Iterate for text pieces; the call is logged exactly once: finished, failed or abandoned."""
 
-    def __init__(self, gw: Gateway, messages: list[AnyMessage], model: str, ctx: CallContext,
-                 params: dict[str, Any], streaming: bool, check_output: OutputCheck | None = None):
+    def __init__(
+        self,
+        gw: Gateway,
+        messages: list[AnyMessage],
+        model: str,
+        ctx: CallContext,
+        params: dict[str, Any],
+        streaming: bool,
+        check_output: OutputCheck | None = None,
+    ):
         settings = gw.settings
         cap_in, cap_out = settings.max_input_tokens.get(ctx.feature), settings.max_output_tokens.get(ctx.feature)
         if cap_in:  # oldest turns go first; the system prompt and the question stay
@@ -437,8 +488,15 @@ class Stream:
             gw.write_row(result, self.ctx, prompt_text, meta)
             gw.budgets.settle(admission, result.cost_usd, result.prompt_tokens + result.completion_tokens)
             if result.status == "ok" and self._cacheable():
-                integrity_safe_put(gw.cache, self._cache_key(result.model), result.model, result.text,
-                                   result.prompt_tokens, result.completion_tokens, result.cost_usd)
+                integrity_safe_put(
+                    gw.cache,
+                    self._cache_key(result.model),
+                    result.model,
+                    result.text,
+                    result.prompt_tokens,
+                    result.completion_tokens,
+                    result.cost_usd,
+                )
             self.result = result
             if result.error is not None:
                 result.error.request_id = self.request_id
@@ -470,7 +528,11 @@ class Stream:
             return False
         pieces.append(hit.response)
         result.status, result.cost_usd, result.saved_usd = "cached", 0.0, hit.cost_usd
-        result.prompt_tokens, result.completion_tokens, result.latency_ms = hit.prompt_tokens, hit.completion_tokens, 0.0
+        result.prompt_tokens, result.completion_tokens, result.latency_ms = (
+            hit.prompt_tokens,
+            hit.completion_tokens,
+            0.0,
+        )
         result.text = hit.response
         return True
 
@@ -510,8 +572,7 @@ class Stream:
             gw.breaker.record(provider.name, ok=True)
             return
 
-    def _one_attempt(self, chat: BaseChatModel, result: CallResult, pieces: list[str],
-                     start: float) -> Iterator[str]:
+    def _one_attempt(self, chat: BaseChatModel, result: CallResult, pieces: list[str], start: float) -> Iterator[str]:
         usage: dict[str, Any] | None = None
         if not self.streaming:
             msg = chat.invoke(self._sent)
@@ -538,8 +599,10 @@ class Stream:
                 pieces.append(text)
                 yield text
         if not finished:  # the SDK ends quietly when the server hangs up mid-stream
-            raise ProviderUnavailable("The provider closed the connection before finishing the answer. Try "
-                                      "again; if it repeats, check the server's logs.")
+            raise ProviderUnavailable(
+                "The provider closed the connection before finishing the answer. Try "
+                "again; if it repeats, check the server's logs."
+            )
 
     def _fill_usage(self, result: CallResult) -> None:
         usage = getattr(self, "_usage", None)
@@ -567,7 +630,7 @@ class GatewayEmbeddings(Embeddings):
         """Vectors for texts, in batches."""
         out: list[list[float]] = []
         for i in range(0, len(texts), self.batch_size):
-            out += self.gateway.embed(texts[i:i + self.batch_size], self.model, CallContext(feature=self.feature))
+            out += self.gateway.embed(texts[i : i + self.batch_size], self.model, CallContext(feature=self.feature))
         return out
 
     def embed_query(self, text: str) -> list[float]:

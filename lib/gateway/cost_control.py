@@ -17,9 +17,9 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from lib.errors import BudgetExceeded
-from lib.models import Budget, CachedResponse, LlmCall, utcnow
-from lib.tokens import message_text
+from lib.core.tables import Budget, CachedResponse, LlmCall, utcnow
+from lib.gateway.errors import BudgetExceeded
+from lib.gateway.tokens import message_text
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,11 @@ SCOPES = ("global", "user", "feature")
 
 def cache_key(model: str, params: dict[str, Any], messages: Sequence[BaseMessage]) -> str:
     """SHA-256 of the exact request: model, parameters and every message's role and text."""
-    payload = {"model": model, "params": {k: params[k] for k in sorted(params)},
-               "messages": [[m.type, message_text(m)] for m in messages]}
+    payload = {
+        "model": model,
+        "params": {k: params[k] for k in sorted(params)},
+        "messages": [[m.type, message_text(m)] for m in messages],
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -48,13 +51,19 @@ class ResponseCache:
         expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
         return row if expires > self.now() else None
 
-    def put(self, key: str, model: str, text: str, prompt_tokens: int, completion_tokens: int,
-            cost_usd: float | None) -> None:
+    def put(
+        self, key: str, model: str, text: str, prompt_tokens: int, completion_tokens: int, cost_usd: float | None
+    ) -> None:
         """Store (or refresh) an answer."""
         now = self.now()
         with Session(self.engine) as s, s.begin():
             row = s.get(CachedResponse, key) or CachedResponse(key=key)
-            row.model, row.response, row.prompt_tokens, row.completion_tokens = model, text, prompt_tokens, completion_tokens
+            row.model, row.response, row.prompt_tokens, row.completion_tokens = (
+                model,
+                text,
+                prompt_tokens,
+                completion_tokens,
+            )
             row.cost_usd, row.created_at, row.expires_at = cost_usd, now, now + timedelta(seconds=self.ttl_s)
             s.merge(row)
 
@@ -84,9 +93,16 @@ class Admission:
     reserved: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)
 
 
-def set_budget(engine: Engine, scope: str, subject: str, limit_usd: float | None = None,
-               limit_tokens: int | None = None, soft_ratio: float = 0.8, degrade_model: str | None = None,
-               user: str | None = None) -> None:
+def set_budget(
+    engine: Engine,
+    scope: str,
+    subject: str,
+    limit_usd: float | None = None,
+    limit_tokens: int | None = None,
+    soft_ratio: float = 0.8,
+    degrade_model: str | None = None,
+    user: str | None = None,
+) -> None:
     """Create or change the monthly budget of a scope (global '*', a user, or a feature)."""
     if scope not in SCOPES:
         raise ValueError(f"A budget's scope is one of {SCOPES}.")
@@ -118,9 +134,10 @@ def delete_budget(engine: Engine, budget_id: int) -> None:
 
 def spend_this_month(engine: Engine, scope: str, subject: str, now: datetime | None = None) -> tuple[float, int]:
     """Dollars and tokens logged this month for a scope (cached hits and refusals cost nothing)."""
-    q = select(func.coalesce(func.sum(LlmCall.cost_usd), 0.0),
-               func.coalesce(func.sum(LlmCall.prompt_tokens + LlmCall.completion_tokens), 0)) \
-        .where(LlmCall.created_at >= month_start(now or utcnow()), LlmCall.status.notin_(("cached", "blocked")))
+    q = select(
+        func.coalesce(func.sum(LlmCall.cost_usd), 0.0),
+        func.coalesce(func.sum(LlmCall.prompt_tokens + LlmCall.completion_tokens), 0),
+    ).where(LlmCall.created_at >= month_start(now or utcnow()), LlmCall.status.notin_(("cached", "blocked")))
     if scope == "user":
         q = q.where(LlmCall.user == subject)
     elif scope == "feature":
@@ -137,10 +154,20 @@ def budget_table(engine: Engine) -> list[dict[str, Any]]:
     rows = []
     for b in budgets:
         usd, tokens = spend_this_month(engine, b.scope, b.subject)
-        rows.append({"id": b.id, "scope": b.scope, "subject": b.subject, "limit_usd": b.limit_usd,
-                     "spent_usd": round(usd, 6), "limit_tokens": b.limit_tokens, "spent_tokens": tokens,
-                     "used": max(usd / b.limit_usd if b.limit_usd else 0, tokens / b.limit_tokens if b.limit_tokens else 0),
-                     "soft_ratio": b.soft_ratio, "degrade_model": b.degrade_model})
+        rows.append(
+            {
+                "id": b.id,
+                "scope": b.scope,
+                "subject": b.subject,
+                "limit_usd": b.limit_usd,
+                "spent_usd": round(usd, 6),
+                "limit_tokens": b.limit_tokens,
+                "spent_tokens": tokens,
+                "used": max(usd / b.limit_usd if b.limit_usd else 0, tokens / b.limit_tokens if b.limit_tokens else 0),
+                "soft_ratio": b.soft_ratio,
+                "degrade_model": b.degrade_model,
+            }
+        )
     return rows
 
 
@@ -152,8 +179,13 @@ class BudgetGuard:
     `refresh_s`, so calls from other processes count too (with that much delay).
     """
 
-    def __init__(self, engine: Engine, refresh_s: float = 15.0, clock: Callable[[], float] = time.monotonic,
-                 now: Callable[[], datetime] = utcnow):
+    def __init__(
+        self,
+        engine: Engine,
+        refresh_s: float = 15.0,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = utcnow,
+    ):
         self.engine, self.refresh_s, self.clock, self.now = engine, refresh_s, clock, now
         self._lock = threading.Lock()
         self._budgets: list[Budget] = []
@@ -183,13 +215,18 @@ class BudgetGuard:
             self._spent[key] = cached
         return cached[0], cached[1]
 
-    def admit(self, user: str | None, feature: str, model: str,
-              estimate: Callable[[str], tuple[float, int]]) -> Admission:
+    def admit(
+        self, user: str | None, feature: str, model: str, estimate: Callable[[str], tuple[float, int]]
+    ) -> Admission:
         """Let a call through (maybe on a cheaper model, with a warning) or raise BudgetExceeded."""
         with self._lock:
-            budgets = [b for b in self._load_budgets()
-                       if (b.scope == "global") or (b.scope == "user" and b.subject == user)
-                       or (b.scope == "feature" and b.subject == feature)]
+            budgets = [
+                b
+                for b in self._load_budgets()
+                if (b.scope == "global")
+                or (b.scope == "user" and b.subject == user)
+                or (b.scope == "feature" and b.subject == feature)
+            ]
             admission = Admission(model)
             if not budgets:
                 return admission
@@ -199,15 +236,19 @@ class BudgetGuard:
                 usd, tokens = self._spend(key)
                 r_usd, r_tokens = self._reserved.get(key, (0.0, 0))
                 usd, tokens = usd + r_usd, tokens + r_tokens
-                used = max(usd / b.limit_usd if b.limit_usd else (1.0 if b.limit_usd == 0 else 0.0),
-                           tokens / b.limit_tokens if b.limit_tokens else (1.0 if b.limit_tokens == 0 else 0.0))
+                used = max(
+                    usd / b.limit_usd if b.limit_usd else (1.0 if b.limit_usd == 0 else 0.0),
+                    tokens / b.limit_tokens if b.limit_tokens else (1.0 if b.limit_tokens == 0 else 0.0),
+                )
                 what = "everyone" if b.scope == "global" else f"{b.scope} {b.subject!r}"
                 if used >= 1:
                     reset = next_month(self.now()).strftime("%Y-%m-%d")
                     limit = f"${b.limit_usd:,.2f}" if b.limit_usd is not None else f"{b.limit_tokens:,} tokens"
-                    raise BudgetExceeded(f"The monthly budget for {what} ({limit}) is used up, so this request was "
-                                         f"not sent. It resets on {reset} (UTC); an admin can raise it on the "
-                                         "Settings page.")
+                    raise BudgetExceeded(
+                        f"The monthly budget for {what} ({limit}) is used up, so this request was "
+                        f"not sent. It resets on {reset} (UTC); an admin can raise it on the "
+                        "Settings page."
+                    )
                 if used >= b.soft_ratio:
                     admission.notices.append(f"{used:.0%} of the monthly budget for {what} is used.")
                     degrade = degrade or b.degrade_model

@@ -105,40 +105,62 @@ def map_error(exc: BaseException, provider: str, timeout_s: float) -> GatewayErr
         if isinstance(e, openai.RateLimitError):
             ra = _retry_after(e.response)
             wait = f" It asked us to wait {ra:g} s." if ra is not None else ""
-            return RateLimited(f"{provider} is rate-limiting requests (HTTP 429).{wait} Try again in a "
-                               "minute, or pick another model.", provider=provider, retry_after=ra)
+            return RateLimited(
+                f"{provider} is rate-limiting requests (HTTP 429).{wait} Try again in a minute, or pick another model.",
+                provider=provider,
+                retry_after=ra,
+            )
         if isinstance(e, (openai.APITimeoutError, httpx.TimeoutException, TimeoutError)):
-            return TimedOut(f"{provider} did not answer within {timeout_s:g} s. Try again, ask a shorter "
-                            "question, or raise this provider's timeout_s.", provider=provider)
+            return TimedOut(
+                f"{provider} did not answer within {timeout_s:g} s. Try again, ask a shorter "
+                "question, or raise this provider's timeout_s.",
+                provider=provider,
+            )
         if isinstance(e, (openai.AuthenticationError, openai.PermissionDeniedError)):
-            return AuthenticationFailed(f"{provider} rejected the API key (HTTP {e.status_code}). Check the "
-                                        "key in the environment or .streamlit/secrets.toml.", provider=provider)
+            return AuthenticationFailed(
+                f"{provider} rejected the API key (HTTP {e.status_code}). Check the "
+                "key in the environment or .streamlit/secrets.toml.",
+                provider=provider,
+            )
         if isinstance(e, openai.BadRequestError):
             code = (e.body or {}).get("code") if isinstance(e.body, dict) else None
             text = str(getattr(e, "message", "")) or ""
             if code == "context_length_exceeded" or "maximum context length" in text:
-                return ContextTooLong(f"The conversation is too long for this model's context window. Start "
-                                      "a new conversation, shorten the question, or pick a model with a "
-                                      "larger context.", provider=provider)
+                return ContextTooLong(
+                    "The conversation is too long for this model's context window. Start "
+                    "a new conversation, shorten the question, or pick a model with a "
+                    "larger context.",
+                    provider=provider,
+                )
             return BadRequest(f"{provider} refused the request (HTTP 400): {_short(text)}", provider=provider)
         if isinstance(e, openai.NotFoundError):
-            return BadRequest(f"{provider} does not know this model or endpoint (HTTP 404). Check the model "
-                              "name and base_url in the provider settings.", provider=provider)
+            return BadRequest(
+                f"{provider} does not know this model or endpoint (HTTP 404). Check the model "
+                "name and base_url in the provider settings.",
+                provider=provider,
+            )
         if isinstance(e, openai.APIStatusError):
             if e.status_code >= 500:
-                return ProviderUnavailable(f"{provider} had a server error (HTTP {e.status_code}). It is "
-                                           "usually brief: try again shortly.", provider=provider)
-            return BadRequest(f"{provider} refused the request (HTTP {e.status_code}): {_short(e.message)}",
-                              provider=provider)
+                return ProviderUnavailable(
+                    f"{provider} had a server error (HTTP {e.status_code}). It is usually brief: try again shortly.",
+                    provider=provider,
+                )
+            return BadRequest(
+                f"{provider} refused the request (HTTP {e.status_code}): {_short(e.message)}", provider=provider
+            )
         if isinstance(e, (openai.APIConnectionError, httpx.TransportError, ConnectionError)):
-            return ProviderUnavailable(f"Could not reach {provider}, or it dropped the connection. Check that "
-                                       "the server is running and its base_url, then try again.",
-                                       provider=provider)
+            return ProviderUnavailable(
+                f"Could not reach {provider}, or it dropped the connection. Check that "
+                "the server is running and its base_url, then try again.",
+                provider=provider,
+            )
         if isinstance(e, json.JSONDecodeError):
-            return ProviderUnavailable(f"{provider} sent a malformed response. Try again; if it repeats, the "
-                                       "endpoint is not OpenAI-compatible.", provider=provider)
-    return ProviderUnavailable(f"{provider} failed unexpectedly ({type(exc).__name__}). Try again.",
-                               provider=provider)
+            return ProviderUnavailable(
+                f"{provider} sent a malformed response. Try again; if it repeats, the "
+                "endpoint is not OpenAI-compatible.",
+                provider=provider,
+            )
+    return ProviderUnavailable(f"{provider} failed unexpectedly ({type(exc).__name__}). Try again.", provider=provider)
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -13,13 +13,17 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict
 
-from lib.tokens import estimate_message_tokens, estimate_tokens, message_text
+from lib.gateway.tokens import estimate_message_tokens, estimate_tokens, message_text
 
 OFFLINE_LABEL = "Offline extract"
-HOW_TO_CONFIGURE = ("To get generated answers, set OPENAI_API_KEY or add an OpenAI-compatible provider "
-                    "(Ollama, vLLM, LM Studio, DeepSeek) in .streamlit/secrets.toml — see the README.")
-NOTHING_TO_QUOTE = ("I don't know. The offline answerer can only quote from documents or earlier messages, "
-                    "and nothing there answers this.")
+HOW_TO_CONFIGURE = (
+    "To get generated answers, set OPENAI_API_KEY or add an OpenAI-compatible provider "
+    "(Ollama, vLLM, LM Studio, DeepSeek) in .streamlit/secrets.toml — see the README."
+)
+NOTHING_TO_QUOTE = (
+    "I don't know. The offline answerer can only quote from documents or earlier messages, "
+    "and nothing there answers this."
+)
 _BLOCK = re.compile(r"^\s*\[(\d+)\]", re.MULTILINE)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*•\d])")
 
@@ -36,7 +40,7 @@ def _question_and_context(messages: list[BaseMessage]) -> tuple[str, str]:
     last = message_text(messages[humans[-1]])
     marker = last.rfind("Question:")
     if marker >= 0:  # RAG prompts put the numbered context before "Question:"
-        return last[marker + len("Question:"):].strip(), last[:marker]
+        return last[marker + len("Question:") :].strip(), last[:marker]
     earlier = [message_text(m) for m in messages[: humans[-1]] if not isinstance(m, SystemMessage)]
     return last.strip(), "\n\n".join(earlier)
 
@@ -49,7 +53,7 @@ def _numbered(context: str) -> list[tuple[int | None, str]]:
     out: list[tuple[int | None, str]] = []
     for i, m in enumerate(starts):
         end = starts[i + 1].start() if i + 1 < len(starts) else len(context)
-        body = context[m.end():end]
+        body = context[m.end() : end]
         body = re.sub(r"^\s*\([^)\n]*\)\s*", "", body)  # "(doc.pdf, p. 3)" source line after the number
         out += [(int(m.group(1)), s) for s in split_sentences(body)]
     return out
@@ -92,19 +96,32 @@ class OfflineExtractiveChat(BaseChatModel):
         p, c = estimate_message_tokens(messages), estimate_tokens(text)
         return {"input_tokens": p, "output_tokens": c, "total_tokens": p + c}
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         text = self.answer(messages)
         msg = AIMessage(content=text, usage_metadata=self._usage(messages, text))
         return ChatResult(generations=[ChatGeneration(message=msg)])
 
-    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
         text = self.answer(messages)
         for piece in re.findall(r"\S+\s*|\s+", text):
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
             if run_manager:
                 run_manager.on_llm_new_token(piece, chunk=chunk)
             yield chunk
-        yield ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=self._usage(messages, text),
-                                                         response_metadata={"finish_reason": "stop"}))
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="", usage_metadata=self._usage(messages, text), response_metadata={"finish_reason": "stop"}
+            )
+        )

@@ -10,9 +10,9 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from lib.models import PriceOverride, utcnow
+from lib.core.tables import PriceOverride, utcnow
 
-PRICE_TABLE = Path(__file__).resolve().parent.parent / "data" / "prices.json"
+PRICE_TABLE = Path(__file__).resolve().parent.parent.parent / "data" / "prices.json"
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,9 @@ class Price:
         """Cost in USD; cached tokens are part of prompt_tokens and priced at their own rate."""
         cached = min(max(cached_tokens, 0), prompt_tokens)
         cached_rate = self.input if self.cached_input is None else self.cached_input
-        return ((prompt_tokens - cached) * self.input + cached * cached_rate
-                + completion_tokens * self.output) / 1_000_000
+        return (
+            (prompt_tokens - cached) * self.input + cached * cached_rate + completion_tokens * self.output
+        ) / 1_000_000
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,7 @@ def load_price_table(path: Path = PRICE_TABLE) -> PriceTable:
     return PriceTable(raw["as_of"], prices, frozenset(raw.get("free_providers", ())))
 
 
-def find_price(model: str, table: PriceTable, engine: Engine | None = None,
-               at: datetime | None = None) -> Price | None:
+def find_price(model: str, table: PriceTable, engine: Engine | None = None, at: datetime | None = None) -> Price | None:
     """The price of `provider/model` at time `at`: newest override, else the table; None = unpriced."""
     if engine is not None:
         with Session(engine) as s:
@@ -69,13 +69,26 @@ def find_price(model: str, table: PriceTable, engine: Engine | None = None,
     return None
 
 
-def set_price_override(engine: Engine, model: str, input_per_mtok: float, output_per_mtok: float,
-                       cached_input_per_mtok: float | None = None, user: str | None = None,
-                       effective_from: datetime | None = None) -> None:
+def set_price_override(
+    engine: Engine,
+    model: str,
+    input_per_mtok: float,
+    output_per_mtok: float,
+    cached_input_per_mtok: float | None = None,
+    user: str | None = None,
+    effective_from: datetime | None = None,
+) -> None:
     """Record a custom price for `model` (kept with its date; never edits earlier rows)."""
     if min(input_per_mtok, output_per_mtok, cached_input_per_mtok or 0) < 0:
         raise ValueError("Prices cannot be negative.")
     with Session(engine) as s, s.begin():
-        s.add(PriceOverride(model=model, input_per_mtok=input_per_mtok, output_per_mtok=output_per_mtok,
-                            cached_input_per_mtok=cached_input_per_mtok, created_by=user,
-                            effective_from=effective_from or utcnow()))
+        s.add(
+            PriceOverride(
+                model=model,
+                input_per_mtok=input_per_mtok,
+                output_per_mtok=output_per_mtok,
+                cached_input_per_mtok=cached_input_per_mtok,
+                created_by=user,
+                effective_from=effective_from or utcnow(),
+            )
+        )

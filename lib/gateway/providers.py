@@ -8,26 +8,42 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from lib.config import ProviderConfig, Settings
-from lib.models import PriceOverride
-from lib.pricing import PriceTable, find_price
+from lib.core.settings import ProviderConfig, Settings
+from lib.core.tables import PriceOverride
+from lib.gateway.pricing import PriceTable, find_price
 
 
 def provider_rows(settings: Settings) -> list[dict[str, Any]]:
     """One row per provider: kind, endpoint, models, timeout, external, whether a key is set (never the key)."""
-    return [{"provider": p.name, "kind": p.kind, "base_url": p.base_url or ("OpenAI" if p.kind == "openai" else "—"),
-             "models": ", ".join(p.models), "default model": p.default_model, "timeout s": p.timeout_s,
-             "external": p.external, "key set": bool(p.api_key)} for p in settings.providers]
+    return [
+        {
+            "provider": p.name,
+            "kind": p.kind,
+            "base_url": p.base_url or ("OpenAI" if p.kind == "openai" else "—"),
+            "models": ", ".join(p.models),
+            "default model": p.default_model,
+            "timeout s": p.timeout_s,
+            "external": p.external,
+            "key set": bool(p.api_key),
+        }
+        for p in settings.providers
+    ]
 
 
 def feature_defaults(settings: Settings) -> list[dict[str, Any]]:
     """The model each feature uses, and its fallback."""
     features = sorted({"chat", "compare", "judge", "embed", *settings.fallback_models})
-    return [{"feature": f, "model": settings.embedding_model if f == "embed" else settings.default_model,
-             "fallback": settings.fallback_models.get(f, "—"),
-             "cached": f in settings.cache_features,
-             "max input tokens": settings.max_input_tokens.get(f, "—"),
-             "max output tokens": settings.max_output_tokens.get(f, "—")} for f in features]
+    return [
+        {
+            "feature": f,
+            "model": settings.embedding_model if f == "embed" else settings.default_model,
+            "fallback": settings.fallback_models.get(f, "—"),
+            "cached": f in settings.cache_features,
+            "max input tokens": settings.max_input_tokens.get(f, "—"),
+            "max output tokens": settings.max_output_tokens.get(f, "—"),
+        }
+        for f in features
+    ]
 
 
 def check_provider(provider: ProviderConfig, timeout_s: float = 5.0) -> dict[str, Any]:
@@ -36,20 +52,29 @@ def check_provider(provider: ProviderConfig, timeout_s: float = 5.0) -> dict[str
         return {"provider": provider.name, "reachable": True, "latency ms": 0.0, "detail": "built in"}
     import openai
 
-    from lib.errors import map_error
+    from lib.gateway.errors import map_error
 
-    client = openai.OpenAI(base_url=provider.base_url, api_key=provider.api_key or "not-needed", timeout=timeout_s,
-                           max_retries=0)
+    client = openai.OpenAI(
+        base_url=provider.base_url, api_key=provider.api_key or "not-needed", timeout=timeout_s, max_retries=0
+    )
     started = time.perf_counter()
     try:
         ids = [m.id for m in client.models.list()]
     except Exception as exc:
-        return {"provider": provider.name, "reachable": False, "latency ms": None,
-                "detail": str(map_error(exc, provider.name, timeout_s))}
+        return {
+            "provider": provider.name,
+            "reachable": False,
+            "latency ms": None,
+            "detail": str(map_error(exc, provider.name, timeout_s)),
+        }
     missing = [m for m in provider.models if m not in ids]
     detail = f"{len(ids)} models served" + (f"; not served: {', '.join(missing)}" if missing and ids else "")
-    return {"provider": provider.name, "reachable": True,
-            "latency ms": round((time.perf_counter() - started) * 1000, 1), "detail": detail}
+    return {
+        "provider": provider.name,
+        "reachable": True,
+        "latency ms": round((time.perf_counter() - started) * 1000, 1),
+        "detail": detail,
+    }
 
 
 def price_rows(settings: Settings, table: PriceTable, engine: Engine) -> list[dict[str, Any]]:
@@ -58,9 +83,15 @@ def price_rows(settings: Settings, table: PriceTable, engine: Engine) -> list[di
     rows = []
     for m in models:
         p = find_price(m, table, engine)
-        rows.append({"model": m, "input $/1M": p.input if p else None,
-                     "cached input $/1M": p.cached_input if p else None, "output $/1M": p.output if p else None,
-                     "source": p.source if p else "UNPRICED: calls are logged without a cost"})
+        rows.append(
+            {
+                "model": m,
+                "input $/1M": p.input if p else None,
+                "cached input $/1M": p.cached_input if p else None,
+                "output $/1M": p.output if p else None,
+                "source": p.source if p else "UNPRICED: calls are logged without a cost",
+            }
+        )
     return rows
 
 
@@ -68,5 +99,14 @@ def override_history(engine: Engine) -> list[dict[str, Any]]:
     """Every price override, newest first (they are kept, never edited)."""
     with Session(engine) as s:
         rows = s.scalars(select(PriceOverride).order_by(PriceOverride.effective_from.desc(), PriceOverride.id.desc()))
-        return [{"model": r.model, "input $/1M": r.input_per_mtok, "cached input $/1M": r.cached_input_per_mtok,
-                 "output $/1M": r.output_per_mtok, "from": r.effective_from, "by": r.created_by} for r in rows]
+        return [
+            {
+                "model": r.model,
+                "input $/1M": r.input_per_mtok,
+                "cached input $/1M": r.cached_input_per_mtok,
+                "output $/1M": r.output_per_mtok,
+                "from": r.effective_from,
+                "by": r.created_by,
+            }
+            for r in rows
+        ]

@@ -19,7 +19,9 @@ _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4}
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 _SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
-_IPV6 = re.compile(r"(?<![:\w])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{1,4}(?![:\w])|(?<![:\w])(?:[0-9A-Fa-f]{1,4}:){1,6}:[0-9A-Fa-f]{0,4}(?![:\w])")
+_IPV6 = re.compile(
+    r"(?<![:\w])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{1,4}(?![:\w])|(?<![:\w])(?:[0-9A-Fa-f]{1,4}:){1,6}:[0-9A-Fa-f]{0,4}(?![:\w])"
+)
 _PHONE = re.compile(
     r"(?<![\w+])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){2,4}"  # +44 20 7946 0958
     r"|\(\d{3}\)[ ]?\d{3}[ .-]\d{4}"  # (555) 123-4567
@@ -66,8 +68,16 @@ def _valid(kind: str, value: str) -> bool:
     return True
 
 
-_PATTERNS = [("SECRET", _SECRET), ("EMAIL", _EMAIL), ("IBAN", _IBAN), ("CARD", _CARD), ("SSN", _SSN),
-             ("IP", _IPV4), ("IP", _IPV6), ("PHONE", _PHONE)]
+_PATTERNS = [
+    ("SECRET", _SECRET),
+    ("EMAIL", _EMAIL),
+    ("IBAN", _IBAN),
+    ("CARD", _CARD),
+    ("SSN", _SSN),
+    ("IP", _IPV4),
+    ("IP", _IPV6),
+    ("PHONE", _PHONE),
+]
 
 
 @dataclass

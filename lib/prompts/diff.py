@@ -6,7 +6,7 @@ import difflib
 import json
 from dataclasses import dataclass
 
-from lib.templates import Template
+from lib.prompts.language import Template
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,12 @@ class SectionDiff:
 
 def parameter_lines(t: Template) -> list[str]:
     """The template's parameters as stable `key: value` lines (schema pretty-printed)."""
-    lines = [f"description: {t.description}", f"model: {t.model or '(default)'}",
-             f"temperature: {'(default)' if t.temperature is None else t.temperature}",
-             f"max output tokens: {'(default)' if t.max_tokens is None else t.max_tokens}"]
+    lines = [
+        f"description: {t.description}",
+        f"model: {t.model or '(default)'}",
+        f"temperature: {'(default)' if t.temperature is None else t.temperature}",
+        f"max output tokens: {'(default)' if t.max_tokens is None else t.max_tokens}",
+    ]
     if t.json_schema is None:
         return [*lines, "json schema: (none)"]
     return [*lines, "json schema:", *json.dumps(t.json_schema, indent=2, sort_keys=True).splitlines()]
@@ -61,8 +64,11 @@ def diff_lines(a: list[str], b: list[str]) -> list[DiffRow]:
         for k in range(max(len(left), len(right))):
             lx = left[k] if k < len(left) else None
             rx = right[k] if k < len(right) else None
-            rows.append(DiffRow(lx, rx, "changed" if lx is not None and rx is not None
-                                else ("removed" if rx is None else "added")))
+            rows.append(
+                DiffRow(
+                    lx, rx, "changed" if lx is not None and rx is not None else ("removed" if rx is None else "added")
+                )
+            )
     return rows
 
 

@@ -23,9 +23,31 @@ _TOKEN = re.compile(r"\\\{\{|\{\{(.*?)\}\}|\{\{|\{%|\{#", re.DOTALL)
 ROLES = ("system", "user")
 # Globals that reach server objects in Jinja/Flask/Django; harmless here, refused anyway so that a
 # template never depends on them and a payload written for another engine is reported, not ignored.
-RESERVED = frozenset({"config", "self", "request", "session", "g", "lipsum", "cycler", "joiner", "namespace",
-                      "range", "dict", "url_for", "get_flashed_messages", "loop", "caller", "kwargs",
-                      "varargs", "super", "settings", "os", "sys"})
+RESERVED = frozenset(
+    {
+        "config",
+        "self",
+        "request",
+        "session",
+        "g",
+        "lipsum",
+        "cycler",
+        "joiner",
+        "namespace",
+        "range",
+        "dict",
+        "url_for",
+        "get_flashed_messages",
+        "loop",
+        "caller",
+        "kwargs",
+        "varargs",
+        "super",
+        "settings",
+        "os",
+        "sys",
+    }
+)
 
 
 class TemplateError(ValueError):
@@ -109,8 +131,9 @@ def template_from_content(name: str, content: Mapping[str, Any]) -> Template:
     allowed = set(Template.__dataclass_fields__) - {"name"}
     unknown = sorted(set(content) - allowed)
     if unknown:
-        raise InvalidTemplate(f"Template {name!r} has unknown fields: {', '.join(unknown)}. "
-                              f"Allowed: {', '.join(sorted(allowed))}.")
+        raise InvalidTemplate(
+            f"Template {name!r} has unknown fields: {', '.join(unknown)}. Allowed: {', '.join(sorted(allowed))}."
+        )
     return Template(name=name, **dict(content))
 
 
@@ -123,7 +146,7 @@ def _parse(text: str, role: str = "") -> list[str | tuple[str]]:
     parts: list[str | tuple[str]] = []
     pos = 0
     for m in _TOKEN.finditer(text):
-        parts.append(text[pos:m.start()])
+        parts.append(text[pos : m.start()])
         pos = m.end()
         tok = m.group(0)
         if tok == "\\{{":
@@ -133,22 +156,35 @@ def _parse(text: str, role: str = "") -> list[str | tuple[str]]:
         if tok in ("{%", "{#"):
             kind = "Statements ({% … %})" if tok == "{%" else "Comments ({# … #})"
             end = text.find("}", m.start())
-            snippet = text[m.start(): end + 1 if end >= 0 else m.start() + 40][:80]
-            raise TemplateSyntaxError(f"{kind} are not allowed; only {{{{ variable }}}} is",
-                                      snippet=snippet, line=line, role=role)
+            snippet = text[m.start() : end + 1 if end >= 0 else m.start() + 40][:80]
+            raise TemplateSyntaxError(
+                f"{kind} are not allowed; only {{{{ variable }}}} is", snippet=snippet, line=line, role=role
+            )
         if tok == "{{":
-            raise TemplateSyntaxError("A '{{' is never closed; close it with '}}' or write \\{{ for a "
-                                      "literal '{{'", snippet=text[m.start(): m.start() + 40], line=line,
-                                      role=role)
+            raise TemplateSyntaxError(
+                "A '{{' is never closed; close it with '}}' or write \\{{ for a literal '{{'",
+                snippet=text[m.start() : m.start() + 40],
+                line=line,
+                role=role,
+            )
         inner = m.group(1).strip()
         if "{{" in inner or not VARIABLE.fullmatch(inner):
-            raise TemplateSyntaxError("Only plain variable names are allowed inside {{ }}: letters, digits "
-                                      "and _, starting with a letter; no dots, brackets, filters, calls or "
-                                      "operators", snippet=snippet, line=line, role=role)
+            raise TemplateSyntaxError(
+                "Only plain variable names are allowed inside {{ }}: letters, digits "
+                "and _, starting with a letter; no dots, brackets, filters, calls or "
+                "operators",
+                snippet=snippet,
+                line=line,
+                role=role,
+            )
         if inner in RESERVED:
-            raise TemplateSyntaxError(f"{inner!r} is a reserved name (it reaches server objects in other "
-                                      "template engines); choose another variable name",
-                                      snippet=snippet, line=line, role=role)
+            raise TemplateSyntaxError(
+                f"{inner!r} is a reserved name (it reaches server objects in other "
+                "template engines); choose another variable name",
+                snippet=snippet,
+                line=line,
+                role=role,
+            )
         parts.append((inner,))
     parts.append(text[pos:])
     return parts
@@ -176,7 +212,7 @@ def template_variables(template: Template) -> list[str]:
 def check_schema(schema: Any) -> None:
     """InvalidTemplate unless `schema` is a usable JSON schema (an object)."""
     if not isinstance(schema, dict):
-        raise InvalidTemplate("The JSON schema must be an object, like {\"type\": \"object\", ...}.")
+        raise InvalidTemplate('The JSON schema must be an object, like {"type": "object", ...}.')
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
@@ -203,14 +239,17 @@ def validate(template: Template) -> list[str]:
             raise InvalidTemplate(f"The {name} of a template must be text, not {_kind(value)}.")
     if template.model is not None and not isinstance(template.model, str):
         raise InvalidTemplate(f"The model of a template must be a provider/model name, not {_kind(template.model)}.")
-    if template.temperature is not None and (isinstance(template.temperature, bool)
-                                             or not isinstance(template.temperature, (int, float))):
+    if template.temperature is not None and (
+        isinstance(template.temperature, bool) or not isinstance(template.temperature, (int, float))
+    ):
         raise InvalidTemplate(f"Temperature must be a number between 0 and 2, not {_kind(template.temperature)}.")
     if isinstance(template.max_tokens, bool):
         raise InvalidTemplate("Max output tokens must be a whole number of at least 1, not true/false.")
     if not NAME.fullmatch(template.name or ""):
-        raise InvalidTemplate(f"Template name {template.name!r} must be lowercase letters, digits, '.', '_' "
-                              "or '-', starting with a letter or digit (e.g. support.reply).")
+        raise InvalidTemplate(
+            f"Template name {template.name!r} must be lowercase letters, digits, '.', '_' "
+            "or '-', starting with a letter or digit (e.g. support.reply)."
+        )
     if not template.messages():
         raise InvalidTemplate("Write a system or a user message: the template is empty.")
     if template.temperature is not None and not 0 <= float(template.temperature) <= 2:
@@ -249,8 +288,7 @@ def render(template: Template, values: Mapping[str, Any]) -> list[tuple[str, str
         raise MissingVariables(missing, f" in template {template.name}")
     unknown = sorted(set(values) - set(names))
     if unknown:
-        raise UnknownVariables(unknown, f": template {template.name} uses only "
-                               f"{', '.join(names) or 'no variables'}")
+        raise UnknownVariables(unknown, f": template {template.name} uses only {', '.join(names) or 'no variables'}")
     return [(role, render_text(text, values, role)) for role, text in template.messages()]
 
 
@@ -270,4 +308,3 @@ def parse_structured(text: str, schema: dict[str, Any]) -> Any:
         where = "/".join(str(p) for p in error.absolute_path) or "the top level"
         raise ValueError(f"The JSON does not match the schema at {where}: {error.message}")
     return data
-

@@ -6,13 +6,10 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lib.gateway import CallContext, CallResult, Gateway
-from lib.chat import DEFAULT_SYSTEM_PROMPT
-from lib.template_store import PRODUCTION, TemplateNotFound, TemplateStore, Version
-from lib.templates import Template, parse_structured, render
-
-CHAT_SYSTEM = "chat.system"
-RAG_ANSWER = "rag.answer"
+from lib.gateway.client import CallContext, CallResult, Gateway
+from lib.prompts.builtin import CHAT_SYSTEM, DEFAULT_SYSTEM_PROMPT
+from lib.prompts.language import Template, parse_structured, render
+from lib.prompts.store import PRODUCTION, TemplateNotFound, TemplateStore, Version
 
 
 @dataclass
@@ -32,8 +29,9 @@ class TemplateRun:
 
 def schema_instruction(schema: dict[str, Any]) -> str:
     """The sentence that tells a model what JSON to answer with."""
-    return ("Reply with only a JSON value (no prose, no code fences) that matches this JSON schema:\n"
-            + json.dumps(schema, indent=2, sort_keys=True))
+    return "Reply with only a JSON value (no prose, no code fences) that matches this JSON schema:\n" + json.dumps(
+        schema, indent=2, sort_keys=True
+    )
 
 
 def build_messages(template: Template, values: dict[str, Any]) -> list[tuple[str, str]]:
@@ -46,16 +44,26 @@ def build_messages(template: Template, values: dict[str, Any]) -> list[tuple[str
     return [("system", schema_instruction(template.json_schema)), *messages]
 
 
-def run_template(gateway: Gateway, template: Template, values: dict[str, Any], ctx: CallContext,
-                 version: int | None = None, model: str | None = None) -> TemplateRun:
+def run_template(
+    gateway: Gateway,
+    template: Template,
+    values: dict[str, Any],
+    ctx: CallContext,
+    version: int | None = None,
+    model: str | None = None,
+) -> TemplateRun:
     """Render and call; with a JSON schema, validate and retry once with the error, else report invalid.
 
     Every call is logged with the template's name and `version` (None for an unsaved draft).
     Gateway errors (rate limits, timeouts…) are raised as GatewayError.
     """
     messages = build_messages(template, values)
-    ctx = replace(ctx, template_name=template.name, template_version=version,
-                  metadata={**ctx.metadata, **({} if version is not None else {"draft": True})})
+    ctx = replace(
+        ctx,
+        template_name=template.name,
+        template_version=version,
+        metadata={**ctx.metadata, **({} if version is not None else {"draft": True})},
+    )
     model = model or template.model
     schema = template.json_schema
     if schema is None:
@@ -72,8 +80,11 @@ def run_template(gateway: Gateway, template: Template, values: dict[str, Any], c
     first = gateway.invoke(messages, model, ctx, check_output=problem_of, **template.params())
     calls = [first]
     if first.status == "invalid":
-        retry = [*messages, ("assistant", first.text),
-                 ("user", f"That answer is invalid: {first.error}\n{schema_instruction(schema)}")]
+        retry = [
+            *messages,
+            ("assistant", first.text),
+            ("user", f"That answer is invalid: {first.error}\n{schema_instruction(schema)}"),
+        ]
         retry_ctx = replace(ctx, metadata={**ctx.metadata, "retry_of": first.request_id})
         calls.append(gateway.invoke(retry, model, retry_ctx, check_output=problem_of, **template.params()))
     final = calls[-1]

@@ -13,27 +13,23 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from lib.chat import DEFAULT_SYSTEM_PROMPT
-from lib.rag import RAG_SYSTEM_PROMPT, RAG_USER_TEMPLATE
-from lib.models import LabelMove, PromptTemplate, TemplateLabel, TemplateVersion, utcnow
-from lib.template_diff import SectionDiff, diff_templates
-from lib.templates import (InvalidTemplate, MissingVariables, Template, TemplateError, UnknownVariables,
-                           template_from_content, validate)
+from lib.core.tables import LabelMove, PromptTemplate, TemplateLabel, TemplateVersion, utcnow
+from lib.prompts.builtin import BUILTINS
+from lib.prompts.diff import SectionDiff, diff_templates
+from lib.prompts.language import (
+    InvalidTemplate,
+    MissingVariables,
+    Template,
+    TemplateError,
+    UnknownVariables,
+    template_from_content,
+    validate,
+)
 
 LABEL = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 PRODUCTION, STAGING = "production", "staging"
 EXPORT_FORMAT = "ai-workbench/prompt-template@1"
 SYSTEM_USER = "workbench"
-
-RAG_SYSTEM, RAG_USER = RAG_SYSTEM_PROMPT, RAG_USER_TEMPLATE
-
-# Templates the app itself runs, with the variables its code fills in (a version must use exactly these).
-BUILTINS: dict[str, tuple[Template, frozenset[str]]] = {
-    "chat.system": (Template(name="chat.system", description="System prompt of the plain Chat page.",
-                             system=DEFAULT_SYSTEM_PROMPT), frozenset()),
-    "rag.answer": (Template(name="rag.answer", description="Grounded answer over retrieved document passages.",
-                            system=RAG_SYSTEM, user=RAG_USER), frozenset({"context", "question"})),
-}
 
 
 class TemplateNotFound(TemplateError):
@@ -100,13 +96,17 @@ class ImportReport:
 
     def summary(self) -> str:
         """One sentence for the user."""
-        parts = [f"{'Created' if self.created else 'Updated'} {self.name}: {len(self.added)} version(s) added",
-                 f"{len(self.skipped)} already present"]
+        parts = [
+            f"{'Created' if self.created else 'Updated'} {self.name}: {len(self.added)} version(s) added",
+            f"{len(self.skipped)} already present",
+        ]
         if self.labels_set:
             parts.append("labels " + ", ".join(f"{k}→v{v}" for k, v in self.labels_set.items()))
         if self.labels_not_moved:
-            parts.append("labels left as they were (move them yourself): "
-                         + ", ".join(f"{k} (file: v{v})" for k, v in self.labels_not_moved.items()))
+            parts.append(
+                "labels left as they were (move them yourself): "
+                + ", ".join(f"{k} (file: v{v})" for k, v in self.labels_not_moved.items())
+            )
         return "; ".join(parts) + "."
 
 
@@ -145,13 +145,26 @@ class TemplateStore:
     def list_templates(self) -> list[TemplateSummary]:
         """Every template with its newest version and labels."""
         with Session(self.engine, expire_on_commit=False) as s:
-            rows = s.execute(select(PromptTemplate.id, PromptTemplate.name, PromptTemplate.description,
-                                    func.max(TemplateVersion.version))
-                             .join(TemplateVersion).group_by(PromptTemplate.id).order_by(PromptTemplate.name))
+            rows = s.execute(
+                select(
+                    PromptTemplate.id,
+                    PromptTemplate.name,
+                    PromptTemplate.description,
+                    func.max(TemplateVersion.version),
+                )
+                .join(TemplateVersion)
+                .group_by(PromptTemplate.id)
+                .order_by(PromptTemplate.name)
+            )
             out = []
             for tid, name, desc, latest in rows.all():
-                labels = dict(s.execute(select(TemplateLabel.label, TemplateLabel.version)
-                                        .where(TemplateLabel.template_id == tid)).tuples().all())
+                labels = dict(
+                    s.execute(
+                        select(TemplateLabel.label, TemplateLabel.version).where(TemplateLabel.template_id == tid)
+                    )
+                    .tuples()
+                    .all()
+                )
                 out.append(TemplateSummary(name, desc, latest, labels))
             return out
 
@@ -159,8 +172,9 @@ class TemplateStore:
         """Version `version` of `name`; TemplateNotFound if either is missing."""
         with Session(self.engine, expire_on_commit=False) as s:
             tid = self._id(s, name)
-            row = s.scalar(select(TemplateVersion).where(TemplateVersion.template_id == tid,
-                                                         TemplateVersion.version == version))
+            row = s.scalar(
+                select(TemplateVersion).where(TemplateVersion.template_id == tid, TemplateVersion.version == version)
+            )
             if row is None:
                 raise TemplateNotFound(f"{name} has no version {version}.")
             return _version(name, row)
@@ -168,8 +182,12 @@ class TemplateStore:
     def latest(self, name: str) -> Version:
         """The newest version of `name`."""
         with Session(self.engine, expire_on_commit=False) as s:
-            row = s.scalar(select(TemplateVersion).where(TemplateVersion.template_id == self._id(s, name))
-                           .order_by(TemplateVersion.version.desc()).limit(1))
+            row = s.scalar(
+                select(TemplateVersion)
+                .where(TemplateVersion.template_id == self._id(s, name))
+                .order_by(TemplateVersion.version.desc())
+                .limit(1)
+            )
             return _version(name, row)
 
     def get_by_label(self, name: str, label: str = PRODUCTION) -> Version:
@@ -179,24 +197,33 @@ class TemplateStore:
     def labels(self, name: str) -> dict[str, int]:
         """label → version for `name`."""
         with Session(self.engine, expire_on_commit=False) as s:
-            return dict(s.execute(select(TemplateLabel.label, TemplateLabel.version)
-                                  .where(TemplateLabel.template_id == self._id(s, name))
-                                  .order_by(TemplateLabel.label)).tuples().all())
+            return dict(
+                s.execute(
+                    select(TemplateLabel.label, TemplateLabel.version)
+                    .where(TemplateLabel.template_id == self._id(s, name))
+                    .order_by(TemplateLabel.label)
+                )
+                .tuples()
+                .all()
+            )
 
     def history(self, name: str) -> list[Version]:
         """Every version of `name`, newest first."""
         with Session(self.engine, expire_on_commit=False) as s:
-            rows = s.scalars(select(TemplateVersion).where(TemplateVersion.template_id == self._id(s, name))
-                             .order_by(TemplateVersion.version.desc()))
+            rows = s.scalars(
+                select(TemplateVersion)
+                .where(TemplateVersion.template_id == self._id(s, name))
+                .order_by(TemplateVersion.version.desc())
+            )
             return [_version(name, r) for r in rows]
 
     def label_history(self, name: str) -> list[LabelChange]:
         """Every label move of `name`, newest first."""
         with Session(self.engine, expire_on_commit=False) as s:
-            rows = s.scalars(select(LabelMove).where(LabelMove.template_id == self._id(s, name))
-                             .order_by(LabelMove.id.desc()))
-            return [LabelChange(r.label, r.from_version, r.to_version, r.moved_by, r.moved_at, r.note)
-                    for r in rows]
+            rows = s.scalars(
+                select(LabelMove).where(LabelMove.template_id == self._id(s, name)).order_by(LabelMove.id.desc())
+            )
+            return [LabelChange(r.label, r.from_version, r.to_version, r.moved_by, r.moved_at, r.note) for r in rows]
 
     def diff(self, name: str, a: int, b: int) -> list[SectionDiff]:
         """Side-by-side diff of versions `a` (left) and `b` (right)."""
@@ -204,17 +231,20 @@ class TemplateStore:
 
     # ---- writing -------------------------------------------------------------------------------
 
-    def create(self, template: Template, author: str | None, note: str = "Created",
-               labels: tuple[str, ...] = ()) -> Version:
+    def create(
+        self, template: Template, author: str | None, note: str = "Created", labels: tuple[str, ...] = ()
+    ) -> Version:
         """A new template saved as v1 (optionally with labels pointing at it)."""
         validate_for_save(template)
         try:
             with Session(self.engine, expire_on_commit=False) as s, s.begin():
                 if s.scalar(select(PromptTemplate.id).where(PromptTemplate.name == template.name)):
-                    raise TemplateExists(f"A template named {template.name} already exists; open it and save "
-                                         "a new version instead.")
-                tpl = PromptTemplate(name=template.name, description=template.description, created_by=author,
-                                     created_at=utcnow())
+                    raise TemplateExists(
+                        f"A template named {template.name} already exists; open it and save a new version instead."
+                    )
+                tpl = PromptTemplate(
+                    name=template.name, description=template.description, created_by=author, created_at=utcnow()
+                )
                 s.add(tpl)
                 s.flush()
                 row = self._add_version(s, tpl, template, 1, author, note)
@@ -230,15 +260,21 @@ class TemplateStore:
         try:
             with Session(self.engine, expire_on_commit=False) as s, s.begin():
                 tpl = self._template(s, template.name, lock=True)
-                last = s.scalar(select(TemplateVersion).where(TemplateVersion.template_id == tpl.id)
-                                .order_by(TemplateVersion.version.desc()).limit(1))
+                last = s.scalar(
+                    select(TemplateVersion)
+                    .where(TemplateVersion.template_id == tpl.id)
+                    .order_by(TemplateVersion.version.desc())
+                    .limit(1)
+                )
                 if last is not None and last.content_hash == template.content_hash():
                     return None
                 row = self._add_version(s, tpl, template, (last.version if last else 0) + 1, author, note)
                 tpl.description = template.description
         except IntegrityError as exc:
-            raise ConcurrentSave(f"Someone else saved {template.name} at the same moment. Reload the page, "
-                                 "check their version, and save again.") from exc
+            raise ConcurrentSave(
+                f"Someone else saved {template.name} at the same moment. Reload the page, "
+                "check their version, and save again."
+            ) from exc
         return _version(template.name, row)
 
     def move_label(self, name: str, label: str, version: int, user: str | None, note: str = "") -> bool:
@@ -247,8 +283,11 @@ class TemplateStore:
             raise InvalidTemplate(f"Label {label!r} must be lowercase letters, digits, '_' or '-' (e.g. staging).")
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
             tpl = self._template(s, name, lock=True)
-            exists = s.scalar(select(TemplateVersion.id).where(TemplateVersion.template_id == tpl.id,
-                                                               TemplateVersion.version == version))
+            exists = s.scalar(
+                select(TemplateVersion.id).where(
+                    TemplateVersion.template_id == tpl.id, TemplateVersion.version == version
+                )
+            )
             if exists is None:
                 raise TemplateNotFound(f"{name} has no version {version}, so {label} cannot point at it.")
             return self._move(s, tpl.id, label, version, user, note)
@@ -261,11 +300,27 @@ class TemplateStore:
             "format": EXPORT_FORMAT,
             "name": name,
             "labels": self.labels(name),
-            "versions": [{"version": v.version, "author": v.author, "created_at": v.created_at.isoformat(),
-                          "note": v.note, **v.template.content()} for v in reversed(self.history(name))],
-            "label_history": [{"label": m.label, "from_version": m.from_version, "to_version": m.to_version,
-                               "moved_by": m.moved_by, "moved_at": m.moved_at.isoformat(), "note": m.note}
-                              for m in reversed(self.label_history(name))],
+            "versions": [
+                {
+                    "version": v.version,
+                    "author": v.author,
+                    "created_at": v.created_at.isoformat(),
+                    "note": v.note,
+                    **v.template.content(),
+                }
+                for v in reversed(self.history(name))
+            ],
+            "label_history": [
+                {
+                    "label": m.label,
+                    "from_version": m.from_version,
+                    "to_version": m.to_version,
+                    "moved_by": m.moved_by,
+                    "moved_at": m.moved_at.isoformat(),
+                    "note": m.note,
+                }
+                for m in reversed(self.label_history(name))
+            ],
         }
         if fmt == "json":
             return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
@@ -281,20 +336,27 @@ class TemplateStore:
             tpl = s.scalar(select(PromptTemplate).where(PromptTemplate.name == name).with_for_update())
             if tpl is None:
                 report.created = True
-                tpl = PromptTemplate(name=name, description=versions[-1][1].description, created_by=user,
-                                     created_at=utcnow())
+                tpl = PromptTemplate(
+                    name=name, description=versions[-1][1].description, created_by=user, created_at=utcnow()
+                )
                 s.add(tpl)
                 s.flush()
                 for number, template, meta in versions:
-                    self._add_version(s, tpl, template, number, meta.get("author"), str(meta.get("note") or ""),
-                                      _when(meta.get("created_at")))
+                    self._add_version(
+                        s,
+                        tpl,
+                        template,
+                        number,
+                        meta.get("author"),
+                        str(meta.get("note") or ""),
+                        _when(meta.get("created_at")),
+                    )
                     report.added.append((number, number))
                 for label, number in labels.items():
                     self._move(s, tpl.id, label, number, user, "imported")
                     report.labels_set[label] = number
                 return report
-            present = set(s.scalars(select(TemplateVersion.content_hash)
-                                    .where(TemplateVersion.template_id == tpl.id)))
+            present = set(s.scalars(select(TemplateVersion.content_hash).where(TemplateVersion.template_id == tpl.id)))
             last = s.scalar(select(func.max(TemplateVersion.version)).where(TemplateVersion.template_id == tpl.id))
             for number, template, meta in versions:
                 if template.content_hash() in present:
@@ -324,26 +386,45 @@ class TemplateStore:
 
     def _label_version(self, name: str, label: str) -> int:
         with Session(self.engine, expire_on_commit=False) as s:
-            version = s.scalar(select(TemplateLabel.version).where(TemplateLabel.template_id == self._id(s, name),
-                                                                   TemplateLabel.label == label))
+            version = s.scalar(
+                select(TemplateLabel.version).where(
+                    TemplateLabel.template_id == self._id(s, name), TemplateLabel.label == label
+                )
+            )
         if version is None:
             raise TemplateNotFound(f"{name} has no label {label!r}; point it at a version on the Prompts page.")
         return version
 
     @staticmethod
-    def _add_version(s: Session, tpl: PromptTemplate, template: Template, number: int, author: str | None,
-                     note: str, created_at: datetime | None = None) -> TemplateVersion:
-        row = TemplateVersion(template_id=tpl.id, version=number, content=template.content(),
-                              content_hash=template.content_hash(), author=author, note=note or "",
-                              created_at=created_at or utcnow())
+    def _add_version(
+        s: Session,
+        tpl: PromptTemplate,
+        template: Template,
+        number: int,
+        author: str | None,
+        note: str,
+        created_at: datetime | None = None,
+    ) -> TemplateVersion:
+        row = TemplateVersion(
+            template_id=tpl.id,
+            version=number,
+            content=template.content(),
+            content_hash=template.content_hash(),
+            author=author,
+            note=note or "",
+            created_at=created_at or utcnow(),
+        )
         s.add(row)
         s.flush()
         return row
 
     @staticmethod
     def _move(s: Session, tid: int, label: str, version: int, user: str | None, note: str) -> bool:
-        row = s.scalar(select(TemplateLabel).where(TemplateLabel.template_id == tid, TemplateLabel.label == label)
-                       .with_for_update())
+        row = s.scalar(
+            select(TemplateLabel)
+            .where(TemplateLabel.template_id == tid, TemplateLabel.label == label)
+            .with_for_update()
+        )
         if row is not None and row.version == version:
             return False
         previous = row.version if row is not None else None
@@ -351,8 +432,17 @@ class TemplateStore:
             s.add(TemplateLabel(template_id=tid, label=label, version=version, updated_at=utcnow(), updated_by=user))
         else:
             row.version, row.updated_at, row.updated_by = version, utcnow(), user
-        s.add(LabelMove(template_id=tid, label=label, from_version=previous, to_version=version, moved_by=user,
-                        moved_at=utcnow(), note=note or ""))
+        s.add(
+            LabelMove(
+                template_id=tid,
+                label=label,
+                from_version=previous,
+                to_version=version,
+                moved_by=user,
+                moved_at=utcnow(),
+                note=note or "",
+            )
+        )
         return True
 
 
@@ -372,8 +462,15 @@ def ensure_builtin_templates(engine: Engine) -> list[str]:
 
 
 def _version(name: str, row: TemplateVersion) -> Version:
-    return Version(name, row.version, template_from_content(name, row.content), row.author, row.note,
-                   row.created_at, row.content_hash)
+    return Version(
+        name,
+        row.version,
+        template_from_content(name, row.content),
+        row.author,
+        row.note,
+        row.created_at,
+        row.content_hash,
+    )
 
 
 def _when(value: Any) -> datetime | None:
@@ -443,13 +540,28 @@ def _parse_export(text: str) -> tuple[str, list[tuple[int, Template, dict[str, A
 
 def history_table(versions: list[Version], labels: dict[str, int]) -> list[dict[str, Any]]:
     """Rows of the version history as shown to authors, newest first."""
-    return [{"version": f"v{v.version}", "labels": ", ".join(k for k, n in labels.items() if n == v.version),
-             "author": v.author, "saved (UTC)": v.created_at.strftime("%Y-%m-%d %H:%M"), "note": v.note}
-            for v in versions]
+    return [
+        {
+            "version": f"v{v.version}",
+            "labels": ", ".join(k for k, n in labels.items() if n == v.version),
+            "author": v.author,
+            "saved (UTC)": v.created_at.strftime("%Y-%m-%d %H:%M"),
+            "note": v.note,
+        }
+        for v in versions
+    ]
 
 
 def label_table(moves: list[LabelChange]) -> list[dict[str, Any]]:
     """Rows of the label history as shown to authors, newest first."""
-    return [{"label": m.label, "from": f"v{m.from_version}" if m.from_version else "(new)",
-             "to": f"v{m.to_version}", "by": m.moved_by, "when (UTC)": m.moved_at.strftime("%Y-%m-%d %H:%M"),
-             "note": m.note} for m in moves]
+    return [
+        {
+            "label": m.label,
+            "from": f"v{m.from_version}" if m.from_version else "(new)",
+            "to": f"v{m.to_version}",
+            "by": m.moved_by,
+            "when (UTC)": m.moved_at.strftime("%Y-%m-%d %H:%M"),
+            "note": m.note,
+        }
+        for m in moves
+    ]

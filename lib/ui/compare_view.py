@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from lib.experiments import Checks, Outcome, RunProgress, Variant
-from lib.models import Experiment
-from lib.test_sets import EXPECTED, Case
+from lib.compare.runs import Checks, Outcome, RunProgress, Variant
+from lib.compare.test_sets import EXPECTED, Case
+from lib.core.tables import Experiment
 
 
 def outcome_line(outcome: Outcome) -> str:
@@ -23,8 +23,9 @@ def side_markdown(text: str, outcome: Outcome | None) -> str:
     return f"{text}\n\n" + (f":red[{outcome.error}]\n\n" if outcome.error else "") + outcome_line(outcome)
 
 
-def follow_pair(events: Iterable[tuple[str, str | None, Outcome | None]], last: dict[str, Any]
-                ) -> Iterator[tuple[str, str]]:
+def follow_pair(
+    events: Iterable[tuple[str, str | None, Outcome | None]], last: dict[str, Any]
+) -> Iterator[tuple[str, str]]:
     """(side, its markdown so far) for each event of `stream_pair`; texts and markdown are kept in `last`."""
     for side, piece, outcome in events:
         last[side] = last.get(side, "") + (piece or "")
@@ -34,11 +35,22 @@ def follow_pair(events: Iterable[tuple[str, str | None, Outcome | None]], last: 
 
 def rows_table(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
     """A batch run's rows as table records: inputs, both answers (or errors), checks, judge and your vote."""
+
     def answer(r: dict[str, Any], side: str) -> Any:
         return (r[side] or {}).get("error") or (r[side] or {}).get("text")
 
-    return [{**r["values"], "A": answer(r, "A"), "B": answer(r, "B"), "A checks": (r["A"] or {}).get("checks"),
-             "B checks": (r["B"] or {}).get("checks"), "judge": r["judge"], "your vote": r["vote"]} for r in rows]
+    return [
+        {
+            **r["values"],
+            "A": answer(r, "A"),
+            "B": answer(r, "B"),
+            "A checks": (r["A"] or {}).get("checks"),
+            "B checks": (r["B"] or {}).get("checks"),
+            "judge": r["judge"],
+            "your vote": r["vote"],
+        }
+        for r in rows
+    ]
 
 
 TEMPLATE_MODEL = "(template's model)"  # the model choice that keeps each version's own model
@@ -62,8 +74,10 @@ def batch_checks(regex: str, max_chars: int, judge: str) -> Checks:
 
 def progress_line(run_id: int, progress: RunProgress) -> tuple[float, str]:
     """The progress bar's fraction and text for a batch run, e.g. `Run #3: 2/6 rows, 1 failed`."""
-    return (progress.done / max(progress.total, 1),
-            f"Run #{run_id}: {progress.done}/{progress.total} rows, {progress.failed} failed")
+    return (
+        progress.done / max(progress.total, 1),
+        f"Run #{run_id}: {progress.done}/{progress.total} rows, {progress.failed} failed",
+    )
 
 
 def case_records(cases: Iterable[Case]) -> list[dict[str, str | None]]:
@@ -89,8 +103,12 @@ def answer_markdown(heading: str, result: dict[str, Any] | None) -> str:
 
 def vote_choices(blind: bool) -> dict[str, str]:
     """A row vote's options and their labels; blind review names the answers by position, not by A and B."""
-    return {"first": "Answer 1 better" if blind else "A better", "second": "Answer 2 better" if blind else "B better",
-            "tie": "Tie", "both_bad": "Both bad"}
+    return {
+        "first": "Answer 1 better" if blind else "A better",
+        "second": "Answer 2 better" if blind else "B better",
+        "tie": "Tie",
+        "both_bad": "Both bad",
+    }
 
 
 def row_verdict(pick: str, sides: list[tuple[str, str]]) -> str:

@@ -5,23 +5,39 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from lib.chat import describe_result
-from lib.errors import GatewayError
-from lib.gateway import CallContext, Gateway
-from lib.prompt_runs import run_template
-from lib.template_diff import SectionDiff
-from lib.template_store import Version, validate_for_save
-from lib.templates import Template, TemplateError, parse_schema_text
+from lib.chat.turn import describe_result
+from lib.gateway.client import CallContext, Gateway
+from lib.gateway.errors import GatewayError
+from lib.prompts.diff import SectionDiff
+from lib.prompts.language import Template, TemplateError, parse_schema_text
+from lib.prompts.runs import run_template
+from lib.prompts.store import Version, validate_for_save
 
 DEFAULT_MODEL = "(default)"
 
 
-def draft_from_form(name: str, description: str, system: str, user: str, model: str, temperature: float | None,
-                    max_tokens: float | None, schema_text: str) -> tuple[Template | None, list[str], str | None]:
+def draft_from_form(
+    name: str,
+    description: str,
+    system: str,
+    user: str,
+    model: str,
+    temperature: float | None,
+    max_tokens: float | None,
+    schema_text: str,
+) -> tuple[Template | None, list[str], str | None]:
     """(the template the form describes, its variables, None), or (None, [], why it cannot be saved)."""
     try:
-        draft = Template(name.strip(), description, system, user, None if model == DEFAULT_MODEL else model,
-                         temperature, None if max_tokens is None else int(max_tokens), parse_schema_text(schema_text))
+        draft = Template(
+            name.strip(),
+            description,
+            system,
+            user,
+            None if model == DEFAULT_MODEL else model,
+            temperature,
+            None if max_tokens is None else int(max_tokens),
+            parse_schema_text(schema_text),
+        )
         return draft, validate_for_save(draft), None
     except TemplateError as err:
         return None, [], str(err)
@@ -29,8 +45,11 @@ def draft_from_form(name: str, description: str, system: str, user: str, model: 
 
 def summary(template: Template, newest: int, labels: dict[str, int]) -> str:
     """Description, newest version and where each label points, e.g. `… · newest v2 · production → v1`."""
-    parts = [template.description, f"newest v{newest}",
-             ", ".join(f"{k} → v{v}" for k, v in labels.items()) or "no labels"]
+    parts = [
+        template.description,
+        f"newest v{newest}",
+        ", ".join(f"{k} → v{v}" for k, v in labels.items()) or "no labels",
+    ]
     return " · ".join(p for p in parts if p)
 
 
@@ -44,18 +63,28 @@ class Trial:
     error: str | None = None
 
 
-def try_template(gateway: Gateway, draft: Template, values: dict[str, str], user: str | None, version: int | None,
-                 model: str | None) -> Trial:
+def try_template(
+    gateway: Gateway, draft: Template, values: dict[str, str], user: str | None, version: int | None, model: str | None
+) -> Trial:
     """Run `draft` (saved as `version`, or an unsaved draft) on the filled-in values, logged as feature prompts."""
     try:
-        run = run_template(gateway, draft, {n: v for n, v in values.items() if v},
-                           CallContext(feature="prompts", user=user), version, model)
+        run = run_template(
+            gateway,
+            draft,
+            {n: v for n, v in values.items() if v},
+            CallContext(feature="prompts", user=user),
+            version,
+            model,
+        )
     except TemplateError as err:
         return Trial(error=str(err))
     except GatewayError as err:
         return Trial(error=f"{err}\n\nRequest id: `{err.request_id}`")
-    return Trial(run.result.text, describe_result(run.result) + (" · retried once" if len(run.calls) > 1 else ""),
-                 None if run.valid else f"Invalid answer, even after one retry: {run.problem}")
+    return Trial(
+        run.result.text,
+        describe_result(run.result) + (" · retried once" if len(run.calls) > 1 else ""),
+        None if run.valid else f"Invalid answer, even after one retry: {run.problem}",
+    )
 
 
 def option_index(options: list[str], value: str | None) -> int:

@@ -10,11 +10,11 @@ from typing import Any
 import streamlit as st
 from sqlalchemy import Engine
 
-from lib.auth import Identity, local_identity, not_allowed_message, signed_in_identity
-from lib.config import Settings, load_settings
-from lib.db import make_engine, migrate
-from lib.gateway import Gateway, default_model_factory
-from lib.template_store import ensure_builtin_templates
+from lib.core.db import make_engine, migrate
+from lib.core.identity import Identity, local_identity, not_allowed_message, signed_in_identity
+from lib.core.settings import Settings, load_settings
+from lib.gateway.client import Gateway, default_model_factory
+from lib.prompts.store import ensure_builtin_templates
 
 
 def _secrets() -> dict[str, Any]:
@@ -51,7 +51,7 @@ def get_engine(settings: Settings) -> Engine:
 @st.cache_resource(show_spinner="Loading the local embedding model…")
 def get_embeddings():
     """The local MiniLM embedding model, loaded once per process."""
-    from lib.embeddings import make_local_embeddings
+    from lib.documents.embeddings import make_local_embeddings
 
     return make_local_embeddings()
 
@@ -121,7 +121,7 @@ def require_page(page: str) -> Identity:
 
 @st.cache_resource(show_spinner=False)
 def _chroma(location: str, _settings: Settings):
-    from lib.vectorstore import make_chroma_client
+    from lib.documents.vectorstore import make_chroma_client
 
     return make_chroma_client(_settings)
 
@@ -134,11 +134,10 @@ def get_chroma(settings: Settings):
 
 @st.cache_resource(show_spinner=False)
 def _cached_embeddings(key: str, _settings: Settings):
-    from lib.embeddings import LazyEmbeddings
+    from lib.documents.embeddings import LazyEmbeddings
     from lib.services import document_embeddings
 
-    return document_embeddings(_settings, get_engine(_settings), LazyEmbeddings(get_embeddings),
-                               get_gateway(_settings))
+    return document_embeddings(_settings, get_engine(_settings), LazyEmbeddings(get_embeddings), get_gateway(_settings))
 
 
 def get_document_embeddings(settings: Settings):
@@ -148,15 +147,16 @@ def get_document_embeddings(settings: Settings):
 
 @st.cache_resource(show_spinner=False)
 def _indexer(key: str, _settings: Settings):
-    from lib.ingest import Indexer, purge_orphan_chunks
-    from lib.jobs import recover_interrupted_jobs
+    from lib.documents.indexing import Indexer, purge_orphan_chunks
+    from lib.documents.jobs import recover_interrupted_jobs
     from lib.services import chunking_from
 
     engine, client, emb = get_engine(_settings), get_chroma(_settings), get_document_embeddings(_settings)
     if recover_interrupted_jobs(engine):
         purge_orphan_chunks(engine, client, emb)
-    return Indexer(engine, client, emb, _settings.data_dir / "originals", chunking_from(_settings),
-                   _settings.embedding_model)
+    return Indexer(
+        engine, client, emb, _settings.data_dir / "originals", chunking_from(_settings), _settings.embedding_model
+    )
 
 
 def get_indexer(settings: Settings):
@@ -166,10 +166,11 @@ def get_indexer(settings: Settings):
 
 @st.cache_resource(show_spinner=False)
 def _retriever(key: str, _settings: Settings):
-    from lib.rag import Retriever
+    from lib.documents.retrieval import Retriever
 
-    return Retriever(get_engine(_settings), get_chroma(_settings), get_document_embeddings(_settings),
-                     _settings.embedding_model)
+    return Retriever(
+        get_engine(_settings), get_chroma(_settings), get_document_embeddings(_settings), _settings.embedding_model
+    )
 
 
 def get_retriever(settings: Settings):
@@ -179,32 +180,46 @@ def get_retriever(settings: Settings):
 
 def retrieval_settings(settings: Settings):
     """Retrieval settings from the app settings."""
-    from lib.rag import RetrievalSettings
+    from lib.documents.retrieval import RetrievalSettings
 
     return RetrievalSettings(k=settings.top_k, mode=settings.search_mode, vector_weight=settings.hybrid_weight)
 
 
-# Usage dashboard queries that may be cached (name -> lib.usage function taking engine, filter, *args).
-USAGE_QUERIES = ("headline", "spend_over_time", "tokens_over_time", "latency_over_time", "errors_over_time",
-                 "breakdown", "top_calls", "unpriced_calls", "cost_per_useful_answer", "daily_spend",
-                 "what_if", "filter_options", "cache_savings")
+# Usage dashboard queries that may be cached (name -> lib.usage.queries function taking engine, filter, *args).
+USAGE_QUERIES = (
+    "headline",
+    "spend_over_time",
+    "tokens_over_time",
+    "latency_over_time",
+    "errors_over_time",
+    "breakdown",
+    "top_calls",
+    "unpriced_calls",
+    "cost_per_useful_answer",
+    "daily_spend",
+    "what_if",
+    "filter_options",
+    "cache_savings",
+)
 
 
 @st.cache_data(ttl=60, show_spinner=False)
 def _usage_query(url: str, name: str, f, args: tuple):
-    from lib import usage
+    from lib.usage import queries as usage
 
     return getattr(usage, name)(_engine(url), f, *args)
 
 
 def run_usage_query(settings: Settings, name: str, f, *args):
-    """The result of lib.usage.`name`(engine, f, *args), cached for a minute per filter and arguments."""
+    """The result of lib.usage.queries.`name`(engine, f, *args), cached for a minute per filter and arguments."""
     if name not in USAGE_QUERIES:
         raise ValueError(f"{name!r} is not a usage query.")
     return _usage_query(settings.database_url, name, f, args)
+
+
 @st.cache_resource(show_spinner=False)
 def get_run_jobs():
     """The process-wide registry of Compare batch runs working in the background."""
-    from lib.experiments import RunJobs
+    from lib.compare.runs import RunJobs
 
     return RunJobs()

@@ -28,14 +28,20 @@ def format_value(metric: str, value: Any) -> str:
 
 
 def metric_cards(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """st.metric arguments for each headline row of lib.usage.compare_headlines."""
+    """st.metric arguments for each headline row of lib.usage.queries.compare_headlines."""
     cards = []
     for r in rows:
         delta = None if r["change"] is None else f"{r['change']:+.1%} vs previous period"
         color = "off" if r["metric"] in NEUTRAL else "inverse" if r["metric"] in RISE_IS_BAD else "normal"
-        cards.append({"label": r["label"], "value": format_value(r["metric"], r["value"]), "delta": delta,
-                      "delta_color": color,
-                      "help": f"Previous period: {format_value(r['metric'], r['previous'])}"})
+        cards.append(
+            {
+                "label": r["label"],
+                "value": format_value(r["metric"], r["value"]),
+                "delta": delta,
+                "delta_color": color,
+                "help": f"Previous period: {format_value(r['metric'], r['previous'])}",
+            }
+        )
     return cards
 
 
@@ -49,8 +55,14 @@ def spend_chart(df: pd.DataFrame, by: str) -> go.Figure:
     """Spend per bucket, stacked by model or feature."""
     if df.empty:
         return _empty("Spend over time")
-    fig = px.bar(df, x="bucket", y="spend", color=by, title="Spend over time (USD, priced calls)",
-                 labels={"bucket": "", "spend": "USD"})
+    fig = px.bar(
+        df,
+        x="bucket",
+        y="spend",
+        color=by,
+        title="Spend over time (USD, priced calls)",
+        labels={"bucket": "", "spend": "USD"},
+    )
     return fig.update_layout(barmode="stack", legend_title_text=by)
 
 
@@ -58,10 +70,10 @@ def tokens_chart(df: pd.DataFrame) -> go.Figure:
     """Input and output tokens per bucket."""
     if df.empty:
         return _empty("Tokens over time")
-    long = df.melt(id_vars="bucket", value_vars=["input_tokens", "output_tokens"], var_name="kind",
-                   value_name="tokens")
-    return px.line(long, x="bucket", y="tokens", color="kind", markers=True, title="Tokens in and out",
-                   labels={"bucket": ""})
+    long = df.melt(id_vars="bucket", value_vars=["input_tokens", "output_tokens"], var_name="kind", value_name="tokens")
+    return px.line(
+        long, x="bucket", y="tokens", color="kind", markers=True, title="Tokens in and out", labels={"bucket": ""}
+    )
 
 
 def latency_chart(df: pd.DataFrame) -> go.Figure:
@@ -69,13 +81,15 @@ def latency_chart(df: pd.DataFrame) -> go.Figure:
     if df.empty:
         return _empty("Latency")
     long = df.melt(id_vars="bucket", value_vars=["p50_ms", "p95_ms"], var_name="percentile", value_name="ms")
-    return px.line(long, x="bucket", y="ms", color="percentile", markers=True, title="Latency percentiles",
-                   labels={"bucket": ""})
+    return px.line(
+        long, x="bucket", y="ms", color="percentile", markers=True, title="Latency percentiles", labels={"bucket": ""}
+    )
 
 
 def errors_chart(df: pd.DataFrame) -> go.Figure:
     """Failed calls per bucket, stacked by error type."""
     if df.empty:
         return _empty("Errors")
-    return px.bar(df, x="bucket", y="errors", color="error_type", title="Errors by type",
-                  labels={"bucket": ""}).update_layout(barmode="stack")
+    return px.bar(
+        df, x="bucket", y="errors", color="error_type", title="Errors by type", labels={"bucket": ""}
+    ).update_layout(barmode="stack")

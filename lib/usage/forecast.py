@@ -1,4 +1,4 @@
-"""Month-end spend forecast from the month so far (pure; the spend per day comes from lib.usage)."""
+"""Month-end spend forecast from the month so far (pure; the spend per day comes from lib.usage.queries)."""
 
 from __future__ import annotations
 
@@ -32,10 +32,17 @@ def forecast_month_end(daily: dict[date, float], today: date) -> Forecast:
     window = [d for d in window if d >= first] or [today]
     rate = sum(daily.get(d, 0.0) for d in window) / len(window)
     days_left = month_days - today.day
-    method = (f"Spend so far this month plus {days_left} remaining days at ${rate:,.2f}/day, "
-              f"the average of the last {len(window)} complete day{'s' if len(window) != 1 else ''}"
-              if window != [today] else
-              f"Today's spend so far (${rate:,.2f}) times the {days_left + 1} days of the month left, "
-              "a rough guess on the 1st")
-    return Forecast(spent=spent, projected=spent + rate * days_left, daily_rate=rate, days_left=days_left,
-                    method=method + ". Unpriced calls are not included.")
+    method = (
+        f"Spend so far this month plus {days_left} remaining days at ${rate:,.2f}/day, "
+        f"the average of the last {len(window)} complete day{'s' if len(window) != 1 else ''}"
+        if window != [today]
+        else f"Today's spend so far (${rate:,.2f}) times the {days_left + 1} days of the month left, "
+        "a rough guess on the 1st"
+    )
+    return Forecast(
+        spent=spent,
+        projected=spent + rate * days_left,
+        daily_rate=rate,
+        days_left=days_left,
+        method=method + ". Unpriced calls are not included.",
+    )

@@ -1,6 +1,6 @@
 """Queries behind the Usage dashboard: every aggregate is computed in SQL; pandas only holds the results.
 
-Most read an hourly rollup of the call log (lib/rollups.py) when it holds the dimensions asked for, and
+Most read an hourly rollup of the call log (lib/core/rollups.py) when it holds the dimensions asked for, and
 the call log itself otherwise; the answers are the same (tests check both).
 """
 
@@ -14,19 +14,42 @@ import pandas as pd
 from sqlalchemy import DateTime, Engine, and_, bindparam, func, select, text
 from sqlalchemy.sql import Select
 
-from lib.models import Feedback
-from lib.pricing import Price
-from lib.usage_sql import (PRESETS, RAW, C, T, UsageFilter, bucket, date_range, group_key,  # noqa: F401
-                           histogram_percentiles, is_bare, preset_range, source_for, sqlite_buckets, sqlite_percentiles,
-                           where)
+from lib.core.tables import Feedback
+from lib.gateway.pricing import Price
+from lib.usage.sql import (
+    RAW,
+    C,
+    T,
+    UsageFilter,
+    bucket,
+    group_key,
+    histogram_percentiles,
+    is_bare,
+    source_for,
+    sqlite_buckets,
+    sqlite_percentiles,
+    where,
+)
+from lib.usage.sql import PRESETS, date_range, preset_range  # noqa: F401 - the dashboard's filter, re-exported
 
-BREAKDOWNS = {"user": ("user",), "feature": ("feature",), "model": ("model",),
-              "template version": ("template_name", "template_version")}
+BREAKDOWNS = {
+    "user": ("user",),
+    "feature": ("feature",),
+    "model": ("model",),
+    "template version": ("template_name", "template_version"),
+}
 ANSWER_STATUSES = ("ok", "cached")  # statuses that gave the user an answer
-HEADLINE_METRICS = (("spend", "Spend"), ("requests", "Requests"), ("input_tokens", "Input tokens"),
-                    ("output_tokens", "Output tokens"), ("avg_cost", "Avg cost / request"),
-                    ("error_rate", "Error rate"), ("p50_ms", "p50 latency"), ("p95_ms", "p95 latency"),
-                    ("cache_hit_rate", "Cache hit rate"))
+HEADLINE_METRICS = (
+    ("spend", "Spend"),
+    ("requests", "Requests"),
+    ("input_tokens", "Input tokens"),
+    ("output_tokens", "Output tokens"),
+    ("avg_cost", "Avg cost / request"),
+    ("error_rate", "Error rate"),
+    ("p50_ms", "p50 latency"),
+    ("p95_ms", "p95 latency"),
+    ("cache_hit_rate", "Cache hit rate"),
+)
 
 
 def _frame(engine: Engine, stmt: Select) -> pd.DataFrame:
@@ -46,8 +69,9 @@ def _to_local(series: pd.Series, tz: str) -> pd.Series:
 
 def cache_savings(engine: Engine, f: UsageFilter) -> dict[str, float | int]:
     """Calls the response cache answered in the period, and what they would have cost."""
-    stmt = (select(func.count().label("hits"), func.coalesce(func.sum(C.saved_usd), 0.0).label("saved"))
-            .where(where(f, RAW), C.status == "cached"))
+    stmt = select(func.count().label("hits"), func.coalesce(func.sum(C.saved_usd), 0.0).label("saved")).where(
+        where(f, RAW), C.status == "cached"
+    )
     with engine.connect() as conn:
         row = conn.execute(stmt).mappings().one()
     return {"hits": int(row["hits"]), "saved_usd": float(row["saved"])}
@@ -56,12 +80,16 @@ def cache_savings(engine: Engine, f: UsageFilter) -> dict[str, float | int]:
 def headline(engine: Engine, f: UsageFilter) -> dict[str, float | int | None]:
     """Totals of one period: spend, requests, tokens, average cost, error and cache-hit rates, latency."""
     src = source_for(f, {"status"})
-    stmt = select(src.requests().label("requests"), src.spend().label("spend"),
-                  src.total("unpriced").label("unpriced"), src.total("input_tokens").label("input_tokens"),
-                  src.total("output_tokens").label("output_tokens"),
-                  src.total("cached_tokens").label("cached_tokens"),
-                  src.count_where(src.table.c.status == "error").label("errors"),
-                  src.count_where(src.table.c.status == "cached").label("cache_hits")).where(where(f, src))
+    stmt = select(
+        src.requests().label("requests"),
+        src.spend().label("spend"),
+        src.total("unpriced").label("unpriced"),
+        src.total("input_tokens").label("input_tokens"),
+        src.total("output_tokens").label("output_tokens"),
+        src.total("cached_tokens").label("cached_tokens"),
+        src.count_where(src.table.c.status == "error").label("errors"),
+        src.count_where(src.table.c.status == "cached").label("cache_hits"),
+    ).where(where(f, src))
     with engine.connect() as conn:
         row = dict(conn.execute(stmt).mappings().one())
     out: dict[str, float | int | None] = {k: int(v) for k, v in row.items() if k != "spend"}
@@ -137,9 +165,18 @@ def spend_over_time(engine: Engine, f: UsageFilter, by: str = "model") -> pd.Dat
         raise ValueError("Spend can be stacked by model or by feature.")
     src = source_for(f, {by})
     b = bucket(engine, f, src).label("bucket")
-    stmt = (select(b, src.col(by).label(by), src.spend().label("spend"), src.requests().label("requests"),
-                   src.total("unpriced").label("unpriced"))
-            .where(where(f, src)).group_by(b, src.group(engine, by)).order_by(b, src.col(by)))
+    stmt = (
+        select(
+            b,
+            src.col(by).label(by),
+            src.spend().label("spend"),
+            src.requests().label("requests"),
+            src.total("unpriced").label("unpriced"),
+        )
+        .where(where(f, src))
+        .group_by(b, src.group(engine, by))
+        .order_by(b, src.col(by))
+    )
     return _frame(engine, stmt)
 
 
@@ -147,10 +184,17 @@ def tokens_over_time(engine: Engine, f: UsageFilter) -> pd.DataFrame:
     """Input, cached input and output tokens per local bucket."""
     src = source_for(f)
     b = bucket(engine, f, src).label("bucket")
-    stmt = (select(b, src.total("input_tokens").label("input_tokens"),
-                   src.total("cached_tokens").label("cached_tokens"),
-                   src.total("output_tokens").label("output_tokens"))
-            .where(where(f, src)).group_by(b).order_by(b))
+    stmt = (
+        select(
+            b,
+            src.total("input_tokens").label("input_tokens"),
+            src.total("cached_tokens").label("cached_tokens"),
+            src.total("output_tokens").label("output_tokens"),
+        )
+        .where(where(f, src))
+        .group_by(b)
+        .order_by(b)
+    )
     return _frame(engine, stmt)
 
 
@@ -159,8 +203,12 @@ def errors_over_time(engine: Engine, f: UsageFilter) -> pd.DataFrame:
     src = source_for(f, {"status", "error_type"})
     b = bucket(engine, f, src).label("bucket")
     etype = func.coalesce(src.col("error_type"), "unknown")
-    stmt = (select(b, etype.label("error_type"), src.requests().label("errors"))
-            .where(where(f, src), src.table.c.status == "error").group_by(b, etype).order_by(b, etype))
+    stmt = (
+        select(b, etype.label("error_type"), src.requests().label("errors"))
+        .where(where(f, src), src.table.c.status == "error")
+        .group_by(b, etype)
+        .order_by(b, etype)
+    )
     return _frame(engine, stmt)
 
 
@@ -168,12 +216,19 @@ def breakdown_statement(engine: Engine, f: UsageFilter, by: str) -> Select:
     """The SQL behind breakdown() (exposed so its query plan can be checked)."""
     keys = BREAKDOWNS[by]
     src = source_for(f, set(keys))
-    return (select(*(src.col(k).label(k) for k in keys), src.spend().label("spend"),
-                   src.requests().label("requests"), src.total("unpriced").label("unpriced"),
-                   src.total("input_tokens").label("input_tokens"),
-                   src.total("output_tokens").label("output_tokens"))
-            .where(where(f, src)).group_by(*(src.group(engine, k) for k in keys))
-            .order_by(src.spend().desc(), src.requests().desc(), *(src.col(k) for k in keys)))
+    return (
+        select(
+            *(src.col(k).label(k) for k in keys),
+            src.spend().label("spend"),
+            src.requests().label("requests"),
+            src.total("unpriced").label("unpriced"),
+            src.total("input_tokens").label("input_tokens"),
+            src.total("output_tokens").label("output_tokens"),
+        )
+        .where(where(f, src))
+        .group_by(*(src.group(engine, k) for k in keys))
+        .order_by(src.spend().desc(), src.requests().desc(), *(src.col(k) for k in keys))
+    )
 
 
 def breakdown(engine: Engine, f: UsageFilter, by: str) -> pd.DataFrame:
@@ -191,15 +246,33 @@ def top_calls(engine: Engine, f: UsageFilter, limit: int = 20) -> pd.DataFrame:
     if engine.dialect.name == "sqlite" and is_bare(f):
         # Walk ix_llm_calls_cost from the most expensive down and stop at `limit` rows in range,
         # instead of sorting the whole range (SQLite picks the latter unless told).
-        walk = text("SELECT id FROM llm_calls INDEXED BY ix_llm_calls_cost WHERE cost_usd IS NOT NULL AND "
-                    "created_at >= :lo AND created_at < :hi ORDER BY cost_usd DESC LIMIT :n").bindparams(
-            bindparam("lo", type_=DateTime()), bindparam("hi", type_=DateTime()))
+        walk = text(
+            "SELECT id FROM llm_calls INDEXED BY ix_llm_calls_cost WHERE cost_usd IS NOT NULL AND "
+            "created_at >= :lo AND created_at < :hi ORDER BY cost_usd DESC LIMIT :n"
+        ).bindparams(bindparam("lo", type_=DateTime()), bindparam("hi", type_=DateTime()))
         with engine.connect() as conn:
             ids = conn.execute(walk, {"lo": f.start.astimezone(UTC), "hi": f.end.astimezone(UTC), "n": limit}).scalars()
             cond = C.id.in_(list(ids))
-    stmt = (select(C.id, C.created_at, C.user, C.feature, C.model, C.template_name, C.template_version,
-                   C.prompt_tokens, C.completion_tokens, C.cached_tokens, C.cost_usd, C.latency_ms, C.status)
-            .where(cond).order_by(C.cost_usd.desc(), C.id).limit(limit))
+    stmt = (
+        select(
+            C.id,
+            C.created_at,
+            C.user,
+            C.feature,
+            C.model,
+            C.template_name,
+            C.template_version,
+            C.prompt_tokens,
+            C.completion_tokens,
+            C.cached_tokens,
+            C.cost_usd,
+            C.latency_ms,
+            C.status,
+        )
+        .where(cond)
+        .order_by(C.cost_usd.desc(), C.id)
+        .limit(limit)
+    )
     df = _frame(engine, stmt)
     df["created_at"] = _to_local(df["created_at"], f.tz)
     return df
@@ -207,11 +280,19 @@ def top_calls(engine: Engine, f: UsageFilter, limit: int = 20) -> pd.DataFrame:
 
 def unpriced_calls(engine: Engine, f: UsageFilter) -> pd.DataFrame:
     """Calls with no known price, per model: counted and listed, never shown as $0."""
-    stmt = (select(C.model, func.count().label("calls"), func.sum(C.prompt_tokens).label("input_tokens"),
-                   func.sum(C.completion_tokens).label("output_tokens"),
-                   func.min(C.created_at).label("first_seen"), func.max(C.created_at).label("last_seen"))
-            .where(where(f), C.cost_usd.is_(None)).group_by(group_key(engine, C.model))
-            .order_by(func.count().desc(), C.model))
+    stmt = (
+        select(
+            C.model,
+            func.count().label("calls"),
+            func.sum(C.prompt_tokens).label("input_tokens"),
+            func.sum(C.completion_tokens).label("output_tokens"),
+            func.min(C.created_at).label("first_seen"),
+            func.max(C.created_at).label("last_seen"),
+        )
+        .where(where(f), C.cost_usd.is_(None))
+        .group_by(group_key(engine, C.model))
+        .order_by(func.count().desc(), C.model)
+    )
     df = _frame(engine, stmt)
     for col in ("first_seen", "last_seen"):
         df[col] = _to_local(df[col], f.tz)
@@ -243,16 +324,27 @@ def cost_per_useful_answer(engine: Engine, f: UsageFilter) -> dict[str, Any]:
     if not collected:
         useful = src.count_where(answered)
     else:
-        disliked = (select(feedback.c.request_id)
-                    .where(feedback.c.rating < 0, feedback.c.request_id == C.request_id).exists())
+        disliked = (
+            select(feedback.c.request_id).where(feedback.c.rating < 0, feedback.c.request_id == C.request_id).exists()
+        )
         useful = src.count_where(and_(answered, ~disliked))
-    stmt = select(src.spend().label("spend"), useful.label("useful"), src.count_where(answered).label("answers"),
-                  src.total("unpriced").label("unpriced")).where(where(f, src))
+    stmt = select(
+        src.spend().label("spend"),
+        useful.label("useful"),
+        src.count_where(answered).label("answers"),
+        src.total("unpriced").label("unpriced"),
+    ).where(where(f, src))
     with engine.connect() as conn:
         row = conn.execute(stmt).mappings().one()
     spend, n = float(row["spend"]), int(row["useful"])
-    return {"spend": spend, "useful_answers": n, "answers": int(row["answers"]), "unpriced": int(row["unpriced"]),
-            "cost_per_useful_answer": spend / n if n else None, "feedback_collected": collected}
+    return {
+        "spend": spend,
+        "useful_answers": n,
+        "answers": int(row["answers"]),
+        "unpriced": int(row["unpriced"]),
+        "cost_per_useful_answer": spend / n if n else None,
+        "feedback_collected": collected,
+    }
 
 
 def daily_spend(engine: Engine, f: UsageFilter) -> pd.DataFrame:
@@ -268,12 +360,23 @@ def what_if(engine: Engine, f: UsageFilter, price: Price) -> pd.DataFrame:
     src = source_for(f, {"model"})
     cached_rate = price.input if price.cached_input is None else price.cached_input
     cached = src.total("cached_capped")
-    repriced = ((src.total("input_tokens") - cached) * price.input + cached * cached_rate
-                + src.total("output_tokens") * price.output) / 1_000_000.0
-    stmt = (select(src.col("model").label("model"), src.requests().label("requests"),
-                   src.spend().label("actual_spend"), src.total("unpriced").label("unpriced"),
-                   repriced.label("what_if_spend"))
-            .where(where(f, src)).group_by(src.group(engine, "model")).order_by(src.spend().desc()))
+    repriced = (
+        (src.total("input_tokens") - cached) * price.input
+        + cached * cached_rate
+        + src.total("output_tokens") * price.output
+    ) / 1_000_000.0
+    stmt = (
+        select(
+            src.col("model").label("model"),
+            src.requests().label("requests"),
+            src.spend().label("actual_spend"),
+            src.total("unpriced").label("unpriced"),
+            repriced.label("what_if_spend"),
+        )
+        .where(where(f, src))
+        .group_by(src.group(engine, "model"))
+        .order_by(src.spend().desc())
+    )
     df = _frame(engine, stmt)
     df["what_if_spend"] = df["what_if_spend"].astype(float)
     df["difference"] = df["what_if_spend"] - df["actual_spend"]
@@ -282,15 +385,13 @@ def what_if(engine: Engine, f: UsageFilter, price: Price) -> pd.DataFrame:
 
 def filter_options(engine: Engine, f: UsageFilter) -> dict[str, list]:
     """The distinct values of each filterable column within the filter's time range."""
-    bare = replace(f, features=(), users=(), models=(), providers=(), templates=(), template_versions=(),
-                   statuses=())
+    bare = replace(f, features=(), users=(), models=(), providers=(), templates=(), template_versions=(), statuses=())
     out: dict[str, list] = {}
     for dims in (("feature", "model", "provider", "template_name", "template_version", "status"), ("user",)):
         src = source_for(bare, set(dims))
         cols = [src.col(d).label(d) for d in dims]
         df = _frame(engine, select(*cols).where(where(bare, src)).group_by(*(src.group(engine, d) for d in dims)))
-        out.update({d: sorted(int(v) if d == "template_version" else v for v in df[d].dropna().unique())
-                    for d in dims})
+        out.update({d: sorted(int(v) if d == "template_version" else v for v in df[d].dropna().unique()) for d in dims})
     return out
 
 
@@ -298,5 +399,3 @@ def has_calls(engine: Engine) -> bool:
     """True once the call log holds at least one row."""
     with engine.connect() as conn:
         return conn.execute(select(C.id).limit(1)).first() is not None
-
-

@@ -8,18 +8,38 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, DateTime, Engine, Float, and_, bindparam, case, cast, func, literal_column, select, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Engine,
+    Float,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy.sql import ColumnElement
 
-from lib.models import LlmCall
-from lib.rollups import LATENCY_ROLLUP, NULL_SENTINEL, ROLLUPS, bin_range, rollup_tables
+from lib.core.rollups import LATENCY_ROLLUP, NULL_SENTINEL, ROLLUPS, bin_range, rollup_tables
+from lib.core.tables import LlmCall
 
 T = LlmCall.__table__
 C = T.c
 PRESETS = ("Today", "Last 7 days", "Last 30 days", "This month")
 _TZ_NAME = re.compile(r"^[A-Za-z0-9_+\-/]+$")
-FILTER_DIMS = {"features": "feature", "users": "user", "models": "model", "providers": "provider",
-               "templates": "template_name", "template_versions": "template_version", "statuses": "status"}
+FILTER_DIMS = {
+    "features": "feature",
+    "users": "user",
+    "models": "model",
+    "providers": "provider",
+    "templates": "template_name",
+    "template_versions": "template_version",
+    "statuses": "status",
+}
 ROLLUP_TABLES = rollup_tables()
 USE_ROLLUPS = True  # tests turn this off to check that rollups and the call log give the same answers
 
@@ -113,8 +133,7 @@ class Source:
         return self.col(name) if self.rollup else group_key(engine, self.table.c[name])
 
     def requests(self) -> ColumnElement[int]:
-        return cast(func.coalesce(func.sum(self.table.c.requests), 0), BigInteger) if self.rollup \
-            else func.count()
+        return cast(func.coalesce(func.sum(self.table.c.requests), 0), BigInteger) if self.rollup else func.count()
 
     def count_where(self, cond: ColumnElement[bool]) -> ColumnElement[int]:
         one = self.table.c.requests if self.rollup else 1
@@ -128,10 +147,13 @@ class Source:
         if self.rollup:
             value = self.table.c[measure]
         else:
-            value = {"unpriced": case((C.cost_usd.is_(None), 1), else_=0), "input_tokens": C.prompt_tokens,
-                     "output_tokens": C.completion_tokens, "cached_tokens": C.cached_tokens,
-                     "cached_capped": case((C.cached_tokens < C.prompt_tokens, C.cached_tokens),
-                                           else_=C.prompt_tokens)}[measure]
+            value = {
+                "unpriced": case((C.cost_usd.is_(None), 1), else_=0),
+                "input_tokens": C.prompt_tokens,
+                "output_tokens": C.completion_tokens,
+                "cached_tokens": C.cached_tokens,
+                "cached_capped": case((C.cached_tokens < C.prompt_tokens, C.cached_tokens), else_=C.prompt_tokens),
+            }[measure]
         return cast(func.coalesce(func.sum(value), 0), BigInteger)
 
 
@@ -141,7 +163,8 @@ RAW = Source(T, rollup=False)
 def on_whole_hours(f: UsageFilter) -> bool:
     """True when the range and its local buckets fall on whole UTC hours, as the rollups do."""
     return _sqlite_offset_minutes(f) % 60 == 0 and all(
-        _utc(t).minute == 0 and _utc(t).second == 0 and _utc(t).microsecond == 0 for t in (f.start, f.end))
+        _utc(t).minute == 0 and _utc(t).second == 0 and _utc(t).microsecond == 0 for t in (f.start, f.end)
+    )
 
 
 def source_for(f: UsageFilter, dims: set[str] = frozenset()) -> Source:
@@ -227,9 +250,9 @@ def sqlite_buckets(f: UsageFilter) -> list[tuple[str, UsageFilter]]:
 # ix_llm_calls_created_latency and sorts it (best for one day of 90: half the time of the wide index).
 _BARE = {
     "walk": "SELECT latency_ms FROM llm_calls INDEXED BY ix_llm_calls_latency WHERE latency_ms IS NOT NULL "
-            "AND created_at >= :lo AND created_at < :hi ORDER BY latency_ms {order} LIMIT 1 OFFSET :k",
+    "AND created_at >= :lo AND created_at < :hi ORDER BY latency_ms {order} LIMIT 1 OFFSET :k",
     "sort": "SELECT latency_ms FROM llm_calls INDEXED BY ix_llm_calls_created_latency WHERE created_at >= :lo "
-            "AND created_at < :hi AND latency_ms IS NOT NULL ORDER BY latency_ms {order} LIMIT 1 OFFSET :k",
+    "AND created_at < :hi AND latency_ms IS NOT NULL ORDER BY latency_ms {order} LIMIT 1 OFFSET :k",
 }
 
 
@@ -238,8 +261,9 @@ def is_bare(f: UsageFilter) -> bool:
     return not any(getattr(f, k) for k in FILTER_DIMS)
 
 
-def sqlite_percentiles(conn, f: UsageFilter, n: int | None = None, path: str = "sort"
-                       ) -> tuple[float | None, float | None]:
+def sqlite_percentiles(
+    conn, f: UsageFilter, n: int | None = None, path: str = "sort"
+) -> tuple[float | None, float | None]:
     """p50 and p95 (nearest rank, as percentile_disc) of latency in `f`, on SQLite, which has none.
 
     ROW_NUMBER() over ~400k rows took ~1 s; this counts (or takes `n` from a rollup) and then asks for
@@ -265,8 +289,13 @@ def sqlite_percentiles(conn, f: UsageFilter, n: int | None = None, path: str = "
             stmt = text(sql).bindparams(bindparam("lo", type_=DateTime()), bindparam("hi", type_=DateTime()))
             value = conn.execute(stmt, {"lo": _utc(f.start), "hi": _utc(f.end), "k": offset}).scalar()
         else:
-            stmt = (select(C.latency_ms).where(cond).order_by(C.latency_ms if ascending else C.latency_ms.desc())
-                    .limit(1).offset(offset))
+            stmt = (
+                select(C.latency_ms)
+                .where(cond)
+                .order_by(C.latency_ms if ascending else C.latency_ms.desc())
+                .limit(1)
+                .offset(offset)
+            )
             value = conn.execute(stmt).scalar()
         out.append(None if value is None else float(value))
     return out[0], out[1]
@@ -277,8 +306,10 @@ def select_count(cond: ColumnElement[bool]):
     return select(func.count()).select_from(T).where(cond)
 
 
-_IN_BIN = ("SELECT latency_ms FROM llm_calls INDEXED BY {index} WHERE created_at >= :lo AND created_at < :hi "
-           "AND latency_ms >= :blo AND latency_ms < :bhi ORDER BY latency_ms {order} LIMIT 1 OFFSET :k")
+_IN_BIN = (
+    "SELECT latency_ms FROM llm_calls INDEXED BY {index} WHERE created_at >= :lo AND created_at < :hi "
+    "AND latency_ms >= :blo AND latency_ms < :bhi ORDER BY latency_ms {order} LIMIT 1 OFFSET :k"
+)
 
 
 def histogram_percentiles(engine: Engine, f: UsageFilter, by_bucket: bool) -> dict[str, tuple[float, float]] | None:
@@ -292,8 +323,12 @@ def histogram_percentiles(engine: Engine, f: UsageFilter, by_bucket: bool) -> di
         return None
     src = Source(ROLLUP_TABLES[LATENCY_ROLLUP], rollup=True)
     label = bucket(engine, f, src).label("bucket") if by_bucket else literal_column("'all'").label("bucket")
-    stmt = (select(label, src.table.c.bin, func.sum(src.table.c.n)).where(where(f, src))
-            .group_by(label, src.table.c.bin).order_by(label, src.table.c.bin))
+    stmt = (
+        select(label, src.table.c.bin, func.sum(src.table.c.n))
+        .where(where(f, src))
+        .group_by(label, src.table.c.bin)
+        .order_by(label, src.table.c.bin)
+    )
     bins: dict[str, list[tuple[int, int]]] = {}
     with engine.connect() as conn:
         for key, b, n in conn.execute(stmt):
@@ -302,8 +337,12 @@ def histogram_percentiles(engine: Engine, f: UsageFilter, by_bucket: bool) -> di
         # One day is read by time and its bin rows sorted; a whole month is read by latency, from
         # the bin's edge (the month's median bin holds a third of its rows: too many to sort).
         index = "ix_llm_calls_created_latency" if by_bucket else "ix_llm_calls_latency"
-        in_bin, in_bin_desc = (text(_IN_BIN.format(order=o, index=index)).bindparams(
-            bindparam("lo", type_=DateTime()), bindparam("hi", type_=DateTime())) for o in ("ASC", "DESC"))
+        in_bin, in_bin_desc = (
+            text(_IN_BIN.format(order=o, index=index)).bindparams(
+                bindparam("lo", type_=DateTime()), bindparam("hi", type_=DateTime())
+            )
+            for o in ("ASC", "DESC")
+        )
         out = {}
         for key, counts in bins.items():
             part, total, values = ranges.get(key), sum(n for _, n in counts), []
@@ -318,9 +357,18 @@ def histogram_percentiles(engine: Engine, f: UsageFilter, by_bucket: bool) -> di
                 blo, bhi = bin_range(b)
                 k = rank - before - 1  # 0-based within the bin; count from the nearer end
                 query = in_bin if k <= n - 1 - k else in_bin_desc
-                values.append(conn.execute(query, {"lo": _utc(part.start), "hi": _utc(part.end),
-                                                   "blo": max(blo, -1e308), "bhi": bhi,
-                                                   "k": min(k, n - 1 - k)}).scalar())
+                values.append(
+                    conn.execute(
+                        query,
+                        {
+                            "lo": _utc(part.start),
+                            "hi": _utc(part.end),
+                            "blo": max(blo, -1e308),
+                            "bhi": bhi,
+                            "k": min(k, n - 1 - k),
+                        },
+                    ).scalar()
+                )
             if None in values:  # the rollup disagrees with the log (rows deleted?): let the caller sort
                 return None
             out[key] = (float(values[0]), float(values[1]))

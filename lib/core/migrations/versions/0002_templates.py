@@ -3,6 +3,7 @@
 Revision ID: 0002
 Revises: 0001
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -13,8 +14,9 @@ depends_on = None
 
 
 def _template_fk() -> sa.Column:
-    return sa.Column("template_id", sa.Integer, sa.ForeignKey("prompt_templates.id", ondelete="CASCADE"),
-                     nullable=False)
+    return sa.Column(
+        "template_id", sa.Integer, sa.ForeignKey("prompt_templates.id", ondelete="CASCADE"), nullable=False
+    )
 
 
 def upgrade() -> None:

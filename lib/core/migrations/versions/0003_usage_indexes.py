@@ -9,16 +9,17 @@ lead: rebase onto 0002 at merge (this branch was cut before 0002 existed).
   "unpriced calls" (cost_usd IS NULL within a range) without scanning the range.
 - ix_llm_calls_latency: (latency_ms, created_at) so p50/p95 of a range walk the index in latency
   order (no sort of ~400k rows), and (created_at, latency_ms) to sort one day's latencies from a
-  narrow index (half the time of the wide one); see lib/usage_sql.py.
-- llm_usage_hourly, llm_usage_user_hourly: hourly sums kept by triggers (see lib/rollups.py), backfilled
+  narrow index (half the time of the wide one); see lib/usage/sql.py.
+- llm_usage_hourly, llm_usage_user_hourly: hourly sums kept by triggers (see lib/core/rollups.py), backfilled
   from the existing calls.
 
 Revision ID: 0003
 Revises: 0001
 """
+
 from alembic import op
 
-from lib.rollups import create_sql, drop_sql
+from lib.core.rollups import create_sql, drop_sql
 
 revision = "0003"
 down_revision = "0002"
@@ -26,8 +27,21 @@ branch_labels = None
 depends_on = None
 
 USAGE_KEY = ["created_at"]
-USAGE_INCLUDED = ["feature", "user", "model", "provider", "status", "template_name", "template_version",
-                  "error_type", "cost_usd", "prompt_tokens", "completion_tokens", "cached_tokens", "latency_ms"]
+USAGE_INCLUDED = [
+    "feature",
+    "user",
+    "model",
+    "provider",
+    "status",
+    "template_name",
+    "template_version",
+    "error_type",
+    "cost_usd",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "latency_ms",
+]
 
 
 def upgrade() -> None:

@@ -1,0 +1,4 @@
+"""Command line: `python -m lib.cli <command> ...`.
+
+May import every other package except lib.ui.
+"""
