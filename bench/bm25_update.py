@@ -73,7 +73,9 @@ def main() -> None:
                 if path == "scratch":
                     retriever = Retriever(services.engine, services.client, model)
                     retriever.store(col.chroma_name)  # opening the store is not part of the rebuild
-                seconds, _ = timed(lambda: retriever.search("bench", f"{word} review", hybrid, query_vector=qvec))
+                seconds, _ = timed(
+                    lambda r=retriever, w=word: r.search("bench", f"{w} review", hybrid, query_vector=qvec)
+                )
                 (incremental if path == "incremental" else scratch).append(seconds)
                 top = retriever.search("bench", f"{word} review", RetrievalSettings(k=1, mode="bm25"))[0]
                 assert top.document == f"note-{word}.txt", (path, top.document)

@@ -21,9 +21,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from fake_openai import FakeOpenAI, Reply
 from langchain_openai import ChatOpenAI
 
-from lib.core.db import make_engine, migrate
 from lib.core.settings import load_settings
-from lib.gateway.client import CallContext, Gateway
+from lib.gateway.client import CallContext
+from lib.services import Services
 
 MESSAGES = [("system", "You are terse."), ("user", "Say something about benchmarks, please.")]
 ANSWER = "Benchmarks compare like with like, in the same run, on the same machine, many times over."
@@ -45,9 +45,8 @@ def main() -> None:
             "openai": {"kind": "openai", "base_url": server.base_url, "api_key": "bench-key", "models": ["gpt-4o-mini"]}
         }
         settings = load_settings(env={"WORKBENCH_DATA_DIR": tmp, "WORKBENCH_PROVIDERS": json.dumps(providers)})
-        engine = make_engine(settings.database_url)  # a real SQLite file in WAL mode, as in production
-        migrate(engine)
-        gw = Gateway(settings, engine)
+        services = Services(settings)  # a real SQLite file in WAL mode, as in production
+        engine, gw = services.engine, services.gateway
         bare = ChatOpenAI(
             model="gpt-4o-mini",
             base_url=server.base_url,

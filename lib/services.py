@@ -1,35 +1,37 @@
-"""Plain (non-Streamlit) construction of the shared services, for the command line and scripts."""
+"""The composition root: every shared object (engine, gateway, Chroma client, embeddings, indexer, retriever,
+template store) is built here, one way, from one Settings.
+
+The command line, the benchmarks and lib.ui all take their objects from `Services`; lib.ui only adds
+Streamlit's caches around it. Each object is built on first use, so a command that only needs the database
+never loads the embedding model. Imports every capability package below lib.ui and lib.cli.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
+from langchain_core.embeddings import Embeddings
 from sqlalchemy import Engine
 
 from lib.core.db import make_engine, migrate
 from lib.core.settings import Settings
-from lib.documents.embeddings import LOCAL_MODEL, CachedEmbeddings, LazyEmbeddings
+from lib.documents.embeddings import LOCAL_MODEL, CachedEmbeddings, LazyEmbeddings, make_local_embeddings
 from lib.documents.indexing import ChunkingSettings, Indexer
 from lib.documents.retrieval import RetrievalSettings, Retriever
 from lib.documents.vectorstore import make_chroma_client
+from lib.gateway.client import Gateway, GatewayEmbeddings, default_model_factory
+from lib.prompts.store import TemplateStore, ensure_builtin_templates
 
 
-@dataclass
-class Services:
-    """Engine, Chroma client, embeddings, indexer and retriever built from one Settings."""
-
-    settings: Settings
-    engine: Engine
-    client: Any
-    embeddings: CachedEmbeddings
-    indexer: Indexer
-    retriever: Retriever
-
-    def retrieval(self, k: int | None = None, mode: str | None = None) -> RetrievalSettings:
-        """Retrieval settings from the app settings, optionally overridden."""
-        s = self.settings
-        return RetrievalSettings(k=k or s.top_k, mode=mode or s.search_mode, vector_weight=s.hybrid_weight)
+def open_engine(url: str) -> Engine:
+    """An engine on `url`, migrated to the newest schema, with the built-in prompts stored (idempotent)."""
+    engine = make_engine(url)
+    migrate(engine)
+    ensure_builtin_templates(engine)  # the prompts the app runs: v1, labelled production
+    return engine
 
 
 def chunking_from(settings: Settings) -> ChunkingSettings:
@@ -39,26 +41,99 @@ def chunking_from(settings: Settings) -> ChunkingSettings:
     )
 
 
-def document_embeddings(
-    settings: Settings, engine: Engine, local: Any | None = None, gateway: Any | None = None
-) -> CachedEmbeddings:
-    """The configured embedding model (local MiniLM, or a provider's through the gateway) behind the cache."""
-    model = settings.embedding_model
-    if model == LOCAL_MODEL:
-        inner = local or LazyEmbeddings()
-    else:
-        from lib.gateway.client import Gateway, GatewayEmbeddings
-
-        inner = GatewayEmbeddings(gateway or Gateway(settings, engine), model)
-    return CachedEmbeddings(inner, model, settings.data_dir / "cache" / "embeddings.sqlite")
+def retrieval_from(settings: Settings, k: int | None = None, mode: str | None = None) -> RetrievalSettings:
+    """Retrieval settings from the app settings, optionally overridden."""
+    return RetrievalSettings(
+        k=k or settings.top_k, mode=mode or settings.search_mode, vector_weight=settings.hybrid_weight
+    )
 
 
-def build_services(settings: Settings, embeddings: Any | None = None) -> Services:
-    """Everything the document features need, migrated and ready (`embeddings`: a local model to reuse)."""
-    engine = make_engine(settings.database_url)
-    migrate(engine)
-    client = make_chroma_client(settings)
-    cached = document_embeddings(settings, engine, embeddings)
-    model = settings.embedding_model
-    indexer = Indexer(engine, client, cached, settings.data_dir / "originals", chunking_from(settings), model)
-    return Services(settings, engine, client, cached, indexer, Retriever(engine, client, cached, model))
+class Services:
+    """The workbench's shared objects for one Settings, each built on first use and then reused.
+
+    Pass `engine`, `chroma` or `local_embeddings` to share ones built elsewhere (lib.ui shares one engine per
+    database URL and one embedding model per process); anything not passed is built from the settings.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        chroma: Any | None = None,
+        local_embeddings: Embeddings | Callable[[], Embeddings] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._lock = threading.RLock()  # two sessions' first use builds one object, not two
+        self._given: dict[str, Any] = {"engine": engine, "client": chroma}
+        if isinstance(local_embeddings, Embeddings):
+            self._local: Embeddings = local_embeddings
+        else:  # loaded on first use, so work that embeds nothing never pays for it
+            self._local = LazyEmbeddings(local_embeddings or make_local_embeddings)
+
+    def _build(self, name: str, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            if self._given.get(name) is None:
+                self._given[name] = make()
+            return self._given[name]
+
+    @property
+    def engine(self) -> Engine:
+        """The migrated database engine."""
+        return self._build("engine", lambda: open_engine(self.settings.database_url))
+
+    @property
+    def client(self) -> Any:
+        """The Chroma client: embedded in the data dir, or a server via CHROMA_HOST."""
+        return self._build("client", lambda: make_chroma_client(self.settings))
+
+    def local_embeddings(self) -> Embeddings:
+        """The bundled MiniLM model (loaded on first call; the offline answerer uses it too)."""
+        return self._local.model() if isinstance(self._local, LazyEmbeddings) else self._local
+
+    @cached_property
+    def gateway(self) -> Gateway:
+        """The gateway every model call goes through (its circuit breakers are shared by all its users)."""
+        with self._lock:
+            return Gateway(self.settings, self.engine, model_factory=default_model_factory(self.local_embeddings))
+
+    @cached_property
+    def embeddings(self) -> CachedEmbeddings:
+        """The configured embedding model (local MiniLM, or a provider's through the gateway) behind the cache."""
+        with self._lock:
+            model = self.settings.embedding_model
+            inner: Embeddings
+            if model == LOCAL_MODEL:
+                inner = self._local
+            else:
+                inner = GatewayEmbeddings(self.gateway, model)
+            return CachedEmbeddings(inner, model, self.settings.data_dir / "cache" / "embeddings.sqlite")
+
+    @cached_property
+    def indexer(self) -> Indexer:
+        """Parses, splits, embeds and stores documents, swapping versions safely."""
+        with self._lock:
+            s = self.settings
+            return Indexer(
+                self.engine, self.client, self.embeddings, s.data_dir / "originals", chunking_from(s), s.embedding_model
+            )
+
+    @cached_property
+    def retriever(self) -> Retriever:
+        """Vector, BM25 and hybrid search over a collection (holds the BM25 indexes)."""
+        with self._lock:
+            return Retriever(self.engine, self.client, self.embeddings, self.settings.embedding_model)
+
+    @cached_property
+    def templates(self) -> TemplateStore:
+        """The prompt template store."""
+        return TemplateStore(self.engine)
+
+    def retrieval(self, k: int | None = None, mode: str | None = None) -> RetrievalSettings:
+        """Retrieval settings from the app settings, optionally overridden."""
+        return retrieval_from(self.settings, k, mode)
+
+
+def build_services(settings: Settings, embeddings: Embeddings | None = None) -> Services:
+    """The shared objects for `settings` (`embeddings`: a local model already loaded, to reuse)."""
+    return Services(settings, local_embeddings=embeddings)

@@ -50,7 +50,7 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
 def running_app(env: dict[str, str], timeout: float = 120, port: int | None = None, args: tuple[str, ...] = ()):
     """`streamlit run app.py` on a free port (or `port`) with `env` and extra `args`; yields the base URL."""
     port = port or free_port()
-    log = open(env["WORKBENCH_DATA_DIR"] + ".streamlit.log", "w")
+    log = open(env["WORKBENCH_DATA_DIR"] + ".streamlit.log", "w")  # noqa: SIM115 - the server writes it until it stops
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -83,7 +83,7 @@ def running_app(env: dict[str, str], timeout: float = 120, port: int | None = No
                         break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the app did not start; see " + log.name)
+                    raise RuntimeError("the app did not start; see " + log.name) from None
                 time.sleep(0.2)  # waiting for a server to come up, not pacing a test
         yield url
     finally:

@@ -231,7 +231,7 @@ def chroma_server():
         give_up(f"{chroma} is missing (chromadb's server comes with requirements.txt)")
     root = Path(tempfile.mkdtemp(prefix="wb-chroma-"))
     port = _free_port()
-    log = open(root / "chroma.log", "w")
+    log = open(root / "chroma.log", "w")  # noqa: SIM115 - the server writes it until it stops
     env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
     proc = subprocess.Popen(
         [str(chroma), "run", "--path", str(root / "data"), "--host", "127.0.0.1", "--port", str(port)],

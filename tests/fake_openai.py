@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import hashlib
 import json
 import math
@@ -35,7 +36,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Union
+from typing import Any
 
 __all__ = [
     "MODELS",
@@ -102,7 +103,7 @@ class Hang:
     seconds: float
 
 
-Behaviour = Union[Reply, Status, ContextTooLong, Drop, Malformed, Hang]
+Behaviour = Reply | Status | ContextTooLong | Drop | Malformed | Hang
 
 # code -> (error type, error code, message)
 _ERRORS: dict[int, tuple[str, str | None, str]] = {
@@ -302,10 +303,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _drop(self) -> None:
         """Abruptly close the connection."""
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.connection.close()
 
     # ---- routing -------------------------------------------------------------------------------

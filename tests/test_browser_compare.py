@@ -83,7 +83,7 @@ def test_an_author_runs_two_variants_side_by_side_sees_them_stream_and_votes(app
         ]
         shown = answers.all_inner_texts()
         assert len(shown) == 2
-        for side, call in calls.items():  # each column shows its call's tokens, cost and latency
+        for call in calls.values():  # each column shows its call's tokens, cost and latency
             numbers = f"{call.prompt_tokens + call.completion_tokens} tokens · ${call.cost_usd:.5f} · "
             assert call.cost_usd > 0 and any(numbers in text and text.endswith(" ms") for text in shown), (
                 numbers,

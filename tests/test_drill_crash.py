@@ -59,7 +59,7 @@ def assert_no_orphans(engine, client, embeddings, collection) -> None:
     with Session(engine) as s:
         docs = {d.id: d for d in s.scalars(select(Document).where(Document.collection_id == collection.id))}
     counts = chunks_by_version(client, embeddings, collection.chroma_name)
-    assert {k: v for k, v in counts.items()} == {(d.id, d.version): d.chunks for d in docs.values() if d.version}
+    assert dict(counts.items()) == {(d.id, d.version): d.chunks for d in docs.values() if d.version}
 
 
 def wait_for_progress(engine, proc: subprocess.Popen, previous_job: int) -> tuple[int, dict]:
@@ -161,7 +161,7 @@ def test_a_crash_while_indexing_keeps_the_old_version_leaves_no_orphans_and_the_
         hit = retriever.search("Drill", "When does the office open?", RetrievalSettings(k=1))[0]
         assert "7:30" in hit.text
     finally:
-        for cached in (ui_resources._indexer, ui_resources._retriever, ui_resources._chroma):
+        for cached in (ui_resources._services, ui_resources._chroma, ui_resources._engine):
             cached.clear()
         engine.dispose()
     print(f"drill ({any_chroma}) took {time.perf_counter() - started:.1f} s")

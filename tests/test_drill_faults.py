@@ -135,7 +135,7 @@ def test_a_mixture_of_faults_ends_in_answers_or_typed_errors_with_one_matching_r
         elif kind == "slow-ok":
             plan, expect = [Reply(ANSWER, delay=TIMEOUT_S / 3, chunk_delay=0.01)], None
         else:
-            behaviour, retried_streaming, retried_invoke, error, words = FAULTS[kind]
+            behaviour, retried_streaming, retried_invoke, error, _words = FAULTS[kind]
             retried = retried_streaming if streaming else retried_invoke
             if not retried:
                 plan, expect = [behaviour], error
@@ -247,7 +247,6 @@ def test_the_breaker_opens_refuses_fast_half_opens_after_the_cooldown_and_closes
         WORKBENCH_BREAKER_THRESHOLD="3",
         WORKBENCH_BREAKER_COOLDOWN_S=str(cooldown),
     )
-    question = [("user", "What is two plus two?")]
     log: list[tuple[str, str]] = []  # (phase, outcome)
 
     def call(phase: str, streaming: bool = False) -> GatewayError | None:

@@ -392,7 +392,7 @@ COLUMNS = st.sampled_from([["question"], ["question", "context"], ["context", "q
 def csv_bytes(columns: list[str]):
     """CSV bytes for a test set of `columns`: mostly well formed, else with the faults people make."""
     header = mostly(
-        st.permutations(columns + ["expected"]).flatmap(
+        st.permutations([*columns, "expected"]).flatmap(
             lambda h: st.sampled_from([h, [c for c in h if c != "expected"]])
         ),
         st.lists(

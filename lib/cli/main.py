@@ -40,7 +40,7 @@ def _demo_usage_options(p: argparse.ArgumentParser) -> None:
 @command("demo-usage", _demo_usage_options)
 def demo_usage(args: argparse.Namespace) -> int:
     """Write synthetic calls into a separate, marked demo data dir so the Usage page can be seen full."""
-    from lib.core.db import make_engine, migrate
+    from lib.services import open_engine
     from lib.usage.demo import DemoDirError, prepare_demo_dir, write_demo_calls
 
     if args.days < 1 or args.calls < 1:
@@ -57,8 +57,7 @@ def demo_usage(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    engine = make_engine(f"sqlite:///{path / 'workbench.db'}")
-    migrate(engine)
+    engine = open_engine(f"sqlite:///{path / 'workbench.db'}")
     t0 = time.perf_counter()
     n = write_demo_calls(engine, args.calls, args.days, seed=args.seed)
     engine.dispose()

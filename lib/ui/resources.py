@@ -8,13 +8,18 @@ import os
 from typing import Any
 
 import streamlit as st
+from langchain_core.embeddings import Embeddings
 from sqlalchemy import Engine
 
-from lib.core.db import make_engine, migrate
 from lib.core.identity import Identity, local_identity, not_allowed_message, signed_in_identity
 from lib.core.settings import Settings, load_settings
-from lib.gateway.client import Gateway, default_model_factory
-from lib.prompts.store import ensure_builtin_templates
+from lib.documents.embeddings import CachedEmbeddings, make_local_embeddings
+from lib.documents.indexing import Indexer, purge_orphan_chunks
+from lib.documents.jobs import recover_interrupted_jobs
+from lib.documents.retrieval import RetrievalSettings, Retriever
+from lib.documents.vectorstore import make_chroma_client
+from lib.gateway.client import Gateway
+from lib.services import Services, open_engine, retrieval_from
 
 
 def _secrets() -> dict[str, Any]:
@@ -37,10 +42,7 @@ def settings_key(settings: Settings) -> str:
 
 @st.cache_resource(show_spinner=False)
 def _engine(url: str) -> Engine:
-    engine = make_engine(url)
-    migrate(engine)
-    ensure_builtin_templates(engine)  # the prompts the app runs: v1, labelled production
-    return engine
+    return open_engine(url)
 
 
 def get_engine(settings: Settings) -> Engine:
@@ -49,21 +51,9 @@ def get_engine(settings: Settings) -> Engine:
 
 
 @st.cache_resource(show_spinner="Loading the local embedding model…")
-def get_embeddings():
+def get_embeddings() -> Embeddings:
     """The local MiniLM embedding model, loaded once per process."""
-    from lib.documents.embeddings import make_local_embeddings
-
     return make_local_embeddings()
-
-
-@st.cache_resource(show_spinner=False)
-def _gateway(_settings: Settings, key: str) -> Gateway:
-    return Gateway(_settings, get_engine(_settings), model_factory=default_model_factory(get_embeddings))
-
-
-def get_gateway(settings: Settings) -> Gateway:
-    """The process-wide gateway (its circuit breakers are shared by every session)."""
-    return _gateway(settings, settings_key(settings))
 
 
 def auth_enabled() -> bool:
@@ -120,69 +110,54 @@ def require_page(page: str) -> Identity:
 
 
 @st.cache_resource(show_spinner=False)
-def _chroma(location: str, _settings: Settings):
-    from lib.documents.vectorstore import make_chroma_client
-
+def _chroma(location: str, _settings: Settings) -> Any:
     return make_chroma_client(_settings)
 
 
-def get_chroma(settings: Settings):
+def get_chroma(settings: Settings) -> Any:
     """One Chroma client per location per process (Chroma wants one PersistentClient per path)."""
     where = f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else str(settings.chroma_path)
     return _chroma(where, settings)
 
 
 @st.cache_resource(show_spinner=False)
-def _cached_embeddings(key: str, _settings: Settings):
-    from lib.documents.embeddings import LazyEmbeddings
-    from lib.services import document_embeddings
+def _services(key: str, _settings: Settings) -> Services:
+    services = Services(
+        _settings, engine=get_engine(_settings), chroma=get_chroma(_settings), local_embeddings=get_embeddings
+    )
+    if recover_interrupted_jobs(services.engine):  # jobs a previous process left unfinished, once per process
+        purge_orphan_chunks(services.engine, services.client, services.embeddings)
+    return services
 
-    return document_embeddings(_settings, get_engine(_settings), LazyEmbeddings(get_embeddings), get_gateway(_settings))
+
+def get_services(settings: Settings) -> Services:
+    """The process-wide shared objects for these settings (lib.services builds them; this only caches)."""
+    return _services(settings_key(settings), settings)
 
 
-def get_document_embeddings(settings: Settings):
+def get_gateway(settings: Settings) -> Gateway:
+    """The process-wide gateway (its circuit breakers are shared by every session)."""
+    return get_services(settings).gateway
+
+
+def get_document_embeddings(settings: Settings) -> CachedEmbeddings:
     """The configured embedding model behind the persistent embedding cache in the data dir."""
-    return _cached_embeddings(settings_key(settings), settings)
+    return get_services(settings).embeddings
 
 
-@st.cache_resource(show_spinner=False)
-def _indexer(key: str, _settings: Settings):
-    from lib.documents.indexing import Indexer, purge_orphan_chunks
-    from lib.documents.jobs import recover_interrupted_jobs
-    from lib.services import chunking_from
-
-    engine, client, emb = get_engine(_settings), get_chroma(_settings), get_document_embeddings(_settings)
-    if recover_interrupted_jobs(engine):
-        purge_orphan_chunks(engine, client, emb)
-    return Indexer(
-        engine, client, emb, _settings.data_dir / "originals", chunking_from(_settings), _settings.embedding_model
-    )
+def get_indexer(settings: Settings) -> Indexer:
+    """The process-wide indexer."""
+    return get_services(settings).indexer
 
 
-def get_indexer(settings: Settings):
-    """The process-wide indexer (recovers jobs a previous process left unfinished, once)."""
-    return _indexer(settings_key(settings), settings)
-
-
-@st.cache_resource(show_spinner=False)
-def _retriever(key: str, _settings: Settings):
-    from lib.documents.retrieval import Retriever
-
-    return Retriever(
-        get_engine(_settings), get_chroma(_settings), get_document_embeddings(_settings), _settings.embedding_model
-    )
-
-
-def get_retriever(settings: Settings):
+def get_retriever(settings: Settings) -> Retriever:
     """The process-wide retriever (holds the BM25 indexes)."""
-    return _retriever(settings_key(settings), settings)
+    return get_services(settings).retriever
 
 
-def retrieval_settings(settings: Settings):
+def retrieval_settings(settings: Settings) -> RetrievalSettings:
     """Retrieval settings from the app settings."""
-    from lib.documents.retrieval import RetrievalSettings
-
-    return RetrievalSettings(k=settings.top_k, mode=settings.search_mode, vector_weight=settings.hybrid_weight)
+    return retrieval_from(settings)
 
 
 # Usage dashboard queries that may be cached (name -> lib.usage.queries function taking engine, filter, *args).

@@ -38,7 +38,7 @@ def group4(s: str) -> str:
 names = ["Ada", "Bob", "Chen", "Dana", "Emeka", "Fatima", "Gustav", "Hana", "Ivan", "Julia"]
 domains = ["example.com", "acme.co.uk", "mail.example.org", "uni-bonn.de", "corp.internal.io"]
 out = []
-for i in range(30):
+for _i in range(30):
     e = f"{rng.choice(names).lower()}{rng.choice(['', '.', '_'])}{rng.choice(['smith', 'lee', 'k', 'ops'])}{rng.randint(1, 99)}@{rng.choice(domains)}"
     out.append(
         {
@@ -53,7 +53,7 @@ for i in range(30):
             "pii": [[e, "EMAIL"]],
         }
     )
-for i in range(30):
+for _i in range(30):
     fmt = rng.choice(["+44 20 {} {}", "+1 {}-{}", "({}) {}", "+49 30 {} {}", "020 {} {}", "+33 1 {} {}"])
     a, b = rng.randint(100, 9999), rng.randint(1000, 9999)
     if fmt == "+1 {}-{}":
@@ -72,7 +72,7 @@ for i in range(30):
             "pii": [[p, "PHONE"]],
         }
     )
-for i in range(30):
+for _i in range(30):
     c = luhn_complete(rng.choice(["4", "51", "37", "6011"]), rng.choice([16, 16, 15]))
     shown = rng.choice([c, group4(c), "-".join(c[j : j + 4] for j in range(0, len(c), 4))])
     out.append(
@@ -83,7 +83,7 @@ for i in range(30):
             "pii": [[shown, "CARD"]],
         }
     )
-for i in range(25):
+for _i in range(25):
     v = iban(rng.choice(["DE", "GB", "FR", "NL", "ES"]), rng.choice([22, 22, 27, 18, 24]))
     shown = rng.choice([v, group4(v)])
     out.append(
@@ -94,7 +94,7 @@ for i in range(25):
             "pii": [[shown, "IBAN"]],
         }
     )
-for i in range(25):
+for _i in range(25):
     s = f"{rng.randint(100, 665):03d}-{rng.randint(10, 99)}-{rng.randint(1000, 9999)}"
     out.append(
         {
@@ -102,7 +102,7 @@ for i in range(25):
             "pii": [[s, "SSN"]],
         }
     )
-for i in range(25):
+for _i in range(25):
     ip = rng.choice(
         [
             f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
@@ -118,7 +118,7 @@ for i in range(25):
         }
     )
 alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-for i in range(25):
+for _i in range(25):
     k = rng.choice(
         [
             "sk-" + "".join(rng.choice(alnum) for _ in range(40)),
@@ -189,7 +189,7 @@ words = [
     "office",
     "schedule",
 ]
-for i in range(60):
+for _i in range(60):
     n = rng.randint(1, 4)
     kind = rng.choice(["date", "order", "version", "price", "plain"])
     val = {
