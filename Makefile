@@ -5,13 +5,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test bench system-deps clean-data
+.PHONY: run test lint bench system-deps clean-data
 
+# Runtime pins only: what `make run` needs.
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
 	touch $(STAMP)
+
+# Test and lint tools on top (pytest, hypothesis, playwright, the OIDC mock, ruff, mypy, import-linter).
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
+	touch $(DEV_STAMP)
 
 run: $(STAMP)
 	$(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true
@@ -27,7 +34,14 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-test: $(STAMP) system-deps
+# Lint, format, types and the layer contract; any violation fails `make test`.
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+test: $(DEV_STAMP) system-deps lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
