@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 from collections.abc import Mapping
@@ -70,6 +71,7 @@ class Settings:
     redact_external: bool = True  # replace personal data before prompts go to external providers
     role_map: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # email or @domain -> roles
     embedding_model: str = "local/all-MiniLM-L6-v2"  # or provider/model of an OpenAI-compatible endpoint
+    local_user: str = "local"  # the one user while sign-in is off (WORKBENCH_USER, else the OS user)
 
     def provider(self, name: str) -> ProviderConfig:
         """The provider called `name`, or ConfigError."""
@@ -225,6 +227,7 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, An
                 get("WORKBENCH_ROLES", "{}"), "WORKBENCH_ROLES", lambda v: tuple([v] if isinstance(v, str) else v)
             ),
             embedding_model=str(get("WORKBENCH_EMBEDDING_MODEL", "local/all-MiniLM-L6-v2")),
+            local_user=str(get("WORKBENCH_USER") or getpass.getuser()),
         )
     except ValueError as exc:
         raise ConfigError(f"A numeric setting is malformed: {exc}") from exc

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import getpass
 import hashlib
-import os
 from typing import Any
 
 import streamlit as st
@@ -67,7 +65,7 @@ def current_identity() -> Identity:
         if st.user.is_logged_in:
             return signed_in_identity(st.user.to_dict(), get_settings().role_map)
         return Identity(name="not signed in", email=None, roles=frozenset(), signed_in=False)
-    return local_identity(os.environ.get("WORKBENCH_USER") or getpass.getuser())
+    return local_identity(get_settings().local_user)
 
 
 def current_user() -> str:
