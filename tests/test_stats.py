@@ -34,9 +34,15 @@ def test_the_sign_test_of_9_wins_to_1_is_0_0215():
     assert sign_test_p(9, 1) == pytest.approx(22 / 1024)
 
 
-def test_the_mean_interval_uses_the_sample_standard_deviation():
+def test_the_mean_interval_uses_the_sample_standard_deviation_and_the_t_quantile():
     ci = mean_interval([2, 4, 4, 4, 5, 5, 7, 9])
     assert ci.value == 5
-    half = 1.959963984540054 * 2.138089935299395 / 8**0.5
+    half = 2.364624251592785 * 2.138089935299395 / 8**0.5  # t(0.975, 7 df) * s / sqrt(n)
     assert (ci.low, ci.high) == (pytest.approx(5 - half), pytest.approx(5 + half))
     assert mean_interval([]).value is None and mean_interval([3.0]).low == 3.0
+
+
+def test_the_mean_interval_of_five_cases_is_as_wide_as_the_t_table_says():
+    # mean 3, s = sqrt(2.5), t(0.975, 4 df) = 2.7764 from the table: half-width 2.7764 * 1.5811 / 2.2361 = 1.9632
+    ci = mean_interval([1, 2, 3, 4, 5])
+    assert (ci.low, ci.high) == (pytest.approx(1.0368, abs=1e-4), pytest.approx(4.9632, abs=1e-4))
