@@ -70,12 +70,6 @@ def stop_experiment(engine: Engine, experiment_id: str) -> None:
         exp.status, exp.stopped_at = "stopped", exp.stopped_at or utcnow()
 
 
-def list_experiments(engine: Engine) -> list[Experiment]:
-    """Every experiment, newest first."""
-    with Session(engine, expire_on_commit=False) as s:
-        return list(s.scalars(select(Experiment).order_by(Experiment.created_at.desc())))
-
-
 @dataclass
 class LiveVariant:
     """One side of a live experiment, from the call log and the 👍/👎 on its answers."""
