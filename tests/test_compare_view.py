@@ -1,6 +1,6 @@
 """What the Compare page shows and what its boxes mean, checked without Streamlit."""
 
-from lib.compare.runs import VERDICTS, Checks, Outcome, RunProgress, Variant
+from lib.compare.runs import VERDICTS, Checks, RunProgress, Variant, VariantAnswer
 from lib.compare.test_sets import Case
 from lib.core.tables import Experiment
 from lib.ui.compare_view import (
@@ -79,13 +79,13 @@ def test_the_experiment_caption_names_both_versions_and_bs_share():
 
 
 def test_follow_pair_accumulates_each_sides_text_and_adds_numbers_when_it_finishes():
-    done = Outcome(text="Hi there", tokens=5, cost_usd=None, latency_ms=12.4)
+    done = VariantAnswer(text="Hi there", tokens=5, cost_usd=None, latency_ms=12.4)
     last: dict = {}
     shown = list(follow_pair([("A", "Hi", None), ("B", "Yo", None), ("A", " there", done)], last))
     assert shown[:2] == [("A", "Hi"), ("B", "Yo")]
     assert shown[2] == ("A", "Hi there\n\n`5 tokens · unpriced · 12 ms`")
     assert (last["A"], last["B"], last["shown"]["B"]) == ("Hi there", "Yo", "Yo")
-    assert side_markdown("x", Outcome(error="boom")).startswith("x\n\n:red[boom]\n\n")
+    assert side_markdown("x", VariantAnswer(error="boom")).startswith("x\n\n:red[boom]\n\n")
 
 
 def test_rows_table_shows_an_error_in_place_of_the_answer():

@@ -82,7 +82,7 @@ class Checks:
 
 
 @dataclass
-class Outcome:
+class VariantAnswer:
     """What one variant answered to one input."""
 
     text: str = ""
@@ -105,7 +105,7 @@ class RunProgress:
     cancelled: bool = False
 
 
-def check_answer(outcome: Outcome, expected: str | None, checks: Checks, has_schema: bool) -> dict[str, bool]:
+def check_answer(outcome: VariantAnswer, expected: str | None, checks: Checks, has_schema: bool) -> dict[str, bool]:
     """Pass/fail of each applicable check for one answer."""
     text, answered = outcome.text, outcome.status != "error"
     out: dict[str, bool] = {}
@@ -123,14 +123,14 @@ def check_answer(outcome: Outcome, expected: str | None, checks: Checks, has_sch
 
 def run_variant(
     gateway: Gateway, template: Template, values: dict[str, Any], variant: Variant, ctx: CallContext
-) -> Outcome:
-    """Run one variant on one input; failures come back as an Outcome with status error, never raised."""
+) -> VariantAnswer:
+    """Run one variant on one input; failures come back as a VariantAnswer with status error, never raised."""
     try:
         run = run_template(gateway, template, values, ctx, variant.version, variant.model)
     except (GatewayError, TemplateError) as exc:
-        return Outcome(status="error", error=str(exc), request_id=getattr(exc, "request_id", None))
+        return VariantAnswer(status="error", error=str(exc), request_id=getattr(exc, "request_id", None))
     r = run.result
-    return Outcome(
+    return VariantAnswer(
         r.text,
         "ok" if run.valid else "invalid",
         run.problem,
@@ -147,7 +147,7 @@ def stream_pair(
     variants: dict[str, Variant],
     values: dict[str, Any],
     user: str | None,
-) -> Iterator[tuple[str, str | None, Outcome | None]]:
+) -> Iterator[tuple[str, str | None, VariantAnswer | None]]:
     """Run A and B at once; yields (side, text piece, None) as text arrives, then (side, None, outcome)."""
     events: queue.Queue = queue.Queue()
 
@@ -167,11 +167,11 @@ def stream_pair(
                 for piece in stream:
                     events.put((side, piece, None))
                 r = stream.result
-                outcome = Outcome(
+                outcome = VariantAnswer(
                     r.text, "ok", None, r.request_id, r.prompt_tokens + r.completion_tokens, r.cost_usd, r.latency_ms
                 )
         except (GatewayError, TemplateError) as exc:
-            outcome = Outcome(status="error", error=str(exc), request_id=getattr(exc, "request_id", None))
+            outcome = VariantAnswer(status="error", error=str(exc), request_id=getattr(exc, "request_id", None))
         events.put((side, None, outcome))
 
     threads = [threading.Thread(target=work, args=(side,), daemon=True) for side in ("A", "B")]
@@ -234,7 +234,7 @@ def execute_run(
     tasks = [(case, side) for case in cases for side in ("A", "B") if (case.id, side) not in done]
     state = RunProgress(total=len(tasks))
 
-    def one(case: Case, side: str) -> Outcome:
+    def one(case: Case, side: str) -> VariantAnswer:
         ctx = CallContext(
             feature=RUN_FEATURE,
             user=user,
@@ -320,7 +320,7 @@ def execute_run(
     return state
 
 
-def _store_results(engine: Engine, run_id: int, batch: list[tuple[Case, str, Outcome]]) -> None:
+def _store_results(engine: Engine, run_id: int, batch: list[tuple[Case, str, VariantAnswer]]) -> None:
     """Insert answers in one transaction (one executemany: no ORM unit of work per row)."""
     with engine.begin() as conn:
         conn.execute(

@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from lib.compare.runs import Checks, Outcome, RunProgress, Variant
+from lib.compare.runs import Checks, RunProgress, Variant, VariantAnswer
 from lib.compare.test_sets import EXPECTED, Case
 from lib.core.tables import Experiment
 
 
-def outcome_line(outcome: Outcome) -> str:
+def outcome_line(outcome: VariantAnswer) -> str:
     """Tokens, cost and latency of one side; an unpriced model says so instead of showing $0."""
     cost = "unpriced" if outcome.cost_usd is None else f"${outcome.cost_usd:.5f}"
     return f"`{outcome.tokens} tokens · {cost} · {outcome.latency_ms or 0:.0f} ms`"
 
 
-def side_markdown(text: str, outcome: Outcome | None) -> str:
+def side_markdown(text: str, outcome: VariantAnswer | None) -> str:
     """One side's answer so far; once it has finished, with its error (if any) and its numbers."""
     if outcome is None:
         return text
@@ -24,7 +24,7 @@ def side_markdown(text: str, outcome: Outcome | None) -> str:
 
 
 def follow_pair(
-    events: Iterable[tuple[str, str | None, Outcome | None]], last: dict[str, Any]
+    events: Iterable[tuple[str, str | None, VariantAnswer | None]], last: dict[str, Any]
 ) -> Iterator[tuple[str, str]]:
     """(side, its markdown so far) for each event of `stream_pair`; texts and markdown are kept in `last`."""
     for side, piece, outcome in events:

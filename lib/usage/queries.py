@@ -17,9 +17,9 @@ from sqlalchemy.sql import Select
 from lib.core.tables import Feedback
 from lib.gateway.pricing import Price
 from lib.usage.sql import (
+    CALL_COLS,
+    CALLS,
     RAW,
-    C,
-    T,
     UsageFilter,
     bucket,
     group_key,
@@ -30,7 +30,11 @@ from lib.usage.sql import (
     sqlite_percentiles,
     where,
 )
-from lib.usage.sql import PRESETS, date_range, preset_range  # noqa: F401 - the dashboard's filter, re-exported
+
+# the dashboard's period choices, re-exported (`X as X` marks a re-export)
+from lib.usage.sql import PRESETS as PRESETS
+from lib.usage.sql import date_range as date_range
+from lib.usage.sql import preset_range as preset_range
 
 BREAKDOWNS = {
     "user": ("user",),
@@ -69,8 +73,8 @@ def _to_local(series: pd.Series, tz: str) -> pd.Series:
 
 def cache_savings(engine: Engine, f: UsageFilter) -> dict[str, float | int]:
     """Calls the response cache answered in the period, and what they would have cost."""
-    stmt = select(func.count().label("hits"), func.coalesce(func.sum(C.saved_usd), 0.0).label("saved")).where(
-        where(f, RAW), C.status == "cached"
+    stmt = select(func.count().label("hits"), func.coalesce(func.sum(CALL_COLS.saved_usd), 0.0).label("saved")).where(
+        where(f, RAW), CALL_COLS.status == "cached"
     )
     with engine.connect() as conn:
         row = conn.execute(stmt).mappings().one()
@@ -154,8 +158,11 @@ def latency_over_time(engine: Engine, f: UsageFilter) -> pd.DataFrame:
 
 def _pg_percentiles(engine: Engine, f: UsageFilter, by_bucket: bool) -> pd.DataFrame:
     b = bucket(engine, f).label("bucket")
-    cols = [func.percentile_disc(p).within_group(C.latency_ms).label(n) for p, n in ((0.5, "p50_ms"), (0.95, "p95_ms"))]
-    stmt = select(*([b] if by_bucket else []), *cols).where(where(f), C.latency_ms.is_not(None))
+    cols = [
+        func.percentile_disc(p).within_group(CALL_COLS.latency_ms).label(n)
+        for p, n in ((0.5, "p50_ms"), (0.95, "p95_ms"))
+    ]
+    stmt = select(*([b] if by_bucket else []), *cols).where(where(f), CALL_COLS.latency_ms.is_not(None))
     return _frame(engine, stmt.group_by(b).order_by(b) if by_bucket else stmt)
 
 
@@ -242,7 +249,7 @@ def breakdown(engine: Engine, f: UsageFilter, by: str) -> pd.DataFrame:
 
 def top_calls(engine: Engine, f: UsageFilter, limit: int = 20) -> pd.DataFrame:
     """The most expensive priced calls of the period, most expensive first."""
-    cond = and_(where(f), C.cost_usd.is_not(None))
+    cond = and_(where(f), CALL_COLS.cost_usd.is_not(None))
     if engine.dialect.name == "sqlite" and is_bare(f):
         # Walk ix_llm_calls_cost from the most expensive down and stop at `limit` rows in range,
         # instead of sorting the whole range (SQLite picks the latter unless told).
@@ -252,25 +259,25 @@ def top_calls(engine: Engine, f: UsageFilter, limit: int = 20) -> pd.DataFrame:
         ).bindparams(bindparam("lo", type_=DateTime()), bindparam("hi", type_=DateTime()))
         with engine.connect() as conn:
             ids = conn.execute(walk, {"lo": f.start.astimezone(UTC), "hi": f.end.astimezone(UTC), "n": limit}).scalars()
-            cond = C.id.in_(list(ids))
+            cond = CALL_COLS.id.in_(list(ids))
     stmt = (
         select(
-            C.id,
-            C.created_at,
-            C.user,
-            C.feature,
-            C.model,
-            C.template_name,
-            C.template_version,
-            C.prompt_tokens,
-            C.completion_tokens,
-            C.cached_tokens,
-            C.cost_usd,
-            C.latency_ms,
-            C.status,
+            CALL_COLS.id,
+            CALL_COLS.created_at,
+            CALL_COLS.user,
+            CALL_COLS.feature,
+            CALL_COLS.model,
+            CALL_COLS.template_name,
+            CALL_COLS.template_version,
+            CALL_COLS.prompt_tokens,
+            CALL_COLS.completion_tokens,
+            CALL_COLS.cached_tokens,
+            CALL_COLS.cost_usd,
+            CALL_COLS.latency_ms,
+            CALL_COLS.status,
         )
         .where(cond)
-        .order_by(C.cost_usd.desc(), C.id)
+        .order_by(CALL_COLS.cost_usd.desc(), CALL_COLS.id)
         .limit(limit)
     )
     df = _frame(engine, stmt)
@@ -282,16 +289,16 @@ def unpriced_calls(engine: Engine, f: UsageFilter) -> pd.DataFrame:
     """Calls with no known price, per model: counted and listed, never shown as $0."""
     stmt = (
         select(
-            C.model,
+            CALL_COLS.model,
             func.count().label("calls"),
-            func.sum(C.prompt_tokens).label("input_tokens"),
-            func.sum(C.completion_tokens).label("output_tokens"),
-            func.min(C.created_at).label("first_seen"),
-            func.max(C.created_at).label("last_seen"),
+            func.sum(CALL_COLS.prompt_tokens).label("input_tokens"),
+            func.sum(CALL_COLS.completion_tokens).label("output_tokens"),
+            func.min(CALL_COLS.created_at).label("first_seen"),
+            func.max(CALL_COLS.created_at).label("last_seen"),
         )
-        .where(where(f), C.cost_usd.is_(None))
-        .group_by(group_key(engine, C.model))
-        .order_by(func.count().desc(), C.model)
+        .where(where(f), CALL_COLS.cost_usd.is_(None))
+        .group_by(group_key(engine, CALL_COLS.model))
+        .order_by(func.count().desc(), CALL_COLS.model)
     )
     df = _frame(engine, stmt)
     for col in ("first_seen", "last_seen"):
@@ -302,7 +309,7 @@ def unpriced_calls(engine: Engine, f: UsageFilter) -> pd.DataFrame:
 def get_call(engine: Engine, call_id: int, tz: str = "UTC") -> dict[str, Any] | None:
     """Every stored field of one call (prompt and response where they were logged); None if absent."""
     with engine.connect() as conn:
-        row = conn.execute(select(T).where(C.id == call_id)).mappings().first()
+        row = conn.execute(select(CALLS).where(CALL_COLS.id == call_id)).mappings().first()
     if row is None:
         return None
     out = dict(row)
@@ -325,7 +332,9 @@ def cost_per_useful_answer(engine: Engine, f: UsageFilter) -> dict[str, Any]:
         useful = src.count_where(answered)
     else:
         disliked = (
-            select(feedback.c.request_id).where(feedback.c.rating < 0, feedback.c.request_id == C.request_id).exists()
+            select(feedback.c.request_id)
+            .where(feedback.c.rating < 0, feedback.c.request_id == CALL_COLS.request_id)
+            .exists()
         )
         useful = src.count_where(and_(answered, ~disliked))
     stmt = select(
@@ -398,4 +407,4 @@ def filter_options(engine: Engine, f: UsageFilter) -> dict[str, list]:
 def has_calls(engine: Engine) -> bool:
     """True once the call log holds at least one row."""
     with engine.connect() as conn:
-        return conn.execute(select(C.id).limit(1)).first() is not None
+        return conn.execute(select(CALL_COLS.id).limit(1)).first() is not None

@@ -27,8 +27,8 @@ from sqlalchemy.sql import ColumnElement
 from lib.core.rollups import LATENCY_ROLLUP, NULL_SENTINEL, ROLLUPS, bin_range, rollup_tables
 from lib.core.tables import LlmCall
 
-T = LlmCall.__table__
-C = T.c
+CALLS = LlmCall.__table__  # the call log, as a Core table
+CALL_COLS = CALLS.c  # its columns
 PRESETS = ("Today", "Last 7 days", "Last 30 days", "This month")
 _TZ_NAME = re.compile(r"^[A-Za-z0-9_+\-/]+$")
 FILTER_DIMS = {
@@ -111,7 +111,7 @@ def _utc(dt: datetime) -> datetime:
     return dt.astimezone(UTC)
 
 
-class Source:
+class RowSource:
     """Where a query reads: the call log itself, or an hourly rollup holding the dimensions it needs.
 
     Measures are written once per source, so every query reads the same on both.
@@ -119,7 +119,7 @@ class Source:
 
     def __init__(self, table, rollup: bool) -> None:
         self.table, self.rollup = table, rollup
-        self.time = table.c.hour if rollup else C.created_at
+        self.time = table.c.hour if rollup else CALL_COLS.created_at
 
     def col(self, name: str) -> ColumnElement:
         """A dimension, NULL where the call had none."""
@@ -140,7 +140,7 @@ class Source:
         return cast(func.coalesce(func.sum(case((cond, one), else_=0)), 0), BigInteger)
 
     def spend(self) -> ColumnElement[float]:
-        return cast(func.coalesce(func.sum(self.table.c.spend if self.rollup else C.cost_usd), 0.0), Float)
+        return cast(func.coalesce(func.sum(self.table.c.spend if self.rollup else CALL_COLS.cost_usd), 0.0), Float)
 
     def total(self, measure: str) -> ColumnElement[int]:
         """Sum of a rollup measure: unpriced, input_tokens, output_tokens, cached_tokens, cached_capped."""
@@ -148,16 +148,19 @@ class Source:
             value = self.table.c[measure]
         else:
             value = {
-                "unpriced": case((C.cost_usd.is_(None), 1), else_=0),
-                "input_tokens": C.prompt_tokens,
-                "output_tokens": C.completion_tokens,
-                "cached_tokens": C.cached_tokens,
-                "cached_capped": case((C.cached_tokens < C.prompt_tokens, C.cached_tokens), else_=C.prompt_tokens),
+                "unpriced": case((CALL_COLS.cost_usd.is_(None), 1), else_=0),
+                "input_tokens": CALL_COLS.prompt_tokens,
+                "output_tokens": CALL_COLS.completion_tokens,
+                "cached_tokens": CALL_COLS.cached_tokens,
+                "cached_capped": case(
+                    (CALL_COLS.cached_tokens < CALL_COLS.prompt_tokens, CALL_COLS.cached_tokens),
+                    else_=CALL_COLS.prompt_tokens,
+                ),
             }[measure]
         return cast(func.coalesce(func.sum(value), 0), BigInteger)
 
 
-RAW = Source(T, rollup=False)
+RAW = RowSource(CALLS, rollup=False)
 
 
 def on_whole_hours(f: UsageFilter) -> bool:
@@ -167,18 +170,18 @@ def on_whole_hours(f: UsageFilter) -> bool:
     )
 
 
-def source_for(f: UsageFilter, dims: set[str] = frozenset()) -> Source:
+def source_for(f: UsageFilter, dims: set[str] = frozenset()) -> RowSource:
     """The smallest source that answers: a rollup when it holds every filtered and grouped dimension and
     the range falls on whole UTC hours (zones with half-hour offsets read the call log)."""
     needed = {FILTER_DIMS[k] for k in FILTER_DIMS if getattr(f, k)} | set(dims)
     if USE_ROLLUPS and on_whole_hours(f):
         for name, rollup_dims in ROLLUPS.items():
             if needed <= set(rollup_dims):
-                return Source(ROLLUP_TABLES[name], rollup=True)
+                return RowSource(ROLLUP_TABLES[name], rollup=True)
     return RAW
 
 
-def where(f: UsageFilter, src: Source = RAW) -> ColumnElement[bool]:
+def where(f: UsageFilter, src: RowSource = RAW) -> ColumnElement[bool]:
     """The WHERE clause of a filter on a source (time range first, so the time indexes apply)."""
     conds = [src.time >= _utc(f.start), src.time < _utc(f.end)]
     for key, dim in FILTER_DIMS.items():
@@ -200,7 +203,7 @@ def group_key(engine: Engine, col) -> ColumnElement:
     return literal_column(f'+"{col.name}"') if engine.dialect.name == "sqlite" else col
 
 
-def bucket(engine: Engine, f: UsageFilter, src: Source = RAW, grain: str | None = None) -> ColumnElement[str]:
+def bucket(engine: Engine, f: UsageFilter, src: RowSource = RAW, grain: str | None = None) -> ColumnElement[str]:
     """The local hour or day of a row as text ('2026-11-01' or '2026-11-01 14:00'), per dialect.
 
     PostgreSQL converts each row with the real zone rules, so buckets are exact across DST changes.
@@ -271,13 +274,13 @@ def sqlite_percentiles(
     the top keeps 5% of the rows in the sorter). `path` ("walk", "sort" or "auto") picks the narrow
     index for a bare range (see _BARE); a filtered range reads the wide covering index.
     """
-    cond = and_(where(f), C.latency_ms.is_not(None))
+    cond = and_(where(f), CALL_COLS.latency_ms.is_not(None))
     if n is None:
         n = conn.execute(select_count(cond)).scalar() or 0
     if not n:
         return None, None
     if path == "auto":  # walking pays when the range holds a good share of all rows ever logged
-        total = conn.execute(select(func.max(C.id))).scalar() or 0
+        total = conn.execute(select(func.max(CALL_COLS.id))).scalar() or 0
         path = "walk" if n * 10 >= total else "sort"
     out = []
     for pct in (50, 95):
@@ -290,9 +293,9 @@ def sqlite_percentiles(
             value = conn.execute(stmt, {"lo": _utc(f.start), "hi": _utc(f.end), "k": offset}).scalar()
         else:
             stmt = (
-                select(C.latency_ms)
+                select(CALL_COLS.latency_ms)
                 .where(cond)
-                .order_by(C.latency_ms if ascending else C.latency_ms.desc())
+                .order_by(CALL_COLS.latency_ms if ascending else CALL_COLS.latency_ms.desc())
                 .limit(1)
                 .offset(offset)
             )
@@ -303,7 +306,7 @@ def sqlite_percentiles(
 
 def select_count(cond: ColumnElement[bool]):
     """SELECT count(*) FROM llm_calls WHERE cond."""
-    return select(func.count()).select_from(T).where(cond)
+    return select(func.count()).select_from(CALLS).where(cond)
 
 
 _IN_BIN = (
@@ -321,7 +324,7 @@ def histogram_percentiles(engine: Engine, f: UsageFilter, by_bucket: bool) -> di
     """
     if not (USE_ROLLUPS and is_bare(f) and on_whole_hours(f)) or engine.dialect.name != "sqlite":
         return None
-    src = Source(ROLLUP_TABLES[LATENCY_ROLLUP], rollup=True)
+    src = RowSource(ROLLUP_TABLES[LATENCY_ROLLUP], rollup=True)
     label = bucket(engine, f, src).label("bucket") if by_bucket else literal_column("'all'").label("bucket")
     stmt = (
         select(label, src.table.c.bin, func.sum(src.table.c.n))
@@ -349,11 +352,8 @@ def histogram_percentiles(engine: Engine, f: UsageFilter, by_bucket: bool) -> di
             if part is None:  # a bucket the range does not have: rollup and log disagree, let the caller sort
                 return None
             for pct in (50, 95):
-                rank, before = -(-total * pct // 100), 0
-                for b, n in counts:
-                    if before + n >= rank:
-                        break
-                    before += n
+                rank = -(-total * pct // 100)
+                b, n, before = _bin_holding(counts, rank)
                 blo, bhi = bin_range(b)
                 k = rank - before - 1  # 0-based within the bin; count from the nearer end
                 query = in_bin if k <= n - 1 - k else in_bin_desc
@@ -373,3 +373,13 @@ def histogram_percentiles(engine: Engine, f: UsageFilter, by_bucket: bool) -> di
                 return None
             out[key] = (float(values[0]), float(values[1]))
     return out
+
+
+def _bin_holding(counts: list[tuple[int, int]], rank: int) -> tuple[int, int, int]:
+    """(bin, its row count, rows in the bins before it) of the bin holding the 1-based `rank` in sorted order."""
+    before = 0
+    for b, n in counts:
+        if before + n >= rank:
+            return b, n, before
+        before += n
+    return counts[-1][0], counts[-1][1], before  # not reached: rank <= the sum of the counts
