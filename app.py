@@ -6,7 +6,15 @@ import streamlit as st
 
 from lib.core.identity import ROLE_LABELS
 from lib.core.settings import ConfigError
-from lib.ui.resources import auth_enabled, current_identity, get_engine, get_settings, note_app_run
+from lib.ui.failures import run_guarded
+from lib.ui.resources import (
+    auth_enabled,
+    current_identity,
+    get_engine,
+    get_settings,
+    note_app_run,
+    stop_misconfigured,
+)
 
 st.set_page_config(page_title="AI Workbench", page_icon=":material/smart_toy:", layout="wide")
 
@@ -38,9 +46,8 @@ def no_access() -> None:
 try:
     settings = get_settings()
     get_engine(settings)  # applies migrations once per process
-except ConfigError as exc:
-    st.error(f"The workbench is misconfigured: {exc}")
-    st.stop()
+except ConfigError as exc:  # fail closed: unreadable settings never mean "no sign-in" or "no limit"
+    stop_misconfigured(exc)
 
 note_app_run()
 identity = current_identity()
@@ -68,4 +75,4 @@ with st.sidebar:
     if settings.default_model.startswith("offline/"):
         st.caption("No model is configured, so answers are offline extracts. See the README to add one.")
 
-nav.run()
+run_guarded(nav.run)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import getpass
 import json
 import os
-from collections.abc import Mapping
+import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from lib.core.identity import ROLES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 OFFLINE_MODEL = "offline/extractive"
@@ -98,6 +101,40 @@ def _json_map(raw: Any, name: str, convert: Any) -> dict[str, Any]:
         return {str(k): convert(v) for k, v in data.items()}
     except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f'{name} must be a JSON object, e.g. {{"chat": 4000}}: {exc}') from exc
+
+
+def _role_map(raw: Any) -> dict[str, tuple[str, ...]]:
+    """WORKBENCH_ROLES, checked whole: a typo must stop the app, never grant or drop a role quietly."""
+    example = 'e.g. {"ada@example.com": ["admin"], "@example.com": ["staff"]}'
+    data = _json_map(raw, "WORKBENCH_ROLES", lambda v: [v] if isinstance(v, str) else v)
+    out = {}
+    for who, granted in data.items():
+        if who != "*" and "@" not in who:
+            raise ConfigError(f"WORKBENCH_ROLES: {who!r} is not an email, an @domain or '*'; {example}.")
+        if not isinstance(granted, list) or not all(isinstance(r, str) for r in granted):
+            raise ConfigError(f"WORKBENCH_ROLES: the roles of {who!r} must be a list of names; {example}.")
+        unknown = [r for r in granted if r not in ROLES]
+        if unknown:
+            raise ConfigError(
+                f"WORKBENCH_ROLES: {', '.join(map(repr, unknown))} for {who!r} is not a role; roles are "
+                f"{', '.join(ROLES)}."
+            )
+        out[who] = tuple(granted)
+    return out
+
+
+def check_secrets_files(paths: Sequence[str | Path]) -> None:
+    """ConfigError if a secrets file exists but cannot be read or parsed (never read as "no secrets")."""
+    for path in map(Path, paths):
+        if not path.is_file():
+            continue  # absent (or a secrets directory, which Streamlit reads itself)
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(
+                f"{path} cannot be read ({exc}). Fix or remove it: the workbench does not start with settings "
+                "it cannot read, because that could switch sign-in or limits off."
+            ) from exc
 
 
 def _provider_from_mapping(name: str, raw: Mapping[str, Any]) -> ProviderConfig:
@@ -223,9 +260,7 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, An
             max_input_tokens=_json_map(get("WORKBENCH_MAX_INPUT_TOKENS", "{}"), "WORKBENCH_MAX_INPUT_TOKENS", int),
             max_output_tokens=_json_map(get("WORKBENCH_MAX_OUTPUT_TOKENS", "{}"), "WORKBENCH_MAX_OUTPUT_TOKENS", int),
             redact_external=_bool(get("WORKBENCH_REDACT_EXTERNAL", True)),
-            role_map=_json_map(
-                get("WORKBENCH_ROLES", "{}"), "WORKBENCH_ROLES", lambda v: tuple([v] if isinstance(v, str) else v)
-            ),
+            role_map=_role_map(get("WORKBENCH_ROLES", "{}")),
             embedding_model=str(get("WORKBENCH_EMBEDDING_MODEL", "local/all-MiniLM-L6-v2")),
             local_user=str(get("WORKBENCH_USER") or getpass.getuser()),
         )

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, NoReturn
 
 import streamlit as st
 from langchain_core.embeddings import Embeddings
 from sqlalchemy import Engine
+from streamlit.errors import StreamlitSecretNotFoundError
 
 from lib.core.identity import Identity, local_identity, not_allowed_message, signed_in_identity
-from lib.core.settings import Settings, load_settings
+from lib.core.settings import ConfigError, Settings, check_secrets_files, load_settings
 from lib.documents.embeddings import CachedEmbeddings, make_local_embeddings
 from lib.documents.indexing import Indexer, purge_orphan_chunks
 from lib.documents.jobs import recover_interrupted_jobs
@@ -21,9 +22,11 @@ from lib.services import Services, open_engine, retrieval_from
 
 
 def _secrets() -> dict[str, Any]:
+    """Streamlit's secrets; ConfigError when a secrets file exists but cannot be parsed (fail closed)."""
+    check_secrets_files(st.get_option("secrets.files"))
     try:
         return {k: st.secrets[k] for k in st.secrets}
-    except Exception:  # no secrets.toml: the environment alone configures the app
+    except StreamlitSecretNotFoundError:  # no secrets file at all: the environment alone configures the app
         return {}
 
 
@@ -97,10 +100,20 @@ def note_app_run() -> None:
     st.session_state[_APP_RAN] = True
 
 
+def stop_misconfigured(exc: ConfigError) -> NoReturn:
+    """Show why the settings cannot be read and stop: a broken configuration never means open access."""
+    st.error(f"The workbench is misconfigured and will not start: {exc}", icon=":material/error:")
+    st.stop()
+    raise AssertionError("st.stop() returned")  # pragma: no cover - st.stop raises
+
+
 def require_page(page: str) -> Identity:
     """Stop the page with "not allowed" unless the user has its role (checked on the server, every run)."""
     _leave_legacy_multipage_mode()
-    identity = current_identity()
+    try:
+        identity = current_identity()
+    except ConfigError as exc:  # unreadable settings: nobody gets in, whatever the page
+        stop_misconfigured(exc)
     if not identity.may_open(page):
         st.error(not_allowed_message(identity, page), icon=":material/block:")
         st.stop()
