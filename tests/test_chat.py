@@ -2,9 +2,10 @@
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from lib.chat.turn import build_chat_messages, describe_result
+from lib.chat.prompt import build_chat_messages
+from lib.chat.turn import describe_result
 from lib.gateway.client import CallResult
-from lib.gateway.tokens import estimate_message_tokens, estimate_tokens
+from lib.gateway.tokens import estimate_message_tokens, estimate_tokens, trim_history
 
 
 def history(n: int) -> list[dict[str, str]]:
@@ -12,7 +13,7 @@ def history(n: int) -> list[dict[str, str]]:
     for i in range(n):
         turns.append({"role": "user", "content": f"question {i} " + "word " * 50})
         turns.append({"role": "assistant", "content": f"answer {i} " + "word " * 50})
-    return turns + [{"role": "user", "content": "the newest question"}]
+    return [*turns, {"role": "user", "content": "the newest question"}]
 
 
 def test_a_short_conversation_is_sent_whole_after_the_system_prompt():
@@ -33,6 +34,19 @@ def test_a_long_conversation_drops_the_oldest_turns_to_fit_the_budget():
 def test_the_newest_question_is_kept_even_when_it_alone_exceeds_the_budget():
     msgs = build_chat_messages([{"role": "user", "content": "long " * 5000}], budget=100)
     assert msgs[-1].content.startswith("long")
+
+
+def test_a_trimmed_conversation_opens_on_a_question_never_on_an_answer():
+    for budget in range(150, 1500, 13):  # every cut point: after a question and after an answer
+        msgs = build_chat_messages(history(10), budget=budget, system_prompt="Be kind.")
+        assert isinstance(msgs[0], SystemMessage) and isinstance(msgs[1], HumanMessage), (budget, msgs[1])
+        assert estimate_message_tokens(msgs) <= budget
+        assert msgs[-1].content == "the newest question"
+
+
+def test_a_prompt_that_fits_is_sent_as_it_is_even_when_it_opens_on_an_answer():
+    few_shot = [SystemMessage("Answer like the example."), AIMessage("Example: 4."), HumanMessage("2 + 2?")]
+    assert trim_history(few_shot, budget=1000) == few_shot
 
 
 def test_token_estimates_grow_with_text_and_are_zero_for_nothing():

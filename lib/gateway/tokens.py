@@ -6,7 +6,7 @@ import math
 import re
 from collections.abc import Sequence
 
-from langchain_core.messages import BaseMessage, SystemMessage
+from langchain_core.messages import BaseMessage, SystemMessage, trim_messages
 
 _WORDS = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 PER_MESSAGE_OVERHEAD = 4
@@ -34,9 +34,19 @@ def estimate_message_tokens(messages: Sequence[BaseMessage]) -> int:
 
 
 def trim_history(messages: Sequence[BaseMessage], budget: int) -> list[BaseMessage]:
-    """Drop the oldest non-system messages until the estimate fits `budget`; the last message always stays."""
+    """System messages, then the newest turns that fit `budget`, starting on a user turn; the last message stays.
+
+    A trimmed history that opened on an answer would show the model a reply to a question it never saw.
+    """
     system = [m for m in messages if isinstance(m, SystemMessage)]
     rest = [m for m in messages if not isinstance(m, SystemMessage)]
-    while len(rest) > 1 and estimate_message_tokens(system + rest) > budget:
-        rest.pop(0)
-    return system + rest
+    if not rest or estimate_message_tokens(system + rest) <= budget:
+        return system + rest
+
+    def with_system(kept: list[BaseMessage]) -> int:
+        return estimate_message_tokens(system + kept)
+
+    kept = trim_messages(rest, max_tokens=budget, token_counter=with_system, strategy="last", start_on="human")
+    if not kept or kept[-1] is not rest[-1]:  # not even the question fits: send it anyway, the model decides
+        kept = [rest[-1]]
+    return system + kept
