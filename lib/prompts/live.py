@@ -6,11 +6,20 @@ Chat calls `live_variant_for` before running a template; lib.compare starts, sto
 from __future__ import annotations
 
 import hashlib
+from typing import NamedTuple
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from lib.core.tables import Experiment
+
+
+class LiveAssignment(NamedTuple):
+    """The side of a running experiment a user is on, and the template version that side runs."""
+
+    experiment_id: str
+    variant: str  # "A" or "B"
+    version: int
 
 
 def assign_variant(experiment_id: str, user: str | None, share_b: float) -> str:
@@ -31,10 +40,10 @@ def active_experiment(engine: Engine, template_name: str) -> Experiment | None:
         ).first()
 
 
-def live_variant_for(engine: Engine, template_name: str, user: str | None) -> tuple[str, str, int] | None:
-    """(experiment_id, variant, version) to run for this user, or None to run production."""
+def live_variant_for(engine: Engine, template_name: str, user: str | None) -> LiveAssignment | None:
+    """The experiment side and template version to run for this user, or None to run production."""
     exp = active_experiment(engine, template_name)
     if exp is None:
         return None
     variant = assign_variant(exp.id, user, exp.share_b)
-    return exp.id, variant, exp.version_b if variant == "B" else exp.version_a
+    return LiveAssignment(exp.id, variant, exp.version_b if variant == "B" else exp.version_a)
