@@ -122,19 +122,21 @@ def load_messages(engine: Engine, session_id: str) -> list[dict[str, Any]]:
             .where(ChatMessage.session_id == session_id)
             .order_by(ChatMessage.id)
         ).all()
-    return [
-        {
-            "id": m.id,
-            "role": m.role,
-            "content": m.content,
-            "sources": m.sources or [],
-            "summary": m.summary,
-            "offline": m.offline,
-            "request_id": m.request_id,
-            "rating": rating,
-        }
-        for m, rating in rows
-    ]
+    return [message_row(m, rating) for m, rating in rows]
+
+
+def message_row(message: ChatMessage, rating: int | None = None) -> dict[str, Any]:
+    """A stored message as `load_messages` gives it."""
+    return {
+        "id": message.id,
+        "role": message.role,
+        "content": message.content,
+        "sources": message.sources or [],
+        "summary": message.summary,
+        "offline": message.offline,
+        "request_id": message.request_id,
+        "rating": rating,
+    }
 
 
 def set_feedback(

@@ -1,39 +1,130 @@
-"""Chat turns: the prompt (plain or grounded in a collection), citations, and an answer's cost line."""
+"""A chat turn, question in and stored answer out: the question and answer stored in the conversation, the answer
+streamed through the gateway (one call-log row); citations and the cost line for showing an answer."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from sqlalchemy import Engine
 
-from lib.documents.citations import Source, cited_sources, context_values
+from lib.chat.conversations import add_message, create_session, load_messages
+from lib.chat.prompt import PreparedTurn, prepare_turn
+from lib.core.tables import ChatMessage
+from lib.documents.citations import Source, cited_sources
 from lib.documents.retrieval import RetrievalSettings, Retriever
-from lib.gateway.client import CallResult, messages_from_history
-from lib.gateway.tokens import trim_history
-from lib.prompts.builtin import BUILTINS, CHAT_SYSTEM, DEFAULT_SYSTEM_PROMPT, RAG_ANSWER
-from lib.prompts.live import live_variant_for
-from lib.prompts.runs import build_messages, load_prompt
-from lib.prompts.store import TemplateNotFound
+from lib.gateway.client import CallContext, CallResult, Gateway
+from lib.gateway.errors import GatewayError
+from lib.gateway.offline import OFFLINE_LABEL
+from lib.prompts.store import TemplateStore
 
 
-def build_chat_messages(
-    history: Sequence[dict[str, str]], budget: int, system_prompt: str = DEFAULT_SYSTEM_PROMPT
-) -> list[BaseMessage]:
-    """System prompt + the conversation, oldest turns dropped to fit `budget` tokens."""
-    turns = [{"role": h["role"], "content": h["content"]} for h in history if h["role"] in ("user", "assistant")]
-    return trim_history([SystemMessage(system_prompt), *messages_from_history(turns)], budget)
+@dataclass(frozen=True)
+class ChatSetup:
+    """What every chat turn runs on. The retriever is asked for only when a question goes to a collection."""
+
+    engine: Engine
+    gateway: Gateway
+    budget: int  # tokens of conversation history sent with a question
+    store: TemplateStore | None = None  # None: the shipped prompts, no labels, no live A/B
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    retriever: Callable[[], Retriever] | None = None
 
 
-def grounded_messages(
-    history: Sequence[dict[str, str]], rendered: Sequence[tuple[str, str]], budget: int
-) -> list[BaseMessage]:
-    """The rendered answer prompt's system message, earlier turns (trimmed to fit), then its user message."""
-    turns = [{"role": h["role"], "content": h["content"]} for h in history if h["role"] in ("user", "assistant")]
-    system = [SystemMessage(text) for role, text in rendered if role == "system"]
-    final = [HumanMessage(text) for role, text in rendered if role != "system"]
-    return trim_history([*system, *messages_from_history(turns), *final], budget)
+class ChatTurn:
+    """One question on its way to a stored answer: iterate it for the streamed text, then read the outcome.
+
+    `result` is the logged call, `error` a failure to show the user (with its request id), `answer` the stored
+    answer. A stopped (`close()`, or leaving `with turn:`) or failed answer is logged but not stored.
+    """
+
+    def __init__(self, setup: ChatSetup, session_id: str, prepared: PreparedTurn, model: str, ctx: CallContext) -> None:
+        self.setup, self.session_id, self.prepared, self.model, self.ctx = setup, session_id, prepared, model, ctx
+        self.result: CallResult | None = None
+        self.error: GatewayError | None = None
+        self.answer: ChatMessage | None = None
+        self._pieces: Generator[str, None, None] | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._pieces is None:  # one call per turn, however often it is iterated
+            self._pieces = self._run()
+        return self._pieces
+
+    @property
+    def notices(self) -> list[str]:
+        """Budget warnings for the user."""
+        return self.result.notices if self.result else []
+
+    @property
+    def masked_note(self) -> str | None:
+        """Says how many personal details were masked before the question left, if any were."""
+        if self.result is None or not self.result.redacted:
+            return None
+        return f"{self.result.redacted} personal detail(s) were masked before the question left this network."
+
+    def close(self) -> None:
+        """Stop the answer where it is; the call is logged as aborted."""
+        if self._pieces is not None:
+            self._pieces.close()
+
+    def __enter__(self) -> ChatTurn:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()  # a page stopped mid-answer (Stop, a rerun) must still log the call
+
+    def _run(self) -> Generator[str, None, None]:
+        stream = self.setup.gateway.stream(self.prepared.messages, self.model, self.ctx, **self.prepared.params)
+        try:
+            yield from stream
+        except GatewayError as err:
+            self.error = err
+        finally:
+            stream.close()  # logs an abandoned stream as aborted
+            self.result = stream.result
+        result = self.result
+        if result is not None and result.status in ("ok", "cached"):
+            self.answer = add_message(
+                self.setup.engine,
+                self.session_id,
+                "assistant",
+                result.text,
+                sources=[s.to_dict() for s in self.prepared.sources],
+                request_id=result.request_id,
+                summary=describe_result(result),
+                offline=result.offline,
+            )
+
+
+def start_turn(
+    setup: ChatSetup,
+    question: str,
+    model: str,
+    *,
+    user: str | None,
+    session_id: str | None = None,
+    collection: str | None = None,
+) -> ChatTurn:
+    """Continue (or open) a conversation, build the prompt and store the question; iterate the turn to answer."""
+    engine = setup.engine
+    if not session_id:
+        session_id = create_session(engine, user, collection=collection).id
+    history = load_messages(engine, session_id)
+    retriever = setup.retriever() if collection and setup.retriever else None
+    prepared = prepare_turn(history, question, setup.budget, collection, retriever, setup.retrieval, setup.store, user)
+    add_message(engine, session_id, "user", question, collection=collection)
+    ctx = CallContext(
+        feature="chat",
+        user=user,
+        session_id=session_id,
+        template_name=prepared.template_name,
+        template_version=prepared.template_version,
+        experiment_id=prepared.experiment_id,
+        variant=prepared.variant,
+        metadata={"collection": collection} if collection else {},
+    )
+    return ChatTurn(setup, session_id, prepared, model, ctx)
 
 
 def describe_result(result: CallResult) -> str:
@@ -54,64 +145,6 @@ def describe_result(result: CallResult) -> str:
     return " · ".join(parts)
 
 
-@dataclass
-class PreparedTurn:
-    """What to send for one question, the numbered sources it was given, and the template that built it."""
-
-    messages: list[BaseMessage]
-    sources: list[Source] = field(default_factory=list)
-    template_name: str | None = None
-    template_version: int | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    experiment_id: str | None = None  # a live A/B experiment on the answer template
-    variant: str | None = None
-
-
-def prepare_turn(
-    history: Sequence[dict[str, Any]],
-    question: str,
-    budget: int,
-    collection: str | None = None,
-    retriever: Retriever | None = None,
-    retrieval: RetrievalSettings | None = None,
-    store: Any | None = None,
-    user: str | None = None,
-) -> PreparedTurn:
-    """Plain chat without a collection; with one, retrieve and build the grounded, cited prompt.
-
-    With a TemplateStore, the prompts are the versions labelled production (chat.system, rag.answer),
-    unless a live A/B experiment on the template assigns this user to a version of its own.
-    """
-    name = RAG_ANSWER if collection else CHAT_SYSTEM
-    live = None
-    if store is not None:
-        live = live_variant_for(store.engine, name, user)
-    try:
-        if live is not None:
-            version = store.get_version(name, live[2])
-        else:
-            version = load_prompt(store, name) if store is not None else None
-    except TemplateNotFound:  # the label was removed: run the shipped text rather than fail the user
-        version, live = None, None
-    template = version.template if version else BUILTINS[name][0]
-    meta = {
-        "template_name": name if version else None,
-        "template_version": version.version if version else None,
-        "params": template.params(),
-        "experiment_id": live[0] if live else None,
-        "variant": live[1] if live else None,
-    }
-    if not collection:
-        system = dict(build_messages(template, {})).get("system", DEFAULT_SYSTEM_PROMPT)
-        turns = [*history, {"role": "user", "content": question}]
-        return PreparedTurn(build_chat_messages(turns, budget, system), **meta)
-    if retriever is None:
-        raise ValueError("A retriever is needed to answer from a collection.")
-    sources = retriever.search(collection, question, retrieval or RetrievalSettings())
-    rendered = build_messages(template, context_values(question, sources))
-    return PreparedTurn(grounded_messages(history, rendered, budget), sources, **meta)
-
-
 def citations_for(answer: str, sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The stored sources an answer cites ([n] → the source numbered n), in citation order."""
     objs = [Source(**s) for s in sources]
@@ -119,5 +152,12 @@ def citations_for(answer: str, sources: Sequence[dict[str, Any]]) -> list[dict[s
 
 
 def source_label(source: dict[str, Any]) -> str:
-    """`[2] handbook.pdf, p. 3` for a stored source."""
-    return f"[{source['number']}] {Source(**source).label()}"
+    """`[2] handbook.pdf, p. 3` for a stored source, marked when its text looks like an injected instruction."""
+    return f"[{source['number']}] {Source(**source).label()}" + ("  ⚠ flagged" if source.get("flagged") else "")
+
+
+def answer_caption(row: dict[str, Any]) -> str | None:
+    """The line under a stored answer: its cost summary, saying when it is an offline extract."""
+    if not row.get("summary"):
+        return None
+    return (f"{OFFLINE_LABEL} · " if row.get("offline") else "") + row["summary"]
