@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from lib.compare.test_sets import Case, load_cases
@@ -167,6 +167,7 @@ def stream_pair(
                 for piece in stream:
                     events.put((side, piece, None))
                 r = stream.result
+                assert r is not None  # a stream iterated to its end holds its result
                 outcome = VariantAnswer(
                     r.text, "ok", None, r.request_id, r.prompt_tokens + r.completion_tokens, r.cost_usd, r.latency_ms
                 )
@@ -252,7 +253,8 @@ def execute_run(
     # `concurrency` calls are in flight and no worker waits on the database: the gateway commits the
     # call-log rows in the background (deferred_log), and this thread stores the answers, many rows a
     # transaction, each only once the call-log rows of its calls are committed, and reports progress.
-    todo, take, finished = iter(tasks), threading.Lock(), queue.SimpleQueue()
+    Finished = tuple[Case, str, VariantAnswer] | BaseException | None  # a task's answer, a failure, a worker's end
+    todo, take, finished = iter(tasks), threading.Lock(), queue.SimpleQueue[Finished]()
     stop = threading.Event()  # a worker failed unexpectedly: the others stop too
 
     def work() -> None:
@@ -275,7 +277,8 @@ def execute_run(
     ]
     for w in workers:
         w.start()
-    running, batch, flush_at, failure = len(workers), [], 0.0, None
+    batch: list[tuple[Case, str, VariantAnswer]] = []
+    running, flush_at, failure = len(workers), 0.0, None
 
     def flush() -> None:
         gateway.flush_log()  # an answer is never stored before its call-log row
@@ -315,8 +318,11 @@ def execute_run(
     if checks.judge_model and not state.cancelled:
         judge_run(gateway, run_id, checks.judge_model, concurrency=concurrency, cancel=cancel)
     with Session(engine) as s, s.begin():
-        row = s.get(CompareRun, run_id)
-        row.status, row.finished_at = ("cancelled" if state.cancelled else "done"), utcnow()
+        s.execute(
+            update(CompareRun)
+            .where(CompareRun.id == run_id)
+            .values(status="cancelled" if state.cancelled else "done", finished_at=utcnow())
+        )
     return state
 
 
@@ -324,7 +330,7 @@ def _store_results(engine: Engine, run_id: int, batch: list[tuple[Case, str, Var
     """Insert answers in one transaction (one executemany: no ORM unit of work per row)."""
     with engine.begin() as conn:
         conn.execute(
-            RunResult.__table__.insert(),
+            insert(RunResult),
             [
                 {
                     "run_id": run_id,
@@ -366,8 +372,10 @@ def judge_pair(
     gateway: Gateway, model: str, request: str, answer_a: str, answer_b: str, user: str | None = None
 ) -> str:
     """A, B or tie: the judge is asked twice with the order swapped; a win counts only when both agree."""
-    first = {"1": "A", "2": "B", "tie": "tie"}.get(_judge_once(gateway, model, request, answer_a, answer_b, user))
-    second = {"1": "B", "2": "A", "tie": "tie"}.get(_judge_once(gateway, model, request, answer_b, answer_a, user))
+    first = {"1": "A", "2": "B", "tie": "tie"}.get(_judge_once(gateway, model, request, answer_a, answer_b, user) or "")
+    second = {"1": "B", "2": "A", "tie": "tie"}.get(
+        _judge_once(gateway, model, request, answer_b, answer_a, user) or ""
+    )
     return first if first == second and first in ("A", "B") else "tie"
 
 
@@ -509,13 +517,14 @@ def run_rows(engine: Engine, run_id: int, user: str | None = None) -> list[dict[
     run = get_run(engine, run_id)
     cases = load_cases(engine, run["test_set_id"]) if run["test_set_id"] is not None else []
     with Session(engine) as s:
-        results = {(r.case_id, r.variant): r for r in s.scalars(select(RunResult).where(RunResult.run_id == run_id))}
+        stored = s.scalars(select(RunResult).where(RunResult.run_id == run_id))
+        results: dict[tuple[int | None, str], RunResult] = {(r.case_id, r.variant): r for r in stored}
         votes = list(s.scalars(select(CompareVote).where(CompareVote.run_id == run_id)))
     judge = {v.case_id: v.verdict for v in votes if v.voter == "judge"}
     mine = {v.case_id: v.verdict for v in votes if v.voter == "human" and v.user == user}
     out = []
     for case in cases:
-        row = {
+        row: dict[str, Any] = {
             "case_id": case.id,
             "values": case.values,
             "expected": case.expected,
@@ -588,7 +597,7 @@ class RunJobs:
                 except Exception:  # the page shows the run as failed instead of a silent stop
                     log.exception("compare run %s failed", run_id)
                     with Session(gateway.engine) as s, s.begin():
-                        s.get(CompareRun, run_id).status = "failed"
+                        s.execute(update(CompareRun).where(CompareRun.id == run_id).values(status="failed"))
 
             thread = threading.Thread(target=work, name=f"compare-run-{run_id}", daemon=True)
             self._jobs[run_id] = (thread, cancel, seen)

@@ -187,7 +187,7 @@ def add_case_from_message(engine: Engine, test_set_id: int, message_id: int) -> 
         )
         case = TestCase(
             test_set_id=test_set_id,
-            position=position + 1,
+            position=(position or 0) + 1,
             values=values,
             source={"message_id": message_id, "request_id": answer.request_id, "answer": answer.content},
         )

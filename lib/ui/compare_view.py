@@ -33,7 +33,7 @@ def follow_pair(
         yield side, last["shown"][side]
 
 
-def rows_table(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+def rows_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A batch run's rows as table records: inputs, both answers (or errors), checks, judge and your vote."""
 
     def answer(r: dict[str, Any], side: str) -> Any:

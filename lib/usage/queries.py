@@ -96,13 +96,14 @@ def headline(engine: Engine, f: UsageFilter) -> dict[str, float | int | None]:
     ).where(where(f, src))
     with engine.connect() as conn:
         row = dict(conn.execute(stmt).mappings().one())
-    out: dict[str, float | int | None] = {k: int(v) for k, v in row.items() if k != "spend"}
-    out["spend"] = float(row["spend"])
-    requests, priced = out["requests"], out["requests"] - out["unpriced"]
+    counts = {k: int(v) for k, v in row.items() if k != "spend"}
+    spend, requests = float(row["spend"]), counts["requests"]
+    priced = requests - counts["unpriced"]
+    out: dict[str, float | int | None] = {**counts, "spend": spend}
     # Average over priced calls only: an unpriced call is unknown, not free.
-    out["avg_cost"] = out["spend"] / priced if priced else None
-    out["error_rate"] = out["errors"] / requests if requests else None
-    out["cache_hit_rate"] = out["cache_hits"] / requests if requests else None
+    out["avg_cost"] = spend / priced if priced else None
+    out["error_rate"] = counts["errors"] / requests if requests else None
+    out["cache_hit_rate"] = counts["cache_hits"] / requests if requests else None
     out.update(latency_percentiles(engine, f))
     return out
 

@@ -4,6 +4,7 @@ hourly rollup), local-time buckets per dialect, and exact percentiles."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -170,7 +171,7 @@ def on_whole_hours(f: UsageFilter) -> bool:
     )
 
 
-def source_for(f: UsageFilter, dims: set[str] = frozenset()) -> RowSource:
+def source_for(f: UsageFilter, dims: Iterable[str] = ()) -> RowSource:
     """The smallest source that answers: a rollup when it holds every filtered and grouped dimension and
     the range falls on whole UTC hours (zones with half-hour offsets read the call log)."""
     needed = {FILTER_DIMS[k] for k in FILTER_DIMS if getattr(f, k)} | set(dims)
@@ -219,7 +220,7 @@ def bucket(engine: Engine, f: UsageFilter, src: RowSource = RAW, grain: str | No
         fmt = "YYYY-MM-DD HH24:00" if hourly else "YYYY-MM-DD"
         trunc = func.date_trunc(literal_column("'hour'" if hourly else "'day'"), local)
         return func.to_char(trunc, literal_column(f"'{fmt}'"))
-    shift = literal_column(f"'{_sqlite_offset_minutes(f):+d} minutes'")
+    shift: ColumnElement[str] = literal_column(f"'{_sqlite_offset_minutes(f):+d} minutes'")
     if hourly:
         return func.strftime(literal_column("'%Y-%m-%d %H:00'"), src.time, shift)
     return func.date(src.time, shift)  # date() is twice as fast as strftime() per row
@@ -289,8 +290,8 @@ def sqlite_percentiles(
         offset = rank - 1 if ascending else n - rank
         if is_bare(f):
             sql = _BARE[path].format(order="ASC" if ascending else "DESC")
-            stmt = text(sql).bindparams(bindparam("lo", type_=DateTime()), bindparam("hi", type_=DateTime()))
-            value = conn.execute(stmt, {"lo": _utc(f.start), "hi": _utc(f.end), "k": offset}).scalar()
+            walk = text(sql).bindparams(bindparam("lo", type_=DateTime()), bindparam("hi", type_=DateTime()))
+            value = conn.execute(walk, {"lo": _utc(f.start), "hi": _utc(f.end), "k": offset}).scalar()
         else:
             stmt = (
                 select(CALL_COLS.latency_ms)
@@ -369,9 +370,10 @@ def histogram_percentiles(engine: Engine, f: UsageFilter, by_bucket: bool) -> di
                         },
                     ).scalar()
                 )
-            if None in values:  # the rollup disagrees with the log (rows deleted?): let the caller sort
+            p50, p95 = values
+            if p50 is None or p95 is None:  # the rollup disagrees with the log (rows deleted?): let the caller sort
                 return None
-            out[key] = (float(values[0]), float(values[1]))
+            out[key] = (float(p50), float(p95))
     return out
 
 
