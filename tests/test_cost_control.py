@@ -112,7 +112,7 @@ def test_per_request_limits_cap_output_and_trim_old_history(fresh_engine, fake):
         WORKBENCH_MAX_INPUT_TOKENS=json.dumps({"chat": 200}),
     )
     history = [("system", "Be brief.")] + [("user", "old " * 100), ("assistant", "reply " * 100)] * 3
-    gw.invoke(history + [("user", "newest question")], "openai/gpt-4o-mini", CallContext(feature="chat"))
+    gw.invoke([*history, ("user", "newest question")], "openai/gpt-4o-mini", CallContext(feature="chat"))
     sent = fake.requests[-1]["json"]
     assert sent["max_completion_tokens" if "max_completion_tokens" in sent else "max_tokens"] == 300
     assert sent["messages"][0]["content"] == "Be brief." and sent["messages"][-1]["content"] == "newest question"
@@ -136,3 +136,12 @@ def test_a_local_provider_receives_the_text_unchanged(fresh_engine, fake):
     gw = make_gateway(fresh_engine, fake)  # "acme" is not marked external
     gw.invoke([("user", "Email ada@example.com")], "acme/mystery", CallContext(feature="judge"))
     assert "ada@example.com" in json.dumps(fake.requests[-1]["json"]["messages"])
+
+
+def test_an_answer_with_a_nul_character_is_cached_as_it_is_logged(fresh_engine, fake):
+    fake.enqueue(Reply("Fo\x00ur."))
+    gw = make_gateway(fresh_engine, fake, WORKBENCH_LOG_CONTENT="full")
+    assert gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat")).text == "Fo\x00ur."
+    second = gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat"))
+    assert (second.status, second.text) == ("cached", "Four.") and len(fake.requests) == 1  # before: asked again
+    assert [r.response for r in rows(fresh_engine)] == ["Four.", "Four."]

@@ -150,7 +150,7 @@ def test_client_errors_are_not_retried_and_map_to_an_actionable_message(fresh_en
 def test_a_slow_provider_times_out_with_a_message_naming_the_timeout(fresh_engine, fake):
     fake.enqueue(Hang(3))
     gw = make_gateway(fresh_engine, fake, timeout_s=0.5, WORKBENCH_MAX_RETRIES="0")
-    with pytest.raises(TimedOut, match="within 0.5 s"):
+    with pytest.raises(TimedOut, match=r"within 0\.5 s"):
         gw.invoke(QUESTION, "openai/gpt-4o-mini")
     assert rows(fresh_engine)[0].error_type == "timed_out"
 
@@ -362,3 +362,59 @@ def test_a_deferred_call_log_row_does_not_hold_up_the_call_and_flush_log_waits_f
     [row] = rows(fresh_engine)
     assert (row.request_id, row.feature, row.status) == (result.request_id, "compare.run", "ok")
     assert gw.flush_log(timeout=0) is True  # nothing left to wait for
+
+
+def test_an_embedding_429_is_retried_after_the_time_the_server_asks_for(fresh_engine, fake):
+    from lib.gateway.client import GatewayEmbeddings
+
+    fake.enqueue(Status(429, retry_after=2))
+    sleeps: list[float] = []
+    vector = GatewayEmbeddings(make_gateway(fresh_engine, fake, sleeps), "acme/embed-1").embed_query("hello")
+    assert len(vector) == 8 and sleeps == [2.0]  # the same backoff and Retry-After rule as chat calls
+    [row] = rows(fresh_engine)
+    assert (row.status, row.attempts) == ("ok", 2)
+
+
+def test_failing_embedding_calls_open_the_breaker_that_chat_calls_share(fresh_engine, fake):
+    from lib.gateway.client import GatewayEmbeddings
+
+    gw = make_gateway(fresh_engine, fake, WORKBENCH_MAX_RETRIES="0", WORKBENCH_BREAKER_THRESHOLD="2")
+    fake.enqueue(Status(503), Status(503))
+    for _ in range(2):
+        with pytest.raises(ProviderUnavailable):
+            GatewayEmbeddings(gw, "openai/text-embedding-3-small").embed_query("hello")
+    with pytest.raises(CircuitOpen):
+        gw.invoke(QUESTION, "openai/gpt-4o-mini")
+    assert len(fake.requests) == 2
+
+
+def test_one_chat_client_per_model_serves_calls_with_different_parameters(fresh_engine, fake):
+    from lib.gateway.client import default_model_factory
+
+    built: list[tuple[str, dict]] = []
+    factory = default_model_factory()
+
+    def counting_factory(provider, model, params):
+        built.append((model, params))
+        return factory(provider, model, params)
+
+    gw = make_gateway(fresh_engine, fake)
+    gw.model_factory = counting_factory
+    gw.invoke(QUESTION, "openai/gpt-4o-mini", temperature=0.2)
+    "".join(gw.stream(QUESTION, "openai/gpt-4o-mini", temperature=0.7, max_tokens=50))
+    gw.invoke(QUESTION, "openai/gpt-4o-mini")
+    assert built == [("gpt-4o-mini", {})]  # before: one client per parameter set, kept for the process's life
+    first, second, third = (r["json"] for r in fake.requests)
+    assert first["temperature"] == 0.2 and "max_tokens" not in first and "max_completion_tokens" not in first
+    assert second["temperature"] == 0.7 and second["stream_options"] == {"include_usage": True}
+    assert second.get("max_completion_tokens", second.get("max_tokens")) == 50
+    assert "temperature" not in third  # parameters of one call do not stick to the next
+    assert rows(fresh_engine)[1].completion_tokens > 0  # streamed usage still arrives
+
+
+def test_a_gpt5_reasoning_model_gets_no_temperature_it_would_refuse(fresh_engine, fake):
+    gw = make_gateway(fresh_engine, fake)
+    gw.invoke(QUESTION, "openai/gpt-5-mini", temperature=0)
+    gw.invoke(QUESTION, "openai/gpt-5-chat-latest", temperature=0)
+    assert "temperature" not in fake.requests[0]["json"]  # OpenAI answers 400 to any but the default
+    assert fake.requests[1]["json"]["temperature"] == 0

@@ -15,7 +15,11 @@ log = logging.getLogger(__name__)
 
 
 def without_nul(value: Any) -> Any:
-    """`value` with NUL characters dropped from its strings: PostgreSQL refuses them in text and JSON."""
+    """`value` with NUL characters dropped from its strings (in dicts and lists too), as text is stored.
+
+    The workbench's one NUL policy for text bound for the database: PostgreSQL refuses NUL in text and JSON
+    (SQLite would keep it), and a NUL in a model answer, a title or a log row carries no meaning.
+    """
     if isinstance(value, str):
         return value.replace("\x00", "")
     if isinstance(value, dict):

@@ -9,24 +9,32 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessageChunk, AnyMessage, BaseMessage, convert_to_messages
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessageChunk, BaseMessage, convert_to_messages
+from langchain_core.runnables import Runnable
+from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from lib.core.settings import ProviderConfig, Settings
 from lib.core.tables import utcnow
+from lib.gateway.breaker import CircuitBreaker
 from lib.gateway.call_log import CallLogWriter, without_nul
 from lib.gateway.cost_control import Admission, BudgetGuard, ResponseCache, cache_key, integrity_safe_put
-from lib.gateway.errors import BudgetExceeded, CircuitOpen, GatewayError, InvalidOutput, ProviderUnavailable, map_error
+from lib.gateway.errors import BudgetExceeded, GatewayError, InvalidOutput, ProviderUnavailable
 from lib.gateway.pricing import PriceTable, find_price, load_price_table
 from lib.gateway.redaction import Redaction, StreamRestorer, redact
+from lib.gateway.retry import RetryPolicy
 from lib.gateway.tokens import estimate_message_tokens, estimate_tokens, message_text, trim_history
+
+if TYPE_CHECKING:
+    import openai
 
 log = logging.getLogger(__name__)
 ModelFactory = Callable[[ProviderConfig, str, dict[str, Any]], BaseChatModel]
+ChatModel = Runnable[LanguageModelInput, BaseMessage]  # a chat model, maybe with per-call parameters bound
 OutputCheck = Callable[[str], str | None]  # a finished answer's text -> a problem, or None
 
 
@@ -81,57 +89,6 @@ class CallResult:
         return self.cost_usd is None and self.status in ("ok", "aborted", "error")
 
 
-class CircuitBreaker:
-    """Per-provider breaker: opens after N consecutive failures, half-opens after a cool-down."""
-
-    def __init__(self, threshold: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic):
-        self.threshold, self.cooldown_s, self.clock = threshold, cooldown_s, clock
-        self._failures: dict[str, int] = {}
-        self._opened_at: dict[str, float] = {}
-        self._trial: set[str] = set()
-        self._lock = threading.Lock()
-
-    def state(self, provider: str) -> str:
-        """closed, open or half-open."""
-        with self._lock:
-            return self._state(provider)
-
-    def _state(self, provider: str) -> str:
-        opened = self._opened_at.get(provider)
-        if opened is None:
-            return "closed"
-        return "open" if self.clock() - opened < self.cooldown_s else "half-open"
-
-    def before_call(self, provider: str) -> None:
-        """Raise CircuitOpen while open; let one trial call through when half-open."""
-        with self._lock:
-            state = self._state(provider)
-            if state == "closed":
-                return
-            if state == "half-open" and provider not in self._trial:
-                self._trial.add(provider)
-                return
-            left = max(0.0, self.cooldown_s - (self.clock() - self._opened_at[provider]))
-            raise CircuitOpen(
-                f"{provider} failed {self.threshold} times in a row, so calls to it are paused "
-                f"for {left:.0f} more seconds. Pick another model or try again then.",
-                provider=provider,
-            )
-
-    def record(self, provider: str, ok: bool) -> None:
-        """Count a success (closes) or a provider failure (may open)."""
-        with self._lock:
-            self._trial.discard(provider)
-            if ok:
-                self._failures.pop(provider, None)
-                self._opened_at.pop(provider, None)
-                return
-            n = self._failures.get(provider, 0) + 1
-            self._failures[provider] = n
-            if n >= self.threshold or provider in self._opened_at:
-                self._opened_at[provider] = self.clock()
-
-
 def default_model_factory(embeddings: Callable[[], Embeddings] | None = None) -> ModelFactory:
     """Build LangChain chat models: ChatOpenAI for OpenAI(-compatible), the extractive model offline."""
 
@@ -147,7 +104,7 @@ def default_model_factory(embeddings: Callable[[], Embeddings] | None = None) ->
         return ChatOpenAI(
             model=model,
             base_url=provider.base_url,
-            api_key=provider.api_key or "not-needed",  # local servers ignore it; the SDK insists on one
+            api_key=SecretStr(provider.api_key or "not-needed"),  # local servers ignore it; the SDK insists on one
             timeout=provider.timeout_s,
             max_retries=0,  # the gateway retries, with its own policy and logging
             stream_usage=True,  # without it OpenAI-compatible base URLs send no usage in streams
@@ -155,6 +112,18 @@ def default_model_factory(embeddings: Callable[[], Embeddings] | None = None) ->
         )
 
     return factory
+
+
+def call_params(model: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The per-call parameters `model` takes: gpt-5 reasoning models refuse any temperature but the default.
+
+    ChatOpenAI drops such a temperature when it is built with one; bound per call, it would be sent and refused.
+    """
+    name = model.lower()
+    reasoning = name.startswith("gpt-5") and "chat" not in name and params.get("reasoning_effort") != "none"
+    if reasoning and params.get("temperature") not in (None, 1):
+        return {k: v for k, v in params.items() if k != "temperature"}
+    return params
 
 
 class Gateway:
@@ -174,11 +143,13 @@ class Gateway:
         self.settings, self.engine = settings, engine
         self.model_factory = model_factory or default_model_factory()
         self.price_table = price_table or load_price_table()
-        self.sleep, self.rng, self.clock = sleep, rng, clock
+        self.clock = clock
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s, clock)
+        self.retry = RetryPolicy.from_settings(settings, self.breaker, sleep, rng)
         self.cache = ResponseCache(engine, settings.cache_ttl_s)
         self.budgets = BudgetGuard(engine, clock=clock)
-        self._models: dict[tuple, BaseChatModel] = {}
+        self._chat_models: dict[tuple[str, str], BaseChatModel] = {}  # one per provider and model
+        self._embedding_clients: dict[str, openai.OpenAI] = {}  # one per provider
         self._prices: dict[str, tuple[Any, float]] = {}
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()
@@ -207,6 +178,7 @@ class Gateway:
         stream = self.stream(messages, model, ctx, _stream=False, check_output=check_output, **params)
         for _ in stream:
             pass
+        assert stream.result is not None  # set whenever the stream ends without raising
         return stream.result
 
     def stream(
@@ -234,22 +206,9 @@ class Gateway:
             if provider.kind == "offline":
                 raise GatewayError("The offline provider has no embedding model; use the local one.")
             client = self._embedding_client(provider)
-            attempt = 0
-            while True:
-                attempt += 1
-                self.breaker.before_call(provider.name)
-                result.attempts += 1
-                try:
-                    response = client.embeddings.create(model=bare, input=list(texts))
-                    break
-                except Exception as exc:
-                    err = map_error(exc, provider.name, provider.timeout_s)
-                    if err.retryable:
-                        self.breaker.record(provider.name, ok=False)
-                    if not (err.retryable and attempt <= self.settings.max_retries):
-                        raise err from exc
-                    self.sleep(self.backoff(attempt, err))
-            self.breaker.record(provider.name, ok=True)
+            response = self.retry.call(
+                provider, lambda: client.embeddings.create(model=bare, input=list(texts)), result
+            )
             vectors = [d.embedding for d in sorted(response.data, key=lambda d: d.index)]
             result.prompt_tokens = response.usage.prompt_tokens if response.usage else 0
             if not response.usage:
@@ -265,19 +224,18 @@ class Gateway:
             raise result.error
         return vectors
 
-    def _embedding_client(self, provider: ProviderConfig):
+    def _embedding_client(self, provider: ProviderConfig) -> openai.OpenAI:
         import openai
 
-        key = ("embed", provider.name)
         with self._lock:
-            if key not in self._models:
-                self._models[key] = openai.OpenAI(
+            if provider.name not in self._embedding_clients:
+                self._embedding_clients[provider.name] = openai.OpenAI(
                     base_url=provider.base_url,
                     api_key=provider.api_key or "not-needed",
                     timeout=provider.timeout_s,
                     max_retries=0,
                 )
-            return self._models[key]
+            return self._embedding_clients[provider.name]
 
     # ---- internals ----------------------------------------------------------------------------
 
@@ -291,28 +249,23 @@ class Gateway:
         except ValueError as exc:
             raise GatewayError(f"{exc} Configured models: {', '.join(self.model_names())}.") from exc
 
-    def chat_model(self, provider: ProviderConfig, bare: str, params: dict[str, Any]) -> BaseChatModel:
-        """A cached LangChain chat model for this provider, model and parameters.
+    def chat_model(self, provider: ProviderConfig, bare: str, params: dict[str, Any]) -> ChatModel:
+        """This provider's and model's one cached LangChain chat model, with this call's parameters bound.
 
-        Built under its own lock, not the gateway's: the first ChatOpenAI of a process imports the HTTP
-        stack (~0.3 s), and price look-ups and calls to models already built must not wait for that.
+        One client per model, not per parameter set: every temperature or output cap a template sets would
+        otherwise add a client that lives as long as the process. Built under its own lock, not the gateway's:
+        the first ChatOpenAI of a process imports the HTTP stack (~0.3 s), and price look-ups and calls to
+        models already built must not wait for that.
         """
-        key = (provider.name, bare, tuple(sorted(params.items())))
-        model = self._models.get(key)
+        key = (provider.name, bare)
+        model = self._chat_models.get(key)
         if model is None:
             with self._build_lock:
-                model = self._models.get(key)
+                model = self._chat_models.get(key)
                 if model is None:
-                    model = self._models[key] = self.model_factory(provider, bare, params)
-        return model
-
-    def backoff(self, attempt: int, err: GatewayError) -> float:
-        """Exponential backoff with jitter; a Retry-After is honoured (up to the cap)."""
-        base = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** (attempt - 1))
-        delay = base * (0.5 + self.rng() / 2)
-        if err.retry_after is not None:
-            delay = max(delay, err.retry_after)
-        return min(delay, self.settings.backoff_max_s)
+                    model = self._chat_models[key] = self.model_factory(provider, bare, {})
+        params = call_params(bare, params)
+        return model.bind(**params) if params else model
 
     PRICE_TTL_S = 30.0  # price overrides are re-read at most this often (and at once after invalidate_prices)
 
@@ -344,33 +297,33 @@ class Gateway:
     def write_row(self, result: CallResult, ctx: CallContext, prompt: str, meta: dict[str, Any]) -> None:
         """Insert the call-log row for `result` (one per call); it is committed when this returns."""
         err = result.error
-        row = dict(
-            created_at=utcnow(),
-            request_id=result.request_id,
-            session_id=ctx.session_id,
-            user=ctx.user,
-            feature=ctx.feature,
-            provider=result.provider,
-            model=result.model,
-            template_name=ctx.template_name,
-            template_version=ctx.template_version,
-            experiment_id=ctx.experiment_id,
-            variant=ctx.variant,
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-            cached_tokens=result.cached_tokens,
-            cost_usd=result.cost_usd,
-            saved_usd=result.saved_usd,
-            latency_ms=result.latency_ms,
-            ttft_ms=result.ttft_ms,
-            status=result.status,
-            error_type=err.error_type if err else None,
-            error_message=str(err) if err else None,
-            attempts=result.attempts,
-            prompt=self.content_for_log(prompt),
-            response=self.content_for_log(result.text),
-            meta={**ctx.metadata, **meta} or None,
-        )
+        row = {
+            "created_at": utcnow(),
+            "request_id": result.request_id,
+            "session_id": ctx.session_id,
+            "user": ctx.user,
+            "feature": ctx.feature,
+            "provider": result.provider,
+            "model": result.model,
+            "template_name": ctx.template_name,
+            "template_version": ctx.template_version,
+            "experiment_id": ctx.experiment_id,
+            "variant": ctx.variant,
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "cached_tokens": result.cached_tokens,
+            "cost_usd": result.cost_usd,
+            "saved_usd": result.saved_usd,
+            "latency_ms": result.latency_ms,
+            "ttft_ms": result.ttft_ms,
+            "status": result.status,
+            "error_type": err.error_type if err else None,
+            "error_message": str(err) if err else None,
+            "attempts": result.attempts,
+            "prompt": self.content_for_log(prompt),
+            "response": self.content_for_log(result.text),
+            "meta": {**ctx.metadata, **meta} or None,
+        }
         self._log.write(without_nul(row), wait=not ctx.deferred_log)
 
     def flush_log(self, timeout: float | None = None) -> bool:
@@ -384,7 +337,7 @@ class Stream:
     def __init__(
         self,
         gw: Gateway,
-        messages: list[AnyMessage],
+        messages: list[BaseMessage],
         model: str,
         ctx: CallContext,
         params: dict[str, Any],
@@ -402,6 +355,9 @@ class Stream:
         self.request_id = uuid.uuid4().hex
         self.result: CallResult | None = None
         self._iter: Iterator[str] | None = None
+        self._usage: dict[str, Any] | None = None  # the provider's token counts for the current attempt
+        self._sent: list[BaseMessage] = messages
+        self._redaction: Redaction | None = None
 
     def __iter__(self) -> Iterator[str]:
         if self._iter is None:
@@ -432,7 +388,7 @@ class Stream:
                 admission = gw.budgets.admit(self.ctx.user, self.ctx.feature, self.model, self._estimate)
             except BudgetExceeded as err:
                 result.status, result.error = "blocked", err
-                return
+                raise  # logged (and given its request id) on the way out
             result.notices = admission.notices
             if admission.model != self.model:
                 meta["degraded_from"] = self.model
@@ -443,7 +399,8 @@ class Stream:
                 return
             for i, model in enumerate(self._candidates()):
                 if i > 0:
-                    meta.update(fallback_from=self.model, primary_error=result.error.error_type)
+                    primary_error = result.error.error_type if result.error else None
+                    meta.update(fallback_from=self.model, primary_error=primary_error)
                 result = replace(result, model=model, provider=model.split("/", 1)[0], error=None)
                 try:
                     yield from self._attempts(model, result, pieces, start)
@@ -459,49 +416,60 @@ class Stream:
             result.status = "aborted"
             raise
         finally:
-            result.text = "".join(pieces)
-            if result.status == "cached":
-                gw.write_row(result, self.ctx, prompt_text, meta)
-                self.result = result
-                gw.budgets.settle(admission, 0.0, 0)
-                return
-            if result.status == "blocked":
-                result.latency_ms = (gw.clock() - start) * 1000
-                gw.write_row(result, self.ctx, prompt_text, meta)
-                self.result = result
-                result.error.request_id = self.request_id
-                raise result.error
-            if result.status == "ok" and self.check_output is not None:
-                problem = self.check_output(result.text)
-                if problem:
-                    result.status, result.error = "invalid", InvalidOutput(problem, provider=result.provider)
-            result.latency_ms = (gw.clock() - start) * 1000
-            self._fill_usage(result)
-            if result.status != "error" or result.text:
-                result.cost_usd = gw.price(result.model, result)
-            else:
-                result.cost_usd = 0.0  # nothing was answered, so nothing is billed
-            if result.tokens_estimated:
-                meta["tokens_estimated"] = True
-            if result.redacted:
-                meta["redacted_items"] = result.redacted
+            self._finish(result, "".join(pieces), prompt_text, meta, admission, start)
+        if result.status == "error" and result.error is not None:
+            raise result.error
+
+    def _finish(
+        self,
+        result: CallResult,
+        text: str,
+        prompt_text: str,
+        meta: dict[str, Any],
+        admission: Admission | None,
+        start: float,
+    ) -> None:
+        """Complete `result` however the call ended, write its one log row, settle its budget, cache it."""
+        gw = self.gw
+        result.text = text
+        self.result = result
+        if result.error is not None:
+            result.error.request_id = self.request_id
+        if result.status == "cached":
             gw.write_row(result, self.ctx, prompt_text, meta)
-            gw.budgets.settle(admission, result.cost_usd, result.prompt_tokens + result.completion_tokens)
-            if result.status == "ok" and self._cacheable():
-                integrity_safe_put(
-                    gw.cache,
-                    self._cache_key(result.model),
-                    result.model,
-                    result.text,
-                    result.prompt_tokens,
-                    result.completion_tokens,
-                    result.cost_usd,
-                )
-            self.result = result
-            if result.error is not None:
+            gw.budgets.settle(admission, 0.0, 0)
+            return
+        if result.status == "blocked":
+            result.latency_ms = (gw.clock() - start) * 1000
+            gw.write_row(result, self.ctx, prompt_text, meta)
+            return
+        if result.status == "ok" and self.check_output is not None:
+            problem = self.check_output(result.text)
+            if problem:
+                result.status, result.error = "invalid", InvalidOutput(problem, provider=result.provider)
                 result.error.request_id = self.request_id
-        if result.status == "error":
-            raise result.error  # type: ignore[misc]
+        result.latency_ms = (gw.clock() - start) * 1000
+        self._fill_usage(result)
+        if result.status != "error" or result.text:
+            result.cost_usd = gw.price(result.model, result)
+        else:
+            result.cost_usd = 0.0  # nothing was answered, so nothing is billed
+        if result.tokens_estimated:
+            meta["tokens_estimated"] = True
+        if result.redacted:
+            meta["redacted_items"] = result.redacted
+        gw.write_row(result, self.ctx, prompt_text, meta)
+        gw.budgets.settle(admission, result.cost_usd, result.prompt_tokens + result.completion_tokens)
+        if result.status == "ok" and self._cacheable():
+            integrity_safe_put(
+                gw.cache,
+                self._cache_key(result.model),
+                result.model,
+                result.text,
+                result.prompt_tokens,
+                result.completion_tokens,
+                result.cost_usd,
+            )
 
     def _estimate(self, model: str) -> tuple[float, int]:
         """Estimated dollars and tokens of this call on `model`, for the budget check."""
@@ -536,7 +504,7 @@ class Stream:
         result.text = hit.response
         return True
 
-    def _outgoing(self, provider: ProviderConfig, result: CallResult) -> tuple[list[AnyMessage], Redaction | None]:
+    def _outgoing(self, provider: ProviderConfig, result: CallResult) -> tuple[list[BaseMessage], Redaction | None]:
         """The messages to send: personal data replaced by placeholders when the provider is external."""
         if not (provider.external and self.gw.settings.redact_external):
             return self.messages, None
@@ -546,33 +514,18 @@ class Stream:
         return sent, (red if red.originals else None)
 
     def _attempts(self, model: str, result: CallResult, pieces: list[str], start: float) -> Iterator[str]:
-        gw = self.gw
-        provider, bare = gw.resolve(model)
-        chat = gw.chat_model(provider, bare, self.params)
+        provider, bare = self.gw.resolve(model)
+        chat = self.gw.chat_model(provider, bare, self.params)
         self._sent, self._redaction = self._outgoing(provider, result)
-        attempt = 0
-        while True:
-            attempt += 1
-            gw.breaker.before_call(provider.name)
-            result.attempts += 1
-            self._usage: dict[str, int] | None = None
-            try:
-                yield from self._one_attempt(chat, result, pieces, start)
-            except GeneratorExit:
-                raise
-            except Exception as exc:
-                err = map_error(exc, provider.name, provider.timeout_s)
-                if err.retryable:
-                    gw.breaker.record(provider.name, ok=False)
-                retry = err.retryable and not pieces and attempt <= gw.settings.max_retries
-                if not retry:
-                    raise err from exc
-                gw.sleep(gw.backoff(attempt, err))
-                continue
-            gw.breaker.record(provider.name, ok=True)
-            return
 
-    def _one_attempt(self, chat: BaseChatModel, result: CallResult, pieces: list[str], start: float) -> Iterator[str]:
+        def attempt() -> Iterator[str]:
+            self._usage = None
+            return self._one_attempt(chat, result, pieces, start)
+
+        # once text has reached the user, no retry can replace it
+        yield from self.gw.retry.run(provider, attempt, result, may_retry=lambda: not pieces)
+
+    def _one_attempt(self, chat: ChatModel, result: CallResult, pieces: list[str], start: float) -> Iterator[str]:
         usage: dict[str, Any] | None = None
         if not self.streaming:
             msg = chat.invoke(self._sent)

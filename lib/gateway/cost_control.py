@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from lib.core.tables import Budget, CachedResponse, LlmCall, utcnow
+from lib.gateway.call_log import without_nul
 from lib.gateway.errors import BudgetExceeded
 from lib.gateway.tokens import message_text
 
@@ -279,13 +280,11 @@ class BudgetGuard:
 def integrity_safe_put(cache: ResponseCache, key: str, model: str, text: str, *args: Any) -> None:
     """Store in the cache if it can be; a failure here must never cost the user the answer they already have.
 
-    Two processes storing the same key at once is not an error; an answer with a NUL character (which
-    PostgreSQL refuses in text) is simply not cached.
+    Two processes storing the same key at once is not an error. NUL characters (which PostgreSQL refuses in
+    text) are dropped, as in the call log, so the cached answer is the one logged.
     """
-    if "\x00" in text:
-        return
     try:
-        cache.put(key, model, text, *args)
+        cache.put(key, model, without_nul(text), *args)
     except IntegrityError:
         pass
     except SQLAlchemyError:

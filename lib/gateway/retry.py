@@ -1,0 +1,82 @@
+"""The one retry loop of the gateway, for chat and embedding calls: backoff, Retry-After, breaker, attempts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from lib.core.settings import ProviderConfig, Settings
+from lib.gateway.breaker import CircuitBreaker
+from lib.gateway.errors import GatewayError, map_error
+
+T = TypeVar("T")
+
+
+class Tally(Protocol):
+    """Where a call counts its attempts (a CallResult)."""
+
+    attempts: int
+
+
+@dataclass
+class RetryPolicy:
+    """Retries a provider call on retryable errors, with exponential backoff, feeding the circuit breaker."""
+
+    breaker: CircuitBreaker
+    max_retries: int
+    backoff_base_s: float
+    backoff_max_s: float
+    sleep: Callable[[float], None]
+    rng: Callable[[], float]
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, breaker: CircuitBreaker, sleep: Callable[[float], None], rng: Callable[[], float]
+    ) -> RetryPolicy:
+        """The policy the settings ask for."""
+        return cls(breaker, settings.max_retries, settings.backoff_base_s, settings.backoff_max_s, sleep, rng)
+
+    def backoff(self, attempt: int, err: GatewayError) -> float:
+        """Exponential backoff with jitter; a Retry-After is honoured (up to the cap)."""
+        base = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
+        delay = base * (0.5 + self.rng() / 2)
+        if err.retry_after is not None:
+            delay = max(delay, err.retry_after)
+        return min(delay, self.backoff_max_s)
+
+    def run(
+        self,
+        provider: ProviderConfig,
+        attempt: Callable[[], Iterator[T]],
+        tally: Tally,
+        may_retry: Callable[[], bool] = lambda: True,
+    ) -> Iterator[T]:
+        """Yield what `attempt()` yields; on a retryable failure (and while `may_retry()`), back off and try again.
+
+        Each try passes the breaker first and counts on `tally.attempts`; failures are raised as GatewayError.
+        """
+        n = 0
+        while True:
+            n += 1
+            self.breaker.before_call(provider.name)
+            tally.attempts += 1
+            try:
+                yield from attempt()
+            except GeneratorExit:  # the caller abandoned the stream: not the provider's failure
+                raise
+            except Exception as exc:
+                err = map_error(exc, provider.name, provider.timeout_s)
+                if err.retryable:
+                    self.breaker.record(provider.name, ok=False)
+                if not (err.retryable and n <= self.max_retries and may_retry()):
+                    raise err from exc
+                self.sleep(self.backoff(n, err))
+                continue
+            self.breaker.record(provider.name, ok=True)
+            return
+
+    def call(self, provider: ProviderConfig, fn: Callable[[], T], tally: Tally) -> T:
+        """`fn()`'s value, retried like `run`."""
+        [value] = self.run(provider, lambda: iter((fn(),)), tally)  # unpacking runs the loop to its end
+        return value
