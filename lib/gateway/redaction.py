@@ -8,13 +8,19 @@ from dataclasses import dataclass, field
 
 KINDS = ("SECRET", "EMAIL", "IBAN", "CARD", "SSN", "IP", "PHONE")
 
+# Every pattern is bounded: a token may only start where the run of its characters starts (a look-behind,
+# not \b, which also fires after "-" and "."), and every repeat has an upper limit, so no input makes the
+# engine try a long run again from each of its positions (1 MB of "1.2.3.4." took most of an hour before).
 _SECRET = re.compile(
-    r"\b(?:sk-(?:proj-|ant-)?[A-Za-z0-9_-]{16,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|xox[abprs]-[A-Za-z0-9-]{10,}"
-    r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}|AIza[0-9A-Za-z_-]{35})"
+    r"(?<![A-Za-z0-9_-])(?:sk-(?:proj-|ant-)?[A-Za-z0-9_-]{16,512}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,255}"
+    r"|xox[abprs]-[A-Za-z0-9-]{10,255}|eyJ[A-Za-z0-9_-]{8,8192}\.[A-Za-z0-9_-]{8,8192}\.[A-Za-z0-9_-]{8,8192}"
+    r"|AIza[0-9A-Za-z_-]{35})"
     r"|(?i:(?<=api[_-]key[=:\s])|(?<=api[_-]key\"[=:\s])|(?<=password[=:\s])|(?<=secret[=:\s])|(?<=token[=:\s]))"
-    r"\s*[\"']?[A-Za-z0-9_\-+/=.]{8,}[\"']?"
+    r"[ \t]{0,8}[\"']?[A-Za-z0-9_\-+/=.]{8,512}[\"']?"
 )
-_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-])"
+)
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 _SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
@@ -87,9 +93,31 @@ class Redaction:
     text: str
     originals: dict[str, str] = field(default_factory=dict)
 
-    def restore(self, text: str) -> str:
-        """Put the originals back into `text` (an answer that repeats placeholders)."""
-        return _PLACEHOLDER.sub(lambda m: self.originals.get(m.group(), m.group()), text)
+    def restore(self, text: str, before: str = "") -> str:
+        """Put the originals back into `text` (an answer that repeats placeholders), except inside URLs.
+
+        A placeholder inside a link or image address stays a placeholder: restored, a masked address would
+        travel to whatever server the URL names when a browser renders it. `before`: the text that came
+        just before `text` (for streams), so a URL split across pieces is still recognised.
+        """
+
+        def put_back(m: re.Match[str]) -> str:
+            if in_url((before + text[: m.start()])[-URL_CONTEXT:]):
+                return m.group()
+            return self.originals.get(m.group(), m.group())
+
+        return _PLACEHOLDER.sub(put_back, text)
+
+
+URL_CONTEXT = 2048  # how far back a placeholder's URL may start
+_URL_START = re.compile(r"://|\]\(|(?<![\w.])www\.|(?i:mailto:|data:)")
+
+
+def in_url(prefix: str) -> bool:
+    """True when the text right before a position is inside a URL: its last run of non-space characters
+    holds a scheme, `www.` or a markdown link target `](`."""
+    cut = max(prefix.rfind(" "), prefix.rfind("\n"), prefix.rfind("\t"))
+    return _URL_START.search(prefix, cut + 1) is not None
 
 
 def find_pii(text: str) -> list[tuple[int, int, str]]:
@@ -130,7 +158,12 @@ class StreamRestorer:
     """Restores placeholders in streamed text, holding back a piece that may be half a placeholder."""
 
     def __init__(self, redaction: Redaction):
-        self.redaction, self.pending = redaction, ""
+        self.redaction, self.pending, self.seen = redaction, "", ""
+
+    def _restore(self, text: str) -> str:
+        out = self.redaction.restore(text, before=self.seen)
+        self.seen = (self.seen + text)[-URL_CONTEXT:]
+        return out
 
     def feed(self, piece: str) -> str:
         """Text safe to show now."""
@@ -140,9 +173,9 @@ class StreamRestorer:
             self.pending, text = text[cut:], text[:cut]
         else:
             self.pending = ""
-        return self.redaction.restore(text)
+        return self._restore(text)
 
     def flush(self) -> str:
         """Whatever is still held back."""
         text, self.pending = self.pending, ""
-        return self.redaction.restore(text)
+        return self._restore(text)
