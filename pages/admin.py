@@ -2,9 +2,19 @@
 
 import streamlit as st
 
-from lib.gateway.cost_control import SCOPES, budget_table, delete_budget, set_budget
-from lib.gateway.pricing import set_price_override
-from lib.gateway.providers import check_provider, feature_defaults, override_history, price_rows, provider_rows
+from lib.gateway.cost_control import SCOPES
+from lib.gateway.providers import (
+    breaker_caption,
+    budget_bars,
+    check_provider,
+    feature_defaults,
+    override_history,
+    price_rows,
+    provider_rows,
+    remove_budget,
+    save_budget,
+    save_price,
+)
 from lib.ui.resources import current_user, get_engine, get_gateway, get_settings, require_page
 
 require_page("pages/admin.py")
@@ -20,8 +30,7 @@ with providers:
         st.dataframe([check_provider(p) for p in settings.providers], hide_index=True, use_container_width=True)
     st.subheader("Per feature")
     st.dataframe(feature_defaults(settings), hide_index=True, use_container_width=True)
-    breakers = {p.name: gateway.breaker.state(p.name) for p in settings.providers}
-    st.caption("Circuit breakers: " + ", ".join(f"{k} {v}" for k, v in breakers.items()))
+    st.caption(breaker_caption(settings, gateway.breaker))
 
 with prices:
     st.caption(
@@ -36,26 +45,17 @@ with prices:
         cached = c3.number_input("Cached input $/1M", min_value=0.0, step=0.01, format="%.4f")
         out = c4.number_input("Output $/1M", min_value=0.0, step=0.01, format="%.4f")
         if st.form_submit_button("Save price override") and model.strip():
-            set_price_override(engine, model.strip(), inp, out, cached, current_user())
-            gateway.invalidate_prices()
+            save_price(gateway, model, inp, out, cached, current_user())
             st.success(f"Price for {model} saved; it applies from now on.")
     history = override_history(engine)
     if history:
         st.dataframe(history, hide_index=True, use_container_width=True)
 
 with budgets:
-    rows = budget_table(engine)
-    for b in rows:
-        limit = f"${b['limit_usd']:,.2f}" if b["limit_usd"] is not None else f"{b['limit_tokens']:,} tokens"
-        spent = f"${b['spent_usd']:,.4f}" if b["limit_usd"] is not None else f"{b['spent_tokens']:,} tokens"
-        st.progress(
-            min(b["used"], 1.0),
-            text=f"{b['scope']} {b['subject']}: {spent} of {limit} this month "
-            f"(soft limit {b['soft_ratio']:.0%}, then {b['degrade_model'] or 'warn only'})",
-        )
-        if st.button("Delete", key=f"del-budget-{b['id']}"):
-            delete_budget(engine, b["id"])
-            gateway.budgets.invalidate()
+    for bar in budget_bars(engine):
+        st.progress(bar["fraction"], text=bar["text"])
+        if st.button("Delete", key=f"del-budget-{bar['id']}"):
+            remove_budget(gateway, bar["id"])
             st.rerun()
     with st.form("budget"):
         c1, c2, c3 = st.columns(3)
@@ -72,10 +72,7 @@ with budgets:
         soft = c6.slider("Soft limit", 0.1, 1.0, 0.8)
         if st.form_submit_button("Save budget"):
             try:
-                set_budget(
-                    engine, scope, subject or "*", usd or None, int(tokens) or None, soft, degrade, current_user()
-                )
-                gateway.budgets.invalidate()
+                save_budget(gateway, scope, subject, usd, int(tokens), soft, degrade, current_user())
                 st.rerun()
             except ValueError as exc:
                 st.error(str(exc))

@@ -59,3 +59,17 @@ def test_an_admin_sets_a_price_override_and_a_budget(monkeypatch):
         [budget] = budget_table(engine)
         assert (budget["scope"], budget["subject"], budget["limit_usd"]) == ("user", "ada", 25.0)
         assert any("user ada: $0.0000 of $25.00 this month" in p.proto.text for p in at.get("progress"))
+
+
+def test_a_zero_limit_budget_shows_as_used_up_and_can_be_deleted(monkeypatch):
+    from lib.gateway.cost_control import set_budget
+
+    with FakeOpenAI() as server:
+        at = admin_page(monkeypatch, server)
+        engine = make_engine(load_settings().database_url)
+        set_budget(engine, "global", "*", limit_usd=0.0)
+        at.run()
+        [bar] = at.get("progress")
+        assert bar.proto.value == 100 and "used up: calls are refused until" in bar.proto.text  # before: 0%
+        next(b for b in at.button if b.label == "Delete").click().run()
+        assert not at.exception and budget_table(engine) == [] and at.get("progress") == []

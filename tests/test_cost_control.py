@@ -14,7 +14,7 @@ from test_gateway import QUESTION, SECRET, make_gateway, rows
 
 from lib.core.tables import LlmCall, utcnow
 from lib.gateway.client import CallContext
-from lib.gateway.cost_control import budget_table, set_budget
+from lib.gateway.cost_control import budget_table, budget_used, set_budget
 from lib.gateway.errors import BudgetExceeded
 from lib.gateway.pricing import set_price_override
 
@@ -145,3 +145,36 @@ def test_an_answer_with_a_nul_character_is_cached_as_it_is_logged(fresh_engine, 
     second = gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat"))
     assert (second.status, second.text) == ("cached", "Four.") and len(fake.requests) == 1  # before: asked again
     assert [r.response for r in rows(fresh_engine)] == ["Four.", "Four."]
+
+
+@pytest.mark.parametrize(
+    "usd, tokens, limit_usd, limit_tokens, used",
+    [
+        (0.0, 0, 0.0, None, 1.0),  # a zero limit refuses every call, spent or not
+        (0.5, 0, 0.0, None, 1.0),
+        (0.0, 0, None, 0, 1.0),
+        (0.5, 100, 2.0, None, 0.25),
+        (0.5, 900, 2.0, 1000, 0.9),  # the tighter limit counts
+        (0.0, 0, 2.0, None, 0.0),
+    ],
+)
+def test_budget_used_is_the_share_of_the_tighter_limit_and_a_zero_limit_is_used_up(
+    usd, tokens, limit_usd, limit_tokens, used
+):
+    assert budget_used(usd, tokens, limit_usd, limit_tokens) == pytest.approx(used)
+
+
+def test_a_zero_limit_budget_reads_used_up_on_the_settings_page_as_it_blocks_calls(fresh_engine, fake):
+    from lib.gateway.providers import budget_bars
+
+    set_budget(fresh_engine, "feature", "chat", limit_usd=0.0)
+    gw = make_gateway(fresh_engine, fake)
+    with pytest.raises(BudgetExceeded):
+        gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat"))
+    [b] = budget_table(fresh_engine)
+    assert b["used"] == 1.0  # before: 0.0, "0% used", while every call was refused
+    [bar] = budget_bars(fresh_engine, now=utcnow().replace(year=2026, month=3, day=14))
+    assert bar["fraction"] == 1.0
+    assert (
+        bar["text"] == "feature chat: $0.0000 of $0.00 this month (used up: calls are refused until 2026-04-01 (UTC))"
+    )

@@ -148,6 +148,17 @@ def spend_this_month(engine: Engine, scope: str, subject: str, now: datetime | N
     return float(usd or 0), int(tokens or 0)
 
 
+def budget_used(usd: float, tokens: int, limit_usd: float | None, limit_tokens: int | None) -> float:
+    """The share of a budget used, by its tighter limit; 1.0 or more refuses calls, as a zero limit always does."""
+
+    def share(spent: float, limit: float | None) -> float:
+        if limit is None:
+            return 0.0
+        return spent / limit if limit else 1.0
+
+    return max(share(usd, limit_usd), share(tokens, limit_tokens))
+
+
 def budget_table(engine: Engine) -> list[dict[str, Any]]:
     """Every budget with this month's burn, for the admin page."""
     with Session(engine) as s:
@@ -164,7 +175,7 @@ def budget_table(engine: Engine) -> list[dict[str, Any]]:
                 "spent_usd": round(usd, 6),
                 "limit_tokens": b.limit_tokens,
                 "spent_tokens": tokens,
-                "used": max(usd / b.limit_usd if b.limit_usd else 0, tokens / b.limit_tokens if b.limit_tokens else 0),
+                "used": budget_used(usd, tokens, b.limit_usd, b.limit_tokens),
                 "soft_ratio": b.soft_ratio,
                 "degrade_model": b.degrade_model,
             }
@@ -237,10 +248,7 @@ class BudgetGuard:
                 usd, tokens = self._spend(key)
                 r_usd, r_tokens = self._reserved.get(key, (0.0, 0))
                 usd, tokens = usd + r_usd, tokens + r_tokens
-                used = max(
-                    usd / b.limit_usd if b.limit_usd else (1.0 if b.limit_usd == 0 else 0.0),
-                    tokens / b.limit_tokens if b.limit_tokens else (1.0 if b.limit_tokens == 0 else 0.0),
-                )
+                used = budget_used(usd, tokens, b.limit_usd, b.limit_tokens)
                 what = "everyone" if b.scope == "global" else f"{b.scope} {b.subject!r}"
                 if used >= 1:
                     reset = next_month(self.now()).strftime("%Y-%m-%d")

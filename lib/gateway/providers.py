@@ -1,16 +1,23 @@
-"""What the Settings page shows: providers and their reachability, prices in force. Keys are never returned."""
+"""What the Settings page shows and saves: providers and their reachability, prices in force, budgets with their
+burn. Keys are never returned."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from lib.core.settings import ProviderConfig, Settings
-from lib.core.tables import PriceOverride
-from lib.gateway.pricing import PriceTable, find_price
+from lib.core.tables import PriceOverride, utcnow
+from lib.gateway.breaker import CircuitBreaker
+from lib.gateway.cost_control import budget_table, delete_budget, next_month, set_budget
+from lib.gateway.pricing import PriceTable, find_price, set_price_override
+
+if TYPE_CHECKING:
+    from lib.gateway.client import Gateway
 
 
 def provider_rows(settings: Settings) -> list[dict[str, Any]]:
@@ -110,3 +117,68 @@ def override_history(engine: Engine) -> list[dict[str, Any]]:
             }
             for r in rows
         ]
+
+
+def breaker_caption(settings: Settings, breaker: CircuitBreaker) -> str:
+    """Each provider's circuit-breaker state, in one line."""
+    return "Circuit breakers: " + ", ".join(f"{p.name} {breaker.state(p.name)}" for p in settings.providers)
+
+
+def budget_bars(engine: Engine, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Each budget as a progress bar: id, filled fraction (0 to 1) and its line of text; a used-up one says so."""
+    reset = next_month(now or utcnow()).strftime("%Y-%m-%d")
+    bars = []
+    for b in budget_table(engine):
+        by_usd = b["limit_usd"] is not None
+        limit = f"${b['limit_usd']:,.2f}" if by_usd else f"{b['limit_tokens']:,} tokens"
+        spent = f"${b['spent_usd']:,.4f}" if by_usd else f"{b['spent_tokens']:,} tokens"
+        if b["used"] >= 1:
+            then = f"used up: calls are refused until {reset} (UTC)"
+        else:
+            then = f"soft limit {b['soft_ratio']:.0%}, then {b['degrade_model'] or 'warn only'}"
+        text = f"{b['scope']} {b['subject']}: {spent} of {limit} this month ({then})"
+        bars.append({"id": b["id"], "fraction": min(b["used"], 1.0), "text": text})
+    return bars
+
+
+def save_budget(
+    gateway: Gateway,
+    scope: str,
+    subject: str,
+    limit_usd: float,
+    limit_tokens: int,
+    soft_ratio: float,
+    degrade_model: str | None,
+    user: str | None,
+) -> None:
+    """Save a budget from the Settings form (a 0 limit there means none) and apply it at once; ValueError if wrong."""
+    set_budget(
+        gateway.engine,
+        scope,
+        subject or "*",
+        limit_usd or None,
+        int(limit_tokens) or None,
+        soft_ratio,
+        degrade_model,
+        user,
+    )
+    gateway.budgets.invalidate()
+
+
+def remove_budget(gateway: Gateway, budget_id: int) -> None:
+    """Delete a budget and stop applying it at once."""
+    delete_budget(gateway.engine, budget_id)
+    gateway.budgets.invalidate()
+
+
+def save_price(
+    gateway: Gateway,
+    model: str,
+    input_per_mtok: float,
+    output_per_mtok: float,
+    cached_per_mtok: float,
+    user: str | None,
+) -> None:
+    """Save a price override from the Settings form; calls are priced with it from now on."""
+    set_price_override(gateway.engine, model.strip(), input_per_mtok, output_per_mtok, cached_per_mtok, user)
+    gateway.invalidate_prices()
