@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from test_gateway import QUESTION, SECRET, make_gateway, rows
 
-from lib.core.tables import LlmCall, utcnow
+from lib.core.tables import CachedResponse, LlmCall, utcnow
 from lib.gateway.client import CallContext
 from lib.gateway.cost_control import budget_table, budget_used, set_budget
 from lib.gateway.errors import BudgetExceeded
@@ -178,3 +178,17 @@ def test_a_zero_limit_budget_reads_used_up_on_the_settings_page_as_it_blocks_cal
     assert (
         bar["text"] == "feature chat: $0.0000 of $0.00 this month (used up: calls are refused until 2026-04-01 (UTC))"
     )
+
+
+def test_purging_the_cache_deletes_only_expired_answers(fresh_engine, fake):
+    from lib.gateway.cost_control import purge_expired_cache
+
+    gw = make_gateway(fresh_engine, fake, WORKBENCH_CACHE_TTL_S="60")
+    gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat"))
+    gw.cache.now = lambda: utcnow() + timedelta(seconds=61)
+    gw.invoke([("user", "A later question")], "openai/gpt-4o-mini", CallContext(feature="chat"))
+    assert purge_expired_cache(fresh_engine) == 0  # nothing has expired yet
+    assert purge_expired_cache(fresh_engine, now=lambda: utcnow() + timedelta(seconds=62)) == 1
+    with Session(fresh_engine) as s:
+        [kept] = s.scalars(select(CachedResponse))
+    assert kept.response == "Hello from the fake model." and gw.cache.get(kept.key) is not None

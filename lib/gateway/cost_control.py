@@ -10,10 +10,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.messages import BaseMessage
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import CursorResult, Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -71,7 +71,13 @@ class ResponseCache:
     def purge_expired(self) -> int:
         """Delete expired answers; returns how many."""
         with Session(self.engine) as s, s.begin():
-            return s.execute(delete(CachedResponse).where(CachedResponse.expires_at <= self.now())).rowcount
+            done = s.execute(delete(CachedResponse).where(CachedResponse.expires_at <= self.now()))
+            return cast(CursorResult, done).rowcount
+
+
+def purge_expired_cache(engine: Engine, now: Callable[[], datetime] = utcnow) -> int:
+    """Delete expired cached answers, which nothing else removes; returns how many. Housekeeping for a scheduler."""
+    return ResponseCache(engine, ttl_s=0, now=now).purge_expired()
 
 
 def month_start(now: datetime) -> datetime:
