@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from lib.compare.runs import Checks, RunProgress, Variant, VariantAnswer
-from lib.compare.test_sets import EXPECTED, Case
+import pandas as pd
+from sqlalchemy import Engine
+
+from lib.compare.live_ab import start_experiment
+from lib.compare.runs import (
+    VERDICTS,
+    Checks,
+    RunJobs,
+    RunProgress,
+    Variant,
+    VariantAnswer,
+    get_run,
+    promote,
+    record_vote,
+    start_run,
+)
+from lib.compare.test_sets import EXPECTED, Case, create_test_set, list_test_sets, load_cases, parse_csv, replace_cases
 from lib.core.tables import Experiment
+from lib.gateway.client import Gateway
+from lib.prompts.language import Template
+from lib.prompts.store import TemplateStore
 
 
 def outcome_line(outcome: VariantAnswer) -> str:
@@ -124,3 +142,122 @@ def experiment_caption(exp: Experiment) -> str:
 def promote_question(run: dict[str, Any]) -> str:
     """The confirmation asked before promoting a run's B: which template's production label moves, and to what."""
     return f"Yes, point production of {run['template_name']} at B ({run['B'].label()})"
+
+
+def chosen_variants(
+    store: TemplateStore, name: str, picks: Mapping[str, tuple[int, str]]
+) -> tuple[dict[str, Variant], dict[str, Template]]:
+    """Each side's variant and saved template from its (version, model) boxes."""
+    variants = {side: pick_variant(version, model) for side, (version, model) in picks.items()}
+    return variants, {side: store.get_version(name, v.version).template for side, v in variants.items()}
+
+
+def new_pair(name: str, variants: Mapping[str, Variant], values: Mapping[str, str]) -> dict[str, Any]:
+    """What a side-by-side run keeps for its vote: the template, both variants and the inputs (answers follow)."""
+    return {"name": name, "variants": dict(variants), "inputs": dict(values)}
+
+
+def save_pair_vote(engine: Engine, pair: Mapping[str, Any], verdict: str, user: str | None, comment: str) -> str:
+    """Store a vote on the side-by-side answers in view (for the variants that gave them); the message to show."""
+    variants = pair["variants"]
+    record_vote(
+        engine,
+        pair["name"],
+        variants["A"],
+        variants["B"],
+        pair["inputs"],
+        pair["A"],
+        pair["B"],
+        verdict,
+        user=user,
+        comment=comment,
+    )
+    return f"Vote saved: {VERDICTS[verdict]}."
+
+
+def sets_by_name(engine: Engine) -> dict[str, dict[str, Any]]:
+    """Every test set, by name."""
+    return {s["name"]: s for s in list_test_sets(engine)}
+
+
+def create_set(engine: Engine, name: str, variables: list[str], user: str | None, csv_data: bytes | None) -> str:
+    """Create a test set, with the cases of an uploaded CSV if any; the message to show (TestSetError if not)."""
+    cases = parse_csv(csv_data, variables) if csv_data is not None else []
+    create_test_set(engine, name, variables, user, cases)
+    return f"Created {name.strip()} with {len(cases)} cases."
+
+
+def cases_frame(engine: Engine, test_set: Mapping[str, Any]) -> pd.DataFrame:
+    """A test set's cases as the editable table: one column per variable, then the expected answer."""
+    records = case_records(load_cases(engine, test_set["id"]))
+    return pd.DataFrame(records, columns=[*test_set["variables"], EXPECTED])
+
+
+def save_cases(engine: Engine, test_set_id: int, edited: pd.DataFrame) -> str:
+    """Replace a test set's cases with the edited table's rows; the message to show (TestSetError if not)."""
+    return f"Saved {replace_cases(engine, test_set_id, edited.to_dict('records'))} cases."
+
+
+def start_batch(
+    gateway: Gateway,
+    store: TemplateStore,
+    jobs: RunJobs,
+    name: str,
+    test_set_id: int,
+    variants: Mapping[str, Variant],
+    checks: Checks,
+    user: str | None,
+    concurrency: int,
+) -> int:
+    """Record a batch run and start it in the background; its id (CompareError when it cannot start)."""
+    run_id = start_run(gateway.engine, name, test_set_id, variants["A"], variants["B"], checks, user)
+    jobs.start(gateway, store, run_id, concurrency)
+    return run_id
+
+
+def finished_caption(engine: Engine, run_id: int) -> str:
+    """The line under a batch run that is no longer working: its status and where to open it."""
+    return f"Run #{run_id} is {get_run(engine, run_id)['status']}; open it on the Results tab."
+
+
+def save_row_vote(
+    engine: Engine,
+    run: Mapping[str, Any],
+    row: Mapping[str, Any],
+    pick: str,
+    sides: list[tuple[str, str]],
+    user: str | None,
+    blind: bool,
+) -> None:
+    """Store `user`'s vote on one row of a batch run, `pick` being the position voted for (see row_verdict)."""
+    record_vote(
+        engine,
+        run["template_name"],
+        run["A"],
+        run["B"],
+        row["values"],
+        answer_text(row["A"]),
+        answer_text(row["B"]),
+        row_verdict(pick, sides),
+        user=user,
+        run_id=run["id"],
+        case_id=row["case_id"],
+        blind=blind,
+    )
+
+
+def promote_b(store: TemplateStore, run: Mapping[str, Any], user: str | None) -> str:
+    """Point production at the run's B; the message to show (CompareError or TemplateError when it cannot)."""
+    return f"production now points at v{promote(store, run['template_name'], run['A'], run['B'], user)}."
+
+
+def live_start_label(variants: Mapping[str, Variant]) -> str:
+    """The button that starts a live experiment between the chosen versions."""
+    return f"Start live experiment: A v{variants['A'].version} vs B v{variants['B'].version}"
+
+
+def start_live(
+    engine: Engine, store: TemplateStore, name: str, variants: Mapping[str, Variant], user: str | None, share: float
+) -> str:
+    """Start splitting `name`'s traffic between A's and B's versions; the experiment id (ExperimentError if not)."""
+    return start_experiment(engine, store, name, variants["A"].version, variants["B"].version, user, share)
