@@ -8,8 +8,10 @@ from lib.ui.prompt_form import (
     DEFAULT_MODEL,
     draft_from_form,
     label_caption,
+    label_options,
     move_message,
     option_index,
+    save_draft,
     schema_text,
     section_heading,
     summary,
@@ -76,11 +78,11 @@ with edit:
     note = st.text_input("Change note", key=f"note:{k}", placeholder="What changed, and why")
     if st.button("Save version" if saved else "Create template", type="primary", disabled=draft is None):
         try:
-            v = store.save_version(draft, user, note) if saved else store.create(draft, user, note or "Created")
+            v, message = save_draft(store, saved, draft, user, note)
             if v is None:
-                st.info(f"Nothing changed since v{saved.version}, so no version was saved.")
+                st.info(message)
             else:
-                done(f"Saved {v.name} v{v.version}. Labels did not move: deploy it on the Labels tab.", v.name)
+                done(message, v.name)
         except TemplateError as err:
             st.error(str(err), icon=":material/error:")
 
@@ -121,7 +123,7 @@ with label_tab:
     if saved:
         label = st.selectbox(
             "Label",
-            sorted({"production", "staging", *labels}),
+            label_options(labels),
             key=f"lb:{name}",
             accept_new_options=True,
             help="Type a new name to add your own label.",

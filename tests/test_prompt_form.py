@@ -5,13 +5,15 @@ from datetime import UTC, datetime
 
 from lib.prompts.diff import diff_templates
 from lib.prompts.language import Template
-from lib.prompts.store import Version
+from lib.prompts.store import TemplateStore, Version
 from lib.ui.prompt_form import (
     DEFAULT_MODEL,
     draft_from_form,
     label_caption,
+    label_options,
     move_message,
     option_index,
+    save_draft,
     schema_text,
     section_heading,
     summary,
@@ -84,3 +86,21 @@ def test_the_form_describes_a_draft_or_says_why_it_cannot_be_saved():
     )
     none, nothing, why = draft_from_form("t", "", "", "{{ a.b }}", DEFAULT_MODEL, None, None, "")
     assert (none, nothing) == (None, []) and why
+
+
+def test_saving_the_form_creates_the_template_then_saves_versions_only_when_something_changed(fresh_engine):
+    store, draft = TemplateStore(fresh_engine), Template(name="support.reply", user="Q: {{ question }}")
+    v1, message = save_draft(store, None, draft, "ada", "")
+    assert (v1.version, v1.note, message) == (
+        1,
+        "Created",
+        "Saved support.reply v1. Labels did not move: deploy it on the Labels tab.",
+    )
+    assert save_draft(store, v1, draft, "ada", "again") == (None, "Nothing changed since v1, so no version was saved.")
+    v2, _ = save_draft(store, v1, replace(draft, system="Be brief."), "ada", "shorter")
+    assert (v2.version, v2.note) == (2, "shorter")
+
+
+def test_production_and_staging_can_always_be_moved_besides_the_templates_own_labels():
+    assert label_options({}) == ["production", "staging"]
+    assert label_options({"canary": 2, "production": 1}) == ["canary", "production", "staging"]

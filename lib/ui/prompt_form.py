@@ -11,7 +11,7 @@ from lib.gateway.errors import GatewayError
 from lib.prompts.diff import SectionDiff
 from lib.prompts.language import Template, TemplateError, parse_schema_text
 from lib.prompts.runs import run_template
-from lib.prompts.store import Version, validate_for_save
+from lib.prompts.store import TemplateStore, Version, validate_for_save
 
 DEFAULT_MODEL = "(default)"
 
@@ -125,3 +125,24 @@ def label_caption(label: str, labels: dict[str, int]) -> str:
 def move_message(label: str, target: int, moved: bool) -> str:
     """What moving a label did: pointed it at `target`, or nothing because it already pointed there."""
     return f"{label} now points at v{target}." if moved else f"{label} already pointed at v{target}."
+
+
+def save_draft(
+    store: TemplateStore, saved: Version | None, draft: Template, user: str | None, note: str
+) -> tuple[Version | None, str]:
+    """Save the form as a new template or its next version: (the version, or None when nothing changed; what to say).
+
+    TemplateError when it cannot be saved.
+    """
+    if saved is None:
+        version: Version | None = store.create(draft, user, note or "Created")
+    else:
+        version = store.save_version(draft, user, note)
+    if version is None:
+        return None, f"Nothing changed since v{saved.version if saved else 0}, so no version was saved."
+    return version, f"Saved {version.name} v{version.version}. Labels did not move: deploy it on the Labels tab."
+
+
+def label_options(labels: dict[str, int]) -> list[str]:
+    """The labels a template can move: production and staging always, then its own, sorted."""
+    return sorted({"production", "staging", *labels})
