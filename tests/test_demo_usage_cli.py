@@ -54,3 +54,27 @@ def test_demo_usage_runs_as_a_module_with_help():
         [sys.executable, "-m", "lib.cli", "demo-usage", "--help"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
     assert "--calls" in out and "--days" in out
+
+
+def test_demo_calls_use_the_features_templates_and_error_types_real_calls_log():
+    from datetime import UTC, datetime
+
+    from lib.compare.runs import JUDGE_FEATURE, RUN_FEATURE
+    from lib.gateway import errors
+    from lib.prompts.builtin import BUILTINS
+    from lib.usage.demo import USER_TEMPLATE, generate_calls
+
+    real_errors = {
+        cls.error_type
+        for cls in vars(errors).values()
+        if isinstance(cls, type) and issubclass(cls, errors.GatewayError)
+    }
+    builtin = set(BUILTINS)
+    calls = list(generate_calls(3000, 30, datetime(2026, 3, 1, tzinfo=UTC)))
+    assert {c["feature"] for c in calls} == {"chat", "embed", "prompts", RUN_FEATURE, JUDGE_FEATURE}
+    app_templates = {c["template_name"] for c in calls if c["feature"] in ("chat", RUN_FEATURE)}
+    assert app_templates <= builtin and app_templates  # before: "rag-answer", which no real call logs
+    assert {c["template_name"] for c in calls if c["feature"] == "prompts"} == {USER_TEMPLATE}
+    error_types = {c["error_type"] for c in calls if c["status"] in ("error", "blocked")}
+    assert len(error_types) > 2 and error_types <= real_errors  # before: "RateLimitError", "Timeout", …
+    assert {c["error_type"] for c in calls if c["status"] == "blocked"} == {errors.BudgetExceeded.error_type}

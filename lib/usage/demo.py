@@ -11,12 +11,16 @@ from sqlalchemy import Engine, insert
 
 from lib.core.settings import PROJECT_ROOT
 from lib.core.tables import LlmCall
+from lib.gateway.errors import BudgetExceeded, ContextTooLong, ProviderUnavailable, RateLimited, TimedOut
 from lib.gateway.pricing import PriceTable, find_price, load_price_table
+from lib.prompts.builtin import RAG_ANSWER
 
 DEMO_DIR = PROJECT_ROOT / "data" / "demo"
 DEMO_MARKER = "DEMO_DATA"  # a file in the data dir: the page shows a demo banner whenever it exists
 UNPRICED_MODEL = "acme/private-llm"  # a self-hosted model nobody priced: shows up as unpriced, never $0
 
+USER_TEMPLATE = "meeting-summary"  # a template someone wrote and runs from the Prompts page
+# The features, template names and error types real calls log (a test checks them against their sources):
 # feature: (share of calls, {model: share}, template name or None, mean prompt tokens, mean output tokens)
 FEATURES = {
     "chat": (
@@ -29,18 +33,23 @@ FEATURES = {
             "ollama/llama3.1": 0.07,
             UNPRICED_MODEL: 0.03,
         },
-        "rag-answer",
+        RAG_ANSWER,
         2200,
         350,
     ),
     "embed": (0.2, {"openai/text-embedding-3-small": 1.0}, None, 900, 0),
-    "summarize": (0.1, {"openai/gpt-5-nano": 0.6, "openai/gpt-4o-mini": 0.4}, "summary", 4000, 250),
-    "compare": (0.08, {"openai/gpt-4.1": 0.5, "openai/gpt-5": 0.5}, "rag-answer", 2400, 400),
-    "judge": (0.07, {"openai/gpt-4.1": 0.7, "openai/o4-mini": 0.3}, "judge-rubric", 1800, 120),
+    "prompts": (0.1, {"openai/gpt-5-nano": 0.6, "openai/gpt-4o-mini": 0.4}, USER_TEMPLATE, 4000, 250),
+    "compare.run": (0.08, {"openai/gpt-4.1": 0.5, "openai/gpt-5": 0.5}, RAG_ANSWER, 2400, 400),  # A/B test runs
+    "compare": (0.07, {"openai/gpt-4.1": 0.7, "openai/o4-mini": 0.3}, None, 1800, 120),  # the judge of a run
 }
-TEMPLATE_VERSIONS = {"rag-answer": 4, "summary": 2, "judge-rubric": 3}  # versions roll out over the period
+TEMPLATE_VERSIONS = {RAG_ANSWER: 4, USER_TEMPLATE: 2}  # versions roll out over the period
 STATUSES = {"ok": 0.935, "error": 0.03, "cached": 0.025, "aborted": 0.005, "blocked": 0.005}
-ERROR_TYPES = {"RateLimitError": 0.5, "Timeout": 0.3, "ProviderError": 0.15, "ContextLengthExceeded": 0.05}
+ERROR_TYPES = {
+    RateLimited.error_type: 0.5,
+    TimedOut.error_type: 0.3,
+    ProviderUnavailable.error_type: 0.15,
+    ContextTooLong.error_type: 0.05,
+}
 MS_PER_TOKEN = {"openai/gpt-4.1": 18, "openai/gpt-5": 25, "openai/o4-mini": 20, "ollama/llama3.1": 30}
 FIRST = [
     "ana",
@@ -151,6 +160,14 @@ def generate_calls(n: int, days: int, end: datetime, seed: int = 7, prices: Pric
             else None
         )
         question = QUESTIONS[i % len(QUESTIONS)]
+        error_type, error_message = None, None
+        if st == "error":
+            error_type, error_message = etype[i], f"{etype[i]} from {model}"
+        elif st == "blocked":  # a budget refused the call, as BudgetGuard logs it
+            error_type, error_message = (
+                BudgetExceeded.error_type,
+                f"The monthly budget for user {user[i]!r} is used up.",
+            )
         yield {
             "created_at": start + timedelta(seconds=int(secs[i])),
             "request_id": f"demo-{seed}-{i:08d}",
@@ -161,8 +178,8 @@ def generate_calls(n: int, days: int, end: datetime, seed: int = 7, prices: Pric
             "model": model,
             "template_name": template,
             "template_version": version,
-            "experiment_id": "exp-rag-v4" if f == "compare" else None,
-            "variant": ("A" if i % 2 else "B") if f == "compare" else None,
+            "experiment_id": "run:4" if f == "compare.run" else None,
+            "variant": ("A" if i % 2 else "B") if f == "compare.run" else None,
             "prompt_tokens": prompt_t,
             "completion_tokens": out_t,
             "cached_tokens": cached_t,
@@ -170,8 +187,8 @@ def generate_calls(n: int, days: int, end: datetime, seed: int = 7, prices: Pric
             "latency_ms": round(float(latency), 1),
             "ttft_ms": round(float(min(latency, 150 + 200 * noise[1, i])), 1),
             "status": st,
-            "error_type": etype[i] if st == "error" else None,
-            "error_message": f"{etype[i]} from {model}" if st == "error" else None,
+            "error_type": error_type,
+            "error_message": error_message,
             "attempts": 1,
             "prompt": question if f != "embed" else None,
             "response": (f"(demo answer to: {question})" if f != "embed" and st in ("ok", "cached") else None),
@@ -185,15 +202,14 @@ def write_demo_calls(
     """Insert `n` synthetic calls into `engine`'s call log (a migrated demo database); returns the count."""
     end = end or datetime.now(UTC)
     rows, written = [], 0
-    table = LlmCall.__table__
     with engine.begin() as conn:
         for row in generate_calls(n, days, end, seed):
             row["metadata"] = row.pop("meta")
             rows.append(row)
             if len(rows) >= batch:
-                conn.execute(insert(table), rows)
+                conn.execute(insert(LlmCall), rows)
                 written, rows = written + len(rows), []
         if rows:
-            conn.execute(insert(table), rows)
+            conn.execute(insert(LlmCall), rows)
             written += len(rows)
     return written
