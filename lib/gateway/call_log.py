@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 
 from lib.core.tables import LlmCall
 
@@ -51,7 +51,6 @@ class CallLogWriter:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.table = LlmCall.__table__
         self._cond = threading.Condition()
         self._queue: list[list[Any]] = []  # [column values, handled?] per row not yet taken by a writer
         self._writing = False
@@ -135,4 +134,4 @@ class CallLogWriter:
 
     def _insert_once(self, batch: list[dict[str, Any]]) -> None:
         with self.engine.begin() as conn:
-            conn.execute(self.table.insert(), batch)
+            conn.execute(insert(LlmCall), batch)  # keys are column names: a Core insert

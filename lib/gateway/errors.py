@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
+from typing import Protocol
 
 import httpx
 import openai
@@ -79,7 +81,14 @@ class BudgetExceeded(GatewayError):
     error_type = "budget_exceeded"
 
 
-def _retry_after(response: httpx.Response | None) -> float | None:
+class _Response(Protocol):
+    """An HTTP response (the openai SDK's are httpx2's, not httpx's)."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+def _retry_after(response: _Response | None) -> float | None:
     if response is None:
         return None
     value = response.headers.get("retry-after")
@@ -89,12 +98,13 @@ def _retry_after(response: httpx.Response | None) -> float | None:
         return None
 
 
-def _chain(exc: BaseException):
+def _chain(exc: BaseException) -> Iterator[BaseException]:
     seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
 
 
 def map_error(exc: BaseException, provider: str, timeout_s: float) -> GatewayError:

@@ -10,6 +10,7 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict
 
@@ -92,9 +93,9 @@ class OfflineExtractiveChat(BaseChatModel):
             lines.append(f"> {sentence}" + (f" [{n}]" if n is not None else ""))
         return "From the provided text:\n\n" + "\n>\n".join(lines)
 
-    def _usage(self, messages: list[BaseMessage], text: str) -> dict[str, int]:
+    def _usage(self, messages: list[BaseMessage], text: str) -> UsageMetadata:
         p, c = estimate_message_tokens(messages), estimate_tokens(text)
-        return {"input_tokens": p, "output_tokens": c, "total_tokens": p + c}
+        return UsageMetadata(input_tokens=p, output_tokens=c, total_tokens=p + c)
 
     def _generate(
         self,
