@@ -37,6 +37,9 @@ def sign_in() -> None:
 
 def no_access() -> None:
     st.title("No access yet")
+    if identity.problem:
+        st.warning(identity.problem)
+        return
     st.warning(
         f"You are signed in as {identity.name}, but no role is assigned to you. Ask an admin to add your "
         "email or domain to WORKBENCH_ROLES (" + "; ".join(f"{r}: {d}" for r, d in ROLE_LABELS.items()) + ")."

@@ -9,11 +9,16 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def signin_app(tmp_path_factory):
     require_chromium()
-    from oidc_provider_mock import run_server_in_thread
+    from oidc_provider_mock import User, run_server_in_thread
 
     root = tmp_path_factory.mktemp("signin")
     port = free_port()
-    with run_server_in_thread() as oidc:
+    verified = [  # other subjects typed in get {"email": sub} and no email_verified claim
+        User(sub=email, claims={"email": email, "email_verified": True})
+        for email in ("ada@example.com", "root@example.com", "stranger@elsewhere.org")
+    ]
+    verified.append(User(sub="impostor", claims={"email": "root@example.com", "email_verified": False}))
+    with run_server_in_thread(user_claims=verified) as oidc:
         secrets = root / "secrets.toml"
         secrets.write_text(f"""
 WORKBENCH_ROLES = '{{"ada@example.com": ["staff"], "root@example.com": ["admin"]}}'
@@ -65,3 +70,14 @@ def test_an_admin_opens_the_settings_page(signin_app):
         page.get_by_role("link", name="Settings").click()
         page.get_by_role("heading", name="Settings").wait_for()
         page.get_by_text("Providers come from the environment").wait_for()
+
+
+def test_an_account_claiming_the_admins_address_unverified_gets_no_role(signin_app):
+    with browser_page("signin-unverified") as page:
+        page.goto(signin_app)
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_placeholder("sub").fill("impostor")
+        page.get_by_role("button", name="Authorize").click()
+        page.get_by_text("No access yet").wait_for()
+        assert "has not verified the address root@example.com" in page.inner_text("body")
+        assert page.get_by_role("link", name="Settings").count() == 0

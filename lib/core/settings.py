@@ -74,6 +74,7 @@ class Settings:
     redact_external: bool = True  # replace personal data before prompts go to external providers
     role_map: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # email or @domain -> roles
     embedding_model: str = "local/all-MiniLM-L6-v2"  # or provider/model of an OpenAI-compatible endpoint
+    require_verified_email: bool = True  # roles only for emails the identity provider marks verified
     local_user: str = "local"  # the one user while sign-in is off (WORKBENCH_USER, else the OS user)
 
     def provider(self, name: str) -> ProviderConfig:
@@ -262,6 +263,7 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, An
             redact_external=_bool(get("WORKBENCH_REDACT_EXTERNAL", True)),
             role_map=_role_map(get("WORKBENCH_ROLES", "{}")),
             embedding_model=str(get("WORKBENCH_EMBEDDING_MODEL", "local/all-MiniLM-L6-v2")),
+            require_verified_email=_bool(get("WORKBENCH_REQUIRE_VERIFIED_EMAIL", True)),
             local_user=str(get("WORKBENCH_USER") or getpass.getuser()),
         )
     except ValueError as exc:

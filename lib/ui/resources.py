@@ -66,14 +66,20 @@ def current_identity() -> Identity:
     """The signed-in user with their roles; with sign-in off, the local user with every role."""
     if auth_enabled():
         if st.user.is_logged_in:
-            return signed_in_identity(st.user.to_dict(), get_settings().role_map)
+            settings = get_settings()
+            return signed_in_identity(st.user.to_dict(), settings.role_map, settings.require_verified_email)
         return Identity(name="not signed in", email=None, roles=frozenset(), signed_in=False)
     return local_identity(get_settings().local_user)
 
 
 def current_user() -> str:
-    """The signed-in user's email; with sign-in off, the local user's name."""
+    """The signed-in user's (verified) email; with sign-in off, the local user's name. For logs and budgets."""
     return current_identity().name
+
+
+def current_owner() -> str:
+    """Whose data this session may see (conversations): the provider's subject, never the email."""
+    return current_identity().owner
 
 
 def _leave_legacy_multipage_mode() -> None:
