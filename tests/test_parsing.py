@@ -42,3 +42,26 @@ def test_pdf_pages_keep_their_numbers_and_docx_tables_are_read():
 def test_empty_and_oversized_files_are_refused_with_a_reason(name, data, words):
     with pytest.raises(ParseError, match=words):
         parse_file(name, data, 10)
+
+
+def test_docx_tables_stay_where_they_are_between_paragraphs():
+    import io
+
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("Prices for 2024 are below.")
+    table = document.add_table(rows=2, cols=2)
+    for r, row in enumerate([("Plan", "Price"), ("Pro", "20 EUR")]):
+        for c, text in enumerate(row):
+            table.cell(r, c).text = text
+    document.add_paragraph("Prices for 2025 follow later.")
+    buf = io.BytesIO()
+    document.save(buf)
+    [page] = parse_file("prices.docx", buf.getvalue(), MB)
+    assert [line for line in page.text.splitlines() if line] == [
+        "Prices for 2024 are below.",
+        "Plan | Price",
+        "Pro | 20 EUR",
+        "Prices for 2025 follow later.",
+    ]

@@ -160,8 +160,12 @@ def _docx(name: str, data: bytes) -> list[Page]:
         raise ParseError(
             f"{name} is not a readable DOCX file ({type(exc).__name__}). Save it again from your word processor."
         ) from exc
-    parts = [p.text for p in doc.paragraphs]
-    for table in doc.tables:
-        for row in table.rows:
-            parts.append(" | ".join(cell.text for cell in row.cells))
+    from docx.table import Table
+
+    parts: list[str] = []
+    for block in doc.iter_inner_content():  # body paragraphs and tables in document order
+        if isinstance(block, Table):
+            parts.extend(" | ".join(cell.text for cell in row.cells) for row in block.rows)
+        else:
+            parts.append(block.text)
     return [Page(None, "\n".join(parts))]
