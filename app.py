@@ -15,6 +15,7 @@ from lib.ui.resources import (
     note_app_run,
     stop_misconfigured,
 )
+from lib.ui.untrusted import untrusted_label
 
 st.set_page_config(page_title="AI Workbench", page_icon=":material/smart_toy:", layout="wide")
 
@@ -41,8 +42,8 @@ def no_access() -> None:
         st.warning(identity.problem)
         return
     st.warning(
-        f"You are signed in as {identity.name}, but no role is assigned to you. Ask an admin to add your "
-        "email or domain to WORKBENCH_ROLES (" + "; ".join(f"{r}: {d}" for r, d in ROLE_LABELS.items()) + ")."
+        f"You are signed in as {untrusted_label(identity.name)}, but no role is assigned to you. Ask an admin to "
+        "add your email or domain to WORKBENCH_ROLES (" + "; ".join(f"{r}: {d}" for r, d in ROLE_LABELS.items()) + ")."
     )
 
 
@@ -68,7 +69,7 @@ else:
     nav = st.navigation(sections)
 
 with st.sidebar:
-    st.markdown(f"**{identity.name}**")
+    st.markdown(f"**{untrusted_label(identity.name)}**")  # a name from the sign-in provider, not ours to trust
     if identity.signed_in:
         st.caption("Roles: " + (", ".join(sorted(identity.roles)) or "none"))
         st.button("Sign out", icon=":material/logout:", on_click=st.logout)

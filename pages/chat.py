@@ -8,6 +8,7 @@ from lib.compare.test_sets import TestSetError, add_case_from_message, list_test
 from lib.documents.indexing import list_collections
 from lib.gateway.offline import HOW_TO_CONFIGURE, OFFLINE_LABEL
 from lib.ui.resources import current_user, get_services, get_settings, require_page
+from lib.ui.untrusted import show_untrusted, stream_untrusted, untrusted_label, untrusted_markdown
 
 require_page("pages/chat.py")
 settings, user = get_settings(), current_user()
@@ -30,9 +31,8 @@ with st.sidebar:
         state.chat_session_id = None
     for listed in chat_store.list_sessions(engine, user, limit=20):
         current = listed.id == state.chat_session_id
-        if st.button(
-            listed.title, key=f"chat-{listed.id}", type="primary" if current else "tertiary", use_container_width=True
-        ):
+        kind = "primary" if current else "tertiary"
+        if st.button(untrusted_label(listed.title), key=f"chat-{listed.id}", type=kind, use_container_width=True):
             state.chat_session_id = listed.id
             st.rerun()
 
@@ -69,8 +69,8 @@ if chat:
 
 def show_answer_extras(turn: dict) -> None:
     for src in citations_for(turn["content"], turn["sources"]):
-        with st.expander(source_label(src)):
-            st.markdown(f"> {src['text']}".replace("\n", "\n> "))
+        with st.expander(untrusted_label(source_label(src))):
+            show_untrusted("> " + src["text"].replace("\n", "\n> "))
     if caption := answer_caption(turn):
         st.caption(caption)
     mid, stored = turn["id"], turn["rating"]
@@ -84,9 +84,9 @@ def show_answer_extras(turn: dict) -> None:
         if c2.button("Add to test set", key=f"tsb-{mid}"):
             try:
                 add_case_from_message(engine, sets[target], mid)
-                st.toast(f"Added to {target}.")
+                st.toast(f"Added to {untrusted_label(target)}.")
             except TestSetError as exc:
-                st.error(str(exc))
+                st.error(untrusted_markdown(str(exc)))
 
 
 def save_feedback(message_id: int) -> None:
@@ -97,18 +97,20 @@ def save_feedback(message_id: int) -> None:
 
 for row in chat_store.load_messages(engine, session_id) if session_id else []:
     with st.chat_message(row["role"]):
-        st.markdown(row["content"])
+        show_untrusted(row["content"])
         if row["role"] == "assistant":
             show_answer_extras(row)
 
 if question := st.chat_input("Ask a question" if collection else "Ask anything"):
-    st.chat_message("user").markdown(question)
+    with st.chat_message("user"):
+        show_untrusted(question)
     turn = start_turn(setup, question, model, user=user, session_id=session_id, collection=collection)
     state.chat_session_id = turn.session_id
     with st.chat_message("assistant"), turn:  # leaving it unfinished (Stop, a rerun) logs the call as aborted
-        st.write_stream(turn)
+        stream_untrusted(turn)
         if turn.error is not None:
-            st.error(f"{turn.error}\n\nRequest id: `{turn.error.request_id}`", icon=":material/error:")
+            error = f"{untrusted_markdown(str(turn.error))}\n\nRequest id: `{turn.error.request_id}`"
+            st.error(error, icon=":material/error:")
         for notice in turn.notices:
             st.warning(notice, icon=":material/savings:")
         if turn.masked_note:
