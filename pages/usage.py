@@ -11,9 +11,10 @@ from lib.ui import usage_view as view
 from lib.ui.resources import get_engine, get_settings, require_page, run_usage_query
 from lib.usage import charts
 from lib.usage import queries as usage
+from lib.usage.access import viewer_of
 from lib.usage.demo import is_demo_dir
 
-require_page("pages/usage.py")
+viewer = viewer_of(require_page("pages/usage.py"))  # whose call text this session may read
 settings = get_settings()
 engine = get_engine(settings)
 st.title("Usage")
@@ -95,6 +96,9 @@ top = q("top_calls", f)
 table(top, "usage_top_calls")
 if not top.empty:
     call_id = st.selectbox("Open a call", top["id"], format_func=lambda i: f"#{i}", key="drill_call")
-    st.json(usage.get_call(engine, int(call_id), tz), expanded=False)
+    call = usage.get_call(engine, int(call_id), viewer, tz)
+    if call and (note := view.call_caption(call, viewer)):
+        st.caption(note)
+    st.json(call, expanded=False)
 st.subheader("Unpriced calls")
 table(q("unpriced_calls", f), "usage_unpriced")

@@ -11,6 +11,7 @@ from sqlalchemy import insert, text
 from lib.core.tables import LlmCall
 from lib.gateway.pricing import Price
 from lib.usage import queries as usage
+from lib.usage.access import Viewer
 from lib.usage.forecast import forecast_month_end
 
 BERLIN = "Europe/Berlin"  # UTC+1 in January: local days start at 23:00 UTC the day before
@@ -218,16 +219,16 @@ def test_unpriced_calls_are_counted_and_listed_by_model(log_engine):
     assert [tuple(r) for r in df[["model", "calls", "input_tokens"]].itertuples(index=False)] == [(ACME, 1, 500)]
 
 
-def test_drill_down_shows_every_field_with_prompt_and_response(log_engine):
+def test_drill_down_shows_an_admin_every_field_with_prompt_and_response(log_engine):
     top = usage.top_calls(log_engine, berlin(), limit=1)
-    got = usage.get_call(log_engine, int(top["id"].iloc[0]), tz=BERLIN)
+    got = usage.get_call(log_engine, int(top["id"].iloc[0]), Viewer("root", admin=True), tz=BERLIN)
     assert (got["request_id"], got["prompt"], got["response"], got["cost_usd"]) == (
         "r6",
         "question 6",
         "answer 6",
         0.01,
     )
-    assert usage.get_call(log_engine, 10**9) is None
+    assert usage.get_call(log_engine, 10**9, Viewer("root", admin=True)) is None
 
 
 def test_cost_per_useful_answer_counts_all_answers_without_feedback(log_engine):
@@ -301,7 +302,7 @@ def test_presets_are_local_days_ending_today():
 def test_a_filter_refuses_naive_times_and_unknown_zones():
     with pytest.raises(ValueError):
         usage.UsageFilter(datetime(2026, 1, 1), datetime(2026, 1, 2), tz="UTC")
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="not a known time zone"):
         usage.UsageFilter(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC), tz="Mars/Olympus")
 
 

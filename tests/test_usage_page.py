@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import insert
-from streamlit.testing.v1 import AppTest
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest, app_test
 
 from lib.core.db import make_engine, migrate
 from lib.core.settings import load_settings
@@ -102,9 +104,82 @@ def test_filtering_by_user_narrows_the_figures(filled):
 
 
 def test_the_most_expensive_call_opens_with_its_prompt(filled):
-    at = run_page()
+    at = run_page()  # sign-in off: the local user has every role, admin included
     assert at.selectbox(key="drill_call").value == at.dataframe[-2].value["id"].iloc[0]
     assert "secret question 1" in at.json[0].value
+
+
+ROLES = {"mike@acme.com": ["manager"], "root@acme.com": ["admin"], "alice@acme.com": ["manager"]}
+
+
+def signed_in_page(email: str, monkeypatch) -> AppTest:
+    """The Usage page with sign-in on, opened by a verified `email` with the roles in ROLES."""
+    monkeypatch.setenv("WORKBENCH_ROLES", json.dumps(ROLES))
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32}
+    at.user = {"is_logged_in": True, "email": email, "email_verified": True, "sub": email, "iss": "https://idp"}
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+class RecordingMediaStorage(MemoryMediaFileStorage):
+    """AppTest's in-memory media storage, kept after the run so a test can read what a download serves."""
+
+    last: RecordingMediaStorage | None = None
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(endpoint)
+        RecordingMediaStorage.last = self
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    monkeypatch.setattr(app_test, "MemoryMediaFileStorage", RecordingMediaStorage)
+
+
+def page_text(at: AppTest) -> str:
+    """Everything the page shows: text elements, tables, JSON and the bytes of every CSV download."""
+    shown = [str(e.value) for kind in ("markdown", "caption", "json", "text") for e in at.get(kind)]
+    shown += [df.value.to_csv() for df in at.dataframe]
+    storage = RecordingMediaStorage.last
+    assert storage is not None
+    csvs = [storage.get_file(b.proto.url.rsplit("/", 1)[-1]).content for b in at.get("download_button")]
+    assert csvs
+    return "\n".join(shown + [csv.decode() for csv in csvs])
+
+
+@pytest.fixture
+def team_calls():
+    seed(
+        [
+            {**row(1, 1, "alice@acme.com", "openai/gpt-4.1", 0.02), "error_message": "alice's error text"},
+            row(2, 2, "bob@acme.com", "openai/gpt-4.1", 0.05, status="error")
+            | {"prompt": "bob's secret question", "response": "bob's secret answer", "error_message": "bob's error"},
+        ]
+    )
+
+
+def test_a_manager_opens_the_drill_down_and_sees_metadata_but_no_text(team_calls, downloads, monkeypatch):
+    admin = signed_in_page("root@acme.com", monkeypatch)  # an admin first: nothing they saw may reach the manager
+    assert "bob's secret question" in page_text(admin)
+    at = signed_in_page("mike@acme.com", monkeypatch)
+    shown = page_text(at)
+    assert "bob@acme.com" in shown and "openai/gpt-4.1" in shown  # who, what and how much stay visible
+    for text in ("bob's secret question", "bob's secret answer", "bob's error", "secret question 1", "alice's error"):
+        assert text not in shown
+    assert any("shown only to admins and to the person who made the call" in c.value for c in at.caption)
+    at.selectbox(key="drill_call").select(at.dataframe[-2].value["id"].iloc[1]).run()
+    assert "secret question 1" not in page_text(at) and "alice's error" not in page_text(at)
+
+
+def test_a_manager_reads_the_text_of_their_own_calls(team_calls, downloads, monkeypatch):
+    at = signed_in_page("alice@acme.com", monkeypatch)
+    assert "bob's secret question" not in page_text(at)  # bob's call is the most expensive and open
+    at.selectbox(key="drill_call").select(at.dataframe[-2].value["id"].iloc[1]).run()
+    shown = page_text(at)
+    assert "secret question 1" in shown and "alice's error text" in shown
+    assert not any("shown only to admins" in c.value for c in at.caption)
 
 
 def test_what_if_reprices_the_period_with_another_model(filled):

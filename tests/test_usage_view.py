@@ -1,10 +1,15 @@
 """What the Usage page shows, checked without Streamlit."""
 
+import csv
+import io
+import tomllib
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pandas as pd
 
 from lib.ui import usage_view as view
+from lib.usage.access import Viewer
 from lib.usage.queries import BREAKDOWNS
 from lib.usage.sql import FILTER_DIMS, UsageFilter
 
@@ -78,4 +83,49 @@ def test_the_what_if_card_shows_the_repriced_spend_and_its_difference():
 def test_every_breakdown_has_a_tab_and_a_csv_name():
     assert list(view.BREAKDOWN_TABS.values()) == list(BREAKDOWNS)
     assert view.breakdown_table_name("template version") == "usage_by_template_version"
-    assert view.csv_bytes(pd.DataFrame({"user": ["alice"], "spend": [0.5]})) == b"user,spend\nalice,0.5\n"
+    assert view.csv_bytes(pd.DataFrame({"user": ["alice"], "spend": [0.5]})) == b"user,spend\r\nalice,0.5\r\n"
+
+
+def read_csv(data: bytes) -> list[list[str]]:
+    """The cells a spreadsheet reads from a CSV (newline='' keeps CR and LF inside quoted cells)."""
+    return list(csv.reader(io.StringIO(data.decode(), newline="")))
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_as_formulas_are_neutralised():
+    users = ['=HYPERLINK("http://attacker.invalid")', "@SUM(1)", "+1-2", "-3+4", "\t=1", "\r=1", "alice@acme.com"]
+    df = pd.DataFrame(
+        {"user": users, "spend": [-0.5, 0.25, -1.0, 2.0, 0.0, 1.0, 3.0], "requests": [-1, 2, 3, 4, 5, 6, 7]}
+    )
+    rows = read_csv(view.csv_bytes(df))
+    assert [r[0] for r in rows[1:]] == ["'" + u for u in users[:-1]] + ["alice@acme.com"]
+    assert [r[1] for r in rows[1:]] == ["-0.5", "0.25", "-1.0", "2.0", "0.0", "1.0", "3.0"]  # numbers stay numbers
+    assert [r[2] for r in rows[1:]] == ["-1", "2", "3", "4", "5", "6", "7"]
+
+
+def test_a_line_break_inside_a_csv_cell_cannot_start_a_formula_cell():
+    df = pd.DataFrame({"user": ["a\r=1+1", "b\n@SUM(1)"], "note": [None, "=x"], "n": [1, 2]})
+    rows = read_csv(view.csv_bytes(df))
+    assert rows == [
+        ["user", "note", "n"],
+        ["a\r=1+1", "", "1"],
+        ["b\n@SUM(1)", "'=x", "2"],
+    ]  # two rows, breaks kept inside
+
+
+def test_csv_headers_and_text_columns_of_any_kind_are_neutralised():
+    df = pd.DataFrame({"=cmd": pd.Series(["-x", "ok"], dtype="string"), "when": pd.to_datetime(["2026-01-01"] * 2)})
+    rows = read_csv(view.csv_bytes(df))
+    assert rows == [["'=cmd", "when"], ["'-x", "2026-01-01"], ["ok", "2026-01-01"]]
+
+
+def test_the_call_detail_says_why_a_viewer_sees_metadata_only():
+    call = {"user": "bob@acme.com", "model": "openai/gpt-4.1"}
+    assert "only to admins and to the person who made the call" in view.call_caption(call, Viewer("mike@acme.com"))
+    assert view.call_caption(call, Viewer("bob@acme.com")) is None
+    assert view.call_caption(call, Viewer("root@acme.com", admin=True)) is None
+
+
+def test_the_only_csv_exports_are_the_neutralised_ones():
+    """st.dataframe's toolbar writes its own CSV with cells raw: the app turns it off."""
+    config = tomllib.loads((Path(__file__).resolve().parent.parent / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["disableDataExport"] is True

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from lib.usage import charts
+from lib.usage.access import HIDDEN_CONTENT_NOTE, Viewer
 from lib.usage.forecast import forecast_month_end
 from lib.usage.queries import BREAKDOWNS
 from lib.usage.sql import PRESETS, UsageFilter, date_range, preset_range
@@ -129,6 +130,27 @@ def breakdown_table_name(by: str) -> str:
     return f"usage_by_{by.replace(' ', '_')}"
 
 
+def call_caption(call: Mapping[str, Any], viewer: Viewer) -> str | None:
+    """What the call detail says when the viewer sees its metadata only, None when they see it all."""
+    return None if viewer.may_read(call.get("user")) else HIDDEN_CONTENT_NOTE
+
+
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_cell(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula, prefixed with a single quote; numbers stay numbers."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
 def csv_bytes(df: pd.DataFrame) -> bytes:
-    """A table as the CSV its download button serves."""
-    return df.to_csv(index=False).encode()
+    """A table as the CSV its download button serves, with text cells that look like formulas neutralised."""
+    safe = df.copy()
+    safe.columns = [neutralise_cell(str(name)) for name in df.columns]
+    for i, dtype in enumerate(df.dtypes):
+        if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):  # text, never a number
+            safe.isetitem(i, df.iloc[:, i].map(neutralise_cell))
+    # CRLF rows (RFC 4180) make the writer quote a cell holding a lone CR too, which a spreadsheet would
+    # otherwise read as a row break, starting a new (unprefixed) cell after it.
+    return safe.to_csv(index=False, lineterminator="\r\n").encode()

@@ -16,6 +16,7 @@ from sqlalchemy.sql import Select
 
 from lib.core.tables import Feedback
 from lib.gateway.pricing import Price
+from lib.usage.access import CONTENT_COLUMNS, OPERATIONAL_META_KEYS, Viewer
 from lib.usage.sql import (
     CALL_COLS,
     CALLS,
@@ -307,13 +308,29 @@ def unpriced_calls(engine: Engine, f: UsageFilter) -> pd.DataFrame:
     return df
 
 
-def get_call(engine: Engine, call_id: int, tz: str = "UTC") -> dict[str, Any] | None:
-    """Every stored field of one call (prompt and response where they were logged); None if absent."""
+def get_call(engine: Engine, call_id: int, viewer: Viewer, tz: str = "UTC") -> dict[str, Any] | None:
+    """One call as `viewer` may see it: every stored field for an admin or the caller, metadata for anyone else.
+
+    The text columns (prompt, response, error message, the metadata JSON whole) are read in a second query, only
+    for a viewer who may read them, and for a non-admin only where the call is theirs: a manager's query never
+    selects another user's text. None if the call does not exist.
+    """
+    hidden = {*CONTENT_COLUMNS, "metadata"}
+    plain = [c for c in CALLS.c if c.name not in hidden]
+    meta = [CALLS.c["metadata"][k].label(k) for k in OPERATIONAL_META_KEYS]
     with engine.connect() as conn:
-        row = conn.execute(select(CALLS).where(CALL_COLS.id == call_id)).mappings().first()
-    if row is None:
-        return None
-    out = dict(row)
+        row = conn.execute(select(*plain, *meta).where(CALL_COLS.id == call_id)).mappings().first()
+        if row is None:
+            return None
+        out = {c.name: row[c.name] for c in plain}
+        out["metadata"] = {k: row[k] for k in OPERATIONAL_META_KEYS if row[k] is not None} or None
+        if viewer.may_read(out["user"]):
+            stmt = select(*(CALLS.c[name] for name in (*CONTENT_COLUMNS, "metadata"))).where(CALL_COLS.id == call_id)
+            if not viewer.admin:
+                stmt = stmt.where(CALL_COLS.user == viewer.name)
+            text_row = conn.execute(stmt).mappings().first()
+            if text_row is not None:
+                out.update(text_row)
     out["created_at"] = _to_local(pd.Series([out["created_at"]]), tz).iloc[0].isoformat()
     return out
 

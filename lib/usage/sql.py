@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import (
     BigInteger,
@@ -70,7 +70,10 @@ class UsageFilter:
             raise ValueError("The end of the date range must come after its start.")
         if not _TZ_NAME.match(self.tz):
             raise ValueError(f"{self.tz!r} is not a time zone name.")
-        ZoneInfo(self.tz)  # raises on an unknown zone
+        try:
+            ZoneInfo(self.tz)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{self.tz!r} is not a known time zone.") from exc
 
     def previous(self) -> UsageFilter:
         """The same filter over the period of the same length just before this one."""
