@@ -188,3 +188,39 @@ def test_many_changed_documents_are_read_in_one_pass_with_the_same_scores(env, f
     assert retriever.search("Handbook", "zeppelin", BM25)[0].document == "hangar.txt"
     assert sum(retriever.reads) == sum(chunks_of(fresh_engine, n) for n in [*FILES, "hangar.txt"])
     assert_scores_as_from_scratch(retriever, indexer, fresh_engine, col)
+
+
+class PublicStore:
+    """A Chroma store that lets the retriever use only LangChain's public methods, not `_collection`."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(f"{name} is private to langchain-chroma")
+        return getattr(self.inner, name)
+
+
+class PublicRetriever(Retriever):
+    """A retriever that sees its stores only through PublicStore."""
+
+    def store(self, chroma_name: str):
+        return PublicStore(super().store(chroma_name))
+
+
+def test_vector_search_ranks_by_cosine_similarity_through_the_public_chroma_api(env, fresh_engine):
+    import numpy as np
+
+    indexer, _, col, _ = env
+    retriever = PublicRetriever(fresh_engine, indexer.client, indexer.embeddings)
+    vector = indexer.embeddings.embed_query("paid holiday days")
+    hits = retriever.search("Handbook", "ignored", RetrievalSettings(k=3, mode="vector"), query_vector=vector)
+    got = open_store(indexer.client, col.chroma_name, indexer.embeddings).get(include=["embeddings"])
+    q = np.asarray(vector) / np.linalg.norm(vector)
+    stored = np.asarray(got["embeddings"])
+    similarity = dict(zip(got["ids"], stored @ q / np.linalg.norm(stored, axis=1)))
+    best = sorted(similarity, key=lambda cid: -similarity[cid])[:3]
+    assert [h.chunk_id for h in hits] == best
+    assert [h.score for h in hits] == pytest.approx([similarity[cid] for cid in best], abs=1e-3)
+    assert hits[0].document == "holidays.txt"

@@ -144,13 +144,9 @@ class Retriever:
         if settings.mode in ("vector", "hybrid"):
             store = self.store(col.chroma_name)
             vector = query_vector or self.embeddings.embed_query(query)
-            res = store._collection.query(
-                query_embeddings=[vector], n_results=n, include=["documents", "metadatas", "distances"]
-            )
-            ranked["vector"] = [
-                (i, d, m, 1 - dist)
-                for i, d, m, dist in zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0])
-            ]
+            # Despite its name this returns Chroma's raw distance; the collections are cosine, so 1 - distance.
+            hits = store.similarity_search_by_vector_with_relevance_scores(vector, k=n)
+            ranked["vector"] = [(doc.id, doc.page_content, doc.metadata, 1 - dist) for doc, dist in hits]
         if settings.mode in ("bm25", "hybrid"):
             bm25 = self._bm25_for(col, live)
             ranked["bm25"] = [(bm25.ids[i], bm25.docs[i], bm25.metas[i], s) for i, s in bm25.index.top(query, n)]
