@@ -275,15 +275,6 @@ class Indexer:
             row.status, row.error = "failed", reason
 
 
-def list_documents(engine: Engine, collection: Collection | None = None) -> list[Document]:
-    """Documents, newest first, optionally of one collection."""
-    with Session(engine, expire_on_commit=False) as s:
-        q = select(Document).order_by(Document.created_at.desc(), Document.id.desc())
-        if collection is not None:
-            q = q.where(Document.collection_id == collection.id)
-        return list(s.scalars(q))
-
-
 def delete_document(engine: Engine, client: Any, embeddings: Embeddings, document_id: int) -> None:
     """Remove a document's vectors, then its row."""
     with Session(engine, expire_on_commit=False) as s:

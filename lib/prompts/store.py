@@ -73,16 +73,6 @@ class LabelChange:
     note: str
 
 
-@dataclass(frozen=True)
-class TemplateSummary:
-    """A template as listed: name, description, newest version and labels."""
-
-    name: str
-    description: str
-    latest: int
-    labels: dict[str, int]
-
-
 @dataclass
 class ImportReport:
     """What an import did."""
@@ -141,32 +131,6 @@ class TemplateStore:
         """All template names, alphabetically."""
         with Session(self.engine, expire_on_commit=False) as s:
             return list(s.scalars(select(PromptTemplate.name).order_by(PromptTemplate.name)))
-
-    def list_templates(self) -> list[TemplateSummary]:
-        """Every template with its newest version and labels."""
-        with Session(self.engine, expire_on_commit=False) as s:
-            rows = s.execute(
-                select(
-                    PromptTemplate.id,
-                    PromptTemplate.name,
-                    PromptTemplate.description,
-                    func.max(TemplateVersion.version),
-                )
-                .join(TemplateVersion)
-                .group_by(PromptTemplate.id)
-                .order_by(PromptTemplate.name)
-            )
-            out = []
-            for tid, name, desc, latest in rows.all():
-                labels = dict(
-                    s.execute(
-                        select(TemplateLabel.label, TemplateLabel.version).where(TemplateLabel.template_id == tid)
-                    )
-                    .tuples()
-                    .all()
-                )
-                out.append(TemplateSummary(name, desc, latest, labels))
-            return out
 
     def get_version(self, name: str, version: int) -> Version:
         """Version `version` of `name`; TemplateNotFound if either is missing."""
