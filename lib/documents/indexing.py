@@ -39,7 +39,7 @@ class ChunkingSettings:
 
 
 @dataclass
-class Outcome:
+class FileOutcome:
     """What indexing one file did."""
 
     name: str
@@ -184,7 +184,7 @@ class Indexer:
 
     def index_file(
         self, collection: Collection, name: str, data: bytes, progress: Progress | None = None, force: bool = False
-    ) -> Outcome:
+    ) -> FileOutcome:
         """Index one file; failures are recorded on the document and returned, never half-applied.
 
         The same bytes again do no work unless `force` (re-index, e.g. after new chunk settings).
@@ -196,7 +196,7 @@ class Indexer:
         doc = self._document(collection, name)
         if doc.status == "indexed" and doc.content_hash == digest and not force:
             report({"status": "unchanged", "chunks_total": doc.chunks, "chunks_embedded": doc.chunks})
-            return Outcome(name, "unchanged", doc.id, doc.version, doc.chunks, doc.pages)
+            return FileOutcome(name, "unchanged", doc.id, doc.version, doc.chunks, doc.pages)
         new_version = doc.version + 1
         self._set_status(doc.id, "indexing")
         store = open_store(self.client, collection.chroma_name, self.embeddings)
@@ -231,7 +231,7 @@ class Indexer:
             reason = str(exc) if isinstance(exc, ParseError) else f"Indexing failed: {type(exc).__name__}: {exc}"
             self._mark_failed(doc.id, reason)
             report({"status": "failed", "error": reason})
-            return Outcome(name, "failed", doc.id, doc.version, error=reason)
+            return FileOutcome(name, "failed", doc.id, doc.version, error=reason)
         page_count = max((p.number or 0) for p in pages) or None
         flagged = sum(c.flagged for c in chunks)
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
@@ -242,7 +242,7 @@ class Indexer:
         # Only now, with the new version stored and recorded, do the old version's chunks go.
         store.delete(where={"$and": [{"document_id": doc.id}, {"version": {"$ne": new_version}}]})
         report({"status": "indexed", "chunks_total": len(chunks), "chunks_embedded": len(chunks)})
-        return Outcome(name, "indexed", doc.id, new_version, len(chunks), page_count, flagged=flagged)
+        return FileOutcome(name, "indexed", doc.id, new_version, len(chunks), page_count, flagged=flagged)
 
     def _document(self, collection: Collection, name: str) -> Document:
         with Session(self.engine, expire_on_commit=False) as s, s.begin():

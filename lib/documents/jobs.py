@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from lib.core.tables import Collection, Document, IngestJob, utcnow
-from lib.documents.indexing import Indexer, Outcome, purge_orphan_chunks
+from lib.documents.indexing import FileOutcome, Indexer, purge_orphan_chunks
 
 log = logging.getLogger(__name__)
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
@@ -68,8 +68,8 @@ def run_job(
     payloads: list[Payload],
     force: bool = False,
     on_progress: Callable[[int, dict[str, Any]], None] | None = None,
-    on_file: Callable[[int, Outcome], None] | None = None,
-) -> list[Outcome]:
+    on_file: Callable[[int, FileOutcome], None] | None = None,
+) -> list[FileOutcome]:
     """Index every file of the job; one file's failure is recorded on that file and the rest go on.
 
     A payload's data may be a callable that reads the bytes (files are then read one at a time);
@@ -79,7 +79,7 @@ def run_job(
         job = s.get(IngestJob, job_id)
         collection = s.get(Collection, job.collection_id)
     failures = 0
-    outcomes: list[Outcome] = []
+    outcomes: list[FileOutcome] = []
     for i, (name, data) in enumerate(payloads):
         last = [0.0]
 
@@ -97,7 +97,7 @@ def run_job(
             outcome = indexer.index_file(collection, name, data() if callable(data) else data, progress, force=force)
         except Exception as exc:  # keep going with the other files; record why this one failed
             log.exception("indexing %s failed", name)
-            outcome = Outcome(name, "failed", error=f"{type(exc).__name__}: {exc}")
+            outcome = FileOutcome(name, "failed", error=f"{type(exc).__name__}: {exc}")
             _update_file(engine, job_id, i, {"status": "failed", "error": outcome.error})
         else:
             _update_file(
