@@ -2,18 +2,8 @@
 
 import streamlit as st
 
-from lib.documents.indexing import (
-    CollectionError,
-    create_collection,
-    delete_collection,
-    delete_document,
-    document_table,
-    get_collection,
-    list_collections,
-    read_original,
-    rename_collection,
-)
-from lib.documents.jobs import JobError, job_rows, recent_jobs, retry_job, start_job
+from lib.documents import indexing, jobs
+from lib.documents.citations import sources_table
 from lib.documents.parsing import SUPPORTED
 from lib.documents.retrieval import MODES, RetrievalSettings
 from lib.ui.resources import (
@@ -28,19 +18,19 @@ from lib.ui.resources import (
 )
 
 require_page("pages/documents.py")
-settings = get_settings()
+settings, user = get_settings(), current_user()
 engine = get_engine(settings)
 st.title("Documents")
 
-names = [c.name for c in list_collections(engine)]
+names = [c.name for c in indexing.list_collections(engine)]
 with st.expander("Collections", expanded=not names, icon=":material/folder:"):
     c1, c2 = st.columns(2)
     new_name = c1.text_input("New collection", placeholder="e.g. HR policies")
     if c1.button("Create collection", disabled=not new_name):
         try:
-            create_collection(engine, new_name, settings.embedding_model)
+            indexing.create_collection(engine, new_name, settings.embedding_model)
             st.rerun()
-        except CollectionError as exc:
+        except indexing.CollectionError as exc:
             st.error(str(exc))
     if names:
         target = c2.selectbox("Collection", names, key="manage_collection")
@@ -48,12 +38,12 @@ with st.expander("Collections", expanded=not names, icon=":material/folder:"):
         r1, r2 = c2.columns(2)
         if r1.button("Rename", disabled=not renamed):
             try:
-                rename_collection(engine, target, renamed)
+                indexing.rename_collection(engine, target, renamed)
                 st.rerun()
-            except CollectionError as exc:
+            except indexing.CollectionError as exc:
                 st.error(str(exc))
         if r2.button("Delete collection", type="secondary"):
-            delete_collection(engine, get_chroma(settings), target)
+            indexing.delete_collection(engine, get_chroma(settings), target)
             st.rerun()
 
 if not names:
@@ -65,46 +55,37 @@ collection = st.selectbox("Into collection", names, key="upload_collection")
 files = st.file_uploader("Files", type=[s.lstrip(".") for s in SUPPORTED], accept_multiple_files=True)
 if st.button("Index", type="primary", disabled=not files, icon=":material/upload:"):
     payloads = [(f.name, f.getvalue()) for f in files]
-    start_job(engine, get_indexer(settings), get_collection(engine, collection), payloads, current_user())
+    jobs.start_job(engine, get_indexer(settings), indexing.get_collection(engine, collection), payloads, user)
     st.toast(f"Indexing {len(payloads)} file(s) in the background.")
 
-
-def _active(jobs) -> bool:
-    return any(j.status in ("queued", "running") for j in jobs)
-
-
-polling = _active(recent_jobs(engine, limit=5))
+polling = jobs.jobs_in_progress(jobs.recent_jobs(engine, limit=5))
 
 
 @st.fragment(run_every=1.0 if polling else None)  # polls only while a job is queued or running
 def jobs_panel() -> None:
-    jobs = recent_jobs(engine, limit=5)
-    if polling and not _active(jobs):
+    recent = jobs.recent_jobs(engine, limit=5)
+    if polling and not jobs.jobs_in_progress(recent):
         st.rerun()  # the last job finished: stop polling and show the new documents
-    if not jobs:
+    if not recent:
         return
     st.subheader("Indexing jobs")
-    for job in jobs:
+    for job in recent:
         with st.container(border=True):
             st.caption(f"Job {job.id} · {job.status} · {job.created_at:%Y-%m-%d %H:%M} · {job.user or ''}")
-            for f in job_rows(job):
-                detail = f["error"] or (
-                    f"{f['chunks_embedded']}/{f['chunks_total']} chunks" if f.get("chunks_total") else ""
-                )
-                st.progress(f["fraction"], text=f"{f['name']} — {f['status']} {detail}")
-            if job.status in ("failed", "done") and any(f["status"] == "failed" for f in job.files):
-                if st.button("Retry failed files", key=f"retry_{job.id}", icon=":material/replay:"):
-                    try:
-                        retry_job(engine, get_indexer(settings), job.id, current_user())
-                        st.rerun()  # the whole page, so the panel polls the new job
-                    except JobError as exc:
-                        st.error(str(exc))
+            for f in jobs.job_rows(job):
+                st.progress(f["fraction"], text=f["label"])
+            if jobs.can_retry(job) and st.button("Retry failed files", key=f"retry_{job.id}", icon=":material/replay:"):
+                try:
+                    jobs.retry_job(engine, get_indexer(settings), job.id, user)
+                    st.rerun()  # the whole page, so the panel polls the new job
+                except jobs.JobError as exc:
+                    st.error(str(exc))
 
 
 jobs_panel()
 
 st.subheader("Documents")
-rows = document_table(engine)
+rows = indexing.document_table(engine)
 if rows:
     st.dataframe(
         rows,
@@ -116,27 +97,23 @@ if rows:
             "error": st.column_config.TextColumn("reason", width="large"),
         },
     )
-    by_label = {f"{r['collection']} / {r['name']}": r for r in rows}
+    by_label = indexing.document_choices(rows)
     chosen = by_label[st.selectbox("Document", list(by_label), key="doc_pick")]
     d1, d2, d3 = st.columns(3)
     try:
-        name, data = read_original(engine, chosen["id"])
+        name, data = indexing.read_original(engine, chosen["id"])
         d1.download_button("Download original", data, file_name=name, icon=":material/download:")
     except FileNotFoundError as exc:
         d1.caption(str(exc))
         data = None
     if d2.button("Re-index", disabled=data is None, icon=":material/refresh:"):
-        start_job(
-            engine,
-            get_indexer(settings),
-            get_collection(engine, chosen["collection"]),
-            [(name, data)],
-            current_user(),
-            force=True,
-        )
-        st.rerun()  # so the jobs panel polls the new job
+        try:
+            jobs.reindex_document(engine, get_indexer(settings), chosen["id"], user)
+            st.rerun()  # so the jobs panel polls the new job
+        except (jobs.JobError, FileNotFoundError) as exc:
+            st.error(str(exc))
     if d3.button("Delete document", icon=":material/delete:"):
-        delete_document(engine, get_chroma(settings), get_document_embeddings(settings), chosen["id"])
+        indexing.delete_document(engine, get_chroma(settings), get_document_embeddings(settings), chosen["id"])
         st.rerun()
 else:
     st.caption("No documents yet.")
@@ -151,19 +128,4 @@ if query:
     hits = get_retriever(settings).search(
         search_in, query, RetrievalSettings(k=int(k), mode=mode, vector_weight=settings.hybrid_weight)
     )
-    st.dataframe(
-        [
-            {
-                "#": h.number,
-                "document": h.document,
-                "page": h.page,
-                "chunk": h.chunk_index,
-                "score": h.score,
-                "flagged": h.flagged,
-                "text": h.text,
-            }
-            for h in hits
-        ],
-        hide_index=True,
-        use_container_width=True,
-    )
+    st.dataframe(sources_table(hits), hide_index=True, use_container_width=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from files import make_blank_pdf, make_docx, make_encrypted_pdf, make_pdf, make_zip_bomb_docx
@@ -95,7 +96,7 @@ def test_uploading_the_same_content_again_does_no_embedding_work(env):
 def test_a_changed_document_becomes_a_new_version_and_the_old_chunks_go(env):
     indexer, col, _, retriever = env
     indexer.index_file(col, "handbook.pdf", make_pdf(HANDBOOK))
-    changed = HANDBOOK[:1] + ["Holidays. Every employee gets 31 days of paid holiday per year."] + HANDBOOK[2:]
+    changed = [*HANDBOOK[:1], "Holidays. Every employee gets 31 days of paid holiday per year.", *HANDBOOK[2:]]
     outcome = indexer.index_file(col, "handbook.pdf", make_pdf(changed))
     assert (outcome.status, outcome.version) == ("indexed", 2)
     metas = chroma_chunks(indexer, col)
@@ -295,3 +296,46 @@ def test_a_provider_embedding_model_indexes_through_the_gateway_and_a_model_swit
         local = build_services(load_settings(env={"WORKBENCH_DATA_DIR": str(data_dir)}))
         with pytest.raises(CollectionError, match="was indexed with acme/embed-1"):
             local.retriever.search("Remote", "alpha")
+
+
+def test_job_progress_says_how_far_each_file_got_and_a_finished_job_with_failures_can_be_retried(fresh_engine):
+    from lib.documents.jobs import can_retry, job_rows, jobs_in_progress
+
+    col = get_collection(fresh_engine, "Handbook", create=True)
+    job = create_job(fresh_engine, col, ["a.pdf", "b.txt", "c.md"], "ada")
+    job.status = "running"
+    job.files = [
+        {**job.files[0], "status": "embedding", "chunks_total": 10, "chunks_embedded": 3},
+        {**job.files[1], "status": "failed", "error": "b.txt contains no text."},
+        job.files[2],
+    ]
+    assert [(r["label"], r["fraction"]) for r in job_rows(job)] == [
+        ("a.pdf — embedding 3/10 chunks", 0.3),
+        ("b.txt — failed b.txt contains no text.", 1.0),
+        ("c.md — queued", 0.0),
+    ]
+    assert jobs_in_progress([job]) and not can_retry(job)  # still running: nothing to retry yet
+    job.status = "done"
+    assert not jobs_in_progress([job]) and can_retry(job)
+    job.files = [job.files[0]]
+    assert not can_retry(job)
+
+
+def test_re_indexing_a_document_reads_its_kept_original_and_makes_a_new_version(env, fresh_engine):
+    from lib.documents.indexing import document_choices, document_table
+    from lib.documents.jobs import JobError, reindex_document
+
+    indexer, collection, _, _ = env
+    doc_id = indexer.index_file(collection, "handbook.pdf", make_pdf(HANDBOOK)).document_id
+    job_id = reindex_document(fresh_engine, indexer, doc_id, "ada", background=False)
+    with Session(fresh_engine) as s:
+        job, doc = s.get(IngestJob, job_id), s.get(Document, doc_id)
+        assert (job.status, job.user, job.files[0]["status"]) == ("done", "ada", "indexed")
+        assert (doc.version, doc.pages) == (2, 3)  # the same bytes, indexed again
+        original = doc.original_path
+    assert list(document_choices(document_table(fresh_engine))) == ["Handbook / handbook.pdf"]
+    Path(original).unlink()
+    with pytest.raises(FileNotFoundError, match="upload it again"):
+        reindex_document(fresh_engine, indexer, doc_id, "ada", background=False)
+    with pytest.raises(JobError, match="no document"):
+        reindex_document(fresh_engine, indexer, doc_id + 99, "ada", background=False)

@@ -224,3 +224,25 @@ def test_vector_search_ranks_by_cosine_similarity_through_the_public_chroma_api(
     assert [h.chunk_id for h in hits] == best
     assert [h.score for h in hits] == pytest.approx([similarity[cid] for cid in best], abs=1e-3)
     assert hits[0].document == "holidays.txt"
+
+
+def test_retrieved_passages_become_table_rows_with_their_citation_and_score(env):
+    from lib.documents.citations import sources_table
+
+    _, retriever, _, _ = env
+    hits = retriever.search("Handbook", "office", RetrievalSettings(k=2, mode="bm25"))
+    rows = sources_table(hits)
+    assert [(r["#"], r["document"], r["page"], r["score"]) for r in rows] == [
+        (1, hits[0].document, None, hits[0].score),
+        (2, hits[1].document, None, hits[1].score),
+    ]
+    assert {r["document"] for r in rows} == {"parking.txt", "it.txt"} and rows[0]["score"] >= rows[1]["score"]
+    assert "office" in rows[0]["text"] and list(rows[0]) == [
+        "#",
+        "document",
+        "page",
+        "chunk",
+        "score",
+        "flagged",
+        "text",
+    ]

@@ -31,6 +31,22 @@ class Source:
         return asdict(self)
 
 
+def sources_table(sources: Sequence[Source]) -> list[dict[str, Any]]:
+    """Rows for a table of retrieved passages: number, document, page, chunk, score, flagged, text."""
+    return [
+        {
+            "#": s.number,
+            "document": s.document,
+            "page": s.page,
+            "chunk": s.chunk_index,
+            "score": s.score,
+            "flagged": s.flagged,
+            "text": s.text,
+        }
+        for s in sources
+    ]
+
+
 def format_context(sources: Sequence[Source]) -> str:
     """Numbered, delimited passages: `[n] (document, p. N)` then the text."""
     blocks = []

@@ -341,6 +341,11 @@ def document_table(engine: Engine) -> list[dict[str, Any]]:
     ]
 
 
+def document_choices(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The rows of `document_table` by the label a picker shows them under: `collection / name`."""
+    return {f"{r['collection']} / {r['name']}": r for r in rows}
+
+
 def read_original(engine: Engine, document_id: int) -> tuple[str, bytes]:
     """The name and bytes of a document's indexed original."""
     with Session(engine, expire_on_commit=False) as s:

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from lib.core.tables import Collection, Document, IngestJob, utcnow
-from lib.documents.indexing import FileOutcome, Indexer, purge_orphan_chunks
+from lib.documents.indexing import FileOutcome, Indexer, purge_orphan_chunks, read_original
 
 log = logging.getLogger(__name__)
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
@@ -198,14 +198,25 @@ def recover_interrupted_jobs(engine: Engine) -> int:
 
 
 def job_rows(job: IngestJob) -> list[dict[str, Any]]:
-    """Per-file progress of a job, with a 0..1 fraction for a progress bar."""
+    """Per-file progress of a job: a 0..1 fraction for a progress bar and its label (name, status, detail)."""
     out = []
     for f in job.files:
         total, done = f.get("chunks_total"), f.get("chunks_embedded") or 0
         finished = f["status"] in ("indexed", "unchanged", "failed")
         fraction = 1.0 if finished else (done / total if total else 0.0)
-        out.append({**f, "fraction": fraction})
+        detail = f.get("error") or (f"{done}/{total} chunks" if total else "")
+        out.append({**f, "fraction": fraction, "label": f"{f['name']} — {f['status']} {detail}".rstrip()})
     return out
+
+
+def jobs_in_progress(jobs: list[IngestJob]) -> bool:
+    """Whether any of `jobs` is still queued or running (the Documents page polls for progress only then)."""
+    return any(j.status in ("queued", "running") for j in jobs)
+
+
+def can_retry(job: IngestJob) -> bool:
+    """Whether `job` has finished with failed files that a retry would index again."""
+    return job.status in ("failed", "done") and any(f["status"] == "failed" for f in job.files)
 
 
 def recover_after_restart(engine: Engine, client: Any, embeddings: Any) -> tuple[int, int]:
@@ -245,4 +256,24 @@ def retry_job(engine: Engine, indexer: Indexer, job_id: int, user: str | None, b
         return start_job(engine, indexer, collection, payloads, user)
     job = create_job(engine, collection, [n for n, _ in payloads], user)
     run_job(engine, indexer, job.id, payloads)
+    return job.id
+
+
+def reindex_document(
+    engine: Engine, indexer: Indexer, document_id: int, user: str | None, background: bool = True
+) -> int:
+    """A job that indexes a document's kept original again, even if unchanged; returns its id.
+
+    JobError if the document is gone, FileNotFoundError if its original was not kept.
+    """
+    with _session(engine) as s:
+        doc = s.get(Document, document_id)
+        collection = s.get(Collection, doc.collection_id) if doc is not None else None
+    if collection is None:
+        raise JobError(f"There is no document {document_id}; it may have just been deleted.")
+    payloads: list[Payload] = [read_original(engine, document_id)]
+    if background:
+        return start_job(engine, indexer, collection, payloads, user, force=True)
+    job = create_job(engine, collection, [n for n, _ in payloads], user)
+    run_job(engine, indexer, job.id, payloads, force=True)
     return job.id
