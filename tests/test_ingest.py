@@ -339,3 +339,18 @@ def test_re_indexing_a_document_reads_its_kept_original_and_makes_a_new_version(
         reindex_document(fresh_engine, indexer, doc_id, "ada", background=False)
     with pytest.raises(JobError, match="no document"):
         reindex_document(fresh_engine, indexer, doc_id + 99, "ada", background=False)
+
+
+def test_a_document_deleted_while_it_is_indexed_leaves_no_chunks_and_a_clear_reason(env, fresh_engine):
+    indexer, collection, _, _ = env
+    doc_id = indexer.index_file(collection, "handbook.pdf", make_pdf(HANDBOOK)).document_id
+
+    def delete_midway(event):
+        if event["status"] == "embedding":
+            delete_document(fresh_engine, indexer.client, indexer.embeddings, doc_id)
+
+    outcome = indexer.index_file(collection, "handbook.pdf", make_pdf(HANDBOOK[:2]), delete_midway)
+    assert outcome.status == "failed" and "deleted while it was being indexed" in outcome.error
+    assert chroma_chunks(indexer, collection) == []
+    with Session(fresh_engine) as s:
+        assert s.get(Document, doc_id) is None

@@ -236,9 +236,15 @@ class Indexer:
         flagged = sum(c.flagged for c in chunks)
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
             row = s.get(Document, doc.id)
-            row.version, row.content_hash, row.chunks, row.pages = new_version, digest, len(chunks), page_count
-            row.size_bytes, row.status, row.error, row.indexed_at = len(data), "indexed", None, utcnow()
-            row.flagged_chunks, row.original_path = flagged, str(original)
+            if row is not None:
+                row.version, row.content_hash, row.chunks, row.pages = new_version, digest, len(chunks), page_count
+                row.size_bytes, row.status, row.error, row.indexed_at = len(data), "indexed", None, utcnow()
+                row.flagged_chunks, row.original_path = flagged, str(original)
+        if row is None:  # deleted (by another user or process) while this version was embedded
+            self._discard_version(store, doc.id, new_version)
+            reason = f"{name} was deleted while it was being indexed; upload it again to keep it."
+            report({"status": "failed", "error": reason})
+            return FileOutcome(name, "failed", error=reason)
         # Only now, with the new version stored and recorded, do the old version's chunks go.
         store.delete(where={"$and": [{"document_id": doc.id}, {"version": {"$ne": new_version}}]})
         report({"status": "indexed", "chunks_total": len(chunks), "chunks_embedded": len(chunks)})
@@ -267,12 +273,15 @@ class Indexer:
 
     def _set_status(self, document_id: int, status: str) -> None:
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
-            s.get(Document, document_id).status = status
+            row = s.get(Document, document_id)
+            if row is not None:  # a document deleted meanwhile has no status to set
+                row.status = status
 
     def _mark_failed(self, document_id: int, reason: str) -> None:
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
             row = s.get(Document, document_id)
-            row.status, row.error = "failed", reason
+            if row is not None:
+                row.status, row.error = "failed", reason
 
 
 def delete_document(engine: Engine, client: Any, embeddings: Embeddings, document_id: int) -> None:
@@ -281,10 +290,12 @@ def delete_document(engine: Engine, client: Any, embeddings: Embeddings, documen
         doc = s.get(Document, document_id)
         if doc is None:
             return
-        col = s.get(Collection, doc.collection_id)
+        col = s.get_one(Collection, doc.collection_id)
     open_store(client, col.chroma_name, embeddings).delete(where={"document_id": document_id})
     with Session(engine, expire_on_commit=False) as s, s.begin():
-        s.delete(s.get(Document, document_id))
+        row = s.get(Document, document_id)
+        if row is not None:  # another delete may have come first
+            s.delete(row)
 
 
 def purge_orphan_chunks(engine: Engine, client: Any, embeddings: Embeddings) -> int:

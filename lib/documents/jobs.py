@@ -50,7 +50,7 @@ def create_job(engine: Engine, collection: Collection, names: list[str], user: s
 
 def _update_file(engine: Engine, job_id: int, index: int, changes: dict[str, Any]) -> None:
     with _session(engine) as s, s.begin():
-        job = s.get(IngestJob, job_id)
+        job = s.get_one(IngestJob, job_id)
         files = [dict(f) for f in job.files]
         files[index].update(changes, updated_at=utcnow().isoformat())  # also the job's heartbeat
         job.files = files  # reassign: JSON columns do not track in-place edits
@@ -76,8 +76,8 @@ def run_job(
     `on_progress(i, event)` sees every progress event of file i, `on_file(i, outcome)` each file's outcome.
     """
     with _session(engine) as s:
-        job = s.get(IngestJob, job_id)
-        collection = s.get(Collection, job.collection_id)
+        job = s.get_one(IngestJob, job_id)
+        collection = s.get_one(Collection, job.collection_id)
     failures = 0
     outcomes: list[FileOutcome] = []
     for i, (name, data) in enumerate(payloads):
@@ -117,7 +117,7 @@ def run_job(
         if on_file:
             on_file(i, outcome)
     with _session(engine) as s, s.begin():
-        job = s.get(IngestJob, job_id)
+        job = s.get_one(IngestJob, job_id)
         job.status = "failed" if failures == len(payloads) else "done"
         job.finished_at = utcnow()
     return outcomes
@@ -236,7 +236,7 @@ def retry_payloads(engine: Engine, job_id: int) -> tuple[Collection, list[Payloa
             raise JobError(f"There is no indexing job {job_id}.")
         if job.status in ("queued", "running"):
             raise JobError(f"Job {job_id} is still {job.status}; retry it once it has finished or failed.")
-        collection = s.get(Collection, job.collection_id)
+        collection = s.get_one(Collection, job.collection_id)
     failed = [f for f in job.files if f["status"] == "failed"]
     if not failed:
         raise JobError(f"Job {job_id} has no failed files to retry.")
