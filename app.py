@@ -17,7 +17,8 @@ from lib.ui.resources import (
 )
 from lib.ui.untrusted import untrusted_label
 
-st.set_page_config(page_title="AI Workbench", page_icon=":material/smart_toy:", layout="wide")
+# An emoji favicon is drawn in the browser; a :material/…: one is fetched from a Google CDN (issue 12 item 12).
+st.set_page_config(page_title="AI Workbench", page_icon="🤖", layout="wide")
 
 # (file, title, icon, section); a page appears once its file exists and the user has its role.
 PAGES = [

