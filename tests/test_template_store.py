@@ -330,3 +330,12 @@ def test_chat_uses_whatever_version_production_points_at(fresh_engine):
     text, version = chat_system_prompt(store)
     assert (text, version.version) == ("Answer in French.", 2)
     assert load_prompt(store, "chat.system").version == 2
+
+
+def test_a_template_row_without_versions_is_reported_as_not_found_not_a_crash(store, any_engine):
+    from lib.core.tables import PromptTemplate
+
+    with Session(any_engine) as s, s.begin():  # a row written by hand or another tool, with no version yet
+        s.add(PromptTemplate(name="half.made", description=""))
+    with pytest.raises(TemplateNotFound, match=r"half\.made has no versions"):
+        store.latest("half.made")

@@ -152,6 +152,8 @@ class TemplateStore:
                 .order_by(TemplateVersion.version.desc())
                 .limit(1)
             )
+            if row is None:
+                raise TemplateNotFound(f"{name} has no versions.")
             return _version(name, row)
 
     def get_by_label(self, name: str, label: str = PRODUCTION) -> Version:
@@ -321,7 +323,7 @@ class TemplateStore:
                     report.labels_set[label] = number
                 return report
             present = set(s.scalars(select(TemplateVersion.content_hash).where(TemplateVersion.template_id == tpl.id)))
-            last = s.scalar(select(func.max(TemplateVersion.version)).where(TemplateVersion.template_id == tpl.id))
+            last = s.scalar(select(func.max(TemplateVersion.version)).where(TemplateVersion.template_id == tpl.id)) or 0
             for number, template, meta in versions:
                 if template.content_hash() in present:
                     report.skipped.append(number)
