@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from lib.core.settings import load_settings
 from lib.documents.indexing import CollectionError, get_collection
@@ -92,7 +93,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if args.recover:
         jobs, chunks = recover_after_restart(services.engine, services.client, services.embeddings)
         print(f"Recovered {jobs} interrupted job(s); purged {chunks} orphan chunk(s).", file=sys.stderr)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": j.id,
             "status": j.status,

@@ -79,7 +79,7 @@ def copied_tables() -> list[Table]:
 
 def _count(engine: Engine, table: Table) -> int:
     with engine.connect() as c:
-        return c.scalar(select(func.count()).select_from(table))
+        return c.execute(select(func.count()).select_from(table)).scalar_one()
 
 
 def _utc(row: dict[str, Any], aware: list[str]) -> dict[str, Any]:
@@ -224,7 +224,8 @@ def move(
         raise MoveError("Nothing to move to: give a target database URL and/or a Chroma server.")
     started = time.perf_counter()
     report = MoveReport()
-    source_db = target_db = None
+    source_db: Engine | None = None
+    target_db: Engine | None = None
     source_chroma = target_chroma = None
     names: list[str] = []
     try:
@@ -258,16 +259,16 @@ def move(
                 )
             for n in clash:
                 target_chroma.delete_collection(n)
-        if target_db is not None:
+        if source_db is not None and target_db is not None:
             if replace:
                 empty_tables(target_db)
             log(f"Copying the database to {target_db.url.render_as_string(hide_password=True)}:")
             copy_tables(source_db, target_db, log, page)
             reset_sequences(target_db)
-        if target_chroma is not None:
+        if target_chroma is not None and to_chroma:
             log(f"Copying {len(names)} Chroma collection(s) to {to_chroma[0]}:{to_chroma[1]}:")
             copy_collections(source_chroma, target_chroma, names, log, page)
-        if target_db is not None:
+        if source_db is not None and target_db is not None:
             report.tables = table_counts(source_db, target_db)
             report.derived = rollup_counts(target_db)
         if target_chroma is not None:
