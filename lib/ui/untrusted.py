@@ -16,6 +16,7 @@ for names (file, template, test set and user names) in labels, captions and butt
 from __future__ import annotations
 
 import re
+import textwrap
 import time
 import unicodedata
 from bisect import bisect_left
@@ -47,7 +48,7 @@ def _parser() -> MarkdownIt:
 
 def untrusted_markdown(text: str) -> str:
     """Markdown for `st.markdown` that shows `text` formatted, with no image, link, HTML or directive left live."""
-    lines = _clean(text).split("\n")
+    lines = _clean(text).split("\n")  # as Streamlit will: it dedents and strips every markdown body
     if len(text) <= _PARSED_CHARS:
         tokens = _parser().parse("\n".join(lines))
         if max((t.level for t in tokens), default=0) <= _DEEPEST:
@@ -101,9 +102,11 @@ def stream_untrusted(pieces: Iterable[str], every_s: float = 0.1, clock: Callabl
 
 
 def _clean(text: str) -> str:
-    """Line endings as `\\n`, NUL as U+FFFD (as CommonMark does), no other control characters or bidi overrides."""
+    """The text as Streamlit parses it (dedented, stripped), line endings as `\\n`, NUL as U+FFFD (as CommonMark
+    does), no other control characters or bidi overrides. Escaping it changes neither its indent nor its ends."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "\ufffd")
-    return "".join(ch for ch in text if ch in "\t\n" or (ch not in _BIDI and not (ch < " " or "\x7f" <= ch <= "\x9f")))
+    text = "".join(ch for ch in text if ch in "\t\n" or (ch not in _BIDI and not (ch < " " or "\x7f" <= ch <= "\x9f")))
+    return textwrap.dedent(text).strip()
 
 
 def _code_blocks(tokens: list[Token], lines: list[str]) -> dict[int, tuple[int, str, str | None]]:
