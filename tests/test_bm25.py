@@ -85,7 +85,7 @@ def assert_same_scores(updated: BM25Index, updated_ids: list[str], texts: dict[s
 
 
 def test_scores_are_the_okapi_bm25_of_each_text():
-    texts = corpus(60, seed=1) + ["Taxis need approval.", "", "The the the"]
+    texts = [*corpus(60, seed=1), "Taxis need approval.", "", "The the the"]
     index = BM25Index(texts)
     for q in QUERIES:
         assert index.scores(q) == pytest.approx(reference_scores(texts, q), rel=1e-5, abs=1e-6), q
@@ -98,7 +98,7 @@ def test_an_index_with_texts_added_scores_like_one_built_from_scratch():
     texts = {f"a{i}": t for i, t in enumerate(corpus(200, seed=2))}
     ids = list(texts)
     index = BM25Index([texts[i] for i in ids])
-    new = {f"b{i}": t for i, t in enumerate(corpus(5, seed=3) + ["brand new zeppelin hangar words"])}
+    new = {f"b{i}": t for i, t in enumerate([*corpus(5, seed=3), "brand new zeppelin hangar words"])}
     updated = index.updated(np.ones(len(ids), dtype=bool), list(new.values()))
     assert_same_scores(updated, ids + list(new), texts | new)
     assert updated.top("zeppelin hangar", 1)[0][0] == len(ids) + 5  # a word only the new text has
