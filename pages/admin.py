@@ -10,6 +10,7 @@ from lib.gateway.providers import (
     feature_defaults,
     override_history,
     price_rows,
+    prices_caption,
     provider_rows,
     remove_budget,
     save_budget,
@@ -33,10 +34,7 @@ with providers:
     st.caption(breaker_caption(settings, gateway.breaker))
 
 with prices:
-    st.caption(
-        f"Shipped list prices as of {gateway.price_table.as_of}, per million tokens. Overrides win from "
-        "their date on; a model with no price is logged as unpriced, never as $0."
-    )
+    st.caption(prices_caption(settings, gateway.price_table))
     st.dataframe(price_rows(settings, gateway.price_table, engine), hide_index=True, use_container_width=True)
     with st.form("price"):
         c1, c2, c3, c4 = st.columns(4)

@@ -73,3 +73,13 @@ def test_a_zero_limit_budget_shows_as_used_up_and_can_be_deleted(monkeypatch):
         assert bar.proto.value == 100 and "used up: calls are refused until" in bar.proto.text  # before: 0%
         next(b for b in at.button if b.label == "Delete").click().run()
         assert not at.exception and budget_table(engine) == [] and at.get("progress") == []
+
+
+def test_the_prices_tab_says_what_happens_to_unpriced_models_under_a_dollar_budget():
+    from lib.gateway.providers import prices_caption
+
+    table = load_price_table()
+    refused = prices_caption(load_settings(env={}), table)
+    counted = prices_caption(load_settings(env={"WORKBENCH_UNPRICED_POLICY": "tokens"}), table)
+    assert "calls to it are refused while a dollar budget applies" in refused
+    assert "their tokens count on token budgets" in counted and "refused" not in counted

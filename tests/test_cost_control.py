@@ -192,3 +192,170 @@ def test_purging_the_cache_deletes_only_expired_answers(fresh_engine, fake):
     with Session(fresh_engine) as s:
         [kept] = s.scalars(select(CachedResponse))
     assert kept.response == "Hello from the fake model." and gw.cache.get(kept.key) is not None
+
+
+# ---- hard budgets: reservations, output caps, unpriced models ----------------------------------
+
+
+def test_a_call_without_an_output_cap_is_capped_at_what_the_budget_can_pay_for(fresh_engine, fake):
+    set_price_override(fresh_engine, "acme/mystery", 0.0, 1.0)  # $1 per million output tokens, input free
+    set_budget(fresh_engine, "user", "ada", limit_usd=0.0001)  # pays for 100 answer tokens
+    gw = make_gateway(fresh_engine, fake, WORKBENCH_CACHE_FEATURES="")
+    gw.invoke(QUESTION, "acme/mystery", CallContext(feature="chat", user="ada"))
+    sent = fake.requests[-1]["json"]
+    assert sent.get("max_completion_tokens", sent.get("max_tokens")) == 100  # before: no cap, any answer length
+    gw.invoke(QUESTION, "acme/mystery", CallContext(feature="chat", user="bob"))  # no budget: nothing changes
+    assert "max_tokens" not in fake.requests[-1]["json"] and "max_completion_tokens" not in fake.requests[-1]["json"]
+
+
+def test_a_budget_too_small_for_the_question_and_a_short_answer_refuses_it(fresh_engine, fake):
+    set_price_override(fresh_engine, "acme/mystery", 0.0, 1.0)
+    set_budget(fresh_engine, "global", "*", limit_usd=0.000005)  # 5 answer tokens: too few to be worth sending
+    gw = make_gateway(fresh_engine, fake)
+    with pytest.raises(BudgetExceeded, match=r"everyone \(\$0.00\) has too little left for this request"):
+        gw.invoke(QUESTION, "acme/mystery", CallContext(feature="chat"))
+    assert fake.requests == [] and rows(fresh_engine)[0].status == "blocked"
+
+
+def test_an_unpriced_model_is_blocked_while_a_dollar_budget_applies(fresh_engine, fake):
+    from lib.gateway.errors import UnpricedModel
+
+    set_budget(fresh_engine, "feature", "chat", limit_usd=100.0)
+    gw = make_gateway(fresh_engine, fake)  # acme/mystery has no price
+    with pytest.raises(UnpricedModel, match=r"No price is known for acme/mystery.*feature 'chat'.*Settings page"):
+        gw.invoke(QUESTION, "acme/mystery", CallContext(feature="chat"))
+    assert fake.requests == []  # before: sent, logged without a cost, never counted
+    [row] = rows(fresh_engine)
+    assert (row.status, row.error_type) == ("blocked", "unpriced_model")
+    gw.invoke(QUESTION, "acme/mystery", CallContext(feature="judge"))  # no dollar budget applies there
+    assert len(fake.requests) == 1
+
+
+def test_with_the_tokens_policy_an_unpriced_model_counts_against_token_budgets(fresh_engine, fake):
+    set_budget(fresh_engine, "global", "*", limit_usd=100.0)
+    set_budget(fresh_engine, "user", "ada", limit_tokens=2000)
+    fake.enqueue(Reply("Four.", prompt_tokens=1500, completion_tokens=10), Reply("Five.", 400, 90))
+    gw = make_gateway(fresh_engine, fake, WORKBENCH_UNPRICED_POLICY="tokens", WORKBENCH_CACHE_FEATURES="")
+    first = gw.invoke(QUESTION, "acme/mystery", CallContext(feature="chat", user="ada"))
+    assert first.cost_usd is None and first.unpriced
+    sent = fake.requests[-1]["json"]
+    assert sent.get("max_completion_tokens", sent.get("max_tokens")) <= 2000  # the token budget caps the answer
+    gw.invoke(QUESTION, "acme/mystery", CallContext(feature="chat", user="ada"))  # 490 left: capped, still sent
+    sent = fake.requests[-1]["json"]
+    assert sent.get("max_completion_tokens", sent.get("max_tokens")) <= 490
+    with pytest.raises(BudgetExceeded, match=r"user 'ada' \(2,000 tokens\) is used up"):
+        gw.invoke(QUESTION, "acme/mystery", CallContext(feature="chat", user="ada"))
+
+
+def test_the_unpriced_policy_and_the_prompt_limit_must_parse():
+    from lib.core.settings import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="WORKBENCH_UNPRICED_POLICY must be one of"):
+        load_settings(env={"WORKBENCH_UNPRICED_POLICY": "allow"})
+    with pytest.raises(ConfigError, match="WORKBENCH_MAX_PROMPT_CHARS must be above 0"):
+        load_settings(env={"WORKBENCH_MAX_PROMPT_CHARS": "0"})
+    defaults = load_settings(env={})
+    assert (defaults.unpriced_policy, defaults.max_prompt_chars, defaults.cache_shared_features) == (
+        "block",
+        200_000,
+        frozenset(),
+    )
+
+
+def test_a_reservation_left_by_a_process_that_died_is_given_back_once_it_expires(fresh_engine, fake):
+    from lib.gateway.cost_control import CallEstimate
+    from lib.gateway.pricing import Price
+
+    set_price_override(fresh_engine, "acme/mystery", 0.0, 1.0)
+    set_budget(fresh_engine, "global", "*", limit_usd=0.001)
+    gw = make_gateway(fresh_engine, fake, WORKBENCH_CACHE_FEATURES="")
+    dead = make_gateway(fresh_engine, fake)  # another process: reserves the whole budget, then dies mid-call
+    held = dead.budgets.admit(None, "chat", "acme/mystery", lambda m: CallEstimate(0, None, Price(0, 0, 1.0, "x")))
+    assert held.max_tokens == 1000
+    [b] = budget_table(fresh_engine)
+    assert b["reserved_usd"] == pytest.approx(0.001) and b["spent_usd"] == 0
+    with pytest.raises(BudgetExceeded, match="requests still running hold the rest"):
+        gw.invoke(QUESTION, "acme/mystery", CallContext(feature="chat"))
+    later = utcnow() + timedelta(seconds=gw.budgets.reservation_ttl_s + 1)
+    gw.budgets.now = lambda: later
+    gw.invoke(QUESTION, "acme/mystery", CallContext(feature="chat"))  # the dead process's hold was given back
+    assert rows(fresh_engine)[-1].status == "ok"
+    [b] = budget_table(fresh_engine)
+    assert b["reserved_usd"] == 0
+
+
+def test_a_reservation_takes_every_budget_or_none(any_engine):
+    from lib.gateway.reservations import Limit, read_counters, sync_counter, try_reserve
+
+    keys = [("global", "*"), ("user", "ada")]
+    for key in keys:
+        sync_counter(any_engine, key, "2026-11", 0.0, 0)
+    limits = {keys[0]: Limit(1.0, None), keys[1]: Limit(None, 100)}
+    later = utcnow() + timedelta(minutes=5)
+    assert try_reserve(any_engine, "a", "2026-11", dict.fromkeys(keys, (0.5, 60)), limits, later) is None
+    assert try_reserve(any_engine, "b", "2026-11", dict.fromkeys(keys, (0.4, 60)), limits, later) == ("user", "ada")
+    counters = read_counters(any_engine, keys, "2026-11")
+    assert counters[keys[0]].reserved_usd == pytest.approx(0.5)  # b's dollars were not kept on the global budget
+    assert counters[keys[1]].reserved_tokens == 60
+
+
+def test_spend_logged_elsewhere_catches_up_on_the_counter_but_never_lowers_it(fresh_engine):
+    from lib.gateway.reservations import read_counters, sync_counter
+
+    key = ("user", "ada")
+    sync_counter(fresh_engine, key, "2026-11", 0.5, 100)
+    sync_counter(fresh_engine, key, "2026-11", 0.2, 300)
+    [c] = read_counters(fresh_engine, [key], "2026-11").values()
+    assert (c.spent_usd, c.spent_tokens) == (0.5, 300)
+
+
+def test_a_held_reservation_shows_on_the_settings_page_bar(fresh_engine, fake):
+    from lib.gateway.cost_control import CallEstimate
+    from lib.gateway.pricing import Price
+    from lib.gateway.providers import budget_bars
+
+    set_budget(fresh_engine, "global", "*", limit_usd=1.0)
+    gw = make_gateway(fresh_engine, fake)
+    gw.budgets.admit(None, "chat", "acme/mystery", lambda m: CallEstimate(0, 250_000, Price(0, 0, 1.0, "x")))
+    [bar] = budget_bars(fresh_engine)
+    assert "$0.2500 held by calls in progress" in bar["text"]
+
+
+# ---- the response cache is per user unless the feature is shared ---------------------------------
+
+
+def test_one_users_cached_answer_is_not_served_to_another_user(fresh_engine, fake):
+    gw = make_gateway(fresh_engine, fake)
+    gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat", user="ada"))
+    bob = gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat", user="bob"))
+    assert bob.status == "ok" and len(fake.requests) == 2  # before: Ada's answer, served from the cache
+    again = gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat", user="ada"))
+    assert again.status == "cached" and len(fake.requests) == 2
+
+
+def test_a_feature_marked_shared_serves_its_cached_answers_to_everyone(fresh_engine, fake):
+    gw = make_gateway(fresh_engine, fake, WORKBENCH_CACHE_SHARED_FEATURES="compare")
+    gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="compare", user="ada"))
+    bob = gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="compare", user="bob"))
+    assert bob.status == "cached" and len(fake.requests) == 1
+    gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat", user="ada"))
+    gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat", user="bob"))
+    assert len(fake.requests) == 3  # chat is not shared
+
+
+def test_the_output_cap_allows_for_a_dearer_fallback_and_an_unpriced_one_is_never_tried(fresh_engine, fake):
+    from fake_openai import Status
+
+    from lib.gateway.errors import BadRequest
+
+    set_budget(fresh_engine, "global", "*", limit_usd=0.001)
+    set_price_override(fresh_engine, "acme/mystery", 0.0, 10.0)  # the fallback: $10 per million answer tokens
+    gw = make_gateway(fresh_engine, fake, WORKBENCH_FALLBACKS='{"chat": "acme/mystery"}', WORKBENCH_CACHE_FEATURES="")
+    gw.invoke(QUESTION, "openai/gpt-4o-mini", CallContext(feature="chat"))
+    sent = fake.requests[-1]["json"]
+    assert sent.get("max_completion_tokens", sent.get("max_tokens")) == 100  # what the fallback could cost
+    unpriced = make_gateway(fresh_engine, fake, WORKBENCH_FALLBACKS='{"chat": "acme/other"}')
+    fake.enqueue(Status(400))
+    with pytest.raises(BadRequest):
+        unpriced.invoke([("user", "Another question")], "openai/gpt-4o-mini", CallContext(feature="chat"))
+    assert len(fake.requests) == 2  # the unpriced fallback was not called under a dollar budget

@@ -418,3 +418,24 @@ def test_a_gpt5_reasoning_model_gets_no_temperature_it_would_refuse(fresh_engine
     gw.invoke(QUESTION, "openai/gpt-5-chat-latest", temperature=0)
     assert "temperature" not in fake.requests[0]["json"]  # OpenAI answers 400 to any but the default
     assert fake.requests[1]["json"]["temperature"] == 0
+
+
+def test_a_prompt_over_the_size_limit_is_refused_and_logged_before_anything_reads_it(fresh_engine, fake):
+    from lib.gateway.cost_control import set_budget
+    from lib.gateway.errors import PromptTooLarge
+
+    set_budget(fresh_engine, "global", "*", limit_usd=0.0)  # used up too: the size is what the user must fix first
+    gw = make_gateway(fresh_engine, fake, WORKBENCH_MAX_PROMPT_CHARS="1000")
+    hostile = [("system", "Be brief."), ("user", "1.2.3.4." * 200)]  # 1,609 characters
+    with pytest.raises(PromptTooLarge, match=r"1,609 characters long; one request may send at most 1,000\b") as err:
+        "".join(gw.stream(hostile, "openai/gpt-4o-mini", CallContext(feature="chat")))
+    assert fake.requests == []
+    [row] = rows(fresh_engine)
+    assert (row.status, row.error_type, row.request_id) == ("blocked", "prompt_too_large", err.value.request_id)
+    assert len(row.prompt) < 1200 and "characters in all; the rest is not logged" in row.prompt
+
+
+def test_a_prompt_at_the_size_limit_is_sent(fresh_engine, fake):
+    gw = make_gateway(fresh_engine, fake, WORKBENCH_MAX_PROMPT_CHARS="1000")
+    result = gw.invoke([("system", "Be brief."), ("user", "x" * 991)], "openai/gpt-4o-mini", CallContext())
+    assert result.status == "ok" and len(fake.requests) == 1

@@ -16,6 +16,7 @@ from lib.core.identity import ROLES
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 OFFLINE_MODEL = "offline/extractive"
 LOG_CONTENT_MODES = ("full", "redacted", "none")
+UNPRICED_POLICIES = ("block", "tokens")
 
 
 class ConfigError(ValueError):
@@ -76,6 +77,9 @@ class Settings:
     embedding_model: str = "local/all-MiniLM-L6-v2"  # or provider/model of an OpenAI-compatible endpoint
     require_verified_email: bool = True  # roles only for emails the identity provider marks verified
     local_user: str = "local"  # the one user while sign-in is off (WORKBENCH_USER, else the OS user)
+    max_prompt_chars: int = 200_000  # one call may send at most this many characters of messages
+    unpriced_policy: str = "block"  # models without a price under a dollar budget: "block", or "tokens" (count $0)
+    cache_shared_features: frozenset[str] = frozenset()  # features whose cached answers are shared between users
 
     def provider(self, name: str) -> ProviderConfig:
         """The provider called `name`, or ConfigError."""
@@ -102,6 +106,16 @@ def _json_map(raw: Any, name: str, convert: Any) -> dict[str, Any]:
         return {str(k): convert(v) for k, v in data.items()}
     except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f'{name} must be a JSON object, e.g. {{"chat": 4000}}: {exc}') from exc
+
+
+def _positive_int(raw: Any, name: str) -> int:
+    try:
+        value = int(str(raw).replace("_", "").replace(",", ""))
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, e.g. 200000; got {raw!r}.") from exc
+    if value <= 0:
+        raise ConfigError(f"{name} must be above 0; got {value}.")
+    return value
 
 
 def _role_map(raw: Any) -> dict[str, tuple[str, ...]]:
@@ -226,6 +240,9 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, An
         fallback_models = json.loads(fallbacks) if isinstance(fallbacks, str) else dict(fallbacks)
     except json.JSONDecodeError as exc:
         raise ConfigError('WORKBENCH_FALLBACKS must be JSON like {"chat": "offline/extractive"}.') from exc
+    unpriced_policy = str(get("WORKBENCH_UNPRICED_POLICY", "block")).strip().lower()
+    if unpriced_policy not in UNPRICED_POLICIES:
+        raise ConfigError(f"WORKBENCH_UNPRICED_POLICY must be one of {UNPRICED_POLICIES}, not {unpriced_policy!r}.")
     log_content = str(get("WORKBENCH_LOG_CONTENT", "redacted"))
     if log_content not in LOG_CONTENT_MODES:
         raise ConfigError(f"WORKBENCH_LOG_CONTENT must be one of {LOG_CONTENT_MODES}, not {log_content!r}.")
@@ -265,6 +282,11 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, An
             embedding_model=str(get("WORKBENCH_EMBEDDING_MODEL", "local/all-MiniLM-L6-v2")),
             require_verified_email=_bool(get("WORKBENCH_REQUIRE_VERIFIED_EMAIL", True)),
             local_user=str(get("WORKBENCH_USER") or getpass.getuser()),
+            max_prompt_chars=_positive_int(get("WORKBENCH_MAX_PROMPT_CHARS", 200_000), "WORKBENCH_MAX_PROMPT_CHARS"),
+            unpriced_policy=unpriced_policy,
+            cache_shared_features=frozenset(
+                f.strip() for f in str(get("WORKBENCH_CACHE_SHARED_FEATURES", "")).split(",") if f.strip()
+            ),
         )
     except ValueError as exc:
         raise ConfigError(f"A numeric setting is malformed: {exc}") from exc

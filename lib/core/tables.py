@@ -5,7 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -298,6 +311,38 @@ class Budget(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
 
     __table_args__ = (UniqueConstraint("scope", "subject", name="uq_budgets_scope_subject"),)
+
+
+class BudgetCounter(Base):
+    """One budget's spend and in-flight reservations for one month, shared by every process.
+
+    Calls reserve their worst-case cost here with a conditional UPDATE (spent + reserved + cost <= limit), so the
+    hard limit holds however many app processes share the database.
+    """
+
+    __tablename__ = "budget_counters"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)  # "2026-11": budgets are monthly
+    spent_usd: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)
+    spent_tokens: Mapped[int] = mapped_column(BigInteger, default=0, nullable=False)
+    reserved_usd: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)
+    reserved_tokens: Mapped[int] = mapped_column(BigInteger, default=0, nullable=False)
+
+
+class BudgetReservation(Base):
+    """What one call in flight holds on one budget counter, until it settles or (its process gone) expires."""
+
+    __tablename__ = "budget_reservations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # one id per call, shared by its budgets
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    period: Mapped[str] = mapped_column(String(7), nullable=False)
+    usd: Mapped[float] = mapped_column(Float, nullable=False)
+    tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
 
 
 # ---- compare: test sets, batch runs, votes, live experiments ------------------------------------

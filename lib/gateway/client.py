@@ -17,14 +17,24 @@ from langchain_core.messages import AIMessageChunk, BaseMessage, convert_to_mess
 from langchain_core.runnables import Runnable
 from pydantic import SecretStr
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from lib.core.settings import ProviderConfig, Settings
 from lib.core.tables import utcnow
 from lib.gateway.breaker import CircuitBreaker
 from lib.gateway.call_log import CallLogWriter, without_nul
-from lib.gateway.cost_control import Admission, BudgetGuard, ResponseCache, cache_key, integrity_safe_put
-from lib.gateway.errors import BudgetExceeded, GatewayError, InvalidOutput, ProviderUnavailable
-from lib.gateway.pricing import PriceTable, find_price, load_price_table
+from lib.gateway.cost_control import (
+    DEFAULT_OUTPUT_TOKENS,
+    Admission,
+    BudgetGuard,
+    CallEstimate,
+    ResponseCache,
+    cache_key,
+    integrity_safe_put,
+    reservation_ttl_s,
+)
+from lib.gateway.errors import BudgetExceeded, GatewayError, InvalidOutput, PromptTooLarge, ProviderUnavailable
+from lib.gateway.pricing import Price, PriceTable, find_price, load_price_table
 from lib.gateway.redaction import Redaction, StreamRestorer, redact
 from lib.gateway.retry import RetryPolicy
 from lib.gateway.tokens import estimate_message_tokens, estimate_tokens, message_text, trim_history
@@ -147,10 +157,15 @@ class Gateway:
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s, clock)
         self.retry = RetryPolicy.from_settings(settings, self.breaker, sleep, rng)
         self.cache = ResponseCache(engine, settings.cache_ttl_s)
-        self.budgets = BudgetGuard(engine, clock=clock)
+        self.budgets = BudgetGuard(
+            engine,
+            clock=clock,
+            unpriced_policy=settings.unpriced_policy,
+            reservation_ttl_s=reservation_ttl_s(settings),
+        )
         self._chat_models: dict[tuple[str, str], BaseChatModel] = {}  # one per provider and model
         self._embedding_clients: dict[str, openai.OpenAI] = {}  # one per provider
-        self._prices: dict[str, tuple[Any, float]] = {}
+        self._prices: dict[str, tuple[Price | None, float]] = {}
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()
         self._log = CallLogWriter(engine)
@@ -274,15 +289,19 @@ class Gateway:
         with self._lock:
             self._prices.clear()
 
-    def price(self, model: str, result: CallResult) -> float | None:
-        """Cost in USD of the tokens in `result`, or None when the model has no price."""
+    def price_of(self, model: str) -> Price | None:
+        """The price in force for `model` (re-read at most every PRICE_TTL_S), or None when it has none."""
         with self._lock:
             remembered = self._prices.get(model)
         if remembered is None or self.clock() - remembered[1] > self.PRICE_TTL_S:
             remembered = (find_price(model, self.price_table, self.engine), self.clock())
             with self._lock:
                 self._prices[model] = remembered
-        price = remembered[0]
+        return remembered[0]
+
+    def price(self, model: str, result: CallResult) -> float | None:
+        """Cost in USD of the tokens in `result`, or None when the model has no price."""
+        price = self.price_of(model)
         if price is None:
             return None
         return price.cost(result.prompt_tokens, result.completion_tokens, result.cached_tokens)
@@ -345,13 +364,23 @@ class Stream:
         check_output: OutputCheck | None = None,
     ):
         settings = gw.settings
+        size = sum(len(message_text(m)) for m in messages)
+        self._too_large: PromptTooLarge | None = None
+        if size > settings.max_prompt_chars:  # refused before anything else looks at the text (trimming included)
+            self._too_large = PromptTooLarge(
+                f"This request is {size:,} characters long; one request may send at most "
+                f"{settings.max_prompt_chars:,}. Shorten the question or the pasted text, or start a new "
+                "conversation; an admin can change the limit (WORKBENCH_MAX_PROMPT_CHARS)."
+            )
         cap_in, cap_out = settings.max_input_tokens.get(ctx.feature), settings.max_output_tokens.get(ctx.feature)
-        if cap_in:  # oldest turns go first; the system prompt and the question stay
+        if cap_in and self._too_large is None:  # oldest turns go first; the system prompt and the question stay
             messages = trim_history(messages, cap_in)
         if cap_out:
             params = {**params, "max_tokens": min(int(params.get("max_tokens") or cap_out), cap_out)}
         self.gw, self.messages, self.model, self.ctx = gw, messages, model, ctx
         self.params, self.streaming, self.check_output = params, streaming, check_output
+        self._asked = params  # the caller's parameters, before a budget lowers the output cap (the cache's key)
+        self._admission: Admission | None = None
         self.request_id = uuid.uuid4().hex
         self.result: CallResult | None = None
         self._iter: Iterator[str] | None = None
@@ -371,12 +400,21 @@ class Stream:
 
     def _candidates(self) -> list[str]:
         fallback = self.gw.settings.fallback_models.get(self.ctx.feature)
+        if fallback and self._admission and self._admission.blocks_unpriced and self.gw.price_of(fallback) is None:
+            fallback = None  # a dollar budget applies and this fallback's cost could not be counted
         return [self.model] + ([fallback] if fallback and fallback != self.model else [])
+
+    def _prompt_for_log(self) -> str:
+        text = "\n\n".join(f"[{m.type}] {message_text(m)}" for m in self.messages)
+        if self._too_large is None:
+            return text
+        keep = min(1000, self.gw.settings.max_prompt_chars)  # redaction for the log must not see the rest either
+        return f"{text[:keep]} … [{len(text):,} characters in all; the rest is not logged]"
 
     def _run(self) -> Iterator[str]:
         gw = self.gw
         start = gw.clock()
-        prompt_text = "\n\n".join(f"[{m.type}] {message_text(m)}" for m in self.messages)
+        prompt_text = self._prompt_for_log()
         meta: dict[str, Any] = {}
         provider_name = self.model.split("/", 1)[0]
         result = CallResult(self.request_id, self.model, provider_name)
@@ -385,10 +423,15 @@ class Stream:
         admission: Admission | None = None
         try:
             try:
+                if self._too_large is not None:
+                    raise self._too_large
                 admission = gw.budgets.admit(self.ctx.user, self.ctx.feature, self.model, self._estimate)
-            except BudgetExceeded as err:
+            except (BudgetExceeded, PromptTooLarge) as err:
                 result.status, result.error = "blocked", err
                 raise  # logged (and given its request id) on the way out
+            self._admission = admission
+            if admission.max_tokens is not None:  # what the budgets can pay for
+                self.params = {**self.params, "max_tokens": admission.max_tokens}
             result.notices = admission.notices
             if admission.model != self.model:
                 meta["degraded_from"] = self.model
@@ -436,8 +479,8 @@ class Stream:
         if result.error is not None:
             result.error.request_id = self.request_id
         if result.status == "cached":
+            self._settle(admission, 0.0, 0)
             gw.write_row(result, self.ctx, prompt_text, meta)
-            gw.budgets.settle(admission, 0.0, 0)
             return
         if result.status == "blocked":
             result.latency_ms = (gw.clock() - start) * 1000
@@ -458,9 +501,10 @@ class Stream:
             meta["tokens_estimated"] = True
         if result.redacted:
             meta["redacted_items"] = result.redacted
+        # settled before the row is written, so a budget's counter never lags the call log (see sync_counter)
+        self._settle(admission, result.cost_usd, result.prompt_tokens + result.completion_tokens)
         gw.write_row(result, self.ctx, prompt_text, meta)
-        gw.budgets.settle(admission, result.cost_usd, result.prompt_tokens + result.completion_tokens)
-        if result.status == "ok" and self._cacheable():
+        if result.status == "ok" and self._cacheable() and not self._cut_by_budget(result):
             integrity_safe_put(
                 gw.cache,
                 self._cache_key(result.model),
@@ -471,21 +515,39 @@ class Stream:
                 result.cost_usd,
             )
 
-    def _estimate(self, model: str) -> tuple[float, int]:
-        """Estimated dollars and tokens of this call on `model`, for the budget check."""
-        prompt = estimate_message_tokens(self.messages)
-        output = int(self.params.get("max_tokens") or 1024)
-        probe = CallResult("", model, model.split("/", 1)[0], prompt_tokens=prompt, completion_tokens=output)
+    def _settle(self, admission: Admission | None, cost_usd: float | None, tokens: int) -> None:
         try:
-            return self.gw.price(model, probe) or 0.0, prompt + output
-        except GatewayError:
-            return 0.0, prompt + output
+            self.gw.budgets.settle(admission, cost_usd, tokens)
+        except SQLAlchemyError:  # the answer is in; its reservation expires and the call log catches spend up
+            log.warning("could not settle the budget reservation of %s", self.request_id, exc_info=True)
+
+    def _estimate(self, model: str) -> CallEstimate:
+        """What this call on `model` needs from its budgets: input tokens, output cap, and the costliest price.
+
+        The price is `model`'s, or its fallback's when that is dearer, since the fallback may answer instead.
+        """
+        tokens, cap = estimate_message_tokens(self.messages), self.params.get("max_tokens")
+        price = self.gw.price_of(model)
+        fallback = self.gw.settings.fallback_models.get(self.ctx.feature)
+        other = self.gw.price_of(fallback) if price is not None and fallback and fallback != model else None
+        output = int(cap or DEFAULT_OUTPUT_TOKENS)
+        if price is not None and other is not None and other.cost(tokens, output) > price.cost(tokens, output):
+            price = other
+        return CallEstimate(tokens, int(cap) if cap else None, price)
+
+    def _cut_by_budget(self, result: CallResult) -> bool:
+        """True when the answer may have been cut short by a budget's output cap (not worth serving again)."""
+        cap = self._admission.max_tokens if self._admission else None
+        asked = self._asked.get("max_tokens")
+        return cap is not None and (not asked or cap < int(asked)) and result.completion_tokens >= cap
 
     def _cacheable(self) -> bool:
         return self.ctx.feature in self.gw.settings.cache_features and self.check_output is None
 
     def _cache_key(self, model: str) -> str:
-        return cache_key(model, self.params, self.messages)
+        """The cache key: whose answer it is too, unless the feature's answers are shared between users."""
+        shared = self.ctx.feature in self.gw.settings.cache_shared_features
+        return cache_key(model, self._asked, self.messages, None if shared else self.ctx.user)
 
     def _serve_from_cache(self, result: CallResult, pieces: list[str]) -> bool:
         """Fill `result` from the cache when an unexpired answer to this exact request exists."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,23 +19,35 @@ from sqlalchemy import CursorResult, Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from lib.core.settings import Settings
 from lib.core.tables import Budget, CachedResponse, LlmCall, utcnow
 from lib.gateway.call_log import without_nul
-from lib.gateway.errors import BudgetExceeded
+from lib.gateway.errors import BudgetExceeded, UnpricedModel
+from lib.gateway.pricing import Price
+from lib.gateway.reservations import Counter, Key, Limit, read_counters, release_expired, sync_counter, try_reserve
+from lib.gateway.reservations import settle as settle_reservation
 from lib.gateway.tokens import message_text
 
 log = logging.getLogger(__name__)
 
 SCOPES = ("global", "user", "feature")
+DEFAULT_OUTPUT_TOKENS = 4096  # a call under a hard budget without its own output cap gets this one
+MIN_ANSWER_TOKENS = 16  # a budget that cannot pay for the question and this much answer refuses the call
+RESERVE_TRIES = 8  # other calls reserving at the same moment: plan again with what is left, this often
 
 
-def cache_key(model: str, params: dict[str, Any], messages: Sequence[BaseMessage]) -> str:
-    """SHA-256 of the exact request: model, parameters and every message's role and text."""
-    payload = {
+def cache_key(model: str, params: dict[str, Any], messages: Sequence[BaseMessage], user: str | None = None) -> str:
+    """SHA-256 of the exact request: model, parameters, every message's role and text, and whose it is.
+
+    `user` None: an answer any user may be served (a feature marked shared); else only that user's.
+    """
+    payload: dict[str, Any] = {
         "model": model,
         "params": {k: params[k] for k in sorted(params)},
         "messages": [[m.type, message_text(m)] for m in messages],
     }
+    if user is not None:
+        payload["user"] = user
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -91,13 +105,41 @@ def next_month(now: datetime) -> datetime:
     return (start + timedelta(days=32)).replace(day=1)
 
 
+def period_of(now: datetime) -> str:
+    """The budget month of `now`, as counters are keyed: "2026-11"."""
+    return month_start(now).strftime("%Y-%m")
+
+
+def reservation_ttl_s(settings: Settings) -> float:
+    """How long a call can hold a reservation: every attempt on its model and on a fallback timing out, plus backoff.
+
+    A reservation older than this belongs to a process that died mid-call and is given back.
+    """
+    timeout = max((p.timeout_s for p in settings.providers), default=60.0)
+    per_model = timeout * (settings.max_retries + 1) + settings.backoff_max_s * settings.max_retries
+    return 2 * per_model + 60.0
+
+
+@dataclass(frozen=True)
+class CallEstimate:
+    """What a call needs before it is sent: estimated input tokens, the caller's output cap, the model's price."""
+
+    input_tokens: int
+    max_output: int | None  # None: the caller set no cap
+    price: Price | None  # None: no price is known for the model
+
+
 @dataclass
 class Admission:
-    """A call let through: the model to use (maybe degraded), notices for the user, what was reserved."""
+    """A call let through: the model to use (maybe degraded), notices for the user, what it holds on its budgets."""
 
     model: str
     notices: list[str] = field(default_factory=list)
-    reserved: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)
+    max_tokens: int | None = None  # the output cap the budgets can pay for, sent to the provider; None: no cap
+    blocks_unpriced: bool = False  # a dollar budget applies and unpriced models are refused (fallbacks too)
+    reservation_id: str | None = None
+    period: str = ""
+    reserved: dict[Key, tuple[float, int]] = field(default_factory=dict)  # (scope, subject) -> dollars, tokens
 
 
 def set_budget(
@@ -166,12 +208,18 @@ def budget_used(usd: float, tokens: int, limit_usd: float | None, limit_tokens: 
 
 
 def budget_table(engine: Engine) -> list[dict[str, Any]]:
-    """Every budget with this month's burn, for the admin page."""
+    """Every budget with this month's burn (as enforced: never less than the call log shows), for the admin page.
+
+    `reserved_*` is what calls still running hold on the budget.
+    """
     with Session(engine) as s:
         budgets = list(s.scalars(select(Budget).order_by(Budget.scope, Budget.subject)))
+    counters = read_counters(engine, [(b.scope, b.subject) for b in budgets], period_of(utcnow())) if budgets else {}
     rows = []
     for b in budgets:
         usd, tokens = spend_this_month(engine, b.scope, b.subject)
+        c = counters[(b.scope, b.subject)]
+        usd, tokens = max(usd, c.spent_usd), max(tokens, c.spent_tokens)
         rows.append(
             {
                 "id": b.id,
@@ -181,6 +229,8 @@ def budget_table(engine: Engine) -> list[dict[str, Any]]:
                 "spent_usd": round(usd, 6),
                 "limit_tokens": b.limit_tokens,
                 "spent_tokens": tokens,
+                "reserved_usd": round(c.reserved_usd, 6),
+                "reserved_tokens": c.reserved_tokens,
                 "used": budget_used(usd, tokens, b.limit_usd, b.limit_tokens),
                 "soft_ratio": b.soft_ratio,
                 "degrade_model": b.degrade_model,
@@ -189,12 +239,25 @@ def budget_table(engine: Engine) -> list[dict[str, Any]]:
     return rows
 
 
-class BudgetGuard:
-    """Checks budgets before a call (with its estimate) and accounts for it after (with its actual cost).
+def _applies(b: Budget, user: str | None, feature: str) -> bool:
+    return (
+        b.scope == "global"
+        or (b.scope == "user" and b.subject == user)
+        or (b.scope == "feature" and b.subject == feature)
+    )
 
-    Check-and-reserve happens under one lock, so concurrent calls in this process cannot together pass
-    a hard limit by more than one call's cost. Spend is read from the call log and refreshed every
-    `refresh_s`, so calls from other processes count too (with that much delay).
+
+def _who(b: Budget) -> str:
+    return "everyone" if b.scope == "global" else f"{b.scope} {b.subject!r}"
+
+
+class BudgetGuard:
+    """Holds hard budgets across every process that shares the database (see lib.gateway.reservations).
+
+    Before a call, its worst-case cost (input estimate + output cap at the model's price) is reserved on every
+    budget that applies, or the call is refused; the output cap is lowered to what the budgets have left, so a
+    call overshoots by no more than its input estimate is off. After the call, `settle` counts the actual cost.
+    Budgets are re-read every `refresh_s`; each counter's spend is caught up with the call log as often.
     """
 
     def __init__(
@@ -203,92 +266,153 @@ class BudgetGuard:
         refresh_s: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = utcnow,
+        unpriced_policy: str = "block",
+        reservation_ttl_s: float = 600.0,
     ):
         self.engine, self.refresh_s, self.clock, self.now = engine, refresh_s, clock, now
+        self.unpriced_policy, self.reservation_ttl_s = unpriced_policy, reservation_ttl_s
         self._lock = threading.Lock()
         self._budgets: list[Budget] = []
         self._budgets_at = -1e18
-        self._spent: dict[tuple[str, str], tuple[float, int, float, datetime]] = {}
-        self._reserved: dict[tuple[str, str], tuple[float, int]] = {}
+        self._synced: dict[tuple[str, str, str], float] = {}  # (scope, subject, period) -> when caught up
 
     def _load_budgets(self) -> list[Budget]:
-        if self.clock() - self._budgets_at > self.refresh_s:
-            with Session(self.engine, expire_on_commit=False) as s:
-                self._budgets = list(s.scalars(select(Budget)))
-            self._budgets_at = self.clock()
-        return self._budgets
+        with self._lock:
+            if self.clock() - self._budgets_at > self.refresh_s:
+                with Session(self.engine, expire_on_commit=False) as s:
+                    self._budgets = list(s.scalars(select(Budget)))
+                self._budgets_at = self.clock()
+            return self._budgets
 
     def invalidate(self) -> None:
-        """Forget cached budgets and spend (after an admin changes a budget)."""
+        """Re-read budgets and catch spend up with the call log on the next call (after an admin changes a budget)."""
         with self._lock:
             self._budgets_at = -1e18
-            self._spent.clear()
+            self._synced.clear()
 
-    def _spend(self, key: tuple[str, str]) -> tuple[float, int]:
-        month = month_start(self.now())
-        cached = self._spent.get(key)
-        if cached is None or self.clock() - cached[2] > self.refresh_s or cached[3] != month:
-            usd, tokens = spend_this_month(self.engine, key[0], key[1], self.now())
-            cached = (usd, tokens, self.clock(), month)
-            self._spent[key] = cached
-        return cached[0], cached[1]
+    def _counters(self, keys: list[Key], period: str) -> dict[Key, Counter]:
+        for key in keys:
+            at = self._synced.get((*key, period))
+            if at is None or self.clock() - at > self.refresh_s:
+                usd, tokens = spend_this_month(self.engine, key[0], key[1], self.now())
+                sync_counter(self.engine, key, period, usd, tokens)
+                self._synced[(*key, period)] = self.clock()
+        return read_counters(self.engine, keys, period)
 
-    def admit(
-        self, user: str | None, feature: str, model: str, estimate: Callable[[str], tuple[float, int]]
-    ) -> Admission:
-        """Let a call through (maybe on a cheaper model, with a warning) or raise BudgetExceeded."""
-        with self._lock:
-            budgets = [
-                b
-                for b in self._load_budgets()
-                if (b.scope == "global")
-                or (b.scope == "user" and b.subject == user)
-                or (b.scope == "feature" and b.subject == feature)
-            ]
-            admission = Admission(model)
-            if not budgets:
+    def admit(self, user: str | None, feature: str, model: str, estimate: Callable[[str], CallEstimate]) -> Admission:
+        """Reserve the call's worst case on its budgets (maybe on a cheaper model, with a warning), or raise."""
+        budgets = {(b.scope, b.subject): b for b in self._load_budgets() if _applies(b, user, feature)}
+        if not budgets:
+            return Admission(model)
+        limits = {k: Limit(b.limit_usd, b.limit_tokens) for k, b in budgets.items()}
+        period, swept, full = period_of(self.now()), False, next(iter(budgets))
+        for _ in range(RESERVE_TRIES):
+            counters = self._counters(list(budgets), period)
+            try:
+                admission = self._plan(budgets, counters, model, estimate)
+            except UnpricedModel:
+                raise
+            except BudgetExceeded:
+                if swept or not any(c.reserved_usd or c.reserved_tokens for c in counters.values()):
+                    raise
+                swept = True  # what blocks may be held by a process that died mid-call
+                release_expired(self.engine, self.now())
+                continue
+            admission.reservation_id, admission.period = uuid.uuid4().hex, period
+            expires = self.now() + timedelta(seconds=self.reservation_ttl_s)
+            no_room = try_reserve(self.engine, admission.reservation_id, period, admission.reserved, limits, expires)
+            if no_room is None:
                 return admission
-            degrade: str | None = None
-            for b in budgets:
-                key = (b.scope, b.subject)
-                usd, tokens = self._spend(key)
-                r_usd, r_tokens = self._reserved.get(key, (0.0, 0))
-                usd, tokens = usd + r_usd, tokens + r_tokens
-                used = budget_used(usd, tokens, b.limit_usd, b.limit_tokens)
-                what = "everyone" if b.scope == "global" else f"{b.scope} {b.subject!r}"
-                if used >= 1:
-                    reset = next_month(self.now()).strftime("%Y-%m-%d")
-                    limit = f"${b.limit_usd:,.2f}" if b.limit_usd is not None else f"{b.limit_tokens:,} tokens"
-                    raise BudgetExceeded(
-                        f"The monthly budget for {what} ({limit}) is used up, so this request was "
-                        f"not sent. It resets on {reset} (UTC); an admin can raise it on the "
-                        "Settings page."
-                    )
-                if used >= b.soft_ratio:
-                    admission.notices.append(f"{used:.0%} of the monthly budget for {what} is used.")
-                    degrade = degrade or b.degrade_model
-            if degrade and degrade != model:
-                admission.model = degrade
-                admission.notices.append(f"To stay within budget this answer comes from {degrade}.")
-            est_usd, est_tokens = estimate(admission.model)
-            for b in budgets:
-                key = (b.scope, b.subject)
-                r_usd, r_tokens = self._reserved.get(key, (0.0, 0))
-                self._reserved[key] = (r_usd + est_usd, r_tokens + est_tokens)
-                admission.reserved[key] = (est_usd, est_tokens)
-            return admission
+            full = no_room  # another call reserved first: plan again with what is left
+        raise self._refusal(budgets[full], read_counters(self.engine, [full], period)[full])
+
+    def _plan(
+        self,
+        budgets: dict[Key, Budget],
+        counters: dict[Key, Counter],
+        model: str,
+        estimate: Callable[[str], CallEstimate],
+    ) -> Admission:
+        """The model, notices, output cap and amounts to reserve for a call, given the counters; or raise."""
+        admission, degrade = Admission(model), None
+        for key, b in budgets.items():
+            c = counters[key]
+            used = budget_used(
+                c.spent_usd + c.reserved_usd, c.spent_tokens + c.reserved_tokens, b.limit_usd, b.limit_tokens
+            )
+            if used >= 1:
+                raise self._refusal(b, c)
+            if used >= b.soft_ratio:
+                admission.notices.append(f"{used:.0%} of the monthly budget for {_who(b)} is used.")
+                degrade = degrade or b.degrade_model
+        if degrade and degrade != model:
+            admission.model = degrade
+            admission.notices.append(f"To stay within budget this answer comes from {degrade}.")
+        est = estimate(admission.model)
+        in_dollars = [b for b in budgets.values() if b.limit_usd is not None]
+        admission.blocks_unpriced = bool(in_dollars) and self.unpriced_policy == "block"
+        if est.price is None and admission.blocks_unpriced:
+            raise UnpricedModel(
+                f"No price is known for {admission.model}, and the monthly budget for {_who(in_dollars[0])} is in "
+                "dollars, so this request was not sent: its cost could not be counted. An admin can add the "
+                "model's price on the Settings page (Prices), or set WORKBENCH_UNPRICED_POLICY=tokens to count "
+                "such calls against token budgets only."
+            )
+        in_usd = est.price.cost(est.input_tokens, 0) if est.price else 0.0
+        out_rate = est.price.output / 1_000_000 if est.price else 0.0
+        wanted = est.max_output or DEFAULT_OUTPUT_TOKENS
+        cap, capped, binding = wanted, False, None
+        for key, b in budgets.items():
+            room = _output_room(b, counters[key], est.input_tokens, in_usd, out_rate)
+            if room is not None:
+                capped = True
+                if room < cap:
+                    cap, binding = room, key
+        if binding is not None and cap < min(wanted, MIN_ANSWER_TOKENS):
+            raise self._refusal(budgets[binding], counters[binding])
+        admission.max_tokens = cap if capped else None
+        admission.reserved = dict.fromkeys(budgets, (in_usd + cap * out_rate, est.input_tokens + cap))
+        return admission
+
+    def _refusal(self, b: Budget, c: Counter) -> BudgetExceeded:
+        reset = next_month(self.now()).strftime("%Y-%m-%d")
+        limit = f"${b.limit_usd:,.2f}" if b.limit_usd is not None else f"{b.limit_tokens:,} tokens"
+        head = f"The monthly budget for {_who(b)} ({limit})"
+        tail = f"It resets on {reset} (UTC); an admin can raise it on the Settings page."
+        if budget_used(c.spent_usd, c.spent_tokens, b.limit_usd, b.limit_tokens) >= 1:
+            return BudgetExceeded(f"{head} is used up, so this request was not sent. {tail}")
+        if c.reserved_usd or c.reserved_tokens:
+            return BudgetExceeded(
+                f"{head} is nearly used up and requests still running hold the rest, so this request was not "
+                f"sent. Try again in a minute, once they finish. {tail}"
+            )
+        return BudgetExceeded(
+            f"{head} has too little left for this request and a short answer, so it was not sent. Ask a "
+            f"shorter question or start a new conversation. {tail}"
+        )
 
     def settle(self, admission: Admission | None, cost_usd: float | None, tokens: int) -> None:
-        """Release the reservation and count the call's actual cost."""
-        if admission is None or not admission.reserved:
+        """Release the call's reservation and count its actual cost (an unpriced call counts its tokens only)."""
+        if admission is None or admission.reservation_id is None:
             return
-        with self._lock:
-            for key, (est_usd, est_tokens) in admission.reserved.items():
-                r_usd, r_tokens = self._reserved.get(key, (0.0, 0))
-                self._reserved[key] = (max(0.0, r_usd - est_usd), max(0, r_tokens - est_tokens))
-                if key in self._spent:
-                    usd, tok, at, month = self._spent[key]
-                    self._spent[key] = (usd + (cost_usd or 0.0), tok + tokens, at, month)
+        settle_reservation(
+            self.engine, admission.reservation_id, admission.period, admission.reserved, cost_usd or 0.0, tokens
+        )
+
+
+def _output_room(b: Budget, c: Counter, input_tokens: int, in_usd: float, out_rate: float) -> int | None:
+    """Output tokens budget `b` can still pay for after the question; None when it does not limit them."""
+    room: int | None = None
+    if b.limit_usd is not None:
+        left = b.limit_usd - c.spent_usd - c.reserved_usd - in_usd
+        if out_rate > 0:
+            room = math.floor(left / out_rate)
+        elif left < 0:
+            room = -1  # cannot even pay for the question
+    if b.limit_tokens is not None:
+        tokens_left = b.limit_tokens - c.spent_tokens - c.reserved_tokens - input_tokens
+        room = tokens_left if room is None else min(room, tokens_left)
+    return room
 
 
 def integrity_safe_put(cache: ResponseCache, key: str, model: str, text: str, *args: Any) -> None:

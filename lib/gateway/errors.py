@@ -81,6 +81,18 @@ class BudgetExceeded(GatewayError):
     error_type = "budget_exceeded"
 
 
+class UnpricedModel(BudgetExceeded):
+    """No price is known for the model while a dollar budget applies (WORKBENCH_UNPRICED_POLICY=block)."""
+
+    error_type = "unpriced_model"
+
+
+class PromptTooLarge(GatewayError):
+    """One call's messages are longer than WORKBENCH_MAX_PROMPT_CHARS; refused before anything else."""
+
+    error_type = "prompt_too_large"
+
+
 class _Response(Protocol):
     """An HTTP response (the openai SDK's are httpx2's, not httpx's)."""
 

@@ -102,6 +102,18 @@ def price_rows(settings: Settings, table: PriceTable, engine: Engine) -> list[di
     return rows
 
 
+def prices_caption(settings: Settings, table: PriceTable) -> str:
+    """What the Prices tab says about the table's date and about models without a price."""
+    unpriced = {
+        "block": "calls to it are refused while a dollar budget applies, since their cost could not be counted",
+        "tokens": "while a dollar budget applies, its calls count $0 there and their tokens count on token budgets",
+    }[settings.unpriced_policy]
+    return (
+        f"Shipped list prices as of {table.as_of}, per million tokens. Overrides win from their date on; a model "
+        f"with no price is logged as unpriced, never as $0, and {unpriced} (WORKBENCH_UNPRICED_POLICY)."
+    )
+
+
 def override_history(engine: Engine) -> list[dict[str, Any]]:
     """Every price override, newest first (they are kept, never edited)."""
     with Session(engine) as s:
@@ -125,7 +137,8 @@ def breaker_caption(settings: Settings, breaker: CircuitBreaker) -> str:
 
 
 def budget_bars(engine: Engine, now: datetime | None = None) -> list[dict[str, Any]]:
-    """Each budget as a progress bar: id, filled fraction (0 to 1) and its line of text; a used-up one says so."""
+    """Each budget as a progress bar: id, filled fraction (0 to 1) and its line of text; a used-up one says so, and
+    what calls in progress hold on it."""
     reset = next_month(now or utcnow()).strftime("%Y-%m-%d")
     bars = []
     for b in budget_table(engine):
@@ -136,7 +149,9 @@ def budget_bars(engine: Engine, now: datetime | None = None) -> list[dict[str, A
             then = f"used up: calls are refused until {reset} (UTC)"
         else:
             then = f"soft limit {b['soft_ratio']:.0%}, then {b['degrade_model'] or 'warn only'}"
-        text = f"{b['scope']} {b['subject']}: {spent} of {limit} this month ({then})"
+        held = f"${b['reserved_usd']:,.4f}" if by_usd else f"{b['reserved_tokens']:,} tokens"
+        held = f", {held} held by calls in progress" if b["reserved_usd"] or b["reserved_tokens"] else ""
+        text = f"{b['scope']} {b['subject']}: {spent} of {limit} this month{held} ({then})"
         bars.append({"id": b["id"], "fraction": min(b["used"], 1.0), "text": text})
     return bars
 
