@@ -94,3 +94,61 @@ def test_hostile_answers_passages_names_and_questions_make_no_request_outside_th
         messages = page.locator('[data-testid="stChatMessage"] [data-testid="stMarkdownContainer"]')
         assert messages.locator('[role="img"]').count() == 0  # no :material/…: icon
         assert messages.locator("code", has_text='print("code stays as written")').count() == 1
+
+
+# Pieces of markdown, GFM, HTML and Streamlit syntax that generated cases are put together from.
+PIECES = [
+    *"[]()<>`|\\:$&*_#~{}",
+    "![", "``", "```", "~~~", "\n", "\n\n", "    ", "  ", "\t", "- ", "* ", "1. ", "1) ", "> ", "---", "--|--",
+    "www.", "WWW.", "https://", "HTTPS://", "a@b.c", "mailto:a@b.co", "&#58;", "&amp;", ":material/x:", ":streamlit:",
+    ":red[", ":help[x]", ":::", "$$", "$x$", "<img src=x>", "<!--", "-->", "<pre>", "</pre>", "]: /u", "[^1]",
+    "[^1]: x", "[ ] ", "mermaid", "```js\n", "\n```\n", "  ```", "x", " ", "\\(", "\\[", "\\$", "\\:",
+    f"https://{ATTACKER}/", f"![i](https://{ATTACKER}/i.png)", f"<https://{ATTACKER}/a>", f"[l](https://{ATTACKER}/l)",
+]  # fmt: skip
+
+
+def generated_cases(count: int, seed: int = 12) -> list[str]:
+    import random
+
+    rng = random.Random(seed)
+    return ["".join(rng.choice(PIECES) for _ in range(rng.randint(1, 40))) for _ in range(count)]
+
+
+def test_generated_hostile_markdown_renders_nothing_live_in_the_real_renderer(data_dir):
+    """markdown-it stands in for Streamlit's renderer in the unit tests; here the renderer itself is the judge."""
+    from test_untrusted import HOSTILE, TRAPS
+
+    from lib.chat import conversations as chat_store
+    from lib.core.db import make_engine, migrate
+    from lib.core.settings import load_settings
+
+    require_chromium()
+    cases = [*HOSTILE, *TRAPS, *generated_cases(250)]
+    engine = make_engine(load_settings().database_url)
+    migrate(engine)
+    chat = chat_store.create_session(engine, "fuzz", title="Generated")
+    for case in cases:
+        chat_store.add_message(engine, chat.id, "user", case)
+    engine.dispose()
+    env = {"WORKBENCH_DATA_DIR": str(data_dir), "WORKBENCH_USER": "fuzz"}
+    with running_app(env, args=NO_WATCHER) as url, browser_page("generated") as page:
+        requests: list[str] = []
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(url)
+        page.get_by_placeholder("Ask anything").wait_for()
+        idle(page)
+        page.locator('[data-testid="stSidebar"] button', has_text="Generated").click()
+        page.locator('[data-testid="stChatMessage"]').nth(len(cases) - 1).wait_for()
+        idle(page)
+        page.wait_for_load_state("networkidle")
+        live = page.evaluate(
+            """() => [...document.querySelectorAll('[data-testid="stChatMessage"] [data-testid="stMarkdownContainer"]')]
+                .map(m => [...m.querySelectorAll(
+                    'a, img, video, audio, iframe, svg, input, [role=img], span[style], .katex, streamlit-help-icon')]
+                    .filter(e => !e.closest('[data-testid="stCode"], code, [data-testid="stHeaderActionElements"]'))
+                    .map(e => e.outerHTML.slice(0, 200)))"""
+        )
+        assert len(live) == len(cases)
+        assert {cases[i]: found for i, found in enumerate(live) if found} == {}
+        app = urlsplit(url).netloc
+        assert [u for u in requests if urlsplit(u).scheme not in ("data", "blob") and urlsplit(u).netloc != app] == []
