@@ -17,6 +17,7 @@ from lib.gateway.providers import (
     save_price,
 )
 from lib.ui.resources import current_user, get_engine, get_gateway, get_settings, require_page
+from lib.ui.untrusted import untrusted_label
 
 require_page("pages/admin.py")
 settings = get_settings()
@@ -44,14 +45,14 @@ with prices:
         out = c4.number_input("Output $/1M", min_value=0.0, step=0.01, format="%.4f")
         if st.form_submit_button("Save price override") and model.strip():
             save_price(gateway, model, inp, out, cached, current_user())
-            st.success(f"Price for {model} saved; it applies from now on.")
+            st.success(f"Price for {untrusted_label(model)} saved; it applies from now on.")
     history = override_history(engine)
     if history:
         st.dataframe(history, hide_index=True, use_container_width=True)
 
 with budgets:
     for bar in budget_bars(engine):
-        st.progress(bar["fraction"], text=bar["text"])
+        st.progress(bar["fraction"], text=untrusted_label(bar["text"]))
         if st.button("Delete", key=f"del-budget-{bar['id']}"):
             remove_budget(gateway, bar["id"])
             st.rerun()
@@ -73,4 +74,4 @@ with budgets:
                 save_budget(gateway, scope, subject, usd, int(tokens), soft, degrade, current_user())
                 st.rerun()
             except ValueError as exc:
-                st.error(str(exc))
+                st.error(untrusted_label(str(exc)))

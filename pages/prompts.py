@@ -21,6 +21,7 @@ from lib.ui.prompt_form import (
     variables_line,
 )
 from lib.ui.resources import current_user, get_engine, get_gateway, get_settings, require_page
+from lib.ui.untrusted import untrusted_label, untrusted_markdown
 
 NEW = "➕ New template"
 require_page("pages/prompts.py")
@@ -38,14 +39,14 @@ if state.get("pt_select"):  # a widget's value can only be set before the widget
     state.pt_name = state.pop("pt_select")
 flash = st.empty()  # always drawn, so the tabs below keep their place, and the open tab, across reruns
 if message := state.pop("pt_flash", None):
-    flash.success(message, icon=":material/check_circle:")
+    flash.success(untrusted_label(message), icon=":material/check_circle:")
 names = store.names()
 name = st.selectbox("Template", [*names, NEW], key="pt_name")
 saved = store.latest(name) if name != NEW else None
 labels = store.labels(name) if saved else {}
 base = saved.template if saved else Template(name="")
 if saved:
-    st.caption(summary(base, saved.version, labels))
+    st.caption(untrusted_label(summary(base, saved.version, labels)))
 k = f"{name}:{saved.version if saved else 0}"  # the form resets to the newest version after a save
 edit, trial, history, label_tab, files = st.tabs(["Edit", "Try it", "History & diff", "Labels", "Export / import"])
 
@@ -72,7 +73,7 @@ with edit:
         new_name, description, system, user_text, model, temperature, max_tokens, schema
     )
     if problem:
-        st.error(problem, icon=":material/error:")
+        st.error(untrusted_label(problem), icon=":material/error:")
     else:
         st.caption(variables_line(found))
     note = st.text_input("Change note", key=f"note:{k}", placeholder="What changed, and why")
@@ -80,11 +81,11 @@ with edit:
         try:
             v, message = save_draft(store, saved, draft, user, note)
             if v is None:
-                st.info(message)
+                st.info(untrusted_label(message))
             else:
                 done(message, v.name)
         except TemplateError as err:
-            st.error(str(err), icon=":material/error:")
+            st.error(untrusted_label(str(err)), icon=":material/error:")
 
 with trial:
     if draft is None:
@@ -99,12 +100,12 @@ with trial:
             with st.spinner("Running…"):
                 trial_run = try_template(gateway, draft, values, user, version, run_model)
             if trial_run.warning:
-                st.warning(trial_run.warning, icon=":material/warning:")
+                st.warning(untrusted_label(trial_run.warning), icon=":material/warning:")
             if trial_run.error:
-                st.error(trial_run.error, icon=":material/error:")
+                st.error(untrusted_markdown(trial_run.error), icon=":material/error:")
             else:
                 st.code(trial_run.text, language="json" if draft.json_schema else None, wrap_lines=True)
-                st.caption(trial_run.caption)
+                st.caption(untrusted_label(trial_run.caption))
 
 with history:
     if saved:
@@ -137,7 +138,7 @@ with label_tab:
                 moved = store.move_label(name, label, target, user, why)
                 done(move_message(label, target, moved), name)
             except TemplateError as err:
-                st.error(str(err), icon=":material/error:")
+                st.error(untrusted_label(str(err)), icon=":material/error:")
         st.dataframe(label_table(store.label_history(name)), hide_index=True, width="stretch")
 
 with files:
@@ -155,4 +156,4 @@ with files:
             report = store.import_text(upload.getvalue().decode("utf-8"), user)
             done(report.summary(), report.name)
         except (TemplateError, UnicodeDecodeError) as err:
-            st.error(f"Nothing was imported: {err}", icon=":material/error:")
+            st.error(untrusted_label(f"Nothing was imported: {err}"), icon=":material/error:")

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from fake_openai import FakeOpenAI
+from shown import shown
 from streamlit.testing.v1 import AppTest
 
 from lib.core.db import make_engine
@@ -58,7 +59,7 @@ def test_an_admin_sets_a_price_override_and_a_budget(monkeypatch):
         assert not at.exception
         [budget] = budget_table(engine)
         assert (budget["scope"], budget["subject"], budget["limit_usd"]) == ("user", "ada", 25.0)
-        assert any("user ada: $0.0000 of $25.00 this month" in p.proto.text for p in at.get("progress"))
+        assert any("user ada: $0.0000 of $25.00 this month" in shown(p.proto.text) for p in at.get("progress"))
 
 
 def test_a_zero_limit_budget_shows_as_used_up_and_can_be_deleted(monkeypatch):
@@ -70,7 +71,7 @@ def test_a_zero_limit_budget_shows_as_used_up_and_can_be_deleted(monkeypatch):
         set_budget(engine, "global", "*", limit_usd=0.0)
         at.run()
         [bar] = at.get("progress")
-        assert bar.proto.value == 100 and "used up: calls are refused until" in bar.proto.text  # before: 0%
+        assert bar.proto.value == 100 and "used up: calls are refused until" in shown(bar.proto.text)  # before: 0%
         next(b for b in at.button if b.label == "Delete").click().run()
         assert not at.exception and budget_table(engine) == [] and at.get("progress") == []
 

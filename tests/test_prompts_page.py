@@ -1,6 +1,7 @@
 """The Prompts page under AppTest: create, edit, save a second version, diff, move a label and back."""
 
 import pytest
+from shown import shown
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
@@ -47,13 +48,13 @@ def test_the_page_opens_on_the_shipped_prompts_without_errors(page):
 def test_an_author_creates_edits_diffs_deploys_and_rolls_back_a_template(page, store):
     at = create_reply_template(page)
     assert not at.exception and not at.error
-    assert at.success[0].value.startswith("Saved support.reply v1")
+    assert shown(at.success[0].value).startswith("Saved support.reply v1")
     assert at.selectbox(key="pt_name").value == "support.reply"
 
     at.text_area(key="user:support.reply:1").input("Reply kindly to {{ customer }}.")
     at.text_input(key="note:support.reply:1").input("kinder").run()
     button(at, "Save version").click().run()
-    assert at.success[0].value.startswith("Saved support.reply v2")
+    assert shown(at.success[0].value).startswith("Saved support.reply v2")
     assert [(v.version, v.note) for v in store.history("support.reply")] == [(2, "kinder"), (1, "Created")]
 
     codes = [c.value for c in at.code]  # the user-message diff: v1 on the left, v2 on the right
@@ -68,7 +69,7 @@ def test_an_author_creates_edits_diffs_deploys_and_rolls_back_a_template(page, s
     at.text_input(key="lw:support.reply").input("customers preferred v1")
     at.checkbox(key="ls:support.reply:production:1").check().run()
     button(at, "Move label").click().run()
-    assert at.success[0].value == "production now points at v1."
+    assert shown(at.success[0].value) == "production now points at v1."
     assert store.get_by_label("support.reply", "production").version == 1
     moves = [(m.from_version, m.to_version, m.note) for m in store.label_history("support.reply")]
     assert moves == [(2, 1, "customers preferred v1"), (None, 2, "")]
@@ -107,7 +108,7 @@ def test_try_it_runs_a_saved_version_on_the_offline_model_and_logs_that_version(
     button(page, "Run").click().run()
     assert not page.error
     assert "office opens at 9am" in page.code[0].value
-    assert any(c.value.startswith("offline/extractive · ") for c in page.caption)
+    assert any(shown(c.value).startswith("offline/extractive · ") for c in page.caption)
     [row] = logged_calls()
     assert (row.feature, row.template_name, row.template_version, row.status) == ("prompts", "rag.answer", 1, "ok")
 
