@@ -1,17 +1,22 @@
-"""Builders of real test files: PDFs with pages, encrypted and broken PDFs, DOCX, zip bombs."""
+"""Builders of real test files: PDFs with pages, encrypted, damaged, blank and scanned PDFs, DOCX, zip bombs."""
 
 from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 
 
 def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
 
-def make_pdf(pages: list[str]) -> bytes:
-    """A valid PDF with one text page per string (Helvetica; each line of a string is a text line)."""
+def make_pdf(pages: list[str], damaged: frozenset[int] = frozenset()) -> bytes:
+    """A valid PDF with one text page per string (Helvetica; each line of a string is a text line).
+
+    The content streams of the `damaged` pages (numbers from 1) are Flate data cut off and overwritten with junk,
+    as a bad disk sector or a broken transfer leaves them; the file's structure stays intact.
+    """
     objects: list[bytes] = []
     n = len(pages)
     kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(n))
@@ -25,7 +30,11 @@ def make_pdf(pages: list[str]) -> bytes:
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 842] /Resources << /Font << /F1 3 0 R >> >> "
             f"/Contents {5 + 2 * i} 0 R >>".encode()
         )
-        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+        if i + 1 in damaged:
+            stream = zlib.compress(stream)[:6] + b"\x13\x37 this is not deflate data \xff\xfe" * 3
+            objects.append(b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream")
+        else:
+            objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
     out = io.BytesIO()
     out.write(b"%PDF-1.4\n")
     offsets = []
@@ -56,6 +65,23 @@ def make_encrypted_pdf(text: str = "Secret page", password: str = "hunter2") -> 
 def make_blank_pdf(pages: int = 2) -> bytes:
     """A PDF whose pages carry no text (like a scan without OCR)."""
     return make_pdf([""] * pages)
+
+
+def make_scanned_pdf(pages: list[str], dpi: int = 150) -> bytes:
+    """A PDF of page images without a text layer, as a scanner makes it: each string drawn on an A4 image."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=dpi // 4)  # Pillow's own font: no system font needed; ~13 pt
+    images = []
+    for text in pages:
+        image = Image.new("L", (dpi * 827 // 100, dpi * 1169 // 100), 255)
+        draw = ImageDraw.Draw(image)
+        for n, line in enumerate(text.split("\n")):
+            draw.text((dpi * 2 // 3, dpi + n * dpi // 2), line, fill=0, font=font)
+        images.append(image)
+    buf = io.BytesIO()
+    images[0].save(buf, "PDF", resolution=dpi, save_all=True, append_images=images[1:])
+    return buf.getvalue()
 
 
 def make_docx(paragraphs: list[str]) -> bytes:

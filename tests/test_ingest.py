@@ -57,7 +57,7 @@ def env(data_dir, fresh_engine, local_embeddings, any_chroma):
     client = make_chroma_client(settings)
     counting = CountingEmbeddings(local_embeddings)
     cached = CachedEmbeddings(counting, "local/test", data_dir / "emb.sqlite")
-    indexer = Indexer(fresh_engine, client, cached, data_dir / "originals", ChunkingSettings(200, 40, 1_000_000))
+    indexer = Indexer(fresh_engine, client, cached, data_dir / "originals", ChunkingSettings(200, 40, 2**20))  # 1 MB
     collection = get_collection(fresh_engine, "Handbook", create=True)
     return indexer, collection, counting, Retriever(fresh_engine, client, cached)
 

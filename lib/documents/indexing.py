@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from lib.core.tables import Collection, Document, utcnow
 from lib.documents.embeddings import LOCAL_MODEL
+from lib.documents.ocr import OcrSettings
 from lib.documents.parsing import SUPPORTED, Page, ParseError, parse_file
 from lib.documents.vectorstore import get_all, open_store
 
@@ -181,6 +182,7 @@ class Indexer:
     originals_dir: Path
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
     embedding_model: str = LOCAL_MODEL
+    ocr: OcrSettings | None = field(default_factory=OcrSettings)  # None: scans are refused, not read
 
     def index_file(
         self, collection: Collection, name: str, data: bytes, progress: Progress | None = None, force: bool = False
@@ -201,7 +203,14 @@ class Indexer:
         self._set_status(doc.id, "indexing")
         store = open_store(self.client, collection.chroma_name, self.embeddings)
         try:
-            pages = parse_file(name, data, self.chunking.max_file_bytes)
+            pages = parse_file(
+                name,
+                data,
+                self.chunking.max_file_bytes,
+                self.ocr,
+                lambda n, of: report({"status": f"OCR {n}/{of} pages"}),
+            )
+            ocr_pages = {p.number for p in pages if p.ocr}
             original = self._save_original(digest, name, data)  # kept first, so a crashed job can be retried
             report({"status": "parsed", "pages": len(pages), "original": str(original)})
             chunks = split_pages(pages, self.chunking)
@@ -219,6 +228,7 @@ class Indexer:
                             "page": c.page if c.page is not None else -1,
                             "chunk_index": c.index,
                             "flagged": c.flagged,
+                            "ocr": c.page in ocr_pages,
                             "header_len": len(header),
                         }
                         for c in batch
