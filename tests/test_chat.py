@@ -62,3 +62,18 @@ def test_the_answer_summary_says_unpriced_instead_of_zero_dollars():
     unpriced = CallResult("r", "acme/x", "acme", prompt_tokens=10, completion_tokens=5, cost_usd=None)
     assert describe_result(priced) == "openai/gpt-4o · 10 in / 5 out tokens · $0.000125 · 1.50 s"
     assert "cost unknown" in describe_result(unpriced) and "$0" not in describe_result(unpriced)
+
+
+def test_trimming_a_10000_message_conversation_measures_each_message_once(monkeypatch):
+    from lib.gateway import tokens
+
+    measured = []
+    real = tokens.estimate_tokens
+    monkeypatch.setattr(tokens, "estimate_tokens", lambda text: measured.append(1) or real(text))
+    turns = [SystemMessage("Be kind.")]
+    for i in range(5000):
+        turns += [HumanMessage(f"question {i} " + "word " * 50), AIMessage(f"answer {i} " + "word " * 50)]
+    kept = trim_history([*turns, HumanMessage("the newest question")], budget=30_000)
+    assert len(measured) <= len(turns) + 1  # trim_messages re-counted kept lists while it searched: 33,172
+    assert isinstance(kept[1], HumanMessage) and kept[-1].content == "the newest question"
+    assert 29_000 < estimate_message_tokens(kept) <= 30_000

@@ -6,7 +6,7 @@ import math
 import re
 from collections.abc import Sequence
 
-from langchain_core.messages import BaseMessage, SystemMessage, trim_messages
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 _WORDS = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 PER_MESSAGE_OVERHEAD = 4
@@ -37,16 +37,21 @@ def trim_history(messages: Sequence[BaseMessage], budget: int) -> list[BaseMessa
     """System messages, then the newest turns that fit `budget`, starting on a user turn; the last message stays.
 
     A trimmed history that opened on an answer would show the model a reply to a question it never saw.
+    Each message is measured once and the cut found with a running sum, so a 10,000-message conversation
+    costs one pass (langchain's trim_messages re-counted the whole kept list at every step of its search).
     """
     system = [m for m in messages if isinstance(m, SystemMessage)]
     rest = [m for m in messages if not isinstance(m, SystemMessage)]
-    if not rest or estimate_message_tokens(system + rest) <= budget:
+    sizes = [estimate_tokens(message_text(m)) + PER_MESSAGE_OVERHEAD for m in rest]
+    used = sum(estimate_tokens(message_text(m)) + PER_MESSAGE_OVERHEAD for m in system) + 3
+    if not rest or used + sum(sizes) <= budget:
         return system + rest
-
-    def with_system(kept: list[BaseMessage]) -> int:
-        return estimate_message_tokens(system + kept)
-
-    kept = trim_messages(rest, max_tokens=budget, token_counter=with_system, strategy="last", start_on="human")
-    if not kept or kept[-1] is not rest[-1]:  # not even the question fits: send it anyway, the model decides
-        kept = [rest[-1]]
-    return system + kept
+    start = len(rest)
+    while start > 0 and used + sizes[start - 1] <= budget:
+        start -= 1
+        used += sizes[start]
+    while start < len(rest) and not isinstance(rest[start], HumanMessage):
+        start += 1  # open on a question
+    if start >= len(rest):  # not even the question fits: send it anyway, the model decides
+        return [*system, rest[-1]]
+    return system + rest[start:]
