@@ -339,3 +339,17 @@ def test_a_template_row_without_versions_is_reported_as_not_found_not_a_crash(st
         s.add(PromptTemplate(name="half.made", description=""))
     with pytest.raises(TemplateNotFound, match=r"half\.made has no versions"):
         store.latest("half.made")
+
+
+def test_a_template_with_more_than_fifty_variables_is_refused_at_save_and_import_with_the_limit(store):
+    from lib.prompts.language import MAX_VARIABLES, TooManyVariables
+
+    many = " ".join(f"{{{{ v{i} }}}}" for i in range(10_000))
+    with pytest.raises(TooManyVariables, match="10,000 variables; a template may use at most 50"):
+        store.create(edited(GREETING, user=many), "ann")
+    fifty = " ".join(f"{{{{ v{i} }}}}" for i in range(MAX_VARIABLES))
+    store.create(edited(GREETING, user=fifty), "ann")  # the limit itself is allowed
+    exported = json.loads(store.export(GREETING.name, "json"))
+    exported["versions"][0]["user"] = many
+    with pytest.raises(ImportFailed, match=r"Version 1 .* at most 50"):
+        store.import_text(json.dumps(exported), "carol")

@@ -19,6 +19,7 @@ import jsonschema
 
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 VARIABLE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+MAX_VARIABLES = 50  # each variable is a text box on Prompts and Compare; 10,000 of them never finish drawing
 _TOKEN = re.compile(r"\\\{\{|\{\{(.*?)\}\}|\{\{|\{%|\{#", re.DOTALL)
 ROLES = ("system", "user")
 # Globals that reach server objects in Jinja/Flask/Django; harmless here, refused anyway so that a
@@ -77,6 +78,16 @@ class UnknownVariables(TemplateError):
     def __init__(self, names: list[str], context: str = ""):
         super().__init__(f"Unknown variable {', '.join(names)}{context}.")
         self.names = names
+
+
+class TooManyVariables(TemplateError):
+    """A template uses more variables than a form can show."""
+
+    def __init__(self, count: int):
+        super().__init__(
+            f"This template uses {count:,} variables; a template may use at most {MAX_VARIABLES}. "
+            "Combine related values into one variable (e.g. one {{ details }} instead of a variable per field)."
+        )
 
 
 class InvalidTemplate(TemplateError):
@@ -258,7 +269,10 @@ def validate(template: Template) -> list[str]:
         raise InvalidTemplate(f"Max output tokens must be a whole number of at least 1, not {template.max_tokens}.")
     if template.json_schema is not None:
         check_schema(template.json_schema)
-    return template_variables(template)
+    names = template_variables(template)
+    if len(names) > MAX_VARIABLES:
+        raise TooManyVariables(len(names))
+    return names
 
 
 def _kind(value: Any) -> str:
