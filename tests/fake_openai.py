@@ -48,6 +48,7 @@ __all__ = [
     "Malformed",
     "Reply",
     "Status",
+    "Truncated",
 ]
 
 MODELS = ["fake-small", "fake-large", "fake-embed"]
@@ -70,11 +71,16 @@ class Reply:
 
 @dataclass(frozen=True)
 class Status:
-    """An HTTP error status with an OpenAI-style error body (`body` replaces it) and optional Retry-After."""
+    """An HTTP error status with an OpenAI-style error body (`body` replaces it) and optional Retry-After.
+
+    `retry_after` is sent as `Retry-After: <seconds>`; `headers` adds any others as given (`retry-after-ms`,
+    a `Retry-After` HTTP-date).
+    """
 
     code: int
     body: dict[str, Any] | None = None
     retry_after: float | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,14 @@ class Drop:
     """Close the socket after `after_chunks` content chunks; without streaming, close before any response."""
 
     after_chunks: int = 2
+
+
+@dataclass(frozen=True)
+class Truncated:
+    """A stream that sends the whole answer and its finish_reason (and the usage chunk if `usage`), then closes
+    the connection before `data: [DONE]` and the end of the chunked body."""
+
+    usage: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,7 +117,7 @@ class Hang:
     seconds: float
 
 
-Behaviour = Reply | Status | ContextTooLong | Drop | Malformed | Hang
+Behaviour = Reply | Status | ContextTooLong | Drop | Truncated | Malformed | Hang
 
 # code -> (error type, error code, message)
 _ERRORS: dict[int, tuple[str, str | None, str]] = {
@@ -291,10 +305,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _send_error(self, code: int, body: dict[str, Any] | None = None, retry_after: float | None = None) -> None:
+    def _send_error(
+        self,
+        code: int,
+        body: dict[str, Any] | None = None,
+        retry_after: float | None = None,
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         """An OpenAI-style error response."""
-        headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
-        self._send_json(code, body if body is not None else error_body(code), headers)
+        headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
+        self._send_json(code, body if body is not None else error_body(code), {**headers, **dict(extra)})
 
     def _chunk(self, data: bytes) -> None:
         """One HTTP chunk of a chunked body."""
@@ -371,7 +391,7 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(behaviour.seconds)
             return self.fake.default_reply
         if isinstance(behaviour, Status):
-            self._send_error(behaviour.code, behaviour.body, behaviour.retry_after)
+            self._send_error(behaviour.code, behaviour.body, behaviour.retry_after, behaviour.headers)
             return None
         if isinstance(behaviour, ContextTooLong):
             requested = max(prompt_tokens(body), CONTEXT_LIMIT + 1)
@@ -381,7 +401,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             self._send_error(400, error_body(400, message, "context_length_exceeded", "messages"))
             return None
-        if isinstance(behaviour, Drop) and not stream:
+        if isinstance(behaviour, (Drop, Truncated)) and not stream:
             self._drop()
             return None
         if isinstance(behaviour, Malformed) and not stream:
@@ -496,8 +516,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
             return
         delta({}, "stop")
-        if usage is not None:
+        if usage is not None and (not isinstance(behaviour, Truncated) or behaviour.usage):
             event([], usage=usage)
+        if isinstance(behaviour, Truncated):
+            self._drop()
+            return
         self._chunk(b"data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
 

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from fake_openai import ContextTooLong, Drop, Hang, Malformed, Reply, Status
+from fake_openai import ContextTooLong, Drop, Hang, Malformed, Reply, Status, Truncated
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lib.core.settings import load_settings
 from lib.core.tables import LlmCall
 from lib.gateway.client import CallContext, Gateway
-from lib.gateway.errors import AuthenticationFailed, BadRequest, CircuitOpen, ProviderUnavailable, TimedOut
+from lib.gateway.errors import (
+    AuthenticationFailed,
+    BadRequest,
+    CircuitOpen,
+    ProviderUnavailable,
+    RateLimited,
+    TimedOut,
+)
 from lib.gateway.errors import ContextTooLong as ContextTooLongError
 
 SECRET = "sk-test-DO-NOT-LEAK-0123456789abcdef"
@@ -439,3 +447,169 @@ def test_a_prompt_at_the_size_limit_is_sent(fresh_engine, fake):
     gw = make_gateway(fresh_engine, fake, WORKBENCH_MAX_PROMPT_CHARS="1000")
     result = gw.invoke([("system", "Be brief."), ("user", "x" * 991)], "openai/gpt-4o-mini", CallContext())
     assert result.status == "ok" and len(fake.requests) == 1
+
+
+# ---- the breaker's half-open trial is released by any outcome ---------------------------------------------------
+
+
+def opened_then_cooled(engine, fake, clock: Clock, **env) -> Gateway:
+    """A gateway whose breaker for `openai` opened on one 500 and whose cool-down has just ended."""
+    gw = make_gateway(
+        engine,
+        fake,
+        clock=clock,
+        WORKBENCH_MAX_RETRIES="0",
+        WORKBENCH_BREAKER_THRESHOLD="1",
+        WORKBENCH_BREAKER_COOLDOWN_S="10",
+        **env,
+    )
+    fake.enqueue(Status(500))
+    with pytest.raises(ProviderUnavailable):
+        gw.invoke(QUESTION, "openai/gpt-4o-mini")
+    clock.now += 11
+    assert gw.breaker.state("openai") == "half-open"
+    return gw
+
+
+@pytest.mark.parametrize("status, error", [(401, AuthenticationFailed), (403, AuthenticationFailed), (400, BadRequest)])
+def test_a_half_open_trial_refused_as_a_client_error_leaves_the_provider_usable(fresh_engine, fake, status, error):
+    clock = Clock()
+    gw = opened_then_cooled(fresh_engine, fake, clock)
+    fake.enqueue(Status(status))
+    with pytest.raises(error):
+        gw.invoke(QUESTION, "openai/gpt-4o-mini")
+    assert gw.breaker.state("openai") == "half-open"  # a refused key says nothing about the provider's health
+    assert gw.invoke(QUESTION, "openai/gpt-4o-mini").status == "ok"  # before: "paused for 0 more seconds", forever
+    assert gw.breaker.state("openai") == "closed"
+
+
+def test_an_abandoned_half_open_trial_stream_leaves_the_provider_usable(fresh_engine, fake):
+    clock = Clock()
+    gw = opened_then_cooled(fresh_engine, fake, clock)
+    fake.enqueue(Reply("one two three four five six seven eight", chunk_delay=0.01))
+    stream = gw.stream(QUESTION, "openai/gpt-4o-mini")
+    it = iter(stream)
+    next(it)
+    stream.close()  # the user pressed Stop during the trial
+    assert stream.result is not None and stream.result.status == "aborted"
+    assert gw.invoke(QUESTION, "openai/gpt-4o-mini").status == "ok"
+    assert [r.status for r in rows(fresh_engine)] == ["error", "aborted", "ok"]
+
+
+def test_a_half_open_trial_that_raises_anything_else_leaves_the_provider_usable(fresh_engine, fake):
+    clock = Clock()
+    gw = opened_then_cooled(fresh_engine, fake, clock)
+    fake.enqueue(Reply("one two three", chunk_delay=0.01))
+    stream = gw.stream(QUESTION, "openai/gpt-4o-mini")
+    it = iter(stream)
+    next(it)
+    with pytest.raises(KeyboardInterrupt):
+        it.throw(KeyboardInterrupt())  # what Ctrl-C in a CLI run does to a stream mid-answer
+    assert stream.result is not None and stream.result.status == "aborted"  # before: "ok", and cached
+    assert gw.invoke(QUESTION, "openai/gpt-4o-mini").status == "ok"
+
+
+def test_an_embedding_half_open_trial_refused_with_a_401_leaves_the_provider_usable(fresh_engine, fake):
+    from lib.gateway.client import GatewayEmbeddings
+
+    clock = Clock()
+    gw = opened_then_cooled(fresh_engine, fake, clock)
+    emb = GatewayEmbeddings(gw, "openai/text-embedding-3-small")
+    fake.enqueue(Status(401))
+    with pytest.raises(AuthenticationFailed):
+        emb.embed_query("hello")
+    assert len(emb.embed_query("hello")) == 8
+    assert gw.breaker.state("openai") == "closed"
+
+
+# ---- Retry-After on every retryable status, in every form -------------------------------------------------------
+
+
+def http_date(seconds_from_now: float) -> str:
+    from email.utils import formatdate
+
+    return formatdate(time.time() + seconds_from_now, usegmt=True)
+
+
+@pytest.mark.parametrize(
+    "behaviour, wait",
+    [
+        (Status(503, retry_after=1), 1.0),
+        (Status(500, retry_after=2), 2.0),
+        (Status(502, headers=(("retry-after-ms", "1500"),)), 1.5),
+        (Status(429, headers=(("retry-after-ms", "250"), ("retry-after", "9"))), 0.25),  # the precise one wins
+        (Status(503, retry_after=60), 5.0),  # capped by WORKBENCH_BACKOFF_MAX_S
+    ],
+)
+def test_a_retryable_status_is_retried_after_the_time_the_server_asks_for(fresh_engine, fake, behaviour, wait):
+    fake.enqueue(behaviour, Reply("Four."))
+    sleeps: list[float] = []
+    gw = make_gateway(fresh_engine, fake, sleeps, WORKBENCH_BACKOFF_MAX_S="5")
+    assert gw.invoke(QUESTION, "openai/gpt-4o-mini").text == "Four."
+    assert sleeps == [wait]  # before: a 5xx was retried after ~0.19 s whatever it asked for
+
+
+def test_a_retry_after_http_date_is_honoured(fresh_engine, fake):
+    fake.enqueue(Status(503, headers=(("Retry-After", http_date(3)),)), Reply("Four."))
+    sleeps: list[float] = []
+    make_gateway(fresh_engine, fake, sleeps).invoke(QUESTION, "openai/gpt-4o-mini")
+    [slept] = sleeps
+    assert 1.5 < slept <= 3.0  # the date has whole seconds, and a little time passed before it was read
+
+
+def test_the_error_after_retries_names_the_real_wait_not_a_minute(fresh_engine, fake):
+    fake.enqueue(Status(503, retry_after=1), Status(503, retry_after=1))
+    gw = make_gateway(fresh_engine, fake, WORKBENCH_MAX_RETRIES="1")
+    with pytest.raises(ProviderUnavailable) as err:
+        gw.invoke(QUESTION, "openai/gpt-4o-mini")
+    message = str(err.value)
+    assert "HTTP 503" in message and "retried after 1 s" in message and "minute" not in message
+    fake.enqueue(Status(429, retry_after=2), Status(429, retry_after=2))
+    with pytest.raises(RateLimited) as err:
+        gw.invoke([("user", "Another question")], "openai/gpt-4o-mini")
+    assert "wait 2 s" in str(err.value) and "retried after 2 s" in str(err.value) and "minute" not in str(err.value)
+    assert rows(fresh_engine)[-1].error_message == str(err.value)
+
+
+# ---- the breaker opening during a call's retries ------------------------------------------------------------------
+
+
+def test_a_breaker_that_opens_during_retries_reports_the_real_error_and_the_pause_as_its_consequence(
+    fresh_engine, fake
+):
+    fake.enqueue(Status(503), Status(503), Reply("never sent"))
+    sleeps: list[float] = []
+    gw = make_gateway(fresh_engine, fake, sleeps, WORKBENCH_MAX_RETRIES="3", WORKBENCH_BREAKER_THRESHOLD="2")
+    with pytest.raises(ProviderUnavailable) as err:
+        gw.invoke(QUESTION, "openai/gpt-4o-mini")
+    assert type(err.value) is ProviderUnavailable  # before: CircuitOpen, "paused", hiding the 503
+    message = str(err.value)
+    assert message.index("HTTP 503") < message.index("paused")
+    assert len(fake.requests) == 2 and sleeps == [0.1875]  # no wait for a retry the breaker would refuse
+    [row] = rows(fresh_engine)
+    assert (row.error_type, row.attempts) == ("provider_unavailable", 2)
+    with pytest.raises(CircuitOpen):  # the next call is refused fast, as before
+        gw.invoke(QUESTION, "openai/gpt-4o-mini")
+
+
+# ---- a stream that finished its answer but dropped before [DONE] ------------------------------------------------
+
+
+def test_a_stream_dropped_after_its_finish_reason_is_a_complete_answer_with_estimated_usage(fresh_engine, fake):
+    fake.default_reply = Reply("Two plus two is four.")
+    fake.enqueue(Truncated())
+    stream = make_gateway(fresh_engine, fake).stream(QUESTION, "openai/gpt-4o-mini")
+    assert "".join(stream) == "Two plus two is four."  # before: ProviderUnavailable after the whole answer
+    assert stream.result is not None and stream.result.status == "ok" and stream.result.tokens_estimated
+    [row] = rows(fresh_engine)
+    assert (row.status, row.attempts, row.response) == ("ok", 1, "Two plus two is four.")
+    assert row.prompt_tokens > 0 and row.completion_tokens > 0 and row.meta == {"tokens_estimated": True}
+
+
+def test_a_stream_dropped_after_its_usage_chunk_keeps_the_providers_token_counts(fresh_engine, fake):
+    fake.default_reply = Reply("Two plus two is four.", prompt_tokens=40, completion_tokens=7)
+    fake.enqueue(Truncated(usage=True))
+    stream = make_gateway(fresh_engine, fake).stream(QUESTION, "openai/gpt-4o-mini")
+    assert "".join(stream) == "Two plus two is four."
+    [row] = rows(fresh_engine)
+    assert (row.status, row.prompt_tokens, row.completion_tokens, row.meta) == ("ok", 40, 7, None)

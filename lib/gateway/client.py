@@ -458,6 +458,10 @@ class Stream:
         except GeneratorExit:
             result.status = "aborted"
             raise
+        except BaseException as exc:  # e.g. Ctrl-C mid-answer, or a bug: never logged (or cached) as "ok"
+            if result.status == "ok":
+                result.status = "error" if isinstance(exc, Exception) else "aborted"
+            raise
         finally:
             self._finish(result, "".join(pieces), prompt_text, meta, admission, start)
         if result.status == "error" and result.error is not None:
@@ -599,7 +603,19 @@ class Stream:
             return
         finished = False
         restorer = StreamRestorer(self._redaction) if self._redaction else None
-        for chunk in chat.stream(self._sent):
+        chunks = chat.stream(self._sent)
+        while True:
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                break
+            except Exception:
+                if not finished:
+                    raise
+                # The answer and its finish reason are in; only the usage chunk or `[DONE]` was lost with the
+                # connection. The user has the whole answer: complete (tokens are estimated if usage is missing).
+                log.info("%s: the stream dropped after its finish reason; the answer is complete", self.request_id)
+                break
             assert isinstance(chunk, AIMessageChunk)
             finished = finished or bool(chunk.response_metadata.get("finish_reason"))
             if chunk.usage_metadata:

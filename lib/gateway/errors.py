@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 import httpx
@@ -21,6 +25,10 @@ class GatewayError(Exception):
         self.provider = provider
         self.retry_after = retry_after
         self.request_id: str | None = None  # set by the gateway once the call is logged
+
+    def add_sentence(self, sentence: str) -> None:
+        """Append a sentence to the message (what the retry loop did about it, what follows from it)."""
+        self.args = (f"{self.args[0]} {sentence}", *self.args[1:])
 
 
 class RateLimited(GatewayError):
@@ -100,14 +108,38 @@ class _Response(Protocol):
     def headers(self) -> Mapping[str, str]: ...
 
 
-def _retry_after(response: _Response | None) -> float | None:
-    if response is None:
+def retry_after_s(headers: Mapping[str, str] | None, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds a response asks to wait before a retry: `retry-after-ms`, else `Retry-After` in seconds or as an
+    HTTP-date; None when it asks nothing (or says something unreadable)."""
+    if headers is None:
         return None
-    value = response.headers.get("retry-after")
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        try:
+            seconds = float(value) / scale if value is not None else math.nan
+        except ValueError:
+            seconds = math.nan
+        if math.isfinite(seconds):
+            return max(0.0, seconds)
+    value = headers.get("retry-after")
+    if value is None:
+        return None
     try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
         return None
+    if when.tzinfo is None:  # an HTTP-date is always GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now())
+
+
+def _retry_after(response: _Response | None) -> float | None:
+    return retry_after_s(response.headers if response is not None else None)
+
+
+def format_seconds(seconds: float) -> str:
+    """`1 s`, `2.5 s`, `0.19 s`: a wait as a person reads it."""
+    return f"{round(seconds, 2):g} s" if seconds < 10 else f"{seconds:.0f} s"
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -126,9 +158,9 @@ def map_error(exc: BaseException, provider: str, timeout_s: float) -> GatewayErr
             return e
         if isinstance(e, openai.RateLimitError):
             ra = _retry_after(e.response)
-            wait = f" It asked us to wait {ra:g} s." if ra is not None else ""
+            wait = f" It asked us to wait {format_seconds(ra)}." if ra is not None else ""
             return RateLimited(
-                f"{provider} is rate-limiting requests (HTTP 429).{wait} Try again in a minute, or pick another model.",
+                f"{provider} is rate-limiting requests (HTTP 429).{wait} Try again shortly, or pick another model.",
                 provider=provider,
                 retry_after=ra,
             )
@@ -163,9 +195,13 @@ def map_error(exc: BaseException, provider: str, timeout_s: float) -> GatewayErr
             )
         if isinstance(e, openai.APIStatusError):
             if e.status_code >= 500:
+                ra = _retry_after(e.response)
+                wait = f" It asked us to wait {format_seconds(ra)}." if ra is not None else ""
                 return ProviderUnavailable(
-                    f"{provider} had a server error (HTTP {e.status_code}). It is usually brief: try again shortly.",
+                    f"{provider} had a server error (HTTP {e.status_code}).{wait} It is usually brief: try again "
+                    "shortly.",
                     provider=provider,
+                    retry_after=ra,
                 )
             return BadRequest(
                 f"{provider} refused the request (HTTP {e.status_code}): {_short(e.message)}", provider=provider

@@ -8,7 +8,7 @@ from typing import Protocol, TypeVar
 
 from lib.core.settings import ProviderConfig, Settings
 from lib.gateway.breaker import CircuitBreaker
-from lib.gateway.errors import GatewayError, map_error
+from lib.gateway.errors import CircuitOpen, GatewayError, format_seconds, map_error
 
 T = TypeVar("T")
 
@@ -54,27 +54,58 @@ class RetryPolicy:
     ) -> Iterator[T]:
         """Yield what `attempt()` yields; on a retryable failure (and while `may_retry()`), back off and try again.
 
-        Each try passes the breaker first and counts on `tally.attempts`; failures are raised as GatewayError.
+        Each try passes the breaker first and counts on `tally.attempts`; failures are raised as GatewayError,
+        the one that happened, saying how long it was retried after and whether the breaker has paused the provider.
+        A half-open trial is ended by any outcome: a success or provider failure is recorded; anything else (a
+        client error, an abandoned stream, any exception) releases it without counting.
         """
-        n = 0
+        waits: list[float] = []
+        last: GatewayError | None = None
         while True:
-            n += 1
-            self.breaker.before_call(provider.name)
+            try:
+                trial = self.breaker.before_call(provider.name)
+            except CircuitOpen as circuit:
+                if last is None:
+                    raise
+                self._explain(last, waits, provider.name)  # another call opened it while this one backed off
+                raise last from circuit
             tally.attempts += 1
+            counted = False
             try:
                 yield from attempt()
+                self.breaker.record(provider.name, ok=True)
+                counted = True
+                return
             except GeneratorExit:  # the caller abandoned the stream: not the provider's failure
                 raise
             except Exception as exc:
                 err = map_error(exc, provider.name, provider.timeout_s)
                 if err.retryable:
                     self.breaker.record(provider.name, ok=False)
-                if not (err.retryable and n <= self.max_retries and may_retry()):
+                    counted = True
+                paused = err.retryable and self.breaker.state(provider.name) == "open"
+                if paused or not (err.retryable and len(waits) < self.max_retries and may_retry()):
+                    self._explain(err, waits, provider.name)
                     raise err from exc
-                self.sleep(self.backoff(n, err))
-                continue
-            self.breaker.record(provider.name, ok=True)
-            return
+                waits.append(self.backoff(len(waits) + 1, err))
+                last = err
+            finally:
+                if trial and not counted:
+                    self.breaker.release(provider.name)
+            self.sleep(waits[-1])
+
+    def _explain(self, err: GatewayError, waits: list[float], provider: str) -> None:
+        """Add to the final error how long it was retried after, and the breaker's pause that follows from it."""
+        if waits:
+            times = [format_seconds(w) for w in waits]
+            if len(times) == 1:
+                err.add_sentence(f"It was retried after {times[0]} and failed again.")
+            else:
+                err.add_sentence(
+                    f"It was retried {len(times)} times, after {', then '.join(times)}, and failed each time."
+                )
+        if note := self.breaker.pause_note(provider):
+            err.add_sentence(note)
 
     def call(self, provider: ProviderConfig, fn: Callable[[], T], tally: Tally) -> T:
         """`fn()`'s value, retried like `run`."""
