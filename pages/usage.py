@@ -13,6 +13,7 @@ from lib.usage import charts
 from lib.usage import queries as usage
 from lib.usage.access import viewer_of
 from lib.usage.demo import is_demo_dir
+from lib.usage.sql import viewer_zone
 
 viewer = viewer_of(require_page("pages/usage.py"))  # whose call text this session may read
 settings = get_settings()
@@ -35,7 +36,7 @@ def table(df: pd.DataFrame, name: str) -> None:
     st.download_button("Download CSV", view.csv_bytes(df), f"{name}.csv", "text/csv", key=f"csv_{name}", icon=icon)
 
 
-tz = st.context.timezone or "UTC"  # the viewer's browser zone
+tz = viewer_zone(st.context.timezone)  # the viewer's browser zone; UTC when it sends one we do not know
 now = datetime.now(UTC)
 today = view.local_today(now, tz)
 left, right = st.columns([1, 2])

@@ -429,3 +429,19 @@ def test_cache_savings_count_cached_calls_and_the_money_they_saved(any_engine):
         )
     assert usage.cache_savings(any_engine, berlin()) == {"hits": 2, "saved_usd": pytest.approx(0.005)}
     assert usage.cache_savings(any_engine, berlin("2026-02-01", "2026-02-02"))["hits"] == 0
+
+
+@pytest.mark.parametrize("sent", [None, "", "Mars/Olympus_Mons", "../../etc/passwd", "UTC'; DROP TABLE x", "A" * 500])
+def test_a_browser_time_zone_the_server_does_not_know_falls_back_to_utc(sent):
+    from lib.usage.sql import viewer_zone
+
+    tz = viewer_zone(sent)
+    assert tz == "UTC"
+    start, end = usage.preset_range("Today", datetime(2026, 3, 1, 12, tzinfo=UTC), tz)
+    assert usage.UsageFilter(start, end, tz).tz == "UTC"
+
+
+def test_a_known_browser_time_zone_is_kept():
+    from lib.usage.sql import viewer_zone
+
+    assert viewer_zone("Europe/Berlin") == "Europe/Berlin"

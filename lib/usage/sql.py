@@ -85,6 +85,17 @@ class UsageFilter:
         return "hour" if self.end - self.start <= timedelta(days=2) else "day"
 
 
+def viewer_zone(name: str | None) -> str:
+    """The browser's time zone name when it is one this server knows, else "UTC": the browser can send anything."""
+    if not name or len(name) > 64 or not _TZ_NAME.match(name):
+        return "UTC"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):  # unknown, or a path such as ../x that ZoneInfo refuses
+        return "UTC"
+    return name
+
+
 def preset_range(preset: str, now: datetime, tz: str) -> tuple[datetime, datetime]:
     """[start, end) of a named preset in the viewer's zone; 'Last N days' ends at the end of today."""
     local = now.astimezone(ZoneInfo(tz))
