@@ -359,3 +359,53 @@ def test_the_output_cap_allows_for_a_dearer_fallback_and_an_unpriced_one_is_neve
     with pytest.raises(BadRequest):
         unpriced.invoke([("user", "Another question")], "openai/gpt-4o-mini", CallContext(feature="chat"))
     assert len(fake.requests) == 2  # the unpriced fallback was not called under a dollar budget
+
+
+# ---- the cache holds no more personal data than the call log may ------------------------------------------------
+
+
+def cached_rows(engine) -> list[CachedResponse]:
+    with Session(engine) as s:
+        return list(s.scalars(select(CachedResponse)))
+
+
+ASK_ADA = [("user", "Draft a reply to ada@example.com about her refund.")]
+
+
+def test_with_a_redacted_log_an_answer_is_cached_masked_and_served_restored(fresh_engine, fake):
+    fake.enqueue(Reply("Dear Ada, I wrote to ada@example.com about the refund."))
+    gw = make_gateway(fresh_engine, fake)  # WORKBENCH_LOG_CONTENT defaults to redacted; acme is not external
+    first = gw.invoke(ASK_ADA, "acme/mystery", CallContext(feature="chat", user="bob"))
+    [row] = cached_rows(fresh_engine)
+    assert "ada@example.com" not in row.response and "[EMAIL_1]" in row.response  # before: stored verbatim
+    second = gw.invoke(ASK_ADA, "acme/mystery", CallContext(feature="chat", user="bob"))
+    assert (second.status, second.text) == ("cached", first.text) and len(fake.requests) == 1
+
+
+def test_an_external_providers_answer_is_cached_as_the_provider_wrote_it(fresh_engine, fake):
+    fake.enqueue(Reply("I wrote to [EMAIL_1] about the refund."))  # the provider only ever saw the placeholder
+    gw = make_gateway(fresh_engine, fake)
+    first = gw.invoke(ASK_ADA, "openai/gpt-4o-mini", CallContext(feature="chat", user="bob"))
+    assert first.text == "I wrote to ada@example.com about the refund."
+    assert "ada@example.com" not in fake.requests[0]["json"]["messages"][0]["content"]
+    [row] = cached_rows(fresh_engine)
+    assert row.response == "I wrote to [EMAIL_1] about the refund."
+    second = gw.invoke(ASK_ADA, "openai/gpt-4o-mini", CallContext(feature="chat", user="bob"))
+    assert (second.status, second.text) == ("cached", first.text)
+
+
+def test_an_answer_with_personal_data_the_question_did_not_hold_is_not_cached(fresh_engine, fake):
+    fake.enqueue(Reply("Ask Carol at carol@example.org or on +44 20 7946 0958."), Reply("Ask Carol."))
+    gw = make_gateway(fresh_engine, fake)
+    gw.invoke(ASK_ADA, "acme/mystery", CallContext(feature="chat", user="bob"))
+    assert cached_rows(fresh_engine) == []  # masked, it could not be given back; verbatim, it would be kept
+    second = gw.invoke(ASK_ADA, "acme/mystery", CallContext(feature="chat", user="bob"))
+    assert second.status == "ok" and len(fake.requests) == 2
+
+
+def test_with_a_full_log_the_answer_is_cached_verbatim(fresh_engine, fake):
+    fake.enqueue(Reply("Ask Carol at carol@example.org."))
+    gw = make_gateway(fresh_engine, fake, WORKBENCH_LOG_CONTENT="full")
+    gw.invoke(ASK_ADA, "acme/mystery", CallContext(feature="chat", user="bob"))
+    [row] = cached_rows(fresh_engine)
+    assert row.response == "Ask Carol at carol@example.org."

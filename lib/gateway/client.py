@@ -387,6 +387,7 @@ class Stream:
         self._usage: dict[str, Any] | None = None  # the provider's token counts for the current attempt
         self._sent: list[BaseMessage] = messages
         self._redaction: Redaction | None = None
+        self._originals: dict[str, str] | None = None  # personal data in `messages` by placeholder, once looked for
 
     def __iter__(self) -> Iterator[str]:
         if self._iter is None:
@@ -508,12 +509,13 @@ class Stream:
         # settled before the row is written, so a budget's counter never lags the call log (see sync_counter)
         self._settle(admission, result.cost_usd, result.prompt_tokens + result.completion_tokens)
         gw.write_row(result, self.ctx, prompt_text, meta)
-        if result.status == "ok" and self._cacheable() and not self._cut_by_budget(result):
+        stored = self._for_cache(result.text) if result.status == "ok" and self._cacheable() else None
+        if stored is not None and not self._cut_by_budget(result):
             integrity_safe_put(
                 gw.cache,
                 self._cache_key(result.model),
                 result.model,
-                result.text,
+                stored,
                 result.prompt_tokens,
                 result.completion_tokens,
                 result.cost_usd,
@@ -560,15 +562,44 @@ class Stream:
         hit = self.gw.cache.get(self._cache_key(self.model))
         if hit is None:
             return False
-        pieces.append(hit.response)
+        text = Redaction("", self._prompt_originals()).restore(hit.response) if "[" in hit.response else hit.response
+        pieces.append(text)
         result.status, result.cost_usd, result.saved_usd = "cached", 0.0, hit.cost_usd
         result.prompt_tokens, result.completion_tokens, result.latency_ms = (
             hit.prompt_tokens,
             hit.completion_tokens,
             0.0,
         )
-        result.text = hit.response
+        result.text = text
         return True
+
+    def _prompt_originals(self) -> dict[str, str]:
+        """The personal data in this request's messages, by placeholder, numbered as `_outgoing` numbers them."""
+        if self._originals is None:
+            originals: dict[str, str] = {}
+            for m in self.messages:
+                redact(message_text(m), originals)
+            self._originals = originals
+        return self._originals
+
+    def _for_cache(self, text: str) -> str | None:
+        """The answer as the cache may keep it, or None when it may not be kept.
+
+        The cache holds no more personal data than the call log may: unless WORKBENCH_LOG_CONTENT is `full`, the
+        answer is kept masked, with the placeholders of its request (for an external provider: the text as the
+        provider wrote it), and a hit is restored from the same request's messages, which its key pins down. An
+        answer with personal data its request did not hold, or one that would not come back exactly as given
+        (a masked value inside a URL), is not kept: it could not be restored, and kept verbatim it would outlive
+        a log that masks it.
+        """
+        if self.gw.settings.log_content == "full":
+            return text
+        originals = dict(self._prompt_originals())
+        known = len(originals)
+        masked = redact(text, originals).text
+        if len(originals) > known or Redaction("", originals).restore(masked) != text:
+            return None
+        return masked
 
     def _outgoing(self, provider: ProviderConfig, result: CallResult) -> tuple[list[BaseMessage], Redaction | None]:
         """The messages to send: personal data replaced by placeholders when the provider is external."""
@@ -576,6 +607,7 @@ class Stream:
             return self.messages, None
         red = Redaction("", {})
         sent = [m.model_copy(update={"content": redact(message_text(m), red.originals).text}) for m in self.messages]
+        self._originals = dict(red.originals)
         result.redacted = len(red.originals)
         return sent, (red if red.originals else None)
 
