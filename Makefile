@@ -23,12 +23,19 @@ $(DEV_STAMP): $(STAMP) requirements-dev.txt
 run: $(STAMP)
 	$(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true
 
-# Debian packages the tests need: Chromium for the browser tests, PostgreSQL for the database tests.
+# Debian packages the tests need: Chromium for the browser tests, PostgreSQL for the database tests, Tesseract
+# (with the OCR languages of WORKBENCH_OCR_LANGUAGES) and poppler's pdftoppm for OCR of scanned PDFs, which the
+# app uses too.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 || missing="$$missing fonts-noto-color-emoji"; \
+	command -v tesseract >/dev/null || missing="$$missing tesseract-ocr"; \
+	for lang in eng deu fra spa ita nld; do \
+	  dpkg -s tesseract-ocr-$$lang >/dev/null 2>&1 || missing="$$missing tesseract-ocr-$$lang"; \
+	done; \
+	command -v pdftoppm >/dev/null || missing="$$missing poppler-utils"; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
