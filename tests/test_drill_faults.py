@@ -17,14 +17,21 @@ import random
 import time
 from collections import Counter
 
-from fake_openai import Drop, Hang, Malformed, Reply, Status
+from fake_openai import Drop, Hang, Malformed, Reply, Status, Truncated
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lib.core.settings import load_settings
 from lib.core.tables import LlmCall
 from lib.gateway.client import CallContext, Gateway
-from lib.gateway.errors import CircuitOpen, GatewayError, ProviderUnavailable, RateLimited, TimedOut
+from lib.gateway.errors import (
+    AuthenticationFailed,
+    CircuitOpen,
+    GatewayError,
+    ProviderUnavailable,
+    RateLimited,
+    TimedOut,
+)
 
 MODEL = "openai/gpt-4o-mini"
 TIMEOUT_S = 0.3
@@ -72,6 +79,13 @@ def make_gateway(engine, server, sleeps: list[float], **env: str) -> Gateway:
 FAULTS = {
     "429": (Status(429, retry_after=RETRY_AFTER_S), True, True, RateLimited, EXPLAINS["rate_limited"]),
     "500": (Status(500), True, True, ProviderUnavailable, ["server error (HTTP 500)"]),
+    "503-retry-after": (
+        Status(503, retry_after=RETRY_AFTER_S),
+        True,
+        True,
+        ProviderUnavailable,
+        ["server error (HTTP 503)", f"wait {RETRY_AFTER_S:g} s", f"retried after {RETRY_AFTER_S:g} s"],
+    ),
     "timeout": (Hang(TIMEOUT_S + 0.5), True, True, TimedOut, EXPLAINS["timed_out"]),
     "drop-before-text": (Drop(after_chunks=0), True, True, ProviderUnavailable, ["connection"]),
     # after the first words reached the user a stream is never retried behind their back
@@ -86,7 +100,7 @@ def plan_calls(n: int, seed: int = 8) -> list[dict]:
     calls = []
     for i in range(n):
         streaming = rng.random() < 0.5
-        kind = rng.choice([*FAULTS, "slow-ok", "ok"])
+        kind = rng.choice([*FAULTS, "slow-ok", "ok", "cut-before-done"])
         recovers = rng.random() < 0.5
         calls.append({"i": i, "streaming": streaming, "kind": kind, "recovers": recovers})
     return calls
@@ -134,6 +148,8 @@ def test_a_mixture_of_faults_ends_in_answers_or_typed_errors_with_one_matching_r
             plan, expect = [Reply(ANSWER)], None
         elif kind == "slow-ok":
             plan, expect = [Reply(ANSWER, delay=TIMEOUT_S / 3, chunk_delay=0.01)], None
+        elif kind == "cut-before-done":  # the whole answer and its finish reason, then the connection drops
+            plan, expect = ([Truncated()] if streaming else [Truncated(), Reply(ANSWER)]), None
         else:
             behaviour, retried_streaming, retried_invoke, error, _words = FAULTS[kind]
             retried = retried_streaming if streaming else retried_invoke
@@ -162,7 +178,7 @@ def test_a_mixture_of_faults_ends_in_answers_or_typed_errors_with_one_matching_r
             assert "try again" in message.lower() or "pick another model" in message.lower(), message
             assert "Traceback" not in message and "test-key" not in message
             outcomes[err.error_type] += 1
-        if kind == "429" and len(plan) == 2:
+        if kind in ("429", "503-retry-after") and len(plan) == 2:
             assert sleeps[sleeps_before:] == [RETRY_AFTER_S], f"{where}: Retry-After not honoured"
         if kind == "drop-mid-stream" and streaming:
             assert text and ANSWER.startswith(text), f"{where}: the words seen before the drop are kept"
@@ -177,6 +193,7 @@ def test_a_mixture_of_faults_ends_in_answers_or_typed_errors_with_one_matching_r
     assert len(rows) == len(calls)  # exactly one row per call, however it ended
     assert Counter(r.status for r in rows.values()) == {"ok": outcomes["ok"], "error": len(calls) - outcomes["ok"]}
     assert set(outcomes) >= {"ok", "rate_limited", "timed_out", "provider_unavailable"}
+    assert injected["503-retry-after"] and any(c["kind"] == "cut-before-done" and c["streaming"] for c in calls)
     print(
         f"\nDRILL faults: {len(calls)} calls, {sum(injected.values())} faults injected "
         f"({', '.join(f'{k} {v}' for k, v in sorted(injected.items()))}); outcomes: "
@@ -288,11 +305,14 @@ def test_the_breaker_opens_refuses_fast_half_opens_after_the_cooldown_and_closes
     assert isinstance(call("re-opened"), CircuitOpen)
     time.sleep(max(0.0, reopened + cooldown - time.monotonic()))
     assert gw.breaker.state("openai") == "half-open"
+    fake.enqueue(Status(401))  # a refused key says nothing about the provider: the trial is released, not failed
+    assert isinstance(call("half-open trial refused"), AuthenticationFailed)
+    assert gw.breaker.state("openai") == "half-open"
     fake.enqueue(Reply(ANSWER))
     assert call("half-open trial succeeds", True) is None
     assert gw.breaker.state("openai") == "closed"
     assert call("closed again") is None
-    assert len(fake.requests) == 3  # the two trials and the call after closing; no refused call was sent
+    assert len(fake.requests) == 4  # the three trials and the call after closing; no refused call was sent
 
     rows = rows_by_request(fresh_engine)
     assert len(rows) == len(log)  # refused calls are logged too, one row each
@@ -303,6 +323,6 @@ def test_the_breaker_opens_refuses_fast_half_opens_after_the_cooldown_and_closes
     print(
         f"\nDRILL breaker: threshold 3, cool-down {cooldown:g} s: opened after 3 consecutive failures "
         f"(500, time-out, 503), refused {sum(o == 'circuit_open' for _, o in log)} calls fast without "
-        f"sending them, half-opened after the cool-down, re-opened on a failed trial, closed on a "
-        f"successful one; {len(log)} calls, {len(rows)} rows"
+        f"sending them, half-opened after the cool-down, re-opened on a failed trial, stayed half-open after "
+        f"a trial refused with a 401, closed on a successful one; {len(log)} calls, {len(rows)} rows"
     )
