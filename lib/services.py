@@ -20,6 +20,7 @@ from lib.core.db import make_engine, migrate
 from lib.core.settings import Settings
 from lib.documents.embeddings import LOCAL_MODEL, CachedEmbeddings, LazyEmbeddings, make_local_embeddings
 from lib.documents.indexing import ChunkingSettings, Indexer
+from lib.documents.ocr import OcrSettings
 from lib.documents.retrieval import RetrievalSettings, Retriever
 from lib.documents.vectorstore import make_chroma_client
 from lib.gateway.client import Gateway, GatewayEmbeddings, default_model_factory
@@ -115,7 +116,13 @@ class Services:
         with self._lock:
             s = self.settings
             return Indexer(
-                self.engine, self.client, self.embeddings, s.data_dir / "originals", chunking_from(s), s.embedding_model
+                self.engine,
+                self.client,
+                self.embeddings,
+                s.data_dir / "originals",
+                chunking_from(s),
+                s.embedding_model,
+                OcrSettings(s.ocr, s.ocr_languages, s.ocr_max_pages, s.ocr_timeout_s),
             )
 
     @cached_property

@@ -67,6 +67,10 @@ class Settings:
     search_mode: str = "hybrid"  # hybrid, vector or bm25
     hybrid_weight: float = 0.5  # weight of the vector ranking in hybrid fusion (BM25 gets the rest)
     max_file_mb: float = 50  # larger uploads are refused
+    ocr: bool = True  # PDF pages without a text layer are read by OCR (when Tesseract is installed)
+    ocr_languages: str = "eng+deu+fra+spa+ita+nld"  # Tesseract languages tried together; missing ones are skipped
+    ocr_max_pages: int = 100  # a PDF with more pages to OCR is refused before any is read
+    ocr_timeout_s: int = 900  # OCR of one document fails after this many seconds
     title_headers: bool = True  # chunks are embedded and indexed with their document's title in front
     cache_features: frozenset[str] = frozenset({"chat", "compare"})  # features whose answers are cached
     cache_ttl_s: float = 24 * 3600  # how long a cached answer is served
@@ -270,6 +274,10 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, An
             search_mode=str(get("WORKBENCH_SEARCH_MODE", "hybrid")),
             hybrid_weight=float(get("WORKBENCH_HYBRID_WEIGHT", 0.5)),
             max_file_mb=float(get("WORKBENCH_MAX_FILE_MB", 50)),
+            ocr=_bool(get("WORKBENCH_OCR", True)),
+            ocr_languages=str(get("WORKBENCH_OCR_LANGUAGES", "eng+deu+fra+spa+ita+nld")),
+            ocr_max_pages=_positive_int(get("WORKBENCH_OCR_MAX_PAGES", 100), "WORKBENCH_OCR_MAX_PAGES"),
+            ocr_timeout_s=_positive_int(get("WORKBENCH_OCR_TIMEOUT_S", 900), "WORKBENCH_OCR_TIMEOUT_S"),
             title_headers=_bool(get("WORKBENCH_TITLE_HEADERS", True)),
             cache_features=frozenset(
                 f.strip() for f in str(get("WORKBENCH_CACHE_FEATURES", "chat,compare")).split(",") if f.strip()

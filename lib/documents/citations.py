@@ -21,10 +21,12 @@ class Source:
     text: str
     score: float
     flagged: bool = False
+    ocr: bool = False  # the page had no text layer and was read by OCR (its text may have misread characters)
 
     def label(self) -> str:
-        """`handbook.pdf, p. 3` (or just the name for formats without pages)."""
-        return f"{self.document}, p. {self.page}" if self.page else self.document
+        """`handbook.pdf, p. 3`, `scan.pdf, p. 2 (OCR)`, or just the name for formats without pages."""
+        label = f"{self.document}, p. {self.page}" if self.page else self.document
+        return label + " (OCR)" if self.ocr else label
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (stored with each answer)."""

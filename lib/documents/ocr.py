@@ -27,8 +27,8 @@ class OcrSettings:
 
     enabled: bool = True  # off: a scan is refused with a message to OCR it first
     languages: str = "eng+deu+fra+spa+ita+nld"  # Tesseract languages; those not installed are skipped
-    max_pages: int = 200  # a document with more pages to OCR is refused before any is read
-    timeout_s: float = 600  # OCR of one document stops (and the file fails) after this long
+    max_pages: int = 100  # a document with more pages to OCR is refused before any is read
+    timeout_s: float = 900  # OCR of one document stops (and the file fails) after this long
     dpi: int = 300  # rendering resolution (Tesseract reads best at 300)
     tesseract: str = "tesseract"  # commands, found on PATH
     pdftoppm: str = "pdftoppm"

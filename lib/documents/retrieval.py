@@ -167,6 +167,7 @@ class Retriever:
                 text=text[int(meta.get("header_len", 0)) :],
                 score=round(float(score), 4),
                 flagged=bool(meta.get("flagged", False)),
+                ocr=bool(meta.get("ocr", False)),
             )
             for i, (cid, text, meta, score) in enumerate(fused[: settings.k])
         ]
