@@ -7,11 +7,11 @@ from lib.chat.turn import ChatSetup, answer_caption, citations_for, source_label
 from lib.compare.test_sets import TestSetError, add_case_from_message, list_test_sets
 from lib.documents.indexing import list_collections
 from lib.gateway.offline import HOW_TO_CONFIGURE, OFFLINE_LABEL
-from lib.ui.resources import current_user, get_services, get_settings, require_page
+from lib.ui.resources import current_owner, current_user, get_services, get_settings, require_page
 from lib.ui.untrusted import show_untrusted, stream_untrusted, untrusted_label, untrusted_markdown
 
 require_page("pages/chat.py")
-settings, user = get_settings(), current_user()
+settings, user, owner = get_settings(), current_user(), current_owner()  # owner: whose conversations
 services = get_services(settings)
 engine, gateway = services.engine, services.gateway
 setup = ChatSetup(
@@ -29,7 +29,7 @@ with st.sidebar:
     st.subheader("Conversations")
     if st.button("New conversation", icon=":material/add:", use_container_width=True):
         state.chat_session_id = None
-    for listed in chat_store.list_sessions(engine, user, limit=20):
+    for listed in chat_store.list_sessions(engine, owner, limit=20):
         current = listed.id == state.chat_session_id
         kind = "primary" if current else "tertiary"
         if st.button(untrusted_label(listed.title), key=f"chat-{listed.id}", type=kind, use_container_width=True):
@@ -52,17 +52,17 @@ if model.startswith("offline/"):
         icon=":material/cloud_off:",
     )
 
-chat = chat_store.get_session(engine, state.chat_session_id) if state.chat_session_id else None
+chat = chat_store.get_session(engine, state.chat_session_id, owner) if state.chat_session_id else None
 session_id = state.chat_session_id = chat.id if chat else None  # None when deleted elsewhere
 if chat:
     with st.expander("This conversation"):
         title = st.text_input("Title", chat.title, key=f"title-{chat.id}")
         c1, c2 = st.columns(2)
         if c1.button("Rename", key="rename") and title != chat.title:
-            chat_store.rename_session(engine, chat.id, title)
+            chat_store.rename_session(engine, chat.id, title, owner)
             st.rerun()
         if c2.button("Delete conversation", key="delete", type="secondary"):
-            chat_store.delete_session(engine, chat.id)
+            chat_store.delete_session(engine, chat.id, owner)
             state.chat_session_id = None
             st.rerun()
 
@@ -92,10 +92,16 @@ def show_answer_extras(turn: dict) -> None:
 def save_feedback(message_id: int) -> None:
     rating = state.get(f"fb-{message_id}")
     if rating is not None:
-        chat_store.set_feedback(engine, message_id, 1 if rating == 1 else -1, state.get(f"fbc-{message_id}"), user)
+        chat_store.set_feedback(engine, message_id, 1 if rating == 1 else -1, state.get(f"fbc-{message_id}"), owner)
 
 
-for row in chat_store.load_messages(engine, session_id) if session_id else []:
+shown = state.get(f"chat_shown-{session_id}", chat_store.MESSAGES_PER_PAGE)
+if session_id and (earlier := chat_store.count_messages(engine, session_id, owner) - shown) > 0:
+    more = {f"chat_shown-{session_id}": shown + chat_store.MESSAGES_PER_PAGE}
+    st.button(
+        f"Show earlier messages ({earlier:,} more)", icon=":material/expand_less:", on_click=state.update, args=(more,)
+    )
+for row in chat_store.load_messages(engine, session_id, owner, last=shown) if session_id else []:
     with st.chat_message(row["role"]):
         show_untrusted(row["content"])
         if row["role"] == "assistant":
@@ -104,7 +110,7 @@ for row in chat_store.load_messages(engine, session_id) if session_id else []:
 if question := st.chat_input("Ask a question" if collection else "Ask anything"):
     with st.chat_message("user"):
         show_untrusted(question)
-    turn = start_turn(setup, question, model, user=user, session_id=session_id, collection=collection)
+    turn = start_turn(setup, question, model, user=user, owner=owner, session_id=session_id, collection=collection)
     state.chat_session_id = turn.session_id
     with st.chat_message("assistant"), turn:  # leaving it unfinished (Stop, a rerun) logs the call as aborted
         stream_untrusted(turn)

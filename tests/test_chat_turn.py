@@ -54,7 +54,7 @@ def test_a_turn_stores_the_question_and_the_streamed_answer_tied_to_its_call_log
     turn = start_turn(served_setup(any_engine, fake), "What is the capital of France?", MODEL, user="ada")
     assert "".join(turn) == "Paris is the capital of France."
     assert turn.error is None and turn.answer is not None
-    question, answer = chat_store.load_messages(any_engine, turn.session_id)
+    question, answer = chat_store.load_messages(any_engine, turn.session_id, "ada")
     assert (question["role"], question["content"]) == ("user", "What is the capital of France?")
     assert (answer["role"], answer["content"], answer["sources"]) == (
         "assistant",
@@ -93,7 +93,9 @@ def test_the_next_question_in_a_conversation_is_sent_after_the_earlier_turns(fre
         ("assistant", "Paris."),
         ("user", "How many people live there?"),
     ]
-    assert [m["content"] for m in chat_store.load_messages(fresh_engine, first.session_id)][-1] == "About two million."
+    assert [m["content"] for m in chat_store.load_messages(fresh_engine, first.session_id, "ada")][
+        -1
+    ] == "About two million."
 
 
 def test_a_question_to_a_collection_stores_the_answer_with_the_sources_it_was_given(fresh_engine, fake):
@@ -104,12 +106,12 @@ def test_a_question_to_a_collection_stores_the_answer_with_the_sources_it_was_gi
     assert "".join(turn) == "Employees get 28 days [1]."
     assert shelf.asked == [("Handbook", "How many days of paid holiday?", 3)]
     assert HOLIDAY.text in fake.requests[-1]["json"]["messages"][-1]["content"]
-    answer = chat_store.load_messages(fresh_engine, turn.session_id)[-1]
+    answer = chat_store.load_messages(fresh_engine, turn.session_id, "bea")[-1]
     assert answer["sources"] == [HOLIDAY.to_dict()] and answer["offline"] is False
     [row] = calls(fresh_engine)
     assert (row.request_id, row.template_name) == (answer["request_id"], "rag.answer")
     assert row.meta["collection"] == "Handbook"
-    assert chat_store.get_session(fresh_engine, turn.session_id).collection == "Handbook"
+    assert chat_store.get_session(fresh_engine, turn.session_id, "bea").collection == "Handbook"
 
 
 def test_a_plain_question_never_asks_for_the_retriever(fresh_engine, fake):
@@ -125,7 +127,7 @@ def test_a_failed_call_keeps_the_question_stores_no_answer_and_names_the_logged_
     turn = start_turn(served_setup(fresh_engine, fake), "Hello?", MODEL, user="ada")
     assert list(turn) == []
     assert turn.error is not None and turn.answer is None
-    assert [m["role"] for m in chat_store.load_messages(fresh_engine, turn.session_id)] == ["user"]
+    assert [m["role"] for m in chat_store.load_messages(fresh_engine, turn.session_id, "ada")] == ["user"]
     [row] = calls(fresh_engine)
     assert (row.status, row.request_id) == ("error", turn.error.request_id)
 
@@ -136,7 +138,7 @@ def test_a_stopped_answer_is_logged_as_aborted_and_not_stored(fresh_engine, fake
     with turn:
         assert next(iter(turn))  # the first piece reached the user, then they pressed Stop
     assert turn.answer is None and turn.result is not None and turn.result.status == "aborted"
-    assert [m["role"] for m in chat_store.load_messages(fresh_engine, turn.session_id)] == ["user"]
+    assert [m["role"] for m in chat_store.load_messages(fresh_engine, turn.session_id, "ada")] == ["user"]
     [row] = calls(fresh_engine)
     assert (row.status, row.request_id) == ("aborted", turn.result.request_id)
 
@@ -159,3 +161,19 @@ def test_a_live_experiment_on_the_chat_prompt_is_recorded_on_each_users_call(fre
 def test_a_question_to_a_collection_needs_a_retriever(fresh_engine, fake):
     with pytest.raises(ValueError, match="retriever"):
         start_turn(served_setup(fresh_engine, fake), "Anything?", MODEL, user="ada", collection="Handbook")
+
+
+def test_a_turn_keys_the_conversation_by_owner_and_refuses_someone_elses(fresh_engine, fake):
+    fake.enqueue(Reply("Paris."))
+    setup = served_setup(fresh_engine, fake)
+    first = start_turn(setup, "Capital of France?", MODEL, user="ada@example.com", owner="sub-ada")
+    list(first)
+    [row] = calls(fresh_engine)
+    assert row.user == "ada@example.com"  # the call log keeps the verified email
+    assert [s.id for s in chat_store.list_sessions(fresh_engine, "sub-ada")] == [first.session_id]
+    with pytest.raises(chat_store.ChatStoreError):
+        start_turn(
+            setup, "What did Ada ask?", MODEL, user="bob@example.com", owner="sub-bob", session_id=first.session_id
+        )
+    assert len(chat_store.load_messages(fresh_engine, first.session_id, "sub-ada")) == 2
+    assert len(fake.requests) == 1

@@ -63,7 +63,7 @@ def test_chat_answers_from_a_collection_with_a_citation_to_the_right_page_and_sa
     labels = [e.label for e in answer.expander]
     assert labels and labels[0].startswith("[1] handbook.pdf, p. 2")
     [session] = chat_store.list_sessions(indexed.engine, "bea")
-    messages = chat_store.load_messages(indexed.engine, session.id)
+    messages = chat_store.load_messages(indexed.engine, session.id, "bea")
     assert [m["role"] for m in messages] == ["user", "assistant"]
     assert messages[1]["sources"][0]["page"] == 2 and messages[1]["request_id"]
     assert session.title.startswith("How many days")
@@ -116,7 +116,7 @@ def test_a_thumbs_down_answer_becomes_a_regression_case_in_a_test_set(indexed, m
     at.selectbox(key="chat_collection").select("Handbook").run()
     at.chat_input[0].set_value("How many days of paid holiday do employees get?").run()
     [session] = chat_store.list_sessions(indexed.engine, "cy")
-    answer = chat_store.load_messages(indexed.engine, session.id)[-1]
+    answer = chat_store.load_messages(indexed.engine, session.id, "cy")[-1]
     at.session_state[f"fb-{answer['id']}"] = 0  # 👎, as the thumbs widget sets it
     at.run()
     next(b for b in at.button if b.label == "Add to test set").click().run()

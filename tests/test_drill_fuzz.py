@@ -467,7 +467,7 @@ def test_any_chat_text_is_saved_and_read_back(any_engine, question, answer, comm
     add_message(any_engine, chat.id, "user", question)
     answer_id = add_message(any_engine, chat.id, "assistant", answer, request_id="r1").id
     set_feedback(any_engine, answer_id, -1, comment, "fuzzer")
-    stored = load_messages(any_engine, chat.id)
+    stored = load_messages(any_engine, chat.id, "fuzzer")
     assert [(m["role"], m["content"]) for m in stored] == [
         ("user", question.replace("\x00", "")),
         ("assistant", answer.replace("\x00", "")),

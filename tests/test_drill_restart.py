@@ -65,7 +65,7 @@ def snapshot(services: Any, run_id: int) -> dict[str, Any]:
                 "collection": c.collection,
                 "messages": [
                     {k: m[k] for k in ("role", "content", "sources", "request_id", "rating")}
-                    for m in load_messages(engine, c.id)
+                    for m in load_messages(engine, c.id, USER)
                 ],
             }
             for c in sessions

@@ -243,7 +243,7 @@ def test_cost_per_useful_answer_leaves_out_thumbs_down_answers(log_engine):
     chat = chat_store.create_session(log_engine, "ada")
     for request_id, rating in (("r2", -1), ("r6", 1)):
         msg = chat_store.add_message(log_engine, chat.id, "assistant", "answer", request_id=request_id)
-        chat_store.set_feedback(log_engine, msg.id, rating)
+        chat_store.set_feedback(log_engine, msg.id, rating, user="ada")
     got = usage.cost_per_useful_answer(log_engine, berlin())
     assert (got["useful_answers"], got["feedback_collected"]) == (4, True)
     assert got["cost_per_useful_answer"] == pytest.approx(0.019 / 4)

@@ -1,18 +1,27 @@
-"""Saved conversations: sessions, messages with their sources, and 👍/👎 feedback."""
+"""Saved conversations: sessions, messages with their sources, and 👍/👎 feedback.
+
+Every function that reads or changes one conversation takes the acting `owner` (`Identity.owner`: the provider's
+subject when signed in) and treats another owner's conversation as one that does not exist, so an id taken
+from a URL, a log or a guess reveals nothing.
+"""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from lib.core.tables import ChatMessage, ChatSession, Feedback, utcnow
 
 
 class ChatStoreError(ValueError):
-    """A conversation or answer does not exist, or the input is invalid."""
+    """A conversation or answer does not exist (or is not the acting user's), or the input is invalid."""
+
+
+GONE = "That conversation no longer exists."
+MESSAGES_PER_PAGE = 50  # Chat shows a conversation's newest messages, and this many more per "show earlier"
 
 
 def _session(engine: Engine) -> Session:
@@ -44,36 +53,40 @@ def list_sessions(engine: Engine, user: str | None, limit: int = 50) -> list[Cha
         )
 
 
-def get_session(engine: Engine, session_id: str) -> ChatSession | None:
-    """One conversation, or None."""
+def get_session(engine: Engine, session_id: str, owner: str | None) -> ChatSession | None:
+    """One of `owner`'s conversations, or None (also for another owner's)."""
     with _session(engine) as s:
-        return s.get(ChatSession, session_id)
+        chat = s.get(ChatSession, session_id)
+    return chat if chat is not None and chat.user == owner else None
 
 
-def rename_session(engine: Engine, session_id: str, title: str) -> None:
-    """Give a conversation a new title."""
+def _owned(s: Session, session_id: str, owner: str | None) -> ChatSession:
+    chat = s.get(ChatSession, session_id)
+    if chat is None or chat.user != owner:
+        raise ChatStoreError(GONE)
+    return chat
+
+
+def rename_session(engine: Engine, session_id: str, title: str, owner: str | None) -> None:
+    """Give one of `owner`'s conversations a new title."""
     title = _text(title).strip()
     if not title:
         raise ChatStoreError("A conversation title cannot be empty.")
     with _session(engine) as s, s.begin():
-        chat = s.get(ChatSession, session_id)
-        if chat is None:
-            raise ChatStoreError("That conversation no longer exists.")
-        chat.title = title[:255]
+        _owned(s, session_id, owner).title = title[:255]
 
 
-def delete_session(engine: Engine, session_id: str) -> None:
-    """Delete a conversation with its messages and feedback."""
+def delete_session(engine: Engine, session_id: str, owner: str | None) -> None:
+    """Delete one of `owner`'s conversations with its messages and feedback."""
     with _session(engine) as s, s.begin():
+        chat = _owned(s, session_id, owner)
         ids = list(s.scalars(select(ChatMessage.id).where(ChatMessage.session_id == session_id)))
         if ids:
             for fb in s.scalars(select(Feedback).where(Feedback.message_id.in_(ids))):
                 s.delete(fb)
             for msg in s.scalars(select(ChatMessage).where(ChatMessage.session_id == session_id)):
                 s.delete(msg)
-        chat = s.get(ChatSession, session_id)
-        if chat is not None:
-            s.delete(chat)
+        s.delete(chat)
 
 
 def add_message(
@@ -113,16 +126,26 @@ def add_message(
     return msg
 
 
-def load_messages(engine: Engine, session_id: str) -> list[dict[str, Any]]:
-    """The conversation as dicts (role, content, sources, summary, offline, id, request_id, rating)."""
+def load_messages(engine: Engine, session_id: str, owner: str | None, last: int | None = None) -> list[dict[str, Any]]:
+    """`owner`'s conversation as dicts (role, content, sources, summary, offline, id, request_id, rating), oldest
+    first; only its `last` messages when given (a 10,000-message conversation opens on its newest page)."""
     with _session(engine) as s:
-        rows = s.execute(
+        _owned(s, session_id, owner)
+        query = (
             select(ChatMessage, Feedback.rating)
             .outerjoin(Feedback, Feedback.message_id == ChatMessage.id)
             .where(ChatMessage.session_id == session_id)
-            .order_by(ChatMessage.id)
-        ).all()
-    return [message_row(m, rating) for m, rating in rows]
+            .order_by(ChatMessage.id.desc())
+        )
+        rows = s.execute(query if last is None else query.limit(max(0, last))).all()
+    return [message_row(m, rating) for m, rating in reversed(rows)]
+
+
+def count_messages(engine: Engine, session_id: str, owner: str | None) -> int:
+    """How many messages `owner`'s conversation holds."""
+    with _session(engine) as s:
+        _owned(s, session_id, owner)
+        return s.scalar(select(func.count(ChatMessage.id)).where(ChatMessage.session_id == session_id)) or 0
 
 
 def message_row(message: ChatMessage, rating: int | None = None) -> dict[str, Any]:
@@ -142,13 +165,14 @@ def message_row(message: ChatMessage, rating: int | None = None) -> dict[str, An
 def set_feedback(
     engine: Engine, message_id: int, rating: int, comment: str | None = None, user: str | None = None
 ) -> None:
-    """Record (or change) 👍 (+1) or 👎 (-1) on an answer."""
+    """Record (or change) 👍 (+1) or 👎 (-1) on an answer in `user`'s own conversation."""
     if rating not in (1, -1):
         raise ChatStoreError("Feedback is +1 (helpful) or -1 (not helpful).")
     with _session(engine) as s, s.begin():
         msg = s.get(ChatMessage, message_id)
-        if msg is None or msg.role != "assistant":
-            raise ChatStoreError("Feedback goes on an answer that exists.")
+        chat = s.get(ChatSession, msg.session_id) if msg is not None else None
+        if msg is None or msg.role != "assistant" or chat is None or chat.user != user:
+            raise ChatStoreError("Feedback goes on an answer that exists, in one of your conversations.")
         fb = s.scalar(select(Feedback).where(Feedback.message_id == message_id))
         if fb is None:
             fb = Feedback(message_id=message_id, request_id=msg.request_id)

@@ -17,6 +17,7 @@ from lib.documents.retrieval import RetrievalSettings, Retriever
 from lib.gateway.client import CallContext, CallResult, Gateway
 from lib.gateway.errors import GatewayError
 from lib.gateway.offline import OFFLINE_LABEL
+from lib.gateway.tokens import PER_MESSAGE_OVERHEAD
 from lib.prompts.store import TemplateStore
 
 
@@ -103,14 +104,20 @@ def start_turn(
     model: str,
     *,
     user: str | None,
+    owner: str | None = None,
     session_id: str | None = None,
     collection: str | None = None,
 ) -> ChatTurn:
-    """Continue (or open) a conversation, build the prompt and store the question; iterate the turn to answer."""
-    engine = setup.engine
+    """Continue (or open) a conversation, build the prompt and store the question; iterate the turn to answer.
+
+    `user` is who the call log and budgets name; `owner` whose conversation it is (default: `user`).
+    ChatStoreError when `session_id` is not one of `owner`'s conversations.
+    """
+    engine, owner = setup.engine, user if owner is None else owner
     if not session_id:
-        session_id = create_session(engine, user, collection=collection).id
-    history = load_messages(engine, session_id)
+        session_id = create_session(engine, owner, collection=collection).id
+    # Every message costs at least PER_MESSAGE_OVERHEAD tokens, so older ones could never fit the budget.
+    history = load_messages(engine, session_id, owner, last=setup.budget // PER_MESSAGE_OVERHEAD + 1)
     retriever = setup.retriever() if collection and setup.retriever else None
     prepared = prepare_turn(history, question, setup.budget, collection, retriever, setup.retrieval, setup.store, user)
     add_message(engine, session_id, "user", question, collection=collection)
