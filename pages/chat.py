@@ -3,7 +3,8 @@
 import streamlit as st
 
 from lib.chat import conversations as chat_store
-from lib.chat.turn import ChatSetup, answer_caption, citations_for, source_label, start_turn
+from lib.chat.retry import FailedAnswer, failed_answer, retry_turn
+from lib.chat.turn import ChatSetup, ChatTurn, answer_caption, citations_for, source_label, start_turn
 from lib.compare.test_sets import TestSetError, add_case_from_message, list_test_sets
 from lib.documents.indexing import list_collections
 from lib.gateway.offline import HOW_TO_CONFIGURE, OFFLINE_LABEL
@@ -107,19 +108,41 @@ for row in chat_store.load_messages(engine, session_id, owner, last=shown) if se
         if row["role"] == "assistant":
             show_answer_extras(row)
 
+
+def show_turn(turn: ChatTurn) -> None:
+    stream_untrusted(turn)
+    state.chat_failed = failed_answer(turn)  # kept, with a Retry, until the next answer in this tab
+    if state.chat_failed is not None:
+        show_failure(state.chat_failed)
+    for notice in turn.notices:
+        st.warning(notice, icon=":material/savings:")
+    if turn.masked_note:
+        st.caption(turn.masked_note)
+    if turn.answer is not None:
+        show_answer_extras(chat_store.message_row(turn.answer))
+
+
+def show_failure(failed: FailedAnswer) -> None:
+    st.error(f"{untrusted_markdown(failed.error)}\n\nRequest id: `{failed.request_id}`", icon=":material/error:")
+    retry = {"chat_retry": failed.request_id}
+    st.button(
+        "Retry", key=f"retry-{failed.request_id}", icon=":material/refresh:", on_click=state.update, args=(retry,)
+    )
+
+
+if (failed := state.get("chat_failed")) is not None and failed.session_id == session_id:
+    with st.chat_message("assistant"):
+        if state.get("chat_retry") == failed.request_id:  # the failed answer is replaced by the new one
+            with retry_turn(setup, failed) as turn:
+                show_turn(turn)
+        else:
+            show_untrusted(failed.text)
+            show_failure(failed)
+
 if question := st.chat_input("Ask a question" if collection else "Ask anything"):
     with st.chat_message("user"):
         show_untrusted(question)
     turn = start_turn(setup, question, model, user=user, owner=owner, session_id=session_id, collection=collection)
     state.chat_session_id = turn.session_id
     with st.chat_message("assistant"), turn:  # leaving it unfinished (Stop, a rerun) logs the call as aborted
-        stream_untrusted(turn)
-        if turn.error is not None:
-            error = f"{untrusted_markdown(str(turn.error))}\n\nRequest id: `{turn.error.request_id}`"
-            st.error(error, icon=":material/error:")
-        for notice in turn.notices:
-            st.warning(notice, icon=":material/savings:")
-        if turn.masked_note:
-            st.caption(turn.masked_note)
-        if turn.answer is not None:
-            show_answer_extras(chat_store.message_row(turn.answer))
+        show_turn(turn)

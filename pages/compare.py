@@ -59,6 +59,14 @@ with side_tab:
     elif last:  # the answers being voted on stay in view (and the vote goes to the variants that gave them)
         for side in "AB":
             boxes[side].markdown(last["shown"][side])
+    for side in view.failed_sides(last or {}):  # e.g. dropped mid-answer: that side runs again, in place
+        if st.button(f"Retry {side}", key=f"cmp_retry{side}", icon=":material/refresh:"):
+            try:
+                for shown_side, shown in view.retry_side(gateway, store, last, side, user):
+                    boxes[shown_side].markdown(shown)
+                st.rerun()
+            except TemplateError as exc:
+                st.error(str(exc))
     if last:
         verdict = st.radio(
             "Which is better?", list(VERDICTS), format_func=VERDICTS.get, horizontal=True, key="cmp_verdict"

@@ -147,8 +147,10 @@ def stream_pair(
     variants: dict[str, Variant],
     values: dict[str, Any],
     user: str | None,
+    sides: tuple[str, ...] = ("A", "B"),
 ) -> Iterator[tuple[str, str | None, VariantAnswer | None]]:
-    """Run A and B at once; yields (side, text piece, None) as text arrives, then (side, None, outcome)."""
+    """Run A and B (or only `sides`) at once; yields (side, text piece, None) as text arrives, then (side, None,
+    outcome)."""
     events: queue.Queue = queue.Queue()
 
     def work(side: str) -> None:
@@ -175,11 +177,11 @@ def stream_pair(
             outcome = VariantAnswer(status="error", error=str(exc), request_id=getattr(exc, "request_id", None))
         events.put((side, None, outcome))
 
-    threads = [threading.Thread(target=work, args=(side,), daemon=True) for side in ("A", "B")]
+    threads = [threading.Thread(target=work, args=(side,), daemon=True) for side in sides]
     for t in threads:
         t.start()
     finished = 0
-    while finished < 2:
+    while finished < len(sides):
         side, piece, outcome = events.get()
         finished += outcome is not None
         yield side, piece, outcome

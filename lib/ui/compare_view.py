@@ -20,6 +20,7 @@ from lib.compare.runs import (
     promote,
     record_vote,
     start_run,
+    stream_pair,
 )
 from lib.compare.test_sets import EXPECTED, Case, create_test_set, list_test_sets, load_cases, parse_csv, replace_cases
 from lib.core.tables import Experiment
@@ -48,7 +49,26 @@ def follow_pair(
     for side, piece, outcome in events:
         last[side] = last.get(side, "") + (piece or "")
         last.setdefault("shown", {})[side] = side_markdown(last[side], outcome)
+        if outcome is not None:
+            last.setdefault("failed", {})[side] = outcome.status == "error"
         yield side, last["shown"][side]
+
+
+def failed_sides(pair: Mapping[str, Any]) -> list[str]:
+    """The sides of the pair in view whose answer failed (e.g. dropped mid-answer): each gets a Retry."""
+    return [side for side in "AB" if pair.get("failed", {}).get(side)]
+
+
+def retry_side(
+    gateway: Gateway, store: TemplateStore, pair: dict[str, Any], side: str, user: str | None
+) -> Iterator[tuple[str, str]]:
+    """Run one side of the pair in view again, with its own variant and inputs; its new answer replaces the failed
+    one in `pair` (the other side stays). Yields (side, its markdown so far) like `follow_pair`."""
+    variant = pair["variants"][side]
+    template = store.get_version(pair["name"], variant.version).template
+    pair[side] = ""
+    events = stream_pair(gateway, {side: template}, {side: variant}, pair["inputs"], user, sides=(side,))
+    yield from follow_pair(events, pair)
 
 
 def rows_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
