@@ -7,7 +7,7 @@ PORT ?= 8501
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench system-deps clean-data
+.PHONY: run worker test lint bench system-deps clean-data
 
 # Runtime pins only: what `make run` needs.
 $(STAMP): requirements.txt
@@ -23,13 +23,19 @@ $(DEV_STAMP): $(STAMP) requirements-dev.txt
 run: $(STAMP)
 	$(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true
 
+# A queue worker process (server mode: WORKBENCH_QUEUE_URL=redis://… here, and WORKBENCH_APP_WORKERS=0 for the app).
+THREADS ?= 4
+worker: $(STAMP)
+	$(BIN)/python -m lib.cli worker --threads $(THREADS)
+
 # Debian packages the tests need: Chromium for the browser tests, PostgreSQL for the database tests, Tesseract
 # (with the OCR languages of WORKBENCH_OCR_LANGUAGES) and poppler's pdftoppm for OCR of scanned PDFs, which the
-# app uses too.
+# app uses too; Redis (redis-server) for the job queue's server-mode tests.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 || missing="$$missing fonts-noto-color-emoji"; \
 	command -v tesseract >/dev/null || missing="$$missing tesseract-ocr"; \
 	for lang in eng deu fra spa ita nld; do \

@@ -1,7 +1,7 @@
 """The composition root: every shared object (engine, gateway, Chroma client, embeddings, indexer, retriever,
 template store) is built here, one way, from one Settings.
 
-The command line, the benchmarks and lib.ui all take their objects from `Services`; lib.ui only adds
+The command line, the queue workers, the benchmarks and lib.ui all take their objects from `Services`; lib.ui only adds
 Streamlit's caches around it. Each object is built on first use, so a command that only needs the database
 never loads the embedding model. Imports every capability package below lib.ui and lib.cli.
 """
@@ -13,17 +13,25 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
+from huey import crontab
 from langchain_core.embeddings import Embeddings
 from sqlalchemy import Engine
 
+from lib.compare import runs as compare_runs
 from lib.core.db import make_engine, migrate
 from lib.core.settings import Settings
+from lib.documents import jobs as ingest_jobs
 from lib.documents.embeddings import LOCAL_MODEL, CachedEmbeddings, LazyEmbeddings, make_local_embeddings
-from lib.documents.indexing import ChunkingSettings, Indexer
+from lib.documents.indexing import ChunkingSettings, Indexer, purge_orphan_chunks
 from lib.documents.ocr import OcrSettings
 from lib.documents.retrieval import RetrievalSettings, Retriever
 from lib.documents.vectorstore import make_chroma_client
 from lib.gateway.client import Gateway, GatewayEmbeddings, default_model_factory
+from lib.gateway.cost_control import purge_expired_cache
+from lib.jobs import items as job_items
+from lib.jobs.housekeeping import delete_old_calls, delete_old_windows
+from lib.jobs.limits import ProviderLimiter
+from lib.jobs.queue import QueueConsumer, WorkQueue, ensure_embedded
 from lib.prompts.store import TemplateStore, ensure_builtin_templates
 
 
@@ -139,6 +147,53 @@ class Services:
     def retrieval(self, k: int | None = None, mode: str | None = None) -> RetrievalSettings:
         """Retrieval settings from the app settings, optionally overridden."""
         return retrieval_from(self.settings, k, mode)
+
+    @cached_property
+    def limiter(self) -> ProviderLimiter:
+        """Provider concurrency and rate limits for queued work (WORKBENCH_PROVIDER_LIMITS), shared by all workers."""
+        return ProviderLimiter(self.engine, self.settings.provider_limits)
+
+    @cached_property
+    def queue(self) -> WorkQueue:
+        """The job queue, with every kind of queued work and the scheduled housekeeping registered.
+
+        Handlers reach the indexer and gateway only when an item runs, so enqueueing loads no model.
+        """
+        with self._lock:
+            queue = WorkQueue(self.settings, self.engine)
+            queue.register(
+                ingest_jobs.KIND,
+                lambda ctx: ingest_jobs.index_item(self.engine, self.indexer, ctx),
+                lambda job_id: ingest_jobs.settle_job(self.engine, job_id),
+            )
+            queue.register(
+                compare_runs.KIND,
+                lambda ctx: compare_runs.run_case_item(self.gateway, self.templates, self.limiter, ctx),
+                lambda run_id: compare_runs.settle_run(self.engine, run_id),
+            )
+            queue.periodic("recover", crontab(minute="*/5"), self.recover_interrupted)
+            queue.periodic("purge_cache", crontab(minute="7"), lambda: purge_expired_cache(self.engine))
+            queue.periodic("queue_cleanup", crontab(minute="27"), self.clean_queue)
+            if self.settings.log_retention_days:
+                days = self.settings.log_retention_days
+                queue.periodic("log_retention", crontab(minute="17"), lambda: delete_old_calls(self.engine, days))
+            return queue
+
+    def recover_interrupted(self) -> int:
+        """Command-line jobs of dead processes marked failed, their half-written chunks purged; returns how many."""
+        recovered = ingest_jobs.recover_interrupted_jobs(self.engine)
+        if recovered:
+            purge_orphan_chunks(self.engine, self.client, self.embeddings)
+        return recovered
+
+    def clean_queue(self) -> None:
+        """Drop stored bytes of finished items and old rate-limit windows."""
+        job_items.delete_old_blobs(self.engine)
+        delete_old_windows(self.engine)
+
+    def start_workers(self) -> QueueConsumer | None:
+        """Start this process's embedded queue workers (once per process); None when app processes do not work."""
+        return ensure_embedded(self.queue, self.settings.app_workers)
 
 
 def build_services(settings: Settings, embeddings: Embeddings | None = None) -> Services:

@@ -5,11 +5,12 @@ import streamlit as st
 
 from lib.compare.live_ab import ExperimentError, live_report, report_table, stop_experiment
 from lib.compare.runs import (
-    DEFAULT_CONCURRENCY,
     VERDICTS,
     CompareError,
     blind_swapped,
+    cancel_run,
     list_runs,
+    retry_run,
     run_rows,
     stream_pair,
 )
@@ -19,11 +20,12 @@ from lib.prompts.language import TemplateError, template_variables
 from lib.prompts.live import active_experiment
 from lib.prompts.store import TemplateStore
 from lib.ui import compare_view as view
-from lib.ui.resources import current_user, get_engine, get_gateway, get_run_jobs, get_settings, require_page
+from lib.ui import jobs_view
+from lib.ui.resources import current_user, get_engine, get_gateway, get_settings, get_work_queue, require_page
 
 require_page("pages/compare.py")
 settings, state, user = get_settings(), st.session_state, current_user()
-engine, gateway, jobs = get_engine(settings), get_gateway(settings), get_run_jobs()
+engine, gateway, queue = get_engine(settings), get_gateway(settings), get_work_queue(settings)
 store = TemplateStore(engine)
 
 st.title("Compare")
@@ -97,8 +99,7 @@ with sets_tab:
 
 with batch_tab:
     chosen = st.selectbox("Test set", list(set_names))
-    c1, c2, c3, c4 = st.columns(4)
-    concurrency = c1.number_input("Concurrency", 1, 32, DEFAULT_CONCURRENCY, key="cmp_conc")
+    c2, c3, c4 = st.columns(3)
     checks = view.batch_checks(
         c2.text_input("Answers must match (regex)", key="cmp_regex"),
         c3.number_input("Max characters (0: any)", 0, 100_000, 0, key="cmp_max"),
@@ -107,22 +108,21 @@ with batch_tab:
     if st.button("Start run", type="primary", disabled=not chosen):
         try:
             set_id = set_names[chosen]["id"]
-            state.cmp_run = view.start_batch(
-                gateway, store, jobs, name, set_id, variants, checks, user, int(concurrency)
-            )
+            state.cmp_run = jobs_view.start_batch(engine, queue, name, set_id, variants, checks, user)
         except CompareError as exc:
             st.error(str(exc))
 
     @st.fragment(run_every=1.0 if state.get("cmp_run") else None)  # polls only once a run was started
     def show_progress() -> None:
-        run_id = state.get("cmp_run")
-        if run_id is None or (p := jobs.progress(run_id)) is None:
+        if (run_id := state.get("cmp_run")) is None:
             return
-        st.progress(*view.progress_line(run_id, p))
-        if jobs.running(run_id) and st.button("Cancel run"):
-            jobs.cancel(run_id)
-        elif not jobs.running(run_id):
-            st.caption(view.finished_caption(engine, run_id))
+        shown = jobs_view.batch_status(engine, run_id)
+        st.progress(shown.fraction, text=shown.text)
+        if shown.cancel and st.button("Cancel run"):
+            cancel_run(engine, run_id)
+        if shown.retry and st.button("Retry failed rows", icon=":material/replay:"):
+            retry_run(engine, queue, run_id)
+        st.caption(shown.caption)
 
     show_progress()
 

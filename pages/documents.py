@@ -6,14 +6,15 @@ from lib.documents import indexing, jobs
 from lib.documents.citations import sources_table
 from lib.documents.parsing import SUPPORTED
 from lib.documents.retrieval import MODES, RetrievalSettings
+from lib.ui.jobs_view import job_panel
 from lib.ui.resources import (
     current_user,
     get_chroma,
     get_document_embeddings,
     get_engine,
-    get_indexer,
     get_retriever,
     get_settings,
+    get_work_queue,
     require_page,
 )
 
@@ -55,7 +56,7 @@ collection = st.selectbox("Into collection", names, key="upload_collection")
 files = st.file_uploader("Files", type=[s.lstrip(".") for s in SUPPORTED], accept_multiple_files=True)
 if st.button("Index", type="primary", disabled=not files, icon=":material/upload:"):
     payloads = [(f.name, f.getvalue()) for f in files]
-    jobs.start_job(engine, get_indexer(settings), indexing.get_collection(engine, collection), payloads, user)
+    jobs.start_job(engine, get_work_queue(settings), indexing.get_collection(engine, collection), payloads, user)
     st.toast(f"Indexing {len(payloads)} file(s) in the background.")
 
 polling = jobs.jobs_in_progress(jobs.recent_jobs(engine, limit=5))
@@ -71,13 +72,16 @@ def jobs_panel() -> None:
     st.subheader("Indexing jobs")
     for job in recent:
         with st.container(border=True):
-            st.caption(f"Job {job.id} · {job.status} · {job.created_at:%Y-%m-%d %H:%M} · {job.user or ''}")
-            for f in jobs.job_rows(job):
+            panel = job_panel(job)
+            st.caption(panel.caption)
+            for f in panel.rows:
                 st.progress(f["fraction"], text=f["label"])
-            if jobs.can_retry(job) and st.button("Retry failed files", key=f"retry_{job.id}", icon=":material/replay:"):
+            if panel.cancel and st.button("Cancel", key=f"cancel_{job.id}", icon=":material/cancel:"):
+                jobs.cancel_job(engine, job.id)
+            if panel.retry and st.button("Retry failed files", key=f"retry_{job.id}", icon=":material/replay:"):
                 try:
-                    jobs.retry_job(engine, get_indexer(settings), job.id, user)
-                    st.rerun()  # the whole page, so the panel polls the new job
+                    jobs.queue_retry(engine, get_work_queue(settings), job.id, user)
+                    st.rerun()  # the whole page, so the panel polls the retried job
                 except jobs.JobError as exc:
                     st.error(str(exc))
 
@@ -108,7 +112,7 @@ if rows:
         data = None
     if d2.button("Re-index", disabled=data is None, icon=":material/refresh:"):
         try:
-            jobs.reindex_document(engine, get_indexer(settings), chosen["id"], user)
+            jobs.queue_reindex(engine, get_work_queue(settings), chosen["id"], user)
             st.rerun()  # so the jobs panel polls the new job
         except (jobs.JobError, FileNotFoundError) as exc:
             st.error(str(exc))

@@ -49,6 +49,15 @@ def data_dir(tmp_path, monkeypatch) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _stop_queue_workers():
+    """Embedded queue workers a test started (directly or through the app) stop with it."""
+    yield
+    queue = sys.modules.get("lib.jobs.queue")
+    if queue is not None:
+        queue.stop_embedded(graceful=False)
+
+
 @pytest.fixture
 def fresh_engine():
     """A migrated in-memory SQLite database."""

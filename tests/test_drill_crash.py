@@ -146,7 +146,7 @@ def test_a_crash_while_indexing_keeps_the_old_version_leaves_no_orphans_and_the_
 
         # Retry: embedded, as the app would (in its own process); with a server, from the command line.
         if any_chroma == "embedded":
-            retried = retry_job(engine, indexer, job_id, "tester", background=False)
+            retried = retry_job(engine, indexer, job_id, "tester")
         else:
             out = subprocess.run(
                 cli("retry", str(job_id), "--quiet"), cwd=ROOT, capture_output=True, text=True, timeout=300

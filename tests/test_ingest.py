@@ -327,7 +327,7 @@ def test_re_indexing_a_document_reads_its_kept_original_and_makes_a_new_version(
 
     indexer, collection, _, _ = env
     doc_id = indexer.index_file(collection, "handbook.pdf", make_pdf(HANDBOOK)).document_id
-    job_id = reindex_document(fresh_engine, indexer, doc_id, "ada", background=False)
+    job_id = reindex_document(fresh_engine, indexer, doc_id, "ada")
     with Session(fresh_engine) as s:
         job, doc = s.get(IngestJob, job_id), s.get(Document, doc_id)
         assert (job.status, job.user, job.files[0]["status"]) == ("done", "ada", "indexed")
@@ -336,9 +336,9 @@ def test_re_indexing_a_document_reads_its_kept_original_and_makes_a_new_version(
     assert list(document_choices(document_table(fresh_engine))) == ["Handbook / handbook.pdf"]
     Path(original).unlink()
     with pytest.raises(FileNotFoundError, match="upload it again"):
-        reindex_document(fresh_engine, indexer, doc_id, "ada", background=False)
+        reindex_document(fresh_engine, indexer, doc_id, "ada")
     with pytest.raises(JobError, match="no document"):
-        reindex_document(fresh_engine, indexer, doc_id + 99, "ada", background=False)
+        reindex_document(fresh_engine, indexer, doc_id + 99, "ada")
 
 
 def test_a_document_deleted_while_it_is_indexed_leaves_no_chunks_and_a_clear_reason(env, fresh_engine):

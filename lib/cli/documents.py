@@ -100,7 +100,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             "user": j.user,
             "created_at": j.created_at.isoformat(),
             "files": [
-                {k: f.get(k) for k in ("name", "status", "chunks_embedded", "chunks_total", "error")} for f in j.files
+                {k: f.get(k) for k in ("name", "status", "chunks_embedded", "chunks_total", "error", "worker")}
+                for f in j.files
             ],
         }
         for j in recent_jobs(services.engine, args.limit)

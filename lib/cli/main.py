@@ -121,6 +121,30 @@ def move_install(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=4, help="items worked on at once (default 4)")
+
+
+@command("worker", _worker_options)
+def work_queue(args: argparse.Namespace) -> int:
+    """Work the job queue (indexing, batch runs, housekeeping) until SIGTERM (finishes items in hand) or Ctrl-C."""
+    from lib.core.settings import load_settings
+    from lib.jobs.items import worker_id
+    from lib.jobs.queue import QueueConsumer
+    from lib.services import build_services
+
+    if args.threads < 1:
+        print("--threads must be at least 1.", file=sys.stderr)
+        return 2
+    services = build_services(load_settings())
+    services.recover_interrupted()
+    queue = services.queue
+    where = queue.location.rsplit("@", 1)[-1]  # never print a password from the Redis URL
+    print(f"Worker {worker_id()}: {args.threads} thread(s) on {where}.", file=sys.stderr, flush=True)
+    QueueConsumer(queue, args.threads, embedded=False).run()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser with every registered subcommand."""
     parser = argparse.ArgumentParser(prog="python -m lib.cli", description="AI Workbench commands")

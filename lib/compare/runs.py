@@ -1,5 +1,7 @@
 """Compare A/B: run two variants (template version + model) side by side or over a test set, check, vote.
 
+Batch runs go on the job queue (lib.jobs), one item per test case, so any worker runs them and a killed worker's
+cases run again without duplicating a stored answer; `execute_run` still runs a whole run in this process.
 Batch and side-by-side calls use the feature "compare.run", which the response cache does not serve:
 A and B must really be called so their cost and latency are measured. The judge uses "compare", which
 is cached, so judging the same pair again costs nothing.
@@ -19,12 +21,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from lib.compare.test_sets import Case, load_cases
-from lib.core.tables import CompareRun, CompareVote, RunResult, utcnow
+from lib.core.tables import CompareRun, CompareVote, JobItem, RunResult, utcnow
 from lib.gateway.client import CallContext, Gateway
 from lib.gateway.errors import GatewayError
+from lib.jobs import items
+from lib.jobs.items import ItemContext
+from lib.jobs.limits import ProviderLimiter, provider_of
+from lib.jobs.queue import WorkQueue
 from lib.prompts.language import Template, TemplateError
 from lib.prompts.runs import build_messages, run_template
 from lib.prompts.store import PRODUCTION, TemplateStore
@@ -328,11 +336,17 @@ def execute_run(
     return state
 
 
-def _store_results(engine: Engine, run_id: int, batch: list[tuple[Case, str, VariantAnswer]]) -> None:
-    """Insert answers in one transaction (one executemany: no ORM unit of work per row)."""
+def _store_results(
+    engine: Engine, run_id: int, batch: list[tuple[Case, str, VariantAnswer]], skip_existing: bool = False
+) -> None:
+    """Insert answers in one transaction (one executemany: no ORM unit of work per row).
+
+    `skip_existing`: a row already stored (by another delivery of the same queued case) is kept, not duplicated.
+    """
+    insert_ = (pg_insert if engine.dialect.name == "postgresql" else sqlite_insert)(RunResult)
     with engine.begin() as conn:
         conn.execute(
-            insert(RunResult),
+            insert_.on_conflict_do_nothing() if skip_existing else insert(RunResult),
             [
                 {
                     "run_id": run_id,
@@ -570,59 +584,148 @@ def _total(values) -> float | None:
     return None if any(v is None for v in values) else sum(values)
 
 
-class RunJobs:
-    """Batch runs working in background threads of this process, so a page can show progress and cancel."""
+KIND = "compare"  # job items of batch runs: one per test case (both variants, and the judge's verdict)
 
-    def __init__(self) -> None:
-        self._jobs: dict[int, tuple[threading.Thread, threading.Event, list[RunProgress]]] = {}
-        self._lock = threading.Lock()
 
-    def start(
-        self, gateway: Gateway, store: TemplateStore, run_id: int, concurrency: int = DEFAULT_CONCURRENCY
-    ) -> None:
-        """Run (or resume) `run_id` in a background thread; no-op if it is already running here."""
-        with self._lock:
-            if self.running(run_id):
-                return
-            cancel, seen = threading.Event(), [RunProgress(total=0)]
+def queue_run(engine: Engine, queue: WorkQueue, run_id: int) -> int:
+    """Put every case of a run on the queue as one item each (A, B and the judge); returns how many."""
+    run = get_run(engine, run_id)
+    cases = load_cases(engine, run["test_set_id"]) if run["test_set_id"] is not None else []
+    ids = items.add_items(
+        engine, KIND, run_id, [(c.id, f"case {i + 1}", {}) for i, c in enumerate(cases) if c.id is not None]
+    )
+    with Session(engine) as s, s.begin():
+        s.execute(update(CompareRun).where(CompareRun.id == run_id).values(status="queued", finished_at=None))
+    queue.enqueue(KIND, ids)
+    return len(ids)
 
-            def work() -> None:
-                try:
-                    execute_run(
-                        gateway,
-                        store,
-                        run_id,
-                        concurrency=concurrency,
-                        cancel=cancel,
-                        progress=lambda p: seen.__setitem__(0, p),
-                    )
-                except Exception:  # the page shows the run as failed instead of a silent stop
-                    log.exception("compare run %s failed", run_id)
-                    with Session(gateway.engine) as s, s.begin():
-                        s.execute(update(CompareRun).where(CompareRun.id == run_id).values(status="failed"))
 
-            thread = threading.Thread(target=work, name=f"compare-run-{run_id}", daemon=True)
-            self._jobs[run_id] = (thread, cancel, seen)
-            thread.start()
+def run_case_item(
+    gateway: Gateway, store: TemplateStore, limiter: ProviderLimiter, ctx: ItemContext
+) -> tuple[str, str | None] | None:
+    """The queue's task for one case of a run: each side not yet stored is called and stored, then judged.
 
-    def running(self, run_id: int) -> bool:
-        """True while the run's thread is alive in this process."""
-        job = self._jobs.get(run_id)
-        return job is not None and job[0].is_alive()
+    Idempotent: a side whose answer is stored is never called again, a stored judge verdict is not asked again.
+    Calls wait for a slot of their provider (WORKBENCH_PROVIDER_LIMITS), shared by every worker.
+    """
+    engine, run_id, case_id = gateway.engine, ctx.item.job_id, ctx.item.position
+    run = get_run(engine, run_id)
+    case = next((c for c in load_cases(engine, run["test_set_id"]) if c.id == case_id), None)
+    if case is None:
+        return "failed", "This test case was deleted."
+    checks = Checks(**run["checks"])
+    with Session(engine) as s:
+        done = set(s.scalars(select(RunResult.variant).where(RunResult.run_id == run_id, RunResult.case_id == case_id)))
+    for side in ("A", "B"):
+        if side in done:
+            continue
+        ctx.check()
+        variant: Variant = run[side]
+        template = store.get_version(run["template_name"], variant.version).template
+        model = variant.model or template.model or gateway.settings.default_model
+        cc = CallContext(
+            feature=RUN_FEATURE,
+            user=run["created_by"],
+            template_name=run["template_name"],
+            experiment_id=f"run:{run_id}",
+            variant=side,
+            metadata={"case_id": case_id},
+        )
+        with limiter.slot(provider_of(model), cancelled=ctx.cancelled):
+            outcome = run_variant(gateway, template, case.values, variant, cc)
+        outcome.checks = check_answer(outcome, case.expected, checks, template.json_schema is not None)
+        _store_results(engine, run_id, [(case, side, outcome)], skip_existing=True)
+        ctx.report({side: outcome.status})
+    if checks.judge_model:
+        _judge_case(gateway, limiter, run, case_id, checks.judge_model)
+    return None
 
-    def progress(self, run_id: int) -> RunProgress | None:
-        """The latest progress of a run started here, or None."""
-        job = self._jobs.get(run_id)
-        return job[2][0] if job else None
 
-    def cancel(self, run_id: int) -> None:
-        """Ask a run to stop: calls in flight finish and are stored, no new ones start."""
-        if job := self._jobs.get(run_id):
-            job[1].set()
+def _judge_case(gateway: Gateway, limiter: ProviderLimiter, run: dict[str, Any], case_id: int, model: str) -> None:
+    engine = gateway.engine
+    with Session(engine) as s:
+        if s.scalar(
+            select(CompareVote.id).where(
+                CompareVote.run_id == run["id"], CompareVote.case_id == case_id, CompareVote.voter == "judge"
+            )
+        ):
+            return
+    row = next((r for r in run_rows(engine, run["id"]) if r["case_id"] == case_id), None)
+    if row is None or not row["A"] or not row["B"] or "error" in (row["A"]["status"], row["B"]["status"]):
+        return
+    request = "\n".join(f"{k}: {v}" for k, v in row["values"].items())
+    try:
+        with limiter.slot(provider_of(model)):
+            verdict = judge_pair(gateway, model, request, row["A"]["text"], row["B"]["text"], run["created_by"])
+    except GatewayError:
+        return  # an unjudged row stays unjudged; the people's votes still count
+    record_vote(
+        engine,
+        run["template_name"],
+        run["A"],
+        run["B"],
+        row["values"],
+        row["A"]["text"],
+        row["B"]["text"],
+        verdict,
+        voter="judge",
+        run_id=run["id"],
+        case_id=case_id,
+    )
 
-    def wait(self, run_id: int, timeout: float | None = None) -> bool:
-        """Block until the run's thread ends; True if it did."""
-        if job := self._jobs.get(run_id):
-            job[0].join(timeout)
-            return not job[0].is_alive()
-        return True
+
+def settle_run(engine: Engine, run_id: int) -> None:
+    """Record a run's final status (done, cancelled, failed) once none of its cases is queued or running."""
+    status = items.settled_status(engine, KIND, run_id)
+    if status is not None:
+        with Session(engine) as s, s.begin():
+            s.execute(update(CompareRun).where(CompareRun.id == run_id).values(status=status, finished_at=utcnow()))
+
+
+def run_progress(engine: Engine, run_id: int) -> RunProgress:
+    """How far a run got, from the database (so every process shows it): rows stored, failed, cancelled."""
+    run = get_run(engine, run_id)
+    cases = load_cases(engine, run["test_set_id"]) if run["test_set_id"] is not None else []
+    with Session(engine) as s:
+        statuses = list(s.scalars(select(RunResult.status).where(RunResult.run_id == run_id)))
+    return RunProgress(
+        total=2 * len(cases),
+        done=len(statuses),
+        failed=sum(st == "error" for st in statuses),
+        cancelled=run["status"] == "cancelled",
+    )
+
+
+def run_workers(engine: Engine, run_id: int) -> list[str]:
+    """The workers running the run's cases now."""
+    its = items.job_items(engine, KIND, [run_id]).get(run_id, [])
+    return sorted({i.worker for i in its if i.status == "running" and i.worker})
+
+
+def cancel_run(engine: Engine, run_id: int) -> None:
+    """Cancel a queued or running run: cases not started never start; calls in flight finish and are stored."""
+    items.cancel(engine, KIND, run_id)
+    settle_run(engine, run_id)
+
+
+def retry_run(engine: Engine, queue: WorkQueue, run_id: int) -> int:
+    """Run again the cases of a run that failed, were cancelled, or got an error answer; returns how many."""
+    with Session(engine) as s, s.begin():
+        errored = set(
+            s.scalars(select(RunResult.case_id).where(RunResult.run_id == run_id, RunResult.status == "error"))
+        )
+        s.execute(delete(RunResult).where(RunResult.run_id == run_id, RunResult.status == "error"))
+        if errored:
+            s.execute(
+                update(JobItem)
+                .where(JobItem.kind == KIND, JobItem.job_id == run_id, JobItem.position.in_(errored))
+                .where(JobItem.status == "done")
+                .values(status="failed")
+            )
+    ids = items.requeue(engine, KIND, run_id)
+    if not ids:
+        raise CompareError(f"Run #{run_id} has nothing to retry: every row was answered.")
+    with Session(engine) as s, s.begin():
+        s.execute(update(CompareRun).where(CompareRun.id == run_id).values(status="queued", finished_at=None))
+    queue.enqueue(KIND, ids)
+    return len(ids)

@@ -84,6 +84,11 @@ class Settings:
     max_prompt_chars: int = 200_000  # one call may send at most this many characters of messages
     unpriced_policy: str = "block"  # models without a price under a dollar budget: "block", or "tokens" (count $0)
     cache_shared_features: frozenset[str] = frozenset()  # features whose cached answers are shared between users
+    queue_url: str | None = None  # Redis URL of the job queue (WORKBENCH_QUEUE_URL); None: SQLite in data_dir
+    app_workers: int = 4  # worker threads an app process runs for the queue; 0: only `lib.cli worker` processes work
+    job_heartbeat_s: float = 10.0  # a worker marks its items alive this often; silent for 3x as long: re-queued
+    provider_limits: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # provider -> concurrency, rpm
+    log_retention_days: int | None = None  # call-log rows older than this are deleted (None: kept forever)
 
     def provider(self, name: str) -> ProviderConfig:
         """The provider called `name`, or ConfigError."""
@@ -139,6 +144,17 @@ def _role_map(raw: Any) -> dict[str, tuple[str, ...]]:
                 f"{', '.join(ROLES)}."
             )
         out[who] = tuple(granted)
+    return out
+
+
+def _provider_limits(raw: Any) -> dict[str, dict[str, int]]:
+    """WORKBENCH_PROVIDER_LIMITS: {"openai": {"concurrency": 4, "rpm": 500}}, checked whole."""
+    example = 'e.g. {"openai": {"concurrency": 4, "rpm": 500}}'
+    out = {}
+    for provider, limits in _json_map(raw, "WORKBENCH_PROVIDER_LIMITS", lambda v: v).items():
+        if not isinstance(limits, dict) or not set(limits) <= {"concurrency", "rpm"}:
+            raise ConfigError(f"WORKBENCH_PROVIDER_LIMITS: {provider!r} takes concurrency and/or rpm; {example}.")
+        out[provider] = {k: _positive_int(v, f"WORKBENCH_PROVIDER_LIMITS {provider}.{k}") for k, v in limits.items()}
     return out
 
 
@@ -247,6 +263,10 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, An
     unpriced_policy = str(get("WORKBENCH_UNPRICED_POLICY", "block")).strip().lower()
     if unpriced_policy not in UNPRICED_POLICIES:
         raise ConfigError(f"WORKBENCH_UNPRICED_POLICY must be one of {UNPRICED_POLICIES}, not {unpriced_policy!r}.")
+    queue_url = str(get("WORKBENCH_QUEUE_URL") or "").strip() or None
+    if queue_url and not queue_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"WORKBENCH_QUEUE_URL must be a Redis URL like redis://queue-host:6379/0, not {queue_url!r}.")
+    retention = get("WORKBENCH_LOG_RETENTION_DAYS", "")
     log_content = str(get("WORKBENCH_LOG_CONTENT", "redacted"))
     if log_content not in LOG_CONTENT_MODES:
         raise ConfigError(f"WORKBENCH_LOG_CONTENT must be one of {LOG_CONTENT_MODES}, not {log_content!r}.")
@@ -294,6 +314,13 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, An
             unpriced_policy=unpriced_policy,
             cache_shared_features=frozenset(
                 f.strip() for f in str(get("WORKBENCH_CACHE_SHARED_FEATURES", "")).split(",") if f.strip()
+            ),
+            queue_url=queue_url,
+            app_workers=int(get("WORKBENCH_APP_WORKERS", 0 if queue_url else 4)),
+            job_heartbeat_s=float(get("WORKBENCH_JOB_HEARTBEAT_S", 10)),
+            provider_limits=_provider_limits(get("WORKBENCH_PROVIDER_LIMITS", "{}")),
+            log_retention_days=(
+                _positive_int(retention, "WORKBENCH_LOG_RETENTION_DAYS") if str(retention).strip() else None
             ),
         )
     except ValueError as exc:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -143,6 +144,7 @@ class Document(Base):
     error: Mapped[str | None] = mapped_column(Text)
     flagged_chunks: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     original_path: Mapped[str | None] = mapped_column(String(1024))
+    uploaded_by: Mapped[str | None] = mapped_column(String(255))  # Identity.owner; None (older rows): admins only
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
     indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -450,3 +452,67 @@ class Experiment(Base):
     created_by: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
     stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# ---- background jobs (lib.jobs) ----------------------------------------------------------------------
+
+
+class JobItem(Base):
+    """One unit of queued work (a file of an indexing job, a case of a batch run): its state, worker and progress.
+
+    The queue carries only this row's id; the row decides who runs it (a conditional claim), shows its progress
+    to every process, and its heartbeat tells a live worker from a dead one.
+    """
+
+    __tablename__ = "job_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)  # index, compare, …
+    job_id: Mapped[int] = mapped_column(Integer, nullable=False)  # ingest_jobs.id or compare_runs.id, by kind
+    position: Mapped[int] = mapped_column(Integer, nullable=False)  # file index, or test case id
+    name: Mapped[str] = mapped_column(String(512), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # queued, running, done, failed, cancelled
+    progress: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)  # kind-specific detail
+    error: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(128))  # host:pid running it (or that last ran it)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_job_items_job", "kind", "job_id"),
+        Index("ix_job_items_status", "status"),
+    )
+
+
+class JobBlob(Base):
+    """The bytes a queued item needs (an uploaded file), in the shared database so any worker can read them."""
+
+    __tablename__ = "job_blobs"
+
+    item_id: Mapped[int] = mapped_column(ForeignKey("job_items.id", ondelete="CASCADE"), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class ProviderSlot(Base):
+    """One of a provider's in-flight slots for queued work; held by a worker until released or expired."""
+
+    __tablename__ = "provider_slots"
+
+    provider: Mapped[str] = mapped_column(String(64), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(160))  # host:pid:thread
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ProviderWindow(Base):
+    """Requests started to a provider by queued work in one minute (a fixed-window rate limit)."""
+
+    __tablename__ = "provider_windows"
+
+    provider: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # Unix minute
+    count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)

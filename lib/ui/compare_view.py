@@ -12,14 +12,12 @@ from lib.compare.live_ab import start_experiment
 from lib.compare.runs import (
     VERDICTS,
     Checks,
-    RunJobs,
     RunProgress,
     Variant,
     VariantAnswer,
     get_run,
     promote,
     record_vote,
-    start_run,
     stream_pair,
 )
 from lib.compare.test_sets import EXPECTED, Case, create_test_set, list_test_sets, load_cases, parse_csv, replace_cases
@@ -216,23 +214,6 @@ def cases_frame(engine: Engine, test_set: Mapping[str, Any]) -> pd.DataFrame:
 def save_cases(engine: Engine, test_set_id: int, edited: pd.DataFrame) -> str:
     """Replace a test set's cases with the edited table's rows; the message to show (TestSetError if not)."""
     return f"Saved {replace_cases(engine, test_set_id, edited.to_dict('records'))} cases."
-
-
-def start_batch(
-    gateway: Gateway,
-    store: TemplateStore,
-    jobs: RunJobs,
-    name: str,
-    test_set_id: int,
-    variants: Mapping[str, Variant],
-    checks: Checks,
-    user: str | None,
-    concurrency: int,
-) -> int:
-    """Record a batch run and start it in the background; its id (CompareError when it cannot start)."""
-    run_id = start_run(gateway.engine, name, test_set_id, variants["A"], variants["B"], checks, user)
-    jobs.start(gateway, store, run_id, concurrency)
-    return run_id
 
 
 def finished_caption(engine: Engine, run_id: int) -> str:

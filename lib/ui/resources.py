@@ -13,11 +13,11 @@ from streamlit.errors import StreamlitSecretNotFoundError
 from lib.core.identity import Identity, local_identity, not_allowed_message, signed_in_identity
 from lib.core.settings import ConfigError, Settings, check_secrets_files, load_settings
 from lib.documents.embeddings import CachedEmbeddings, make_local_embeddings
-from lib.documents.indexing import Indexer, purge_orphan_chunks
-from lib.documents.jobs import recover_interrupted_jobs
+from lib.documents.indexing import Indexer
 from lib.documents.retrieval import RetrievalSettings, Retriever
 from lib.documents.vectorstore import make_chroma_client
 from lib.gateway.client import Gateway
+from lib.jobs.queue import WorkQueue
 from lib.services import Services, open_engine, retrieval_from
 
 
@@ -142,8 +142,8 @@ def _services(key: str, _settings: Settings) -> Services:
     services = Services(
         _settings, engine=get_engine(_settings), chroma=get_chroma(_settings), local_embeddings=get_embeddings
     )
-    if recover_interrupted_jobs(services.engine):  # jobs a previous process left unfinished, once per process
-        purge_orphan_chunks(services.engine, services.client, services.embeddings)
+    services.recover_interrupted()  # command-line jobs a dead process left unfinished, once per process
+    services.start_workers()  # this process's queue workers, once per process (none when WORKBENCH_APP_WORKERS=0)
     return services
 
 
@@ -160,6 +160,11 @@ def get_gateway(settings: Settings) -> Gateway:
 def get_document_embeddings(settings: Settings) -> CachedEmbeddings:
     """The configured embedding model behind the persistent embedding cache in the data dir."""
     return get_services(settings).embeddings
+
+
+def get_work_queue(settings: Settings) -> WorkQueue:
+    """The process-wide job queue (indexing and batch runs go on it; this process may also work it)."""
+    return get_services(settings).queue
 
 
 def get_indexer(settings: Settings) -> Indexer:
@@ -207,11 +212,3 @@ def run_usage_query(settings: Settings, name: str, f, *args):
     if name not in USAGE_QUERIES:
         raise ValueError(f"{name!r} is not a usage query.")
     return _usage_query(settings.database_url, name, f, args)
-
-
-@st.cache_resource(show_spinner=False)
-def get_run_jobs():
-    """The process-wide registry of Compare batch runs working in the background."""
-    from lib.compare.runs import RunJobs
-
-    return RunJobs()

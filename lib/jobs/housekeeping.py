@@ -1,0 +1,83 @@
+"""Scheduled housekeeping: call-log retention that keeps the usage rollups exact, and old queue bytes and windows.
+
+Retention deletes calls older than WORKBENCH_LOG_RETENTION_DAYS in batches, oldest first; in the same transaction
+as each batch it rebuilds the rollup rows of the hours the batch touched from the calls left, so every dashboard
+figure stays equal to an aggregation of the call log from scratch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, delete, func, select, text
+
+from lib.core.rollups import LATENCY_ROLLUP, ROLLUPS, backfill_sql, latency_bin_sql
+from lib.core.tables import LlmCall, ProviderWindow, utcnow
+
+RETENTION_BATCH = 5000
+
+
+def _stamp(engine: Engine, when: datetime) -> datetime | str:
+    """A bound value comparable with stored timestamps (SQLite keeps them as naive UTC text)."""
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    if engine.dialect.name == "sqlite":
+        return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return when
+
+
+def _hour_floor(when: datetime) -> datetime:
+    return when.replace(minute=0, second=0, microsecond=0)
+
+
+def _rebuild_hours(conn, dialect: str, lo: datetime | str, hi: datetime | str) -> None:
+    """Recompute every rollup row with lo <= hour < hi from the calls in that range."""
+    in_range = " WHERE c.created_at >= :lo AND c.created_at < :hi GROUP BY "
+    for name in ROLLUPS:
+        conn.execute(text(f"DELETE FROM {name} WHERE hour >= :lo AND hour < :hi"), {"lo": lo, "hi": hi})
+        conn.execute(text(backfill_sql(dialect, name).replace(" GROUP BY ", in_range, 1)), {"lo": lo, "hi": hi})
+    if dialect == "sqlite":
+        hour = "strftime('%Y-%m-%d %H:00:00.000000', c.created_at)"
+        conn.execute(text(f"DELETE FROM {LATENCY_ROLLUP} WHERE hour >= :lo AND hour < :hi"), {"lo": lo, "hi": hi})
+        conn.execute(
+            text(
+                f"INSERT INTO {LATENCY_ROLLUP} (hour, bin, n) SELECT {hour}, {latency_bin_sql('c')}, COUNT(*) "
+                "FROM llm_calls c WHERE c.latency_ms IS NOT NULL AND c.created_at >= :lo AND c.created_at < :hi "
+                "GROUP BY 1, 2"
+            ),
+            {"lo": lo, "hi": hi},
+        )
+
+
+def delete_old_calls(
+    engine: Engine, days: int, batch: int = RETENTION_BATCH, now: Callable[[], datetime] = utcnow
+) -> int:
+    """Delete calls older than `days` days, `batch` at a time, rebuilding the rollups of their hours; returns how many."""
+    cutoff = now() - timedelta(days=days)
+    dialect, deleted = engine.dialect.name, 0
+    while True:
+        with engine.begin() as conn:
+            ids = list(
+                conn.scalars(
+                    select(LlmCall.id)
+                    .where(LlmCall.created_at < cutoff)
+                    .order_by(LlmCall.created_at, LlmCall.id)
+                    .limit(batch)
+                )
+            )
+            if not ids:
+                return deleted
+            first, last = conn.execute(
+                select(func.min(LlmCall.created_at), func.max(LlmCall.created_at)).where(LlmCall.id.in_(ids))
+            ).one()
+            conn.execute(delete(LlmCall).where(LlmCall.id.in_(ids)))
+            lo, hi = _hour_floor(first), _hour_floor(last) + timedelta(hours=1)
+            _rebuild_hours(conn, dialect, _stamp(engine, lo), _stamp(engine, hi))
+            deleted += len(ids)
+
+
+def delete_old_windows(engine: Engine, keep_minutes: int = 60) -> int:
+    """Drop provider rate-limit windows older than `keep_minutes`."""
+    oldest = int(utcnow().timestamp() // 60) - keep_minutes
+    with engine.begin() as conn:
+        return conn.execute(delete(ProviderWindow).where(ProviderWindow.window < oldest)).rowcount

@@ -1,0 +1,303 @@
+"""Job items: one row per unit of queued work, claimed by one worker at a time, with progress and a heartbeat.
+
+The queue may deliver an item twice (a stale item is re-queued, a retry is enqueued again); the conditional claim
+lets exactly one worker run it. A worker that dies leaves its items `running` with a stale heartbeat (or, on this
+machine, a dead pid): `requeue_stale` puts them back, so every item runs at least once and is recorded once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Engine, and_, delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from lib.core.tables import JobBlob, JobItem, utcnow
+
+FINAL = ("done", "failed", "cancelled")
+ACTIVE = ("queued", "running")
+REPORT_EVERY_S = 0.5  # progress is written (and a cancel noticed) at most this often per item
+
+
+class Cancelled(Exception):
+    """The item was cancelled (or taken over by another worker) while it ran; it stops without a result."""
+
+
+class ItemError(ValueError):
+    """A job cannot be cancelled or retried as asked; the message says why."""
+
+
+def worker_id() -> str:
+    """This process as a worker: host:pid (the pid lets a process on the same host tell it is dead)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def process_alive(worker: str | None) -> bool | None:
+    """Whether the process named host:pid is alive: True/False on this host, None (unknown) on another."""
+    if not worker or ":" not in worker:
+        return False
+    host, pid = worker.rsplit(":", 1)
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return int(pid) == os.getpid() or Path(f"/proc/{pid}").exists()
+
+
+def _session(engine: Engine) -> Session:
+    return Session(engine, expire_on_commit=False)
+
+
+def _changed(s: Session, stmt: Any) -> int:
+    """Rows an UPDATE or DELETE changed."""
+    return cast(CursorResult, s.execute(stmt)).rowcount
+
+
+def add_items(
+    engine: Engine,
+    kind: str,
+    job_id: int,
+    entries: Iterable[tuple[int, str, dict[str, Any]]],
+    blobs: Iterable[bytes | None] | None = None,
+) -> list[int]:
+    """Record queued items (position, name, progress) of a job, with the bytes each needs; returns their ids."""
+    entries, data = list(entries), list(blobs or [])
+    with _session(engine) as s, s.begin():
+        rows = [
+            JobItem(kind=kind, job_id=job_id, position=p, name=n, status="queued", progress=dict(d))
+            for p, n, d in entries
+        ]
+        s.add_all(rows)
+        s.flush()
+        s.add_all(JobBlob(item_id=r.id, data=b) for r, b in zip(rows, data) if b is not None)
+        return [r.id for r in rows]
+
+
+def claim(engine: Engine, item_id: int, worker: str) -> JobItem | None:
+    """Take a queued item for `worker` (running, attempts + 1); None if it is not queued (done, taken, cancelled)."""
+    now = utcnow()
+    with _session(engine) as s, s.begin():
+        taken = _changed(
+            s,
+            update(JobItem)
+            .where(JobItem.id == item_id, JobItem.status == "queued", JobItem.cancel_requested.is_(False))
+            .values(status="running", worker=worker, attempts=JobItem.attempts + 1, heartbeat_at=now, error=None),
+        )
+        return s.get(JobItem, item_id) if taken == 1 else None
+
+
+def read_blob(engine: Engine, item_id: int) -> bytes | None:
+    """The bytes stored with an item, or None."""
+    with _session(engine) as s:
+        return s.scalar(select(JobBlob.data).where(JobBlob.item_id == item_id))
+
+
+@dataclass
+class ItemContext:
+    """What a task handler gets: its item, and a way to report progress that also notices a cancel."""
+
+    engine: Engine
+    item: JobItem
+    worker: str
+    _last: float = 0.0
+    progress: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.progress = dict(self.item.progress)
+
+    def report(self, changes: dict[str, Any], force: bool = False) -> None:
+        """Merge `changes` into the item's progress (written at most every REPORT_EVERY_S unless `force`).
+
+        Raises Cancelled when the item was cancelled or is no longer this worker's.
+        """
+        self.progress.update(changes)
+        now = time.monotonic()
+        if not force and now - self._last < REPORT_EVERY_S:
+            return
+        self._last = now
+        with _session(self.engine) as s, s.begin():
+            mine = _changed(
+                s,
+                update(JobItem)
+                .where(JobItem.id == self.item.id, JobItem.worker == self.worker, JobItem.status == "running")
+                .values(progress=dict(self.progress), heartbeat_at=utcnow()),
+            )
+            cancelled = s.scalar(select(JobItem.cancel_requested).where(JobItem.id == self.item.id))
+        if mine != 1 or cancelled:
+            raise Cancelled(f"item {self.item.id} was cancelled or taken over")
+
+    def check(self) -> None:
+        """Raise Cancelled if the item was cancelled (a cheap, throttled look at the database)."""
+        self.report({})
+
+    def cancelled(self) -> bool:
+        """False while the item may go on; raises Cancelled otherwise (for waits that poll a predicate)."""
+        self.check()
+        return False
+
+
+def finish(engine: Engine, item_id: int, worker: str, status: str, error: str | None = None, **progress: Any) -> bool:
+    """Record an item's end (done, failed or cancelled) if `worker` still holds it; its bytes go once it is done."""
+    with _session(engine) as s, s.begin():
+        item = s.get(JobItem, item_id, with_for_update=True)
+        if item is None or item.worker != worker or item.status != "running":
+            return False
+        item.status, item.error, item.finished_at = status, error, utcnow()
+        if progress:
+            item.progress = {**item.progress, **progress}
+        if status == "done":
+            s.execute(delete(JobBlob).where(JobBlob.item_id == item_id))
+        return True
+
+
+def beat(engine: Engine, worker: str) -> int:
+    """Mark every item `worker` is running as alive now; returns how many."""
+    with _session(engine) as s, s.begin():
+        return _changed(
+            s,
+            update(JobItem).where(JobItem.worker == worker, JobItem.status == "running").values(heartbeat_at=utcnow()),
+        )
+
+
+def requeue_stale(engine: Engine, stale_s: float, queue_empty: bool) -> list[tuple[str, int]]:
+    """Items to enqueue again: running ones whose worker died (dead pid here, or silent for `stale_s`), and,
+    when the queue is empty, queued ones whose message was lost (dequeued by a worker that died before its claim).
+    Returns (kind, id) pairs, already marked queued."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=stale_s)
+    out: list[tuple[str, int]] = []
+    with _session(engine) as s:
+        running = s.execute(
+            select(JobItem.id, JobItem.kind, JobItem.worker, JobItem.heartbeat_at).where(JobItem.status == "running")
+        ).all()
+        lost = (
+            s.execute(
+                select(JobItem.id, JobItem.kind).where(JobItem.status == "queued", JobItem.enqueued_at < cutoff)
+            ).all()
+            if queue_empty
+            else []
+        )
+    for item_id, kind, worker, heartbeat in running:
+        alive = process_alive(worker)
+        if heartbeat is not None and heartbeat.tzinfo is None:
+            heartbeat = heartbeat.replace(tzinfo=now.tzinfo)
+        if alive is False or (alive is None and (heartbeat is None or heartbeat < cutoff)):
+            with _session(engine) as s, s.begin():
+                moved = _changed(
+                    s,
+                    update(JobItem)
+                    .where(JobItem.id == item_id, JobItem.status == "running", JobItem.worker == worker)
+                    .values(status="queued", enqueued_at=now),
+                )
+            if moved:
+                out.append((kind, item_id))
+    for item_id, kind in lost:
+        with _session(engine) as s, s.begin():
+            if _changed(
+                s,
+                update(JobItem)
+                .where(JobItem.id == item_id, JobItem.status == "queued", JobItem.enqueued_at < cutoff)
+                .values(enqueued_at=now),
+            ):
+                out.append((kind, item_id))
+    return out
+
+
+def job_items(engine: Engine, kind: str, job_ids: Iterable[int]) -> dict[int, list[JobItem]]:
+    """The items of each job, in position order (jobs without items are absent)."""
+    ids = list(job_ids)
+    out: dict[int, list[JobItem]] = {}
+    if not ids:
+        return out
+    with _session(engine) as s:
+        for item in s.scalars(
+            select(JobItem).where(JobItem.kind == kind, JobItem.job_id.in_(ids)).order_by(JobItem.position)
+        ):
+            out.setdefault(item.job_id, []).append(item)
+    return out
+
+
+def overall_status(statuses: Iterable[str]) -> str:
+    """A job's status from its items': queued, running, then done, failed (all failed) or cancelled."""
+    seen = list(statuses)
+    if not seen or all(s == "queued" for s in seen):
+        return "queued"
+    if any(s in ACTIVE for s in seen):
+        return "running"
+    if "cancelled" in seen:
+        return "cancelled"
+    return "failed" if all(s == "failed" for s in seen) else "done"
+
+
+def settled_status(engine: Engine, kind: str, job_id: int) -> str | None:
+    """The job's final status once no item is queued or running, else None."""
+    with _session(engine) as s:
+        statuses = list(s.scalars(select(JobItem.status).where(JobItem.kind == kind, JobItem.job_id == job_id)))
+    status = overall_status(statuses)
+    return status if statuses and status not in ACTIVE else None
+
+
+def cancel(engine: Engine, kind: str, job_id: int) -> int:
+    """Cancel a job: its queued items at once, its running ones at their next progress report; returns how many."""
+    now = utcnow()
+    with _session(engine) as s, s.begin():
+        queued = _changed(
+            s,
+            update(JobItem)
+            .where(JobItem.kind == kind, JobItem.job_id == job_id, JobItem.status == "queued")
+            .values(status="cancelled", cancel_requested=True, finished_at=now),
+        )
+        running = _changed(
+            s,
+            update(JobItem)
+            .where(JobItem.kind == kind, JobItem.job_id == job_id, JobItem.status == "running")
+            .values(cancel_requested=True),
+        )
+    return queued + running
+
+
+def requeue(engine: Engine, kind: str, job_id: int, statuses: Iterable[str] = ("failed", "cancelled")) -> list[int]:
+    """Put a job's items in `statuses` back in the queue (a retry); returns their ids for enqueueing."""
+    now = utcnow()
+    with _session(engine) as s, s.begin():
+        ids = list(
+            s.scalars(
+                select(JobItem.id).where(
+                    JobItem.kind == kind, JobItem.job_id == job_id, JobItem.status.in_(list(statuses))
+                )
+            )
+        )
+        if ids:
+            s.execute(
+                update(JobItem)
+                .where(JobItem.id.in_(ids))
+                .values(status="queued", cancel_requested=False, error=None, enqueued_at=now, finished_at=None)
+            )
+    return ids
+
+
+def has_items(engine: Engine, kind: str, job_id: int) -> bool:
+    """Whether the job runs on the queue (older and command-line jobs have no items)."""
+    with _session(engine) as s:
+        return bool(s.scalar(select(func.count()).where(JobItem.kind == kind, JobItem.job_id == job_id)))
+
+
+def delete_old_blobs(engine: Engine, days: float = 7) -> int:
+    """Drop the bytes of items that ended more than `days` ago (failed ones keep theirs a while, for a retry)."""
+    cutoff = utcnow() - timedelta(days=days)
+    with _session(engine) as s, s.begin():
+        old = select(JobItem.id).where(
+            or_(JobItem.status == "done", and_(JobItem.status.in_(FINAL), JobItem.finished_at < cutoff))
+        )
+        return _changed(s, delete(JobBlob).where(JobBlob.item_id.in_(old)))
