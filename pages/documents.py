@@ -4,7 +4,7 @@ import streamlit as st
 
 from lib.documents import indexing, jobs
 from lib.documents.citations import sources_table
-from lib.documents.parsing import SUPPORTED
+from lib.documents.parsing import MB, SUPPORTED
 from lib.documents.retrieval import MODES, RetrievalSettings
 from lib.ui.jobs_view import job_panel
 from lib.ui.resources import (
@@ -17,8 +17,9 @@ from lib.ui.resources import (
     get_work_queue,
     require_page,
 )
+from lib.ui.untrusted import untrusted_markdown
 
-require_page("pages/documents.py")
+identity = require_page("pages/documents.py")
 settings, user = get_settings(), current_user()
 engine = get_engine(settings)
 st.title("Documents")
@@ -44,8 +45,11 @@ with st.expander("Collections", expanded=not names, icon=":material/folder:"):
             except indexing.CollectionError as exc:
                 st.error(str(exc))
         if r2.button("Delete collection", type="secondary"):
-            indexing.delete_collection(engine, get_chroma(settings), target)
-            st.rerun()
+            try:
+                indexing.delete_collection(engine, get_chroma(settings), target, identity)
+                st.rerun()
+            except indexing.DocumentAccessError as exc:
+                st.error(untrusted_markdown(str(exc)))
 
 if not names:
     st.info("Create a collection first, then upload documents into it.")
@@ -54,10 +58,19 @@ if not names:
 st.subheader("Upload")
 collection = st.selectbox("Into collection", names, key="upload_collection")
 files = st.file_uploader("Files", type=[s.lstrip(".") for s in SUPPORTED], accept_multiple_files=True)
+replace = "admin" in identity.roles and st.checkbox("Replace documents of the same name that others uploaded")
 if st.button("Index", type="primary", disabled=not files, icon=":material/upload:"):
-    payloads = [(f.name, f.getvalue()) for f in files]
-    jobs.start_job(engine, get_work_queue(settings), indexing.get_collection(engine, collection), payloads, user)
-    st.toast(f"Indexing {len(payloads)} file(s) in the background.")
+    target, limit = indexing.get_collection(engine, collection), int(settings.max_file_mb * MB)
+    try:  # sizes are checked before any file is read; names are made safe and checked against other users'
+        claims = indexing.claim_uploads(engine, target, [(f.name, f.size) for f in files], identity, replace, limit)
+    except indexing.UploadError as exc:
+        st.error(untrusted_markdown(str(exc)))
+    else:
+        payloads = [(c.name, f.getvalue()) for c, f in zip(claims, files)]
+        jobs.start_job(engine, get_work_queue(settings), target, payloads, user)
+        for note in filter(None, (c.note() for c in claims)):
+            st.info(untrusted_markdown(note))
+        st.toast(f"Indexing {len(payloads)} file(s) in the background.")
 
 polling = jobs.jobs_in_progress(jobs.recent_jobs(engine, limit=5))
 
@@ -116,8 +129,11 @@ if rows:
             st.rerun()  # so the jobs panel polls the new job
         except (jobs.JobError, FileNotFoundError) as exc:
             st.error(str(exc))
-    if d3.button("Delete document", icon=":material/delete:"):
-        indexing.delete_document(engine, get_chroma(settings), get_document_embeddings(settings), chosen["id"])
+    allowed = indexing.may_change_document(engine, chosen["id"], identity)
+    why = None if allowed else "Only the person who uploaded it or an admin may delete it."
+    if d3.button("Delete document", disabled=not allowed, help=why, icon=":material/delete:"):
+        embeddings = get_document_embeddings(settings)
+        indexing.delete_document(engine, get_chroma(settings), embeddings, chosen["id"], identity)
         st.rerun()
 else:
     st.caption("No documents yet.")

@@ -11,6 +11,7 @@ from files import make_blank_pdf, make_docx, make_encrypted_pdf, make_pdf, make_
 from langchain_core.embeddings import Embeddings
 from sqlalchemy.orm import Session
 
+from lib.core.identity import local_identity
 from lib.core.settings import load_settings
 from lib.core.tables import Document, IngestJob
 from lib.documents.embeddings import CachedEmbeddings
@@ -31,6 +32,8 @@ HANDBOOK = [
     "Holidays. Every employee gets 28 days of paid holiday per year.\nUnused days expire in March.",
     "Expenses. Submit receipts within 30 days through the finance portal.\nTaxis need approval.",
 ]
+
+ADMIN = local_identity("admin")  # may delete any document
 
 
 class CountingEmbeddings(Embeddings):
@@ -171,7 +174,7 @@ def test_deleting_a_document_removes_its_vectors(env, fresh_engine):
     indexer, col, _, _ = env
     outcome = indexer.index_file(col, "handbook.pdf", make_pdf(HANDBOOK))
     indexer.index_file(col, "other.txt", b"Something else entirely.")
-    delete_document(fresh_engine, indexer.client, indexer.embeddings, outcome.document_id)
+    delete_document(fresh_engine, indexer.client, indexer.embeddings, outcome.document_id, ADMIN)
     assert {m["document"] for m in chroma_chunks(indexer, col)} == {"other.txt"}
 
 
@@ -347,7 +350,7 @@ def test_a_document_deleted_while_it_is_indexed_leaves_no_chunks_and_a_clear_rea
 
     def delete_midway(event):
         if event["status"] == "embedding":
-            delete_document(fresh_engine, indexer.client, indexer.embeddings, doc_id)
+            delete_document(fresh_engine, indexer.client, indexer.embeddings, doc_id, ADMIN)
 
     outcome = indexer.index_file(collection, "handbook.pdf", make_pdf(HANDBOOK[:2]), delete_midway)
     assert outcome.status == "failed" and "deleted while it was being indexed" in outcome.error

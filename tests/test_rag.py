@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.orm import Session
 
+from lib.core.identity import local_identity
 from lib.core.settings import load_settings
 from lib.core.tables import Document
 from lib.documents.bm25 import BM25Index
@@ -20,6 +21,8 @@ FILES = {
     "parking.txt": "Parking permits come from reception. The office car park closes at 22:00.",
     "it.txt": "Reset your password at the IT desk on the second floor of the office.",
 }
+
+ADMIN = local_identity("admin")  # may delete any document
 
 
 class CountingStore:
@@ -112,7 +115,7 @@ def test_a_deleted_document_leaves_the_index_without_reading_anything(env, fresh
     retriever.reads.clear()
     with Session(fresh_engine) as s:
         doc_id = s.query(Document).filter_by(name="parking.txt").one().id
-    delete_document(fresh_engine, indexer.client, indexer.embeddings, doc_id)
+    delete_document(fresh_engine, indexer.client, indexer.embeddings, doc_id, ADMIN)
     assert {h.document for h in retriever.search("Handbook", "parking permit office", BM25)} == {"it.txt"}
     assert sum(retriever.reads) == 0
     assert_scores_as_from_scratch(retriever, indexer, fresh_engine, col)
@@ -136,7 +139,7 @@ def test_uploads_and_deletions_by_another_process_are_noticed(env, fresh_engine)
     other_indexer.index_file(col, "hangar.txt", b"The zeppelin hangar is behind building C.")
     with Session(fresh_engine) as s:
         expenses = s.query(Document).filter_by(name="expenses.txt").one().id
-    delete_document(fresh_engine, other_indexer.client, other_indexer.embeddings, expenses)
+    delete_document(fresh_engine, other_indexer.client, other_indexer.embeddings, expenses, ADMIN)
     assert retriever.search("Handbook", "zeppelin", BM25)[0].document == "hangar.txt"
     assert retriever.search("Handbook", "taxi receipts approval", BM25) == []
     assert_scores_as_from_scratch(retriever, indexer, fresh_engine, col)
@@ -147,7 +150,7 @@ def test_a_document_created_under_the_id_of_a_deleted_one_is_indexed(env, fresh_
     bm25_scores(retriever, "office")
     with Session(fresh_engine) as s:
         last = s.query(Document).filter_by(name="it.txt").one().id
-    delete_document(fresh_engine, indexer.client, indexer.embeddings, last)
+    delete_document(fresh_engine, indexer.client, indexer.embeddings, last, ADMIN)
     outcome = indexer.index_file(col, "hangar.txt", b"The zeppelin hangar is behind building C.")
     assert (outcome.document_id, outcome.version) == (last, 1)  # SQLite reuses the highest id: same id, same version
     assert retriever.search("Handbook", "zeppelin", BM25)[0].document == "hangar.txt"

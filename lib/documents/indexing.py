@@ -13,12 +13,15 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from lib.core.identity import Identity
 from lib.core.tables import Collection, Document, utcnow
 from lib.documents.embeddings import LOCAL_MODEL
+from lib.documents.names import MAX_NAME_CHARS, FileNameError, safe_file_name
 from lib.documents.ocr import OcrSettings
-from lib.documents.parsing import SUPPORTED, Page, ParseError, parse_file
+from lib.documents.parsing import MB, SUPPORTED, Page, ParseError, format_mb, parse_file
 from lib.documents.vectorstore import get_all, open_store
 
 Progress = Callable[[dict[str, Any]], None]
@@ -27,6 +30,14 @@ EMBED_BATCH = 64
 
 class CollectionError(ValueError):
     """A collection name is invalid, taken or unknown."""
+
+
+class UploadError(ValueError):
+    """An upload refused before its bytes are read or queued (over the size limit, no free name)."""
+
+
+class DocumentAccessError(ValueError):
+    """Only a document's uploader or an admin may delete or replace it."""
 
 
 @dataclass(frozen=True)
@@ -160,9 +171,19 @@ def rename_collection(engine: Engine, old: str, new: str) -> None:
         col.name = new
 
 
-def delete_collection(engine: Engine, client: Any, name: str) -> None:
-    """Delete a collection, its documents and its vectors."""
+def delete_collection(engine: Engine, client: Any, name: str, actor: Identity) -> None:
+    """Delete a collection, its documents, their vectors and kept originals.
+
+    DocumentAccessError unless `actor` is an admin or uploaded every document in it.
+    """
     col = get_collection(engine, name)
+    with Session(engine, expire_on_commit=False) as s:
+        docs = s.execute(select(Document.uploaded_by, Document.original_path).where(Document.collection_id == col.id))
+        rows = docs.all()
+    if not all(may_change(uploaded_by, actor) for uploaded_by, _ in rows):
+        raise DocumentAccessError(
+            f"{name} holds documents other people uploaded; only an admin may delete the collection."
+        )
     try:
         client.delete_collection(col.chroma_name)
     except Exception as exc:  # already gone from Chroma: nothing left to delete there
@@ -170,6 +191,17 @@ def delete_collection(engine: Engine, client: Any, name: str) -> None:
             raise
     with Session(engine, expire_on_commit=False) as s, s.begin():
         s.delete(s.get(Collection, col.id))
+    _remove_unshared_originals(engine, {path for _, path in rows if path})
+
+
+def _remove_unshared_originals(engine: Engine, paths: set[str]) -> None:
+    """Delete kept originals no document points at any more (they are named by content hash, so may be shared)."""
+    if not paths:
+        return
+    with Session(engine, expire_on_commit=False) as s:
+        shared = set(s.scalars(select(Document.original_path).where(Document.original_path.in_(paths))))
+    for path in paths - shared:
+        Path(path).unlink(missing_ok=True)
 
 
 @dataclass
@@ -294,18 +326,126 @@ class Indexer:
                 row.status, row.error = "failed", reason
 
 
-def delete_document(engine: Engine, client: Any, embeddings: Embeddings, document_id: int) -> None:
-    """Remove a document's vectors, then its row."""
+def may_change(uploaded_by: str | None, actor: Identity) -> bool:
+    """Whether `actor` may delete or replace a document uploaded by `uploaded_by`: its uploader, or an admin.
+
+    Documents from before uploaders were recorded (None) are the admins' to change."""
+    return "admin" in actor.roles or (uploaded_by is not None and uploaded_by == actor.owner)
+
+
+def may_change_document(engine: Engine, document_id: int, actor: Identity) -> bool:
+    """`may_change` for a stored document (False when it is gone)."""
+    with Session(engine, expire_on_commit=False) as s:
+        doc = s.get(Document, document_id)
+    return doc is not None and may_change(doc.uploaded_by, actor)
+
+
+def check_upload_size(name: str, size: int, max_bytes: int) -> None:
+    """UploadError when an upload's size is over the limit, so its bytes are never read into memory."""
+    if size > max_bytes:
+        raise UploadError(
+            f"{name} is {size / MB:.1f} MB, over the {format_mb(max_bytes)} MB limit. "
+            "Split it, or ask an admin to raise WORKBENCH_MAX_FILE_MB."
+        )
+
+
+@dataclass(frozen=True)
+class UploadClaim:
+    """The name an upload is indexed under, and whether it replaces a document of that name."""
+
+    name: str
+    replaces: bool
+    asked: str  # the name it was uploaded with (made safe)
+
+    def note(self) -> str | None:
+        """What a user should be told: their file became a document of another name."""
+        if self.name == self.asked:
+            return None
+        return f"{self.asked} is another user's document here, so yours was kept as {self.name}."
+
+
+def _name_variants(name: str, tries: int = 100) -> list[str]:
+    stem, suffix = (name.rsplit(".", 1)[0], "." + name.rsplit(".", 1)[1]) if "." in name.strip(".") else (name, "")
+    variants = [name]
+    for i in range(2, tries + 2):
+        tag = f" ({i})"
+        variants.append(stem[: MAX_NAME_CHARS - len(tag) - len(suffix)] + tag + suffix)
+    return variants
+
+
+def claim_upload(
+    engine: Engine, collection: Collection, name: str, actor: Identity, replace: bool = False
+) -> UploadClaim:
+    """Decide the document an upload goes to, recording `actor` as the uploader of a new one.
+
+    The file's safe name (FileNameError if nothing is left of it) when no document has it, when `actor` uploaded
+    that document, or when `actor` may change it (an admin) and chose `replace`; otherwise a new document called
+    `name (2).ext` (or the next free number): nobody replaces another user's document by uploading a file of the
+    same name.
+    """
+    asked = safe_file_name(name)
+    for candidate in _name_variants(asked):
+        try:
+            with Session(engine, expire_on_commit=False) as s, s.begin():
+                doc = s.scalar(
+                    select(Document).where(Document.collection_id == collection.id, Document.name == candidate)
+                )
+                if doc is None:
+                    s.add(
+                        Document(
+                            collection_id=collection.id,
+                            name=candidate,
+                            status="queued",
+                            version=0,
+                            uploaded_by=actor.owner,
+                        )
+                    )
+                    return UploadClaim(candidate, False, asked)
+                if doc.uploaded_by == actor.owner or (replace and may_change(doc.uploaded_by, actor)):
+                    return UploadClaim(candidate, True, asked)
+        except IntegrityError:  # another upload took this name a moment ago: try the next
+            continue
+    raise UploadError(f"There are too many documents called {asked} in {collection.name}; rename the file.")
+
+
+def claim_uploads(
+    engine: Engine,
+    collection: Collection,
+    uploads: list[tuple[str, int]],
+    actor: Identity,
+    replace: bool,
+    max_bytes: int,
+) -> list[UploadClaim]:
+    """`claim_upload` for each (name, size) of an upload, after checking every size (nothing is claimed when one
+    file is too large); UploadError says which file and why."""
+    for name, size in uploads:
+        check_upload_size(name, size, max_bytes)
+    try:
+        return [claim_upload(engine, collection, name, actor, replace) for name, _ in uploads]
+    except FileNameError as exc:
+        raise UploadError(str(exc)) from exc
+
+
+def delete_document(engine: Engine, client: Any, embeddings: Embeddings, document_id: int, actor: Identity) -> None:
+    """Remove a document's vectors, its row and its kept original (unless another document has the same bytes).
+
+    DocumentAccessError unless `actor` uploaded it or is an admin.
+    """
     with Session(engine, expire_on_commit=False) as s:
         doc = s.get(Document, document_id)
         if doc is None:
             return
+        if not may_change(doc.uploaded_by, actor):
+            raise DocumentAccessError(f"Only the person who uploaded {doc.name} or an admin may delete it.")
         col = s.get_one(Collection, doc.collection_id)
     open_store(client, col.chroma_name, embeddings).delete(where={"document_id": document_id})
     with Session(engine, expire_on_commit=False) as s, s.begin():
         row = s.get(Document, document_id)
-        if row is not None:  # another delete may have come first
-            s.delete(row)
+        if row is None:  # another delete may have come first
+            return
+        original = row.original_path
+        s.delete(row)
+    _remove_unshared_originals(engine, {original} if original else set())
 
 
 def purge_orphan_chunks(engine: Engine, client: Any, embeddings: Embeddings) -> int:
