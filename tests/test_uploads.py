@@ -77,7 +77,7 @@ def test_only_the_uploader_or_an_admin_deletes_a_document_and_its_original_goes_
         original = s.get(Document, outcome.document_id).original_path
     assert original and (indexer.originals_dir / original.rsplit("/", 1)[-1]).exists()
     assert not indexing.may_change_document(indexer.engine, outcome.document_id, BOB)
-    with pytest.raises(DocumentAccessError, match="Only the person who uploaded policy.txt or an admin"):
+    with pytest.raises(DocumentAccessError, match=r"Only the person who uploaded policy\.txt or an admin"):
         delete_document(indexer.engine, indexer.client, indexer.embeddings, outcome.document_id, BOB)
     assert documents(indexer.engine) == {"policy.txt": "sub-ada"}
     delete_document(indexer.engine, indexer.client, indexer.embeddings, outcome.document_id, ADA)
