@@ -17,6 +17,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 OFFLINE_MODEL = "offline/extractive"
 LOG_CONTENT_MODES = ("full", "redacted", "none")
 UNPRICED_POLICIES = ("block", "tokens")
+# countries whose national phone formats redaction recognises: the US, the UK and the main EU countries
+DEFAULT_PII_REGIONS = ("US", "GB", "DE", "FR", "NL", "ES", "IT", "BE", "AT", "CH", "IE", "PT", "PL", "SE", "DK", "FI")
 
 
 class ConfigError(ValueError):
@@ -77,6 +79,7 @@ class Settings:
     max_input_tokens: Mapping[str, int] = field(default_factory=dict)  # feature -> prompt cap (history trimmed)
     max_output_tokens: Mapping[str, int] = field(default_factory=dict)  # feature -> answer cap
     redact_external: bool = True  # replace personal data before prompts go to external providers
+    pii_regions: tuple[str, ...] = DEFAULT_PII_REGIONS  # countries whose national phone formats are redacted
     role_map: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # email or @domain -> roles
     embedding_model: str = "local/all-MiniLM-L6-v2"  # or provider/model of an OpenAI-compatible endpoint
     require_verified_email: bool = True  # roles only for emails the identity provider marks verified
@@ -156,6 +159,19 @@ def _provider_limits(raw: Any) -> dict[str, dict[str, int]]:
             raise ConfigError(f"WORKBENCH_PROVIDER_LIMITS: {provider!r} takes concurrency and/or rpm; {example}.")
         out[provider] = {k: _positive_int(v, f"WORKBENCH_PROVIDER_LIMITS {provider}.{k}") for k, v in limits.items()}
     return out
+
+
+def _pii_regions(raw: Any) -> tuple[str, ...]:
+    """WORKBENCH_PII_REGIONS: comma-separated ISO country codes libphonenumber knows, checked whole."""
+    import phonenumbers  # only here: the settings module stays light to import
+
+    regions = tuple(dict.fromkeys(r.strip().upper() for r in str(raw).split(",") if r.strip()))
+    unknown = [r for r in regions if r not in phonenumbers.SUPPORTED_REGIONS]
+    if not regions or unknown:
+        raise ConfigError(
+            f"WORKBENCH_PII_REGIONS must list country codes such as US,GB,DE,FR; {unknown or raw!r} is not one."
+        )
+    return regions
 
 
 def check_secrets_files(paths: Sequence[str | Path]) -> None:
@@ -306,6 +322,7 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, An
             max_input_tokens=_json_map(get("WORKBENCH_MAX_INPUT_TOKENS", "{}"), "WORKBENCH_MAX_INPUT_TOKENS", int),
             max_output_tokens=_json_map(get("WORKBENCH_MAX_OUTPUT_TOKENS", "{}"), "WORKBENCH_MAX_OUTPUT_TOKENS", int),
             redact_external=_bool(get("WORKBENCH_REDACT_EXTERNAL", True)),
+            pii_regions=_pii_regions(get("WORKBENCH_PII_REGIONS", ",".join(DEFAULT_PII_REGIONS))),
             role_map=_role_map(get("WORKBENCH_ROLES", "{}")),
             embedding_model=str(get("WORKBENCH_EMBEDDING_MODEL", "local/all-MiniLM-L6-v2")),
             require_verified_email=_bool(get("WORKBENCH_REQUIRE_VERIFIED_EMAIL", True)),

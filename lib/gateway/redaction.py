@@ -6,84 +6,73 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from lib.gateway import pii_numbers
+from lib.gateway.pii_numbers import DEFAULT_REGIONS, iban_ok, luhn_ok
+from lib.gateway.secrets_rules import SECRET_RULES, password_value
+
+__all__ = ["DEFAULT_REGIONS", "Redaction", "StreamRestorer", "find_pii", "iban_ok", "luhn_ok", "redact"]
+
 KINDS = ("SECRET", "EMAIL", "IBAN", "CARD", "SSN", "IP", "PHONE")
 
 # Every pattern is bounded: a token may only start where the run of its characters starts (a look-behind,
 # not \b, which also fires after "-" and "."), and every repeat has an upper limit, so no input makes the
 # engine try a long run again from each of its positions (1 MB of "1.2.3.4." took most of an hour before).
-_SECRET = re.compile(
-    r"(?<![A-Za-z0-9_-])(?:sk-(?:proj-|ant-)?[A-Za-z0-9_-]{16,512}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,255}"
-    r"|xox[abprs]-[A-Za-z0-9-]{10,255}|eyJ[A-Za-z0-9_-]{8,8192}\.[A-Za-z0-9_-]{8,8192}\.[A-Za-z0-9_-]{8,8192}"
-    r"|AIza[0-9A-Za-z_-]{35})"
-    r"|(?i:(?<=api[_-]key[=:\s])|(?<=api[_-]key\"[=:\s])|(?<=password[=:\s])|(?<=secret[=:\s])|(?<=token[=:\s]))"
-    r"[ \t]{0,8}[\"']?[A-Za-z0-9_\-+/=.]{8,512}[\"']?"
-)
 _EMAIL = re.compile(
     r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-])"
 )
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
-_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
-_SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
-_IPV6 = re.compile(
-    r"(?<![:\w])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{1,4}(?![:\w])|(?<![:\w])(?:[0-9A-Fa-f]{1,4}:){1,6}:[0-9A-Fa-f]{0,4}(?![:\w])"
-)
-_PHONE = re.compile(
-    r"(?<![\w+])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){2,4}"  # +44 20 7946 0958
-    r"|\(\d{3}\)[ ]?\d{3}[ .-]\d{4}"  # (555) 123-4567
-    r"|\d{3}[.-]\d{3}[.-]\d{4}"  # 555-123-4567
-    r"|0\d{2,4}[ ]\d{3,4}[ ]?\d{3,4})(?![\w])"  # 020 7946 0958
+_H4 = r"[0-9A-Fa-f]{1,4}"
+_IPV6 = re.compile(  # full, or compressed with up to seven groups on either side of "::"
+    rf"(?<![:\w])(?:(?:{_H4}:){{7}}{_H4}|(?:{_H4}(?::{_H4}){{0,6}})?::(?:{_H4}(?::{_H4}){{0,6}})?)(?![:\w])"
 )
 _PLACEHOLDER = re.compile(r"\[(?:" + "|".join(KINDS) + r")_\d+\]")
 
-
-def luhn_ok(digits: str) -> bool:
-    """The Luhn checksum used by payment cards."""
-    total, parity = 0, len(digits) % 2
-    for i, ch in enumerate(digits):
-        d = int(ch)
-        if i % 2 == parity:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-def iban_ok(text: str) -> bool:
-    """The ISO 13616 mod-97 check of an IBAN."""
-    s = text.replace(" ", "")
-    if not 15 <= len(s) <= 34:
-        return False
-    moved = s[4:] + s[:4]
-    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
-
-
-def _valid(kind: str, value: str) -> bool:
-    if kind == "CARD":
-        digits = re.sub(r"\D", "", value)
-        return 13 <= len(digits) <= 19 and luhn_ok(digits)
-    if kind == "IBAN":
-        return iban_ok(value)
-    if kind == "IP":
-        try:
-            ip = ipaddress.ip_address(value)
-        except ValueError:
-            return False
-        return not (ip.version == 4 and str(ip).startswith("0."))
-    if kind == "PHONE":
-        return 7 <= len(re.sub(r"\D", "", value)) <= 15
-    return True
-
-
-_PATTERNS = [
-    ("SECRET", _SECRET),
+# (kind, pattern) in the order they claim text; every regular expression that sees the text is listed here.
+_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    *(("SECRET", pattern) for _, pattern in SECRET_RULES),
     ("EMAIL", _EMAIL),
-    ("IBAN", _IBAN),
-    ("CARD", _CARD),
-    ("SSN", _SSN),
+    ("IBAN", pii_numbers.IBAN_CANDIDATE),
     ("IP", _IPV4),
     ("IP", _IPV6),
-    ("PHONE", _PHONE),
+    ("CARD", pii_numbers.CARD_CANDIDATE),
+    ("SSN", pii_numbers.SSN_CANDIDATE),
+    ("PHONE", pii_numbers.PHONE_CANDIDATE),
 ]
+
+
+def _ip_ok(value: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    if ip.version == 6:
+        return any(len(group) >= 3 for group in value.split(":"))  # not "::", "a::b" or "std::x"
+    return not str(ip).startswith("0.")
+
+
+def _spans(
+    kind: str, m: re.Match[str], text: str, regions: tuple[str, ...], budget: pii_numbers.Budget
+) -> list[tuple[int, int]]:
+    """The personal data in one pattern match: none, the match, part of it, or (phones) several parts."""
+    value = m.group()
+    if kind == "SECRET":
+        if "label" in m.re.groupindex:
+            span = password_value(m)
+            return [span] if span else []
+        return [m.span("v") if "v" in m.re.groupindex else m.span()]
+    if kind == "IBAN":
+        length = pii_numbers.iban_span(value)
+        return [(m.start(), m.start() + length)] if length else []
+    if kind == "IP":
+        return [m.span()] if _ip_ok(value) else []
+    if kind == "CARD":
+        length = pii_numbers.card_span(text, m.start(), value)
+        return [(m.start(), m.start() + length)] if length else []
+    if kind == "SSN":
+        return [m.span()] if pii_numbers.ssn_at(text, m.start(), m.group("sep")) else []
+    if kind == "PHONE":
+        return pii_numbers.phones_at(text, m.start(), value, regions, budget)
+    return [m.span()]
 
 
 @dataclass
@@ -120,29 +109,31 @@ def in_url(prefix: str) -> bool:
     return _URL_START.search(prefix, cut + 1) is not None
 
 
-def find_pii(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, kind) of every personal-data or secret span, non-overlapping, in order."""
+def find_pii(text: str, regions: tuple[str, ...] = DEFAULT_REGIONS) -> list[tuple[int, int, str]]:
+    """(start, end, kind) of every personal-data or secret span, non-overlapping, in order.
+
+    `regions`: the countries (ISO 3166 codes) whose national phone formats are recognised; numbers written
+    with "+" or "00" and a country code are found whatever the list.
+    """
     spans: list[tuple[int, int, str]] = []
-    taken = [False] * (len(text) + 1)
+    taken = bytearray(len(text) + 1)
+    budget = pii_numbers.Budget(len(text))
     for kind, pattern in _PATTERNS:
         for m in pattern.finditer(text):
-            value = m.group().strip().strip("\"'")
-            start = m.start() + m.group().find(value)
-            end = start + len(value)
-            if not value or any(taken[start:end]) or not _valid(kind, value):
-                continue
-            spans.append((start, end, kind))
-            for i in range(start, end):
-                taken[i] = True
+            for start, end in _spans(kind, m, text, regions, budget):
+                if start >= end or any(taken[start:end]):
+                    continue
+                spans.append((start, end, kind))
+                taken[start:end] = b"\x01" * (end - start)
     return sorted(spans)
 
 
-def redact(text: str, originals: dict[str, str] | None = None) -> Redaction:
+def redact(text: str, originals: dict[str, str] | None = None, regions: tuple[str, ...] = DEFAULT_REGIONS) -> Redaction:
     """Replace personal data and secrets with numbered placeholders like [EMAIL_1]; the same value keeps its number."""
     originals = {} if originals is None else originals
     by_value = {v: k for k, v in originals.items()}
     out, last = [], 0
-    for start, end, kind in find_pii(text):
+    for start, end, kind in find_pii(text, regions):
         value = text[start:end]
         if value not in by_value:
             n = sum(1 for k in originals if k.startswith(f"[{kind}_")) + 1

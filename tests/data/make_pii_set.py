@@ -84,7 +84,8 @@ for _i in range(30):
         }
     )
 for _i in range(25):
-    v = iban(rng.choice(["DE", "GB", "FR", "NL", "ES"]), rng.choice([22, 22, 27, 18, 24]))
+    # each country with its own IBAN length and an all-digit BBAN (a German IBAN of 27 characters is no IBAN)
+    v = iban(*rng.choice([("DE", 22), ("DE", 22), ("FR", 27), ("ES", 24), ("BE", 16), ("AT", 20)]))
     shown = rng.choice([v, group4(v)])
     out.append(
         {
