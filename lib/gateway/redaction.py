@@ -120,6 +120,8 @@ def find_pii(text: str, regions: tuple[str, ...] = DEFAULT_REGIONS) -> list[tupl
     budget = pii_numbers.Budget(len(text))
     for kind, pattern in _PATTERNS:
         for m in pattern.finditer(text):
+            if taken[m.start()] and taken[m.end() - 1]:  # already claimed (a card, an IP): no library call
+                continue
             for start, end in _spans(kind, m, text, regions, budget):
                 if start >= end or any(taken[start:end]):
                     continue
