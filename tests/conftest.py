@@ -31,6 +31,8 @@ WORKBENCH_VARS = (
     "WORKBENCH_LOG_CONTENT",
     "WORKBENCH_DEMO",
     "WORKBENCH_USER",
+    "WORKBENCH_QUEUE_URL",
+    "WORKBENCH_APP_WORKERS",
 )
 
 
@@ -261,6 +263,44 @@ def chroma_server():
 
     stop_process(proc, timeout=20)
     log.close()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """`redis-server` (the Debian package; `make test` installs it) on a free 127.0.0.1 port; yields its URL.
+
+    Fails in CI (CI set) and skips locally when it is missing. Nothing is persisted.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        reason = "redis-server is not installed (make test installs it with apt-get)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    root, port = Path(tempfile.mkdtemp(prefix="wb-redis-")), _free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    import redis
+
+    client, deadline = redis.Redis(host="127.0.0.1", port=port), time.monotonic() + 30
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("redis-server did not start")
+            time.sleep(0.05)  # polling a server that is starting, not pacing a test
+    client.close()
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=20)
     shutil.rmtree(root, ignore_errors=True)
 
 
