@@ -613,3 +613,13 @@ def test_a_stream_dropped_after_its_usage_chunk_keeps_the_providers_token_counts
     assert "".join(stream) == "Two plus two is four."
     [row] = rows(fresh_engine)
     assert (row.status, row.prompt_tokens, row.completion_tokens, row.meta) == ("ok", 40, 7, None)
+
+
+@pytest.mark.parametrize(("regions", "masked"), [("GB", True), ("US", False)])
+def test_the_pii_regions_setting_decides_which_national_phone_formats_are_masked_in_the_log(
+    fresh_engine, fake, regions, masked
+):
+    gw = make_gateway(fresh_engine, fake, WORKBENCH_LOG_CONTENT="redacted", WORKBENCH_PII_REGIONS=regions)
+    gw.invoke([("user", "Call me on 020 7946 0958 tomorrow")], "openai/gpt-4o-mini")
+    [row] = rows(fresh_engine)
+    assert ("020 7946 0958" not in row.prompt) is masked

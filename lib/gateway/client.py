@@ -311,7 +311,7 @@ class Gateway:
         mode = self.settings.log_content
         if mode == "none" or text is None:
             return None
-        return redact(text).text if mode == "redacted" else text
+        return redact(text, regions=self.settings.pii_regions).text if mode == "redacted" else text
 
     def write_row(self, result: CallResult, ctx: CallContext, prompt: str, meta: dict[str, Any]) -> None:
         """Insert the call-log row for `result` (one per call); it is committed when this returns."""
@@ -578,7 +578,7 @@ class Stream:
         if self._originals is None:
             originals: dict[str, str] = {}
             for m in self.messages:
-                redact(message_text(m), originals)
+                redact(message_text(m), originals, self.gw.settings.pii_regions)
             self._originals = originals
         return self._originals
 
@@ -596,7 +596,7 @@ class Stream:
             return text
         originals = dict(self._prompt_originals())
         known = len(originals)
-        masked = redact(text, originals).text
+        masked = redact(text, originals, self.gw.settings.pii_regions).text
         if len(originals) > known or Redaction("", originals).restore(masked) != text:
             return None
         return masked
@@ -606,7 +606,11 @@ class Stream:
         if not (provider.external and self.gw.settings.redact_external):
             return self.messages, None
         red = Redaction("", {})
-        sent = [m.model_copy(update={"content": redact(message_text(m), red.originals).text}) for m in self.messages]
+        regions = self.gw.settings.pii_regions
+        sent = [
+            m.model_copy(update={"content": redact(message_text(m), red.originals, regions).text})
+            for m in self.messages
+        ]
         self._originals = dict(red.originals)
         result.redacted = len(red.originals)
         return sent, (red if red.originals else None)
