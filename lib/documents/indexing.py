@@ -22,6 +22,7 @@ from lib.documents.embeddings import LOCAL_MODEL
 from lib.documents.names import MAX_NAME_CHARS, FileNameError, safe_file_name
 from lib.documents.ocr import OcrSettings
 from lib.documents.parsing import MB, SUPPORTED, Page, ParseError, format_mb, parse_file
+from lib.documents.screening import looks_like_injection  # also imported from here by older code
 from lib.documents.vectorstore import get_all, open_store
 
 Progress = Callable[[dict[str, Any]], None]
@@ -72,20 +73,6 @@ class Chunk:
     page: int | None
     index: int
     flagged: bool = False
-
-
-_INJECTION = re.compile(
-    r"(ignore|disregard|forget|override)\s+(all\s+|any\s+|the\s+)?(previous|prior|above|earlier|preceding)\s+"
-    r"(instructions?|prompts?|rules|directions)|"
-    r"(^|\n)\s*(system|assistant)\s*:|<\|?(im_start|system|endoftext)\|?>|\byou are now\b|"
-    r"\bnew instructions\s*:|\bdo not (tell|inform) the user\b|[\u200b\u200c\u200d\u2060\ufeff]{3,}",
-    re.IGNORECASE,
-)
-
-
-def looks_like_injection(text: str) -> bool:
-    """True when text carries a prompt-injection pattern (instructions aimed at the model, role markers)."""
-    return bool(_INJECTION.search(text))
 
 
 def title_header(name: str) -> str:
