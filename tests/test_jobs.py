@@ -180,8 +180,8 @@ def test_a_running_indexing_job_is_cancelled_at_its_next_step(services):
     assert wait_for(lambda: ingest.recent_jobs(services.engine, 1)[0].status == "done", 30)
 
 
-def test_provider_limits_hold_calls_in_flight_and_per_minute_across_threads(fresh_engine):
-    limiter = ProviderLimiter(fresh_engine, {"acme": {"concurrency": 2}, "slow": {"rpm": 3}})
+def test_provider_limits_hold_calls_in_flight_and_per_minute_across_threads(any_engine):
+    limiter = ProviderLimiter(any_engine, {"acme": {"concurrency": 2}, "slow": {"rpm": 3}})
     inside, peak, lock, release = [0], [0], threading.Lock(), threading.Event()
 
     def call() -> None:
