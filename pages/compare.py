@@ -22,6 +22,7 @@ from lib.prompts.store import TemplateStore
 from lib.ui import compare_view as view
 from lib.ui import jobs_view
 from lib.ui.resources import current_user, get_engine, get_gateway, get_settings, get_work_queue, require_page
+from lib.ui.untrusted import untrusted_label
 
 require_page("pages/compare.py")
 settings, state, user = get_settings(), st.session_state, current_user()
@@ -57,7 +58,7 @@ with side_tab:
             state.cmp_last = last
         except TemplateError as exc:
             last = state.get("cmp_last")
-            st.error(str(exc))
+            st.error(untrusted_label(str(exc)))
     elif last:  # the answers being voted on stay in view (and the vote goes to the variants that gave them)
         for side in "AB":
             boxes[side].markdown(last["shown"][side])
@@ -68,14 +69,14 @@ with side_tab:
                     boxes[shown_side].markdown(shown)
                 st.rerun()
             except TemplateError as exc:
-                st.error(str(exc))
+                st.error(untrusted_label(str(exc)))
     if last:
         verdict = st.radio(
             "Which is better?", list(VERDICTS), format_func=VERDICTS.get, horizontal=True, key="cmp_verdict"
         )
         comment = st.text_input("Comment (optional)", key="cmp_comment")
         if st.button("Save vote"):
-            st.success(view.save_pair_vote(engine, last, verdict, user, comment))
+            st.success(untrusted_label(view.save_pair_vote(engine, last, verdict, user, comment)))
 
 set_names = view.sets_by_name(engine)  # no widget keys below: they would keep stale choices
 with sets_tab:
@@ -83,19 +84,21 @@ with sets_tab:
     upload = st.file_uploader(f"CSV with columns {', '.join(names)} (and optionally {EXPECTED})", type="csv")
     if st.button("Create test set"):
         try:
-            st.success(view.create_set(engine, new_name, names, user, upload.getvalue() if upload else None))
+            st.success(
+                untrusted_label(view.create_set(engine, new_name, names, user, upload.getvalue() if upload else None))
+            )
             set_names = view.sets_by_name(engine)
         except TestSetError as exc:
-            st.error(str(exc))
+            st.error(untrusted_label(str(exc)))
     if edit := st.selectbox("Edit test set", list(set_names)):
         ts = set_names[edit]
         frame = view.cases_frame(engine, ts)
         edited = st.data_editor(frame, num_rows="dynamic", key=f"cmp_editor:{ts['id']}", use_container_width=True)
         if st.button("Save cases"):
             try:
-                st.success(view.save_cases(engine, ts["id"], edited))
+                st.success(untrusted_label(view.save_cases(engine, ts["id"], edited)))
             except TestSetError as exc:
-                st.error(str(exc))
+                st.error(untrusted_label(str(exc)))
 
 with batch_tab:
     chosen = st.selectbox("Test set", list(set_names))
@@ -110,7 +113,7 @@ with batch_tab:
             set_id = set_names[chosen]["id"]
             state.cmp_run = jobs_view.start_batch(engine, queue, name, set_id, variants, checks, user)
         except CompareError as exc:
-            st.error(str(exc))
+            st.error(untrusted_label(str(exc)))
 
     @st.fragment(run_every=1.0 if state.get("cmp_run") else None)  # polls only once a run was started
     def show_progress() -> None:
@@ -132,7 +135,7 @@ with results_tab:
         run = runs[title]
         voter = st.radio("Count votes from", ["human", "judge"], horizontal=True, key="cmp_voter")
         summary = summarize_run(engine, run["id"], voter)
-        st.info(summary.verdict())
+        st.info(untrusted_label(summary.verdict()))
         st.dataframe(pd.DataFrame(summary_table(summary)).astype(str), hide_index=True)
         rows = run_rows(engine, run["id"], user)
         st.dataframe(pd.DataFrame(view.rows_table(rows)).astype(str))
@@ -150,13 +153,13 @@ with results_tab:
         sure = st.checkbox(view.promote_question(run), key=f"cmp_sure:{run['id']}")
         if st.button("Promote B", disabled=not sure):
             try:
-                st.success(view.promote_b(store, run, user))
+                st.success(untrusted_label(view.promote_b(store, run, user)))
             except (CompareError, TemplateError) as exc:
-                st.error(str(exc))
+                st.error(untrusted_label(str(exc)))
 
 with live_tab:
     if exp := active_experiment(engine, name):
-        st.caption(view.experiment_caption(exp))
+        st.caption(untrusted_label(view.experiment_caption(exp)))
         st.dataframe(pd.DataFrame(report_table(live_report(engine, exp.id))), hide_index=True)
         if st.button("Stop experiment (all traffic back to production)"):
             stop_experiment(engine, exp.id)
@@ -168,4 +171,4 @@ with live_tab:
                 view.start_live(engine, store, name, variants, user, share)
                 st.rerun()
             except (ExperimentError, TemplateError) as exc:
-                st.error(str(exc))
+                st.error(untrusted_label(str(exc)))

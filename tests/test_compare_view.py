@@ -1,6 +1,7 @@
 """What the Compare page shows and what its boxes mean, checked without Streamlit."""
 
 import pytest
+from shown import shown
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -130,7 +131,7 @@ def test_rows_table_shows_an_error_in_place_of_the_answer():
 
 def test_the_promotion_question_names_the_template_and_bs_version_and_model():
     run = {"template_name": "support.reply", "B": Variant(2, "acme/m2")}
-    assert promote_question(run) == "Yes, point production of support.reply at B (v2 · acme/m2)"
+    assert shown(promote_question(run)) == "Yes, point production of support.reply at B (v2 · acme/m2)"
 
 
 NAME = "support.reply"

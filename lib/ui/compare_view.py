@@ -25,6 +25,7 @@ from lib.core.tables import Experiment
 from lib.gateway.client import Gateway
 from lib.prompts.language import Template
 from lib.prompts.store import TemplateStore
+from lib.ui.untrusted import untrusted_label, untrusted_markdown
 
 
 def outcome_line(outcome: VariantAnswer) -> str:
@@ -35,9 +36,11 @@ def outcome_line(outcome: VariantAnswer) -> str:
 
 def side_markdown(text: str, outcome: VariantAnswer | None) -> str:
     """One side's answer so far; once it has finished, with its error (if any) and its numbers."""
+    answer = untrusted_markdown(text)  # a model's answer: nothing in it may load, link or restyle
     if outcome is None:
-        return text
-    return f"{text}\n\n" + (f":red[{outcome.error}]\n\n" if outcome.error else "") + outcome_line(outcome)
+        return answer
+    error = f":red[{untrusted_label(outcome.error)}]\n\n" if outcome.error else ""
+    return f"{answer}\n\n{error}{outcome_line(outcome)}"
 
 
 def follow_pair(
@@ -134,7 +137,7 @@ def review_sides(blind: bool, swapped: bool) -> list[tuple[str, str]]:
 
 def answer_markdown(heading: str, result: dict[str, Any] | None) -> str:
     """One answer under review: its heading in bold, then its text, or a dash when there is none."""
-    return f"**{heading}**\n\n" + (answer_text(result) or "—")
+    return f"**{heading}**\n\n" + (untrusted_markdown(answer_text(result) or "") or "—")
 
 
 def vote_choices(blind: bool) -> dict[str, str]:
@@ -159,7 +162,9 @@ def experiment_caption(exp: Experiment) -> str:
 
 def promote_question(run: dict[str, Any]) -> str:
     """The confirmation asked before promoting a run's B: which template's production label moves, and to what."""
-    return f"Yes, point production of {run['template_name']} at B ({run['B'].label()})"
+    return (
+        f"Yes, point production of {untrusted_label(run['template_name'])} at B ({untrusted_label(run['B'].label())})"
+    )
 
 
 def chosen_variants(
