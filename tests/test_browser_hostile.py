@@ -138,6 +138,11 @@ def test_generated_hostile_markdown_renders_nothing_live_in_the_real_renderer(da
         page.get_by_placeholder("Ask anything").wait_for()
         idle(page)
         page.locator('[data-testid="stSidebar"] button', has_text="Generated").click()
+        messages = page.locator('[data-testid="stChatMessage"]')
+        for shown in range(chat_store.MESSAGES_PER_PAGE, len(cases), chat_store.MESSAGES_PER_PAGE):
+            messages.nth(shown - 1).wait_for()  # it opens on its newest messages: show the earlier ones
+            page.locator("button", has_text="Show earlier messages").click()
+            messages.nth(min(shown + chat_store.MESSAGES_PER_PAGE, len(cases)) - 1).wait_for()
         page.locator('[data-testid="stChatMessage"]').nth(len(cases) - 1).wait_for()
         idle(page)
         page.wait_for_load_state("networkidle")
