@@ -383,7 +383,7 @@ def build() -> list[dict]:
         )
     ordinary = [s for sentences in BUSINESS_TOPICS.values() for s in sentences]
     passages = []
-    for topic, sentences in sorted(BUSINESS_TOPICS.items()):
+    for _topic, sentences in sorted(BUSINESS_TOPICS.items()):
         for _ in range(13):
             picked = rng.sample(sentences, rng.randint(2, min(4, len(sentences))))
             passages.append(" ".join([*picked, rng.choice(FILLERS)]))
@@ -395,7 +395,14 @@ def build() -> list[dict]:
             continue
         seen.add(text)
         cases.append(
-            {"text": text, "injection": False, "kind": "ordinary", "lang": "xx", "form": "plain", "split": split_of(text)}
+            {
+                "text": text,
+                "injection": False,
+                "kind": "ordinary",
+                "lang": "xx",
+                "form": "plain",
+                "split": split_of(text),
+            }
         )
     return cases
 
