@@ -15,7 +15,7 @@ from lib.ui.resources import (
     note_app_run,
     stop_misconfigured,
 )
-from lib.ui.untrusted import untrusted_label
+from lib.ui.untrusted import clean_name, untrusted_label
 
 # An emoji favicon is drawn in the browser; a :material/…: one is fetched from a Google CDN (issue 12 item 12).
 st.set_page_config(page_title="AI Workbench", page_icon="🤖", layout="wide")
@@ -70,7 +70,7 @@ else:
     nav = st.navigation(sections)
 
 with st.sidebar:
-    st.markdown(f"**{untrusted_label(identity.name)}**")  # a name from the sign-in provider, not ours to trust
+    st.text(clean_name(identity.name))  # plain text, never markdown: a name from the sign-in provider
     if identity.signed_in:
         st.caption("Roles: " + (", ".join(sorted(identity.roles)) or "none"))
         st.button("Sign out", icon=":material/logout:", on_click=st.logout)

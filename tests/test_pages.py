@@ -38,7 +38,7 @@ def test_every_page_runs_without_an_exception(page):
 def test_the_sidebar_names_the_user_and_the_active_model_and_says_sign_in_is_off(monkeypatch):
     monkeypatch.setenv("WORKBENCH_USER", "ada")
     at = app_test().run()
-    sidebar = " ".join(m.value for m in at.sidebar.markdown) + " ".join(c.value for c in at.sidebar.caption)
+    sidebar = " ".join(t.value for t in [*at.sidebar.markdown, *at.sidebar.caption, *at.sidebar.text])
     assert "ada" in sidebar
     assert "offline/extractive" in sidebar
     assert "Sign-in is off" in sidebar
