@@ -17,7 +17,7 @@ from lib.ui.resources import (
     get_work_queue,
     require_page,
 )
-from lib.ui.untrusted import untrusted_markdown
+from lib.ui.untrusted import untrusted_label
 
 identity = require_page("pages/documents.py")
 settings, user = get_settings(), current_user()
@@ -33,7 +33,7 @@ with st.expander("Collections", expanded=not names, icon=":material/folder:"):
             indexing.create_collection(engine, new_name, settings.embedding_model)
             st.rerun()
         except indexing.CollectionError as exc:
-            st.error(str(exc))
+            st.error(untrusted_label(str(exc)))
     if names:
         target = c2.selectbox("Collection", names, key="manage_collection")
         renamed = c2.text_input("Rename to", key="rename_to")
@@ -43,13 +43,13 @@ with st.expander("Collections", expanded=not names, icon=":material/folder:"):
                 indexing.rename_collection(engine, target, renamed)
                 st.rerun()
             except indexing.CollectionError as exc:
-                st.error(str(exc))
+                st.error(untrusted_label(str(exc)))
         if r2.button("Delete collection", type="secondary"):
             try:
                 indexing.delete_collection(engine, get_chroma(settings), target, identity)
                 st.rerun()
             except indexing.DocumentAccessError as exc:
-                st.error(untrusted_markdown(str(exc)))
+                st.error(untrusted_label(str(exc)))
 
 if not names:
     st.info("Create a collection first, then upload documents into it.")
@@ -64,12 +64,12 @@ if st.button("Index", type="primary", disabled=not files, icon=":material/upload
     try:  # sizes are checked before any file is read; names are made safe and checked against other users'
         claims = indexing.claim_uploads(engine, target, [(f.name, f.size) for f in files], identity, replace, limit)
     except indexing.UploadError as exc:
-        st.error(untrusted_markdown(str(exc)))
+        st.error(untrusted_label(str(exc)))
     else:
         payloads = [(c.name, f.getvalue()) for c, f in zip(claims, files)]
         jobs.start_job(engine, get_work_queue(settings), target, payloads, user)
         for note in filter(None, (c.note() for c in claims)):
-            st.info(untrusted_markdown(note))
+            st.info(untrusted_label(note))
         st.toast(f"Indexing {len(payloads)} file(s) in the background.")
 
 polling = jobs.jobs_in_progress(jobs.recent_jobs(engine, limit=5))
@@ -86,9 +86,9 @@ def jobs_panel() -> None:
     for job in recent:
         with st.container(border=True):
             panel = job_panel(job)
-            st.caption(panel.caption)
+            st.caption(untrusted_label(panel.caption))
             for f in panel.rows:
-                st.progress(f["fraction"], text=f["label"])
+                st.progress(f["fraction"], text=untrusted_label(f["label"]))
             if panel.cancel and st.button("Cancel", key=f"cancel_{job.id}", icon=":material/cancel:"):
                 jobs.cancel_job(engine, job.id)
             if panel.retry and st.button("Retry failed files", key=f"retry_{job.id}", icon=":material/replay:"):
@@ -96,7 +96,7 @@ def jobs_panel() -> None:
                     jobs.queue_retry(engine, get_work_queue(settings), job.id, user)
                     st.rerun()  # the whole page, so the panel polls the retried job
                 except jobs.JobError as exc:
-                    st.error(str(exc))
+                    st.error(untrusted_label(str(exc)))
 
 
 jobs_panel()
@@ -128,7 +128,7 @@ if rows:
             jobs.queue_reindex(engine, get_work_queue(settings), chosen["id"], user)
             st.rerun()  # so the jobs panel polls the new job
         except (jobs.JobError, FileNotFoundError) as exc:
-            st.error(str(exc))
+            st.error(untrusted_label(str(exc)))
     allowed = indexing.may_change_document(engine, chosen["id"], identity)
     why = None if allowed else "Only the person who uploaded it or an admin may delete it."
     if d3.button("Delete document", disabled=not allowed, help=why, icon=":material/delete:"):
