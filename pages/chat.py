@@ -4,7 +4,16 @@ import streamlit as st
 
 from lib.chat import conversations as chat_store
 from lib.chat.retry import FailedAnswer, failed_answer, retry_turn
-from lib.chat.turn import ChatSetup, ChatTurn, answer_caption, citations_for, source_label, start_turn
+from lib.chat.turn import (
+    MAX_QUESTION_CHARS,
+    ChatSetup,
+    ChatTurn,
+    QuestionTooLong,
+    answer_caption,
+    citations_for,
+    source_label,
+    start_turn,
+)
 from lib.compare.test_sets import TestSetError, add_case_from_message, list_test_sets
 from lib.documents.indexing import list_collections
 from lib.gateway.offline import HOW_TO_CONFIGURE, OFFLINE_LABEL
@@ -139,10 +148,14 @@ if (failed := state.get("chat_failed")) is not None and failed.session_id == ses
             show_untrusted(failed.text)
             show_failure(failed)
 
-if question := st.chat_input("Ask a question" if collection else "Ask anything"):
+if question := st.chat_input("Ask a question" if collection else "Ask anything", max_chars=MAX_QUESTION_CHARS):
     with st.chat_message("user"):
         show_untrusted(question)
-    turn = start_turn(setup, question, model, user=user, owner=owner, session_id=session_id, collection=collection)
+    try:
+        turn = start_turn(setup, question, model, user=user, owner=owner, session_id=session_id, collection=collection)
+    except QuestionTooLong as exc:
+        st.error(str(exc), icon=":material/error:")
+        st.stop()
     state.chat_session_id = turn.session_id
     with st.chat_message("assistant"), turn:  # leaving it unfinished (Stop, a rerun) logs the call as aborted
         show_turn(turn)

@@ -16,7 +16,7 @@ from lib.compare.runs import (
 )
 from lib.compare.summary import summarize_run, summary_table
 from lib.compare.test_sets import EXPECTED, TestSetError
-from lib.prompts.language import TemplateError, template_variables
+from lib.prompts.language import MAX_VALUE_CHARS, TemplateError, template_variables
 from lib.prompts.live import active_experiment
 from lib.prompts.store import TemplateStore
 from lib.ui import compare_view as view
@@ -47,7 +47,7 @@ side_tab, sets_tab, batch_tab, results_tab, live_tab = st.tabs(
 )
 
 with side_tab:
-    values = {v: st.text_area(v, key=f"cmp_in:{v}", height=80) for v in names}
+    values = {v: st.text_area(v, key=f"cmp_in:{v}", height=80, max_chars=MAX_VALUE_CHARS) for v in names}
     run_both = st.button("Run both", type="primary")
     boxes, last = dict(zip("AB", [c.empty() for c in st.columns(2)])), state.get("cmp_last")
     if run_both:

@@ -2,7 +2,13 @@
 
 import streamlit as st
 
-from lib.prompts.language import Template, TemplateError
+from lib.prompts.language import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_MESSAGE_CHARS,
+    MAX_VALUE_CHARS,
+    Template,
+    TemplateError,
+)
 from lib.prompts.store import TemplateStore, history_table, label_table
 from lib.ui.prompt_form import (
     DEFAULT_MODEL,
@@ -54,13 +60,14 @@ with edit:
     new_name = st.text_input(
         "Name", base.name, key=f"name:{k}", disabled=saved is not None, placeholder="support.reply"
     )
-    description = st.text_input("Description", base.description, key=f"desc:{k}")
-    system = st.text_area("System message", base.system, key=f"sys:{k}", height=160)
+    description = st.text_input("Description", base.description, MAX_DESCRIPTION_CHARS, key=f"desc:{k}")
+    system = st.text_area("System message", base.system, key=f"sys:{k}", height=160, max_chars=MAX_MESSAGE_CHARS)
     user_text = st.text_area(
         "User message",
         base.user,
         key=f"user:{k}",
         height=120,
+        max_chars=MAX_MESSAGE_CHARS,
         help="Write {{ variable }} where a value goes; \\{{ writes a literal {{.",
     )
     c1, c2, c3 = st.columns(3)
@@ -93,7 +100,7 @@ with trial:
     else:
         version = trial_version(saved, draft)
         st.caption(trial_caption(version))
-        values = {v: st.text_area(v, key=f"var:{name}:{v}", height=80) for v in found}
+        values = {v: st.text_area(v, key=f"var:{name}:{v}", height=80, max_chars=MAX_VALUE_CHARS) for v in found}
         run_models = gateway.model_names()
         run_model = st.selectbox("Model", run_models, option_index(run_models, draft.model), key=f"tm:{k}")
         if st.button("Run", icon=":material/play_arrow:"):

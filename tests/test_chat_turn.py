@@ -177,3 +177,11 @@ def test_a_turn_keys_the_conversation_by_owner_and_refuses_someone_elses(fresh_e
         )
     assert len(chat_store.load_messages(fresh_engine, first.session_id, "sub-ada")) == 2
     assert len(fake.requests) == 1
+
+
+def test_a_question_over_the_limit_is_refused_before_anything_is_stored_or_sent(fresh_engine, fake):
+    from lib.chat.turn import MAX_QUESTION_CHARS, QuestionTooLong
+
+    with pytest.raises(QuestionTooLong, match="limit is 20,000"):
+        start_turn(served_setup(fresh_engine, fake), "x" * (MAX_QUESTION_CHARS + 1), "acme/fake-small", user="ada")
+    assert chat_store.list_sessions(fresh_engine, "ada") == [] and calls(fresh_engine) == [] and not fake.requests

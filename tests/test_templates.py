@@ -216,3 +216,23 @@ def test_the_diff_aligns_both_sides_and_marks_only_changed_lines():
     assert not user.changed
     changed = [(r.left, r.right) for r in params.rows if r.kind != "equal"]
     assert changed == [("temperature: 0.2", "temperature: 0.7")]
+
+
+def test_template_messages_descriptions_and_values_have_size_limits():
+    from lib.prompts.language import (
+        MAX_MESSAGE_CHARS,
+        MAX_VALUE_CHARS,
+        InvalidTemplate,
+        Template,
+        TemplateError,
+        render,
+    )
+
+    with pytest.raises(InvalidTemplate, match="at most 50,000"):
+        validate(Template(name="big", system="x" * (MAX_MESSAGE_CHARS + 1)))
+    with pytest.raises(InvalidTemplate, match="description"):
+        validate(Template(name="big", user="hi", description="d" * 2_001))
+    ok = Template(name="ok", user="Summarise {{ text }}")
+    assert render(ok, {"text": "y" * MAX_VALUE_CHARS})
+    with pytest.raises(TemplateError, match="value of text is 100,001 characters"):
+        render(ok, {"text": "y" * (MAX_VALUE_CHARS + 1)})

@@ -98,6 +98,13 @@ class ChatTurn:
             )
 
 
+MAX_QUESTION_CHARS = 20_000  # one chat message; longer questions belong in a document
+
+
+class QuestionTooLong(ValueError):
+    """A question over MAX_QUESTION_CHARS: refused before anything is stored or sent."""
+
+
 def start_turn(
     setup: ChatSetup,
     question: str,
@@ -113,6 +120,11 @@ def start_turn(
     `user` is who the call log and budgets name; `owner` whose conversation it is (default: `user`).
     ChatStoreError when `session_id` is not one of `owner`'s conversations.
     """
+    if len(question) > MAX_QUESTION_CHARS:
+        raise QuestionTooLong(
+            f"Your question is {len(question):,} characters; the limit is {MAX_QUESTION_CHARS:,}. Shorten it, or "
+            "upload the text on the Documents page and ask about it."
+        )
     engine, owner = setup.engine, user if owner is None else owner
     if not session_id:
         session_id = create_session(engine, owner, collection=collection).id

@@ -242,12 +242,22 @@ def parse_schema_text(text: str) -> dict[str, Any] | None:
     return schema
 
 
+MAX_MESSAGE_CHARS = 50_000  # per system/user message of a template
+MAX_DESCRIPTION_CHARS = 2_000
+MAX_VALUE_CHARS = 100_000  # per variable value filled in at run time
+
+
 def validate(template: Template) -> list[str]:
     """Check name, messages and parameters; return the variables, or raise a TemplateError."""
     for name in ("name", "description", *ROLES):  # an imported file can hold anything (null, a number, a list)
         value = getattr(template, name)
         if not isinstance(value, str):
             raise InvalidTemplate(f"The {name} of a template must be text, not {_kind(value)}.")
+    limits = {"description": MAX_DESCRIPTION_CHARS, **dict.fromkeys(ROLES, MAX_MESSAGE_CHARS)}
+    for name, limit in limits.items():
+        size = len(getattr(template, name))
+        if size > limit:
+            raise InvalidTemplate(f"The {name} is {size:,} characters; a template allows at most {limit:,}.")
     if template.model is not None and not isinstance(template.model, str):
         raise InvalidTemplate(f"The model of a template must be a provider/model name, not {_kind(template.model)}.")
     if template.temperature is not None and (
@@ -290,7 +300,10 @@ def render_text(text: str, values: Mapping[str, Any], role: str = "") -> str:
 
 def _as_text(name: str, value: Any) -> str:
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        return str(value)
+        text = str(value)
+        if len(text) > MAX_VALUE_CHARS:
+            raise TemplateError(f"The value of {name} is {len(text):,} characters; the limit is {MAX_VALUE_CHARS:,}.")
+        return text
     raise TemplateError(f"The value of {name} must be text or a number, not {type(value).__name__}.")
 
 
