@@ -138,7 +138,7 @@ def card_span(text: str, start: int, value: str) -> int:
     return 0
 
 
-class Budget:
+class CheckBudget:
     """How many candidates one text may hand to libphonenumber (~0.3 ms each; its matcher ~2 ms).
 
     Real text stays far below it; past it (a megabyte of digits and spaces) a candidate with a phone number's
@@ -208,7 +208,9 @@ def _whole_number(probe: str, regions: tuple[str, ...]) -> bool:
     return False
 
 
-def phones_at(text: str, start: int, candidate: str, regions: tuple[str, ...], budget: Budget) -> list[tuple[int, int]]:
+def phones_at(
+    text: str, start: int, candidate: str, regions: tuple[str, ...], budget: CheckBudget
+) -> list[tuple[int, int]]:
     """Phone numbers in a candidate span starting at `start`, with context rules applied."""
     digits = sum(ch.isdigit() for ch in candidate)
     if digits < 6 or _DATE.fullmatch(candidate) or _THOUSANDS.fullmatch(candidate):

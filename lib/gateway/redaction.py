@@ -51,7 +51,7 @@ def _ip_ok(value: str) -> bool:
 
 
 def _spans(
-    kind: str, m: re.Match[str], text: str, regions: tuple[str, ...], budget: pii_numbers.Budget
+    kind: str, m: re.Match[str], text: str, regions: tuple[str, ...], budget: pii_numbers.CheckBudget
 ) -> list[tuple[int, int]]:
     """The personal data in one pattern match: none, the match, part of it, or (phones) several parts."""
     value = m.group()
@@ -117,7 +117,7 @@ def find_pii(text: str, regions: tuple[str, ...] = DEFAULT_REGIONS) -> list[tupl
     """
     spans: list[tuple[int, int, str]] = []
     taken = bytearray(len(text) + 1)
-    budget = pii_numbers.Budget(len(text))
+    budget = pii_numbers.CheckBudget(len(text))
     for kind, pattern in _PATTERNS:
         for m in pattern.finditer(text):
             if taken[m.start()] and taken[m.end() - 1]:  # already claimed (a card, an IP): no library call
