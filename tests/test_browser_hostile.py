@@ -11,7 +11,16 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pytest
-from browser import NO_WATCHER, assistant_messages, browser_page, idle, require_chromium, running_app, screenshot
+from browser import (
+    NO_WATCHER,
+    assistant_messages,
+    browser_page,
+    idle,
+    open_page,
+    require_chromium,
+    running_app,
+    screenshot,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -94,6 +103,47 @@ def test_hostile_answers_passages_names_and_questions_make_no_request_outside_th
         messages = page.locator('[data-testid="stChatMessage"] [data-testid="stMarkdownContainer"]')
         assert messages.locator('[role="img"]').count() == 0  # no :material/…: icon
         assert messages.locator("code", has_text='print("code stays as written")').count() == 1
+
+
+TEMPLATE_NAME = f"a.www.{ATTACKER}"  # a valid template name that GFM would autolink; sorts first
+DESCRIPTION = f"Replies ![d](https://{ATTACKER}/description.png) <https://{ATTACKER}/desc-auto> :red[restyled]"
+DOCUMENT_NAME = f"www.{ATTACKER} ![n](https://{ATTACKER}/doc-name.png).txt"
+
+
+def seed_template_and_document(data_dir) -> None:
+    """A template with a hostile name and description, and an indexed document with a hostile file name."""
+    from lib.core.settings import load_settings
+    from lib.documents.indexing import create_collection
+    from lib.prompts.language import Template
+    from lib.services import Services
+
+    services = Services(load_settings())
+    services.templates.create(Template(name=TEMPLATE_NAME, description=DESCRIPTION, user="Hi {{ who }}"), USER)
+    collection = create_collection(services.engine, "Handbook")
+    services.indexer.index_file(collection, DOCUMENT_NAME, b"Travel is booked through the portal.")
+    services.engine.dispose()
+
+
+def test_hostile_template_and_file_names_make_no_request_outside_the_app_on_prompts_and_documents(data_dir):
+    require_chromium()
+    seed_template_and_document(data_dir)
+    env = {"WORKBENCH_DATA_DIR": str(data_dir), "WORKBENCH_USER": USER}
+    with running_app(env, args=NO_WATCHER) as url, browser_page("hostile-pages") as page:
+        requests: list[str] = []
+        page.on("request", lambda request: requests.append(request.url))
+        open_page(page, url, "Prompts")
+        page.get_by_text("Replies", exact=False).first.wait_for()  # the description line of the first template
+        idle(page)
+        page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Documents", exact=True).click()
+        page.get_by_role("heading", name="Documents", exact=True).first.wait_for()  # the page and its list
+        page.locator('[data-testid="stDataFrame"]').first.wait_for()  # the document list, with the hostile name
+        idle(page)
+        page.wait_for_load_state("networkidle")
+        screenshot(page, "documents-hostile")
+        app = urlsplit(url).netloc
+        outside = [u for u in requests if urlsplit(u).scheme not in ("data", "blob") and urlsplit(u).netloc != app]
+        assert outside == []
+        assert page.locator(f'img[src*="{ATTACKER}"], a[href*="{ATTACKER}"]').count() == 0
 
 
 # Pieces of markdown, GFM, HTML and Streamlit syntax that generated cases are put together from.

@@ -253,11 +253,6 @@ def validate(template: Template) -> list[str]:
         value = getattr(template, name)
         if not isinstance(value, str):
             raise InvalidTemplate(f"The {name} of a template must be text, not {_kind(value)}.")
-    limits = {"description": MAX_DESCRIPTION_CHARS, **dict.fromkeys(ROLES, MAX_MESSAGE_CHARS)}
-    for name, limit in limits.items():
-        size = len(getattr(template, name))
-        if size > limit:
-            raise InvalidTemplate(f"The {name} is {size:,} characters; a template allows at most {limit:,}.")
     if template.model is not None and not isinstance(template.model, str):
         raise InvalidTemplate(f"The model of a template must be a provider/model name, not {_kind(template.model)}.")
     if template.temperature is not None and (
@@ -282,6 +277,11 @@ def validate(template: Template) -> list[str]:
     names = template_variables(template)
     if len(names) > MAX_VARIABLES:
         raise TooManyVariables(len(names))
+    limits = {"description": MAX_DESCRIPTION_CHARS, **dict.fromkeys(ROLES, MAX_MESSAGE_CHARS)}
+    for name, limit in limits.items():
+        size = len(getattr(template, name))
+        if size > limit:
+            raise InvalidTemplate(f"The {name} is {size:,} characters; a template allows at most {limit:,}.")
     return names
 
 
