@@ -15,7 +15,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -425,19 +425,7 @@ def judge_run(
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         for row, verdict in pool.map(one, rows):
             if verdict is not None:
-                record_vote(
-                    engine,
-                    run["template_name"],
-                    run["A"],
-                    run["B"],
-                    row["values"],
-                    row["A"]["text"],
-                    row["B"]["text"],
-                    verdict,
-                    voter="judge",
-                    run_id=run_id,
-                    case_id=row["case_id"],
-                )
+                record_row_vote(engine, run, row, verdict, voter="judge", case_id=row["case_id"])
                 count += 1
     return count
 
@@ -489,6 +477,24 @@ def record_vote(
                 user=user,
             )
         )
+
+
+def record_row_vote(engine: Engine, run: Mapping[str, Any], row: Mapping[str, Any], verdict: str, **how: Any) -> None:
+    """`record_vote` on one row of a batch run (`run` from get_run, `row` from run_rows): its variants, inputs and
+    answers; `how` is voter, user, case_id, blind."""
+    answer_a, answer_b = ((row[side] or {}).get("text") for side in ("A", "B"))
+    record_vote(
+        engine,
+        run["template_name"],
+        run["A"],
+        run["B"],
+        row["values"],
+        answer_a,
+        answer_b,
+        verdict,
+        run_id=run["id"],
+        **how,
+    )
 
 
 def blind_swapped(run_id: int, case_id: int, user: str | None) -> bool:
@@ -659,19 +665,7 @@ def _judge_case(gateway: Gateway, limiter: ProviderLimiter, run: dict[str, Any],
             verdict = judge_pair(gateway, model, request, row["A"]["text"], row["B"]["text"], run["created_by"])
     except GatewayError:
         return  # an unjudged row stays unjudged; the people's votes still count
-    record_vote(
-        engine,
-        run["template_name"],
-        run["A"],
-        run["B"],
-        row["values"],
-        row["A"]["text"],
-        row["B"]["text"],
-        verdict,
-        voter="judge",
-        run_id=run["id"],
-        case_id=case_id,
-    )
+    record_row_vote(engine, run, row, verdict, voter="judge", case_id=case_id)
 
 
 def settle_run(engine: Engine, run_id: int) -> None:

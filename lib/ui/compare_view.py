@@ -17,6 +17,7 @@ from lib.compare.runs import (
     VariantAnswer,
     get_run,
     promote,
+    record_row_vote,
     record_vote,
     stream_pair,
 )
@@ -236,20 +237,7 @@ def save_row_vote(
     blind: bool,
 ) -> None:
     """Store `user`'s vote on one row of a batch run, `pick` being the position voted for (see row_verdict)."""
-    record_vote(
-        engine,
-        run["template_name"],
-        run["A"],
-        run["B"],
-        row["values"],
-        answer_text(row["A"]),
-        answer_text(row["B"]),
-        row_verdict(pick, sides),
-        user=user,
-        run_id=run["id"],
-        case_id=row["case_id"],
-        blind=blind,
-    )
+    record_row_vote(engine, run, row, row_verdict(pick, sides), user=user, case_id=row["case_id"], blind=blind)
 
 
 def promote_b(store: TemplateStore, run: Mapping[str, Any], user: str | None) -> str:
