@@ -44,6 +44,19 @@ FILE_NAME = f"![f](https://{ATTACKER}/file-name.png).pdf"
 NEW_QUESTION = f"What are the travel rules? ![n](https://{ATTACKER}/new-question.png)"
 
 
+def recorded_requests(page) -> list[str]:
+    """Every URL the page requests from now on."""
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    return requests
+
+
+def outside_the_app(requests: list[str], url: str) -> list[str]:
+    """The requests that went to a host other than the app (data: and blob: URLs never leave the browser)."""
+    app = urlsplit(url).netloc
+    return [u for u in requests if urlsplit(u).scheme not in ("data", "blob") and urlsplit(u).netloc != app]
+
+
 def seed_conversation(data_dir) -> None:
     """The hostile conversation, stored as the app would store it, in the data dir the app will use."""
     from lib.chat import conversations as chat_store
@@ -73,8 +86,7 @@ def test_hostile_answers_passages_names_and_questions_make_no_request_outside_th
     seed_conversation(data_dir)
     env = {"WORKBENCH_DATA_DIR": str(data_dir), "WORKBENCH_USER": USER}
     with running_app(env, args=NO_WATCHER) as url, browser_page("hostile") as page:
-        requests: list[str] = []
-        page.on("request", lambda request: requests.append(request.url))
+        requests = recorded_requests(page)
         page.goto(url)
         page.get_by_placeholder("Ask anything").wait_for()
         idle(page)
@@ -92,9 +104,7 @@ def test_hostile_answers_passages_names_and_questions_make_no_request_outside_th
         page.wait_for_load_state("networkidle")
         screenshot(page, "chat-hostile")
 
-        app = urlsplit(url).netloc
-        outside = [u for u in requests if urlsplit(u).scheme not in ("data", "blob") and urlsplit(u).netloc != app]
-        assert outside == []
+        assert outside_the_app(requests, url) == []
         text = page.locator('[data-testid="stApp"]').inner_text().replace("\u2060", "")  # joiners break URLs
         for shown in (f"https://{ATTACKER}/answer.png", f"{ATTACKER}/passage.png", f"{ATTACKER}/new-question.png"):
             assert shown in text  # shown to the reader as text
@@ -129,8 +139,7 @@ def test_hostile_template_and_file_names_make_no_request_outside_the_app_on_prom
     seed_template_and_document(data_dir)
     env = {"WORKBENCH_DATA_DIR": str(data_dir), "WORKBENCH_USER": USER}
     with running_app(env, args=NO_WATCHER) as url, browser_page("hostile-pages") as page:
-        requests: list[str] = []
-        page.on("request", lambda request: requests.append(request.url))
+        requests = recorded_requests(page)
         open_page(page, url, "Prompts")
         page.get_by_text("Replies", exact=False).first.wait_for()  # the description line of the first template
         idle(page)
@@ -140,9 +149,7 @@ def test_hostile_template_and_file_names_make_no_request_outside_the_app_on_prom
         idle(page)
         page.wait_for_load_state("networkidle")
         screenshot(page, "documents-hostile")
-        app = urlsplit(url).netloc
-        outside = [u for u in requests if urlsplit(u).scheme not in ("data", "blob") and urlsplit(u).netloc != app]
-        assert outside == []
+        assert outside_the_app(requests, url) == []
         assert page.locator(f'img[src*="{ATTACKER}"], a[href*="{ATTACKER}"]').count() == 0
 
 
@@ -182,8 +189,7 @@ def test_generated_hostile_markdown_renders_nothing_live_in_the_real_renderer(da
     engine.dispose()
     env = {"WORKBENCH_DATA_DIR": str(data_dir), "WORKBENCH_USER": "fuzz"}
     with running_app(env, args=NO_WATCHER) as url, browser_page("generated") as page:
-        requests: list[str] = []
-        page.on("request", lambda request: requests.append(request.url))
+        requests = recorded_requests(page)
         page.goto(url)
         page.get_by_placeholder("Ask anything").wait_for()
         idle(page)
@@ -205,5 +211,4 @@ def test_generated_hostile_markdown_renders_nothing_live_in_the_real_renderer(da
         )
         assert len(live) == len(cases)
         assert {cases[i]: found for i, found in enumerate(live) if found} == {}
-        app = urlsplit(url).netloc
-        assert [u for u in requests if urlsplit(u).scheme not in ("data", "blob") and urlsplit(u).netloc != app] == []
+        assert outside_the_app(requests, url) == []
