@@ -31,6 +31,11 @@ CALL_LOG_COLUMNS = {
     "response",
     "metadata",
     "saved_usd",
+    "run_id",
+    "step",
+    "pipeline_name",
+    "pipeline_version",
+    "trace_id",
 }
 
 
@@ -38,7 +43,7 @@ def test_migrations_create_the_call_log_with_its_exact_columns_and_indexes(any_e
     insp = inspect(any_engine)
     assert {c["name"] for c in insp.get_columns("llm_calls")} == CALL_LOG_COLUMNS
     indexed = {tuple(i["column_names"]) for i in insp.get_indexes("llm_calls")}
-    for col in ("created_at", "feature", "user", "model", "status"):
+    for col in ("created_at", "feature", "user", "model", "status", "run_id"):
         assert (col,) in indexed
 
 

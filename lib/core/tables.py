@@ -63,9 +63,16 @@ class LlmCall(Base):
     prompt: Mapped[str | None] = mapped_column(Text)
     response: Mapped[str | None] = mapped_column(Text)
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    # Migration 0010: the pipeline run or assistant turn a call belongs to, its step, and its trace.
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    step: Mapped[str | None] = mapped_column(String(64))
+    pipeline_name: Mapped[str | None] = mapped_column(String(255))
+    pipeline_version: Mapped[int | None] = mapped_column(Integer)
+    trace_id: Mapped[str | None] = mapped_column(String(32))  # OpenTelemetry trace id, 32 hex digits
 
     __table_args__ = (
         Index("ix_llm_calls_created_at", "created_at"),
+        Index("ix_llm_calls_run_id", "run_id"),
         Index("ix_llm_calls_feature", "feature"),
         Index("ix_llm_calls_user", "user"),
         Index("ix_llm_calls_model", "model"),

@@ -60,6 +60,10 @@ class CallContext:
     experiment_id: str | None = None
     variant: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None  # a pipeline run or an assistant turn
+    step: str | None = None  # the pipeline step's name, or the assistant turn's step number
+    pipeline_name: str | None = None
+    pipeline_version: int | None = None
     # True: the call returns as soon as its answer is in, and its call-log row is committed by a background
     # writer (with other rows) meanwhile; Gateway.flush_log() waits for it. For batch runs, so a worker's
     # next call does not wait on the database; interactive calls keep the default (committed on return).
@@ -328,6 +332,10 @@ class Gateway:
             "template_version": ctx.template_version,
             "experiment_id": ctx.experiment_id,
             "variant": ctx.variant,
+            "run_id": ctx.run_id,
+            "step": ctx.step,
+            "pipeline_name": ctx.pipeline_name,
+            "pipeline_version": ctx.pipeline_version,
             "prompt_tokens": result.prompt_tokens,
             "completion_tokens": result.completion_tokens,
             "cached_tokens": result.cached_tokens,
