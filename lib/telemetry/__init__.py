@@ -1,0 +1,1 @@
+"""Observability export: OpenTelemetry traces (OTLP) and Prometheus metrics."""
