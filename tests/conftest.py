@@ -48,6 +48,7 @@ def data_dir(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "data"
     monkeypatch.setenv("WORKBENCH_DATA_DIR", str(path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("WORKBENCH_PRELOAD_EMBEDDINGS", "0")  # tests load the model only when they use it
     return path
 
 

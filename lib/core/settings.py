@@ -82,6 +82,7 @@ class Settings:
     pii_regions: tuple[str, ...] = DEFAULT_PII_REGIONS  # countries whose national phone formats are redacted
     role_map: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # email or @domain -> roles
     embedding_model: str = "local/all-MiniLM-L6-v2"  # or provider/model of an OpenAI-compatible endpoint
+    preload_embeddings: bool = True  # app processes load the local embedding model in the background at start
     require_verified_email: bool = True  # roles only for emails the identity provider marks verified
     local_user: str = "local"  # the one user while sign-in is off (WORKBENCH_USER, else the OS user)
     max_prompt_chars: int = 200_000  # one call may send at most this many characters of messages
@@ -325,6 +326,7 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, An
             pii_regions=_pii_regions(get("WORKBENCH_PII_REGIONS", ",".join(DEFAULT_PII_REGIONS))),
             role_map=_role_map(get("WORKBENCH_ROLES", "{}")),
             embedding_model=str(get("WORKBENCH_EMBEDDING_MODEL", "local/all-MiniLM-L6-v2")),
+            preload_embeddings=_bool(get("WORKBENCH_PRELOAD_EMBEDDINGS", True)),
             require_verified_email=_bool(get("WORKBENCH_REQUIRE_VERIFIED_EMAIL", True)),
             local_user=str(get("WORKBENCH_USER") or getpass.getuser()),
             max_prompt_chars=_positive_int(get("WORKBENCH_MAX_PROMPT_CHARS", 200_000), "WORKBENCH_MAX_PROMPT_CHARS"),

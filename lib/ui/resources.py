@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
 from typing import Any, NoReturn
 
 import streamlit as st
@@ -12,13 +14,15 @@ from streamlit.errors import StreamlitSecretNotFoundError
 
 from lib.core.identity import Identity, local_identity, not_allowed_message, signed_in_identity
 from lib.core.settings import ConfigError, Settings, check_secrets_files, load_settings
-from lib.documents.embeddings import CachedEmbeddings, make_local_embeddings
+from lib.documents.embeddings import LOCAL_MODEL, CachedEmbeddings, LazyEmbeddings, make_local_embeddings
 from lib.documents.indexing import Indexer
 from lib.documents.retrieval import RetrievalSettings, Retriever
 from lib.documents.vectorstore import make_chroma_client
 from lib.gateway.client import Gateway
 from lib.jobs.queue import WorkQueue
 from lib.services import Services, open_engine, retrieval_from
+
+log = logging.getLogger(__name__)
 
 
 def _secrets() -> dict[str, Any]:
@@ -51,10 +55,42 @@ def get_engine(settings: Settings) -> Engine:
     return _engine(settings.database_url)
 
 
-@st.cache_resource(show_spinner="Loading the local embedding model…")
+@st.cache_resource(show_spinner=False)
+def _local_model() -> LazyEmbeddings:
+    """The process's holder of the local MiniLM model (cheap: loads nothing until asked, or preloaded)."""
+    return LazyEmbeddings(make_local_embeddings)
+
+
 def get_embeddings() -> Embeddings:
-    """The local MiniLM embedding model, loaded once per process."""
-    return make_local_embeddings()
+    """The local MiniLM embedding model, loaded once per process (waits for the background load if it runs)."""
+    return _local_model().model()
+
+
+_preload: tuple[LazyEmbeddings, threading.Thread] | None = None
+_preload_lock = threading.Lock()
+
+
+def _load_quietly(holder: LazyEmbeddings) -> None:
+    try:
+        holder.model()
+    except Exception:  # the first use loads it again and shows the user why it fails
+        log.exception("loading the local embedding model in the background failed")
+
+
+def preload_embeddings(holder: LazyEmbeddings) -> threading.Thread:
+    """Start loading the local model in a daemon thread, once per process per holder; returns that thread.
+
+    The first question then finds it loaded, or waits (on the holder's lock) only for the rest of the load.
+    """
+    global _preload
+    with _preload_lock:
+        if _preload is None or _preload[0] is not holder:  # a new holder after Streamlit's caches were cleared
+            thread = threading.Thread(
+                target=_load_quietly, args=(holder,), name="workbench-embeddings-preload", daemon=True
+            )
+            thread.start()
+            _preload = (holder, thread)
+        return _preload[1]
 
 
 def auth_enabled() -> bool:
@@ -137,11 +173,17 @@ def get_chroma(settings: Settings) -> Any:
     return _chroma(where, settings)
 
 
+def uses_local_model(settings: Settings) -> bool:
+    """True when questions need the local model: local document embeddings, or the offline answerer by default."""
+    return settings.embedding_model == LOCAL_MODEL or settings.default_model.startswith("offline/")
+
+
 @st.cache_resource(show_spinner=False)
 def _services(key: str, _settings: Settings) -> Services:
-    services = Services(
-        _settings, engine=get_engine(_settings), chroma=get_chroma(_settings), local_embeddings=get_embeddings
-    )
+    local = _local_model()
+    services = Services(_settings, engine=get_engine(_settings), chroma=get_chroma(_settings), local_embeddings=local)
+    if _settings.preload_embeddings and uses_local_model(_settings):
+        preload_embeddings(local)  # in the background: the first question must not pay for loading the model
     services.recover_interrupted()  # command-line jobs a dead process left unfinished, once per process
     services.start_workers()  # this process's queue workers, once per process (none when WORKBENCH_APP_WORKERS=0)
     return services
