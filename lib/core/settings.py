@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from lib.core.identity import ROLES
 
@@ -41,6 +42,31 @@ class ProviderConfig:
     def model_names(self) -> list[str]:
         """Full `provider/model` names this provider offers."""
         return [f"{self.name}/{m}" for m in self.models]
+
+
+OTLP_PROTOCOLS = ("http/protobuf", "grpc")
+TRACE_SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+TRACE_CONTENT_MODES = ("none", "redacted")
+
+
+@dataclass(frozen=True)
+class TraceConfig:
+    """OpenTelemetry trace export, from the standard OTEL_* variables (present only when an endpoint is set)."""
+
+    endpoint: str  # OTLP collector: base URL for http/protobuf (/v1/traces is added), host:port URL for gRPC
+    protocol: str = "http/protobuf"  # or "grpc"
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # e.g. Authorization for Langfuse
+    service_name: str = "ai-workbench"
+    resource_attributes: Mapping[str, str] = field(default_factory=dict)
+    sampler: str = "parentbased_always_on"
+    sampler_arg: float | None = None  # the ratio of the traceidratio samplers
 
 
 @dataclass(frozen=True)
@@ -93,6 +119,11 @@ class Settings:
     job_heartbeat_s: float = 10.0  # a worker marks its items alive this often; silent for 3x as long: re-queued
     provider_limits: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # provider -> concurrency, rpm
     log_retention_days: int | None = None  # call-log rows older than this are deleted (None: kept forever)
+    tracing: TraceConfig | None = None  # OTLP trace export (OTEL_* variables); None: no tracing, no cost
+    trace_url: str | None = None  # link pattern with {trace_id} to a trace in Jaeger/Tempo (WORKBENCH_TRACE_URL)
+    trace_content: str = "none"  # prompt/answer text in spans: none, or redacted (PII masked first)
+    metrics_port: int | None = None  # Prometheus metrics served on this port (WORKBENCH_METRICS_PORT); None: off
+    metrics_addr: str = "0.0.0.0"  # the address the metrics port listens on (WORKBENCH_METRICS_ADDR)
 
     def provider(self, name: str) -> ProviderConfig:
         """The provider called `name`, or ConfigError."""
@@ -160,6 +191,19 @@ def _provider_limits(raw: Any) -> dict[str, dict[str, int]]:
             raise ConfigError(f"WORKBENCH_PROVIDER_LIMITS: {provider!r} takes concurrency and/or rpm; {example}.")
         out[provider] = {k: _positive_int(v, f"WORKBENCH_PROVIDER_LIMITS {provider}.{k}") for k, v in limits.items()}
     return out
+
+
+def _port(raw: Any, name: str) -> int | None:
+    """A TCP port from `raw`, None when empty; ConfigError when it is not one."""
+    if not str(raw or "").strip():
+        return None
+    try:
+        port = int(str(raw).strip())
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a port number such as 9464; got {raw!r}.") from exc
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{name} must be a port number from 1 to 65535; got {port}.")
+    return port
 
 
 def _pii_regions(raw: Any) -> tuple[str, ...]:
@@ -253,6 +297,79 @@ def _load_providers(env: Mapping[str, str], secrets: Mapping[str, Any]) -> list[
     return providers
 
 
+def _key_values(raw: str, name: str) -> dict[str, str]:
+    """`k1=v1,k2=v2` (values URL-encoded, as the OTEL_* variables write them) as a dict; ConfigError if malformed."""
+    out: dict[str, str] = {}
+    for item in (i.strip() for i in raw.split(",")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{name} must look like key1=value1,key2=value2; {item[:40]!r} has no key=value.")
+        out[unquote(key.strip())] = unquote(value.strip())
+    return out
+
+
+def _trace_config(get: Any) -> TraceConfig | None:
+    """Trace export from the standard OTEL_* variables: None unless an OTLP endpoint is set (or the SDK is off)."""
+    if _bool(get("OTEL_SDK_DISABLED", False)) or str(get("OTEL_TRACES_EXPORTER", "otlp")).strip().lower() == "none":
+        return None
+    endpoint = str(get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or "").strip()
+    protocol_name = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" if get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") else ""
+    protocol = str(get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf")
+    protocol_name = protocol_name or "OTEL_EXPORTER_OTLP_PROTOCOL"
+    if not endpoint:
+        base = str(get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").strip()
+        if not base:
+            return None
+        # the signal path is added to the general endpoint for HTTP, as the specification says; gRPC takes it as is
+        endpoint = base.rstrip("/") + "/v1/traces" if protocol.strip() == "http/protobuf" else base
+    exporter = str(get("OTEL_TRACES_EXPORTER", "otlp")).strip().lower()
+    if exporter != "otlp":
+        raise ConfigError(f"OTEL_TRACES_EXPORTER must be otlp or none, not {exporter!r}.")
+    protocol = protocol.strip()
+    if protocol not in OTLP_PROTOCOLS:
+        raise ConfigError(f"{protocol_name} must be one of {OTLP_PROTOCOLS}, not {protocol!r}.")
+    if not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"The OTLP endpoint must be an http:// or https:// URL, not {endpoint!r}.")
+    sampler = str(get("OTEL_TRACES_SAMPLER", "parentbased_always_on")).strip().lower()
+    if sampler not in TRACE_SAMPLERS:
+        raise ConfigError(f"OTEL_TRACES_SAMPLER must be one of {TRACE_SAMPLERS}, not {sampler!r}.")
+    raw_arg = str(get("OTEL_TRACES_SAMPLER_ARG", "")).strip()
+    sampler_arg = None
+    if raw_arg:
+        try:
+            sampler_arg = float(raw_arg)
+        except ValueError:
+            sampler_arg = -1.0
+        if not 0.0 <= sampler_arg <= 1.0:
+            raise ConfigError(f"OTEL_TRACES_SAMPLER_ARG must be a ratio between 0 and 1, not {raw_arg!r}.")
+    headers = {
+        **_key_values(str(get("OTEL_EXPORTER_OTLP_HEADERS", "")), "OTEL_EXPORTER_OTLP_HEADERS"),
+        **_key_values(str(get("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "")), "OTEL_EXPORTER_OTLP_TRACES_HEADERS"),
+    }
+    attributes = _key_values(str(get("OTEL_RESOURCE_ATTRIBUTES", "")), "OTEL_RESOURCE_ATTRIBUTES")
+    service = str(get("OTEL_SERVICE_NAME") or attributes.get("service.name") or "ai-workbench").strip()
+    return TraceConfig(endpoint, protocol, headers, service, attributes, sampler, sampler_arg)
+
+
+def _trace_url(raw: Any) -> str | None:
+    """WORKBENCH_TRACE_URL: an http(s) URL pattern holding {trace_id}, or None."""
+    url = str(raw or "").strip()
+    if not url:
+        return None
+    if not url.startswith(("http://", "https://")) or "{trace_id}" not in url:
+        raise ConfigError(
+            "WORKBENCH_TRACE_URL must be an http:// or https:// URL with {trace_id} in it, e.g. "
+            "http://jaeger:16686/trace/{trace_id}."
+        )
+    try:
+        url.format(trace_id="0" * 32)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError("WORKBENCH_TRACE_URL may hold no braces but {trace_id}.") from exc
+    return url
+
+
 def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, Any] | None = None) -> Settings:
     """Build Settings from environment variables (and Streamlit secrets, which env overrides)."""
     env = os.environ if env is None else env
@@ -285,6 +402,10 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, An
         raise ConfigError(f"WORKBENCH_QUEUE_URL must be a Redis URL like redis://queue-host:6379/0, not {queue_url!r}.")
     retention = get("WORKBENCH_LOG_RETENTION_DAYS", "")
     log_content = str(get("WORKBENCH_LOG_CONTENT", "redacted"))
+    trace_content = str(get("WORKBENCH_TRACE_CONTENT", "none")).strip().lower()
+    if trace_content not in TRACE_CONTENT_MODES:
+        raise ConfigError(f"WORKBENCH_TRACE_CONTENT must be one of {TRACE_CONTENT_MODES}, not {trace_content!r}.")
+    tracing, trace_url = _trace_config(get), _trace_url(get("WORKBENCH_TRACE_URL"))
     if log_content not in LOG_CONTENT_MODES:
         raise ConfigError(f"WORKBENCH_LOG_CONTENT must be one of {LOG_CONTENT_MODES}, not {log_content!r}.")
     try:
@@ -341,6 +462,11 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, An
             log_retention_days=(
                 _positive_int(retention, "WORKBENCH_LOG_RETENTION_DAYS") if str(retention).strip() else None
             ),
+            tracing=tracing,
+            trace_url=trace_url,
+            trace_content=trace_content,
+            metrics_port=_port(get("WORKBENCH_METRICS_PORT"), "WORKBENCH_METRICS_PORT"),
+            metrics_addr=str(get("WORKBENCH_METRICS_ADDR") or "0.0.0.0"),
         )
     except ValueError as exc:
         raise ConfigError(f"A numeric setting is malformed: {exc}") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -19,6 +20,7 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from lib.core import spans
 from lib.core.settings import ProviderConfig, Settings
 from lib.core.tables import utcnow
 from lib.gateway.breaker import CircuitBreaker
@@ -33,7 +35,15 @@ from lib.gateway.cost_control import (
     integrity_safe_put,
     reservation_ttl_s,
 )
-from lib.gateway.errors import BudgetExceeded, GatewayError, InvalidOutput, PromptTooLarge, ProviderUnavailable
+from lib.gateway.errors import (
+    BudgetExceeded,
+    CircuitOpen,
+    GatewayError,
+    InvalidOutput,
+    PromptTooLarge,
+    ProviderUnavailable,
+    map_error,
+)
 from lib.gateway.pricing import Price, PriceTable, find_price, load_price_table
 from lib.gateway.redaction import Redaction, StreamRestorer, redact
 from lib.gateway.retry import RetryPolicy
@@ -218,6 +228,16 @@ class Gateway:
     def embed(self, texts: Sequence[str], model: str, ctx: CallContext | None = None) -> list[list[float]]:
         """Embed texts with an OpenAI-compatible embedding model; logged and priced like any call."""
         ctx = ctx or CallContext(feature="embed")
+        bare = model.split("/", 1)[-1]
+        attributes = {
+            spans.GEN_AI_OPERATION: "embeddings",
+            spans.GEN_AI_REQUEST_MODEL: bare,
+            spans.FEATURE: ctx.feature,
+        }
+        with spans.span(f"embeddings {bare}", attributes):
+            return self._embed(texts, model, ctx)
+
+    def _embed(self, texts: Sequence[str], model: str, ctx: CallContext) -> list[list[float]]:
         result = CallResult(uuid.uuid4().hex, model, model.split("/", 1)[0])
         start, vectors = self.clock(), []
         try:
@@ -226,7 +246,11 @@ class Gateway:
                 raise GatewayError("The offline provider has no embedding model; use the local one.")
             client = self._embedding_client(provider)
             response = self.retry.call(
-                provider, lambda: client.embeddings.create(model=bare, input=list(texts)), result
+                provider,
+                lambda: client.embeddings.create(
+                    model=bare, input=list(texts), extra_headers=spans.traceparent(spans.current_span()) or None
+                ),
+                result,
             )
             vectors = [d.embedding for d in sorted(response.data, key=lambda d: d.index)]
             result.prompt_tokens = response.usage.prompt_tokens if response.usage else 0
@@ -237,6 +261,7 @@ class Gateway:
             result.status, result.error, result.cost_usd = "error", err, 0.0
             err.request_id = result.request_id
         result.latency_ms = (self.clock() - start) * 1000
+        describe_call(spans.current_span(), result)
         meta = {"texts": len(texts), **({"tokens_estimated": True} if result.tokens_estimated else {})}
         self.write_row(result, ctx, f"[embed {len(texts)} texts]", meta)
         if result.error is not None:
@@ -336,6 +361,7 @@ class Gateway:
             "step": ctx.step,
             "pipeline_name": ctx.pipeline_name,
             "pipeline_version": ctx.pipeline_version,
+            "trace_id": spans.current_trace_id(),  # the call's span is current while its row is written
             "prompt_tokens": result.prompt_tokens,
             "completion_tokens": result.completion_tokens,
             "cached_tokens": result.cached_tokens,
@@ -396,6 +422,12 @@ class Stream:
         self._sent: list[BaseMessage] = messages
         self._redaction: Redaction | None = None
         self._originals: dict[str, str] | None = None  # personal data in `messages` by placeholder, once looked for
+        # Tracing: the caller's span when the stream is made (it may be iterated later, from another context)
+        self._trace_parent = spans.parent_in(spans.current_context())
+        self._span: spans.Span = spans.NO_SPAN  # the call's span, from the first iteration on
+        self._call_kwargs: dict[str, Any] = {}  # per try: the W3C traceparent header for OpenAI-compatible servers
+        self._finish_reason: str | None = None
+        self._response_model: str | None = None
 
     def __iter__(self) -> Iterator[str]:
         if self._iter is None:
@@ -427,6 +459,7 @@ class Stream:
         meta: dict[str, Any] = {}
         provider_name = self.model.split("/", 1)[0]
         result = CallResult(self.request_id, self.model, provider_name)
+        self._span = self._start_call_span()
         pieces: list[str] = []
         finished = False
         admission: Admission | None = None
@@ -437,6 +470,9 @@ class Stream:
                 admission = gw.budgets.admit(self.ctx.user, self.ctx.feature, self.model, self._estimate)
             except (BudgetExceeded, PromptTooLarge) as err:
                 result.status, result.error = "blocked", err
+                self._child_span(
+                    "gateway.refused", {"workbench.refusal": err.error_type, spans.ERROR_TYPE: err.error_type}
+                )
                 raise  # logged (and given its request id) on the way out
             self._admission = admission
             if admission.max_tokens is not None:  # what the budgets can pay for
@@ -460,6 +496,9 @@ class Stream:
                     break
                 except GatewayError as err:
                     result.error = err
+                    if isinstance(err, CircuitOpen) or isinstance(err.__cause__, CircuitOpen):
+                        attrs = {"workbench.refusal": "breaker", spans.ERROR_TYPE: "circuit_open", "model": model}
+                        self._child_span("gateway.refused", attrs)
                     if pieces:  # text already reached the user: no fallback can replace it
                         break
             if not finished:
@@ -472,7 +511,11 @@ class Stream:
                 result.status = "error" if isinstance(exc, Exception) else "aborted"
             raise
         finally:
-            self._finish(result, "".join(pieces), prompt_text, meta, admission, start)
+            with spans.activate(self._span):  # the call-log write and its row's trace id belong to this call
+                try:
+                    self._finish(result, "".join(pieces), prompt_text, meta, admission, start)
+                finally:
+                    self._end_call_span(result)
         if result.status == "error" and result.error is not None:
             raise result.error
 
@@ -573,6 +616,7 @@ class Stream:
         text = Redaction("", self._prompt_originals()).restore(hit.response) if "[" in hit.response else hit.response
         pieces.append(text)
         result.status, result.cost_usd, result.saved_usd = "cached", 0.0, hit.cost_usd
+        self._child_span("gateway.cache_hit", {spans.SAVED: hit.cost_usd})
         result.prompt_tokens, result.completion_tokens, result.latency_ms = (
             hit.prompt_tokens,
             hit.completion_tokens,
@@ -627,18 +671,112 @@ class Stream:
         provider, bare = self.gw.resolve(model)
         chat = self.gw.chat_model(provider, bare, self.params)
         self._sent, self._redaction = self._outgoing(provider, result)
+        waits: list[float] = []  # the back-off before each retry, for the tries' spans
+        takes_headers = type(getattr(chat, "bound", chat)).__module__.startswith("langchain_openai")
 
         def attempt() -> Iterator[str]:
             self._usage = None
-            return self._one_attempt(chat, result, pieces, start)
+            try_span = spans.start_span(
+                "gateway.attempt",
+                self._span,
+                {
+                    spans.GEN_AI_PROVIDER: provider.name,
+                    spans.GEN_AI_REQUEST_MODEL: bare,
+                    spans.ATTEMPT: result.attempts,
+                    spans.RETRY_DELAY: round(waits[-1], 3) if waits else None,
+                    spans.FALLBACK: model != self.model,
+                },
+                kind=spans.SpanKind.CLIENT,
+            )
+            headers = spans.traceparent(try_span) if takes_headers else {}
+            self._call_kwargs = {"extra_headers": headers} if headers else {}
+            return self._traced_attempt(try_span, provider, chat, result, pieces, start)
 
         # once text has reached the user, no retry can replace it
-        yield from self.gw.retry.run(provider, attempt, result, may_retry=lambda: not pieces)
+        yield from self.gw.retry.run(provider, attempt, result, may_retry=lambda: not pieces, waits=waits)
+
+    def _traced_attempt(
+        self,
+        try_span: spans.Span,
+        provider: ProviderConfig,
+        chat: ChatModel,
+        result: CallResult,
+        pieces: list[str],
+        start: float,
+    ) -> Iterator[str]:
+        """One try under its own span, ended with its outcome (its error type, or its finish reason)."""
+        self._finish_reason = self._response_model = None
+        try:
+            yield from self._one_attempt(chat, result, pieces, start)
+        except GeneratorExit:
+            try_span.set_attribute(spans.STATUS, "aborted")
+            raise
+        except Exception as exc:
+            spans.mark_error(try_span, map_error(exc, provider.name, provider.timeout_s).error_type)
+            raise
+        else:
+            if self._finish_reason:
+                try_span.set_attribute(spans.GEN_AI_FINISH_REASONS, (self._finish_reason,))
+        finally:
+            try_span.end()
+
+    def _start_call_span(self) -> spans.Span:
+        """The call's span (what a call-log row is to the log): names only, no text, no user."""
+        ctx, (provider, _, bare) = self.ctx, self.model.partition("/")
+        attrs = {
+            spans.GEN_AI_OPERATION: "chat",
+            spans.GEN_AI_PROVIDER: provider,
+            spans.GEN_AI_SYSTEM: provider,
+            spans.GEN_AI_REQUEST_MODEL: bare,
+            spans.GEN_AI_REQUEST_MAX_TOKENS: self.params.get("max_tokens"),
+            spans.GEN_AI_REQUEST_TEMPERATURE: self.params.get("temperature"),
+            spans.GEN_AI_CONVERSATION: ctx.session_id,
+            spans.FEATURE: ctx.feature,
+            spans.TEMPLATE_NAME: ctx.template_name,
+            spans.TEMPLATE_VERSION: ctx.template_version,
+            spans.EXPERIMENT: ctx.experiment_id,
+            spans.VARIANT: ctx.variant,
+            spans.RUN_ID: ctx.run_id,
+            spans.STEP: ctx.step,
+            spans.REQUEST_ID: self.request_id,
+        }
+        return spans.start_span(f"chat {bare}", self._trace_parent, attrs)
+
+    def _child_span(self, name: str, attributes: dict[str, Any]) -> None:
+        """A moment in the call (a refusal, a cache hit) as a child span of the call's."""
+        if self._span.is_recording():
+            spans.start_span(name, self._span, attributes).end()
+
+    def _end_call_span(self, result: CallResult) -> None:
+        """The call's outcome on its span (as in its call-log row), then end it."""
+        span = self._span
+        if span.is_recording():
+            describe_call(span, result, self._response_model, self._finish_reason)
+            if self.gw.settings.trace_content == "redacted":
+                self._add_content(span, result)
+        span.end()
+
+    def _add_content(self, span: spans.Span, result: CallResult) -> None:
+        """Prompt and answer on the span, personal data and keys masked first (WORKBENCH_TRACE_CONTENT=redacted)."""
+        regions = self.gw.settings.pii_regions
+
+        def masked(text: str) -> str:
+            return redact(text[:TRACE_CONTENT_CHARS], regions=regions).text
+
+        messages = [
+            {"role": m.type, "parts": [{"type": "text", "content": masked(message_text(m))}]} for m in self.messages
+        ]
+        span.set_attribute(spans.GEN_AI_INPUT_MESSAGES, json.dumps(messages, ensure_ascii=False))
+        if result.text:
+            answer = [{"role": "assistant", "parts": [{"type": "text", "content": masked(result.text)}]}]
+            span.set_attribute(spans.GEN_AI_OUTPUT_MESSAGES, json.dumps(answer, ensure_ascii=False))
 
     def _one_attempt(self, chat: ChatModel, result: CallResult, pieces: list[str], start: float) -> Iterator[str]:
         usage: dict[str, Any] | None = None
         if not self.streaming:
-            msg = chat.invoke(self._sent)
+            msg = chat.invoke(self._sent, **self._call_kwargs)
+            self._finish_reason = msg.response_metadata.get("finish_reason")
+            self._response_model = msg.response_metadata.get("model_name")
             text = self._redaction.restore(message_text(msg)) if self._redaction else message_text(msg)
             result.ttft_ms = None
             pieces.append(text)
@@ -647,7 +785,7 @@ class Stream:
             return
         finished = False
         restorer = StreamRestorer(self._redaction) if self._redaction else None
-        chunks = chat.stream(self._sent)
+        chunks = chat.stream(self._sent, **self._call_kwargs)
         while True:
             try:
                 chunk = next(chunks)
@@ -662,6 +800,9 @@ class Stream:
                 break
             assert isinstance(chunk, AIMessageChunk)
             finished = finished or bool(chunk.response_metadata.get("finish_reason"))
+            if chunk.response_metadata:
+                self._finish_reason = chunk.response_metadata.get("finish_reason") or self._finish_reason
+                self._response_model = chunk.response_metadata.get("model_name") or self._response_model
             if chunk.usage_metadata:
                 usage = dict(chunk.usage_metadata)
                 self._usage = usage
@@ -693,6 +834,39 @@ class Stream:
         result.prompt_tokens = estimate_message_tokens(self.messages)
         result.completion_tokens = estimate_tokens(result.text)
         result.tokens_estimated = True
+
+
+TRACE_CONTENT_CHARS = 4000  # text per message put on a span (WORKBENCH_TRACE_CONTENT=redacted)
+
+
+def describe_call(
+    span: spans.Span, result: CallResult, response_model: str | None = None, finish_reason: str | None = None
+) -> None:
+    """A call's outcome as span attributes (GenAI conventions and the workbench's): never text, never a key."""
+    if not span.is_recording():
+        return
+    attrs: dict[str, Any] = {
+        spans.GEN_AI_RESPONSE_MODEL: response_model or result.model.partition("/")[2] or result.model,
+        "workbench.model": result.model,
+        spans.GEN_AI_INPUT_TOKENS: result.prompt_tokens,
+        spans.GEN_AI_OUTPUT_TOKENS: result.completion_tokens,
+        spans.GEN_AI_CACHED_TOKENS: result.cached_tokens,
+        spans.STATUS: result.status,
+        "workbench.attempts": result.attempts,
+        "workbench.tokens_estimated": result.tokens_estimated,
+        "workbench.redacted_items": result.redacted,
+    }
+    if result.cost_usd is not None:
+        attrs[spans.COST] = result.cost_usd
+    if result.saved_usd is not None:
+        attrs[spans.SAVED] = result.saved_usd
+    if finish_reason:
+        attrs[spans.GEN_AI_FINISH_REASONS] = (finish_reason,)
+    if result.ttft_ms is not None:
+        attrs["workbench.ttft_ms"] = result.ttft_ms
+    span.set_attributes(attrs)
+    if result.status not in ("ok", "cached", "aborted"):
+        spans.mark_error(span, result.error.error_type if result.error else result.status)
 
 
 class GatewayEmbeddings(Embeddings):

@@ -51,15 +51,17 @@ class RetryPolicy:
         attempt: Callable[[], Iterator[T]],
         tally: Tally,
         may_retry: Callable[[], bool] = lambda: True,
+        waits: list[float] | None = None,
     ) -> Iterator[T]:
         """Yield what `attempt()` yields; on a retryable failure (and while `may_retry()`), back off and try again.
 
         Each try passes the breaker first and counts on `tally.attempts`; failures are raised as GatewayError,
         the one that happened, saying how long it was retried after and whether the breaker has paused the provider.
         A half-open trial is ended by any outcome: a success or provider failure is recorded; anything else (a
-        client error, an abandoned stream, any exception) releases it without counting.
+        client error, an abandoned stream, any exception) releases it without counting. `waits`, when given, gets
+        each back-off delay before the try that follows it (so a try's span can say how long it waited).
         """
-        waits: list[float] = []
+        waits = [] if waits is None else waits
         last: GatewayError | None = None
         while True:
             try:
