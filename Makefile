@@ -30,12 +30,14 @@ worker: $(STAMP)
 
 # Debian packages the tests need: Chromium for the browser tests, PostgreSQL for the database tests, Tesseract
 # (with the OCR languages of WORKBENCH_OCR_LANGUAGES) and poppler's pdftoppm for OCR of scanned PDFs, which the
-# app uses too; Redis (redis-server) for the job queue's server-mode tests.
+# app uses too; Redis (redis-server) for the job queue's server-mode tests; Prometheus (prometheus, with promtool)
+# scrapes the metrics port in tests/test_metrics.py and checks deploy/'s alert rules.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	test -x /usr/bin/prometheus -a -x /usr/bin/promtool || missing="$$missing prometheus"; \
 	dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 || missing="$$missing fonts-noto-color-emoji"; \
 	command -v tesseract >/dev/null || missing="$$missing tesseract-ocr"; \
 	for lang in eng deu fra spa ita nld; do \

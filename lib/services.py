@@ -33,6 +33,8 @@ from lib.jobs.housekeeping import delete_old_calls, delete_old_windows
 from lib.jobs.limits import ProviderLimiter
 from lib.jobs.queue import QueueConsumer, WorkQueue, ensure_embedded
 from lib.prompts.store import TemplateStore, ensure_builtin_templates
+from lib.telemetry.metrics import MetricsEndpoint, Sources, serve_metrics
+from lib.telemetry.tracing import install_tracing
 
 
 def open_engine(url: str) -> Engine:
@@ -79,6 +81,7 @@ class Services:
             self._local: Embeddings = local_embeddings
         else:  # loaded on first use, so work that embeds nothing never pays for it
             self._local = LazyEmbeddings(local_embeddings or make_local_embeddings)
+        install_tracing(settings)  # once per process; nothing is installed when no OTLP endpoint is set
 
     def _build(self, name: str, make: Callable[[], Any]) -> Any:
         with self._lock:
@@ -194,6 +197,17 @@ class Services:
     def start_workers(self) -> QueueConsumer | None:
         """Start this process's embedded queue workers (once per process); None when app processes do not work."""
         return ensure_embedded(self.queue, self.settings.app_workers)
+
+    def start_metrics(self, port: int | None = None) -> MetricsEndpoint | None:
+        """Serve this process's Prometheus metrics on `port` or WORKBENCH_METRICS_PORT (once per process); None: off.
+
+        MetricsPortInUse when another process holds the port. The review backlog joins when lib.pipelines has a
+        review queue to count (lib.telemetry.metrics.ReviewBacklog).
+        """
+        port = port or self.settings.metrics_port
+        if port is None:
+            return None
+        return serve_metrics(port, Sources(self.engine, self.gateway), self.settings.metrics_addr)
 
 
 def build_services(settings: Settings, embeddings: Embeddings | None = None) -> Services:

@@ -305,6 +305,27 @@ def redis_server():
     shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def prometheus_server():
+    """Debian's /usr/bin/prometheus (`make test` installs it) on a free 127.0.0.1 port, scraping every second the
+    ports a test names with `.scrape(port, ...)`; a temporary storage dir. Yields a tests/prometheus_server.py
+    PrometheusServer. Fails in CI (CI set) and skips locally when it is missing.
+    """
+    from prometheus_server import PrometheusServer
+
+    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+    if not os.path.exists(binary):
+        reason = "prometheus is not installed (make test installs it with apt-get)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    root = Path(tempfile.mkdtemp(prefix="wb-prometheus-"))
+    server = PrometheusServer(binary, root, _free_port()).start()
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.chroma_server)])
 def any_chroma(request, monkeypatch) -> str:
     """The vector store a test's settings point at: the embedded PersistentClient, then a Chroma server.

@@ -123,6 +123,12 @@ def move_install(args: argparse.Namespace) -> int:
 
 def _worker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=4, help="items worked on at once (default 4)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus metrics on this port (default WORKBENCH_METRICS_PORT; one port per process)",
+    )
 
 
 @command("worker", _worker_options)
@@ -132,15 +138,22 @@ def work_queue(args: argparse.Namespace) -> int:
     from lib.jobs.items import worker_id
     from lib.jobs.queue import QueueConsumer
     from lib.services import build_services
+    from lib.telemetry.metrics import MetricsPortInUse
 
     if args.threads < 1:
         print("--threads must be at least 1.", file=sys.stderr)
         return 2
     services = build_services(load_settings())
+    try:
+        metrics = services.start_metrics(args.metrics_port)
+    except MetricsPortInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     services.recover_interrupted()
     queue = services.queue
     where = queue.location.rsplit("@", 1)[-1]  # never print a password from the Redis URL
-    print(f"Worker {worker_id()}: {args.threads} thread(s) on {where}.", file=sys.stderr, flush=True)
+    serving = f"; metrics on port {metrics.port}" if metrics else ""
+    print(f"Worker {worker_id()}: {args.threads} thread(s) on {where}{serving}.", file=sys.stderr, flush=True)
     QueueConsumer(queue, args.threads, embedded=False).run()
     return 0
 

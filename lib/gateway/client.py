@@ -44,6 +44,7 @@ from lib.gateway.errors import (
     ProviderUnavailable,
     map_error,
 )
+from lib.gateway.metrics import GatewayMetrics, process_metrics
 from lib.gateway.pricing import Price, PriceTable, find_price, load_price_table
 from lib.gateway.redaction import Redaction, StreamRestorer, redact
 from lib.gateway.retry import RetryPolicy
@@ -163,6 +164,7 @@ class Gateway:
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
+        metrics: GatewayMetrics | None = None,
     ):
         self.settings, self.engine = settings, engine
         self.model_factory = model_factory or default_model_factory()
@@ -183,6 +185,7 @@ class Gateway:
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()
         self._log = CallLogWriter(engine)
+        self.metrics = (metrics or process_metrics()).allow_models(settings.model_names())  # Prometheus, per process
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -378,6 +381,7 @@ class Gateway:
             "meta": {**ctx.metadata, **meta} or None,
         }
         self._log.write(without_nul(row), wait=not ctx.deferred_log)
+        self.metrics.record(result, ctx)  # counted as logged: the same figures as the call log
 
     def flush_log(self, timeout: float | None = None) -> bool:
         """Wait until every call-log row written so far (deferred ones too) is committed; False on time-out."""

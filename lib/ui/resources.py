@@ -186,6 +186,7 @@ def _services(key: str, _settings: Settings) -> Services:
         preload_embeddings(local)  # in the background: the first question must not pay for loading the model
     services.recover_interrupted()  # command-line jobs a dead process left unfinished, once per process
     services.start_workers()  # this process's queue workers, once per process (none when WORKBENCH_APP_WORKERS=0)
+    services.start_metrics()  # this process's Prometheus metrics port, once per process (none unless configured)
     return services
 
 
