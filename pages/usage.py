@@ -100,6 +100,10 @@ if not top.empty:
     call = usage.get_call(engine, int(call_id), viewer, tz)
     if call and (note := view.call_caption(call, viewer)):
         st.caption(note)
+    if call and (trace := view.trace_line(call, settings.trace_url)):
+        st.caption(trace[0])  # 32 hex digits, nothing else
+        if trace[1]:
+            st.link_button("Open trace", trace[1], icon=":material/account_tree:")
     st.json(call, expanded=False)
 st.subheader("Unpriced calls")
 table(q("unpriced_calls", f), "usage_unpriced")

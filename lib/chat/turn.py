@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from lib.chat.conversations import add_message, create_session, load_messages
 from lib.chat.prompt import PreparedTurn, prepare_turn
+from lib.core import spans
 from lib.core.tables import ChatMessage
 from lib.documents.citations import Source, cited_sources
 from lib.documents.retrieval import RetrievalSettings, Retriever
@@ -40,8 +41,17 @@ class ChatTurn:
     answer. A stopped (`close()`, or leaving `with turn:`) or failed answer is logged but not stored.
     """
 
-    def __init__(self, setup: ChatSetup, session_id: str, prepared: PreparedTurn, model: str, ctx: CallContext) -> None:
+    def __init__(
+        self,
+        setup: ChatSetup,
+        session_id: str,
+        prepared: PreparedTurn,
+        model: str,
+        ctx: CallContext,
+        span: spans.Span = spans.NO_SPAN,
+    ) -> None:
         self.setup, self.session_id, self.prepared, self.model, self.ctx = setup, session_id, prepared, model, ctx
+        self.span = span  # the turn's root span (tracing): retrieval, prompt build, the call, the stored answer
         self.result: CallResult | None = None
         self.error: GatewayError | None = None
         self.answer: ChatMessage | None = None
@@ -68,6 +78,17 @@ class ChatTurn:
         """Stop the answer where it is; the call is logged as aborted."""
         if self._pieces is not None:
             self._pieces.close()
+        else:
+            self._end_span()  # never asked for its answer
+
+    def _end_span(self) -> None:
+        """The turn's outcome on its root span, then end it (once)."""
+        span, self.span = self.span, spans.NO_SPAN
+        if self.result is not None:
+            span.set_attributes({spans.STATUS: self.result.status, spans.REQUEST_ID: self.result.request_id})
+        if self.error is not None:
+            spans.mark_error(span, self.error.error_type)
+        span.end()
 
     def __enter__(self) -> ChatTurn:
         return self
@@ -76,7 +97,17 @@ class ChatTurn:
         self.close()  # a page stopped mid-answer (Stop, a rerun) must still log the call
 
     def _run(self) -> Generator[str, None, None]:
-        stream = self.setup.gateway.stream(self.prepared.messages, self.model, self.ctx, **self.prepared.params)
+        try:
+            yield from self._answer()
+        except Exception as exc:
+            spans.mark_error(self.span, type(exc).__name__)
+            raise
+        finally:
+            self._end_span()
+
+    def _answer(self) -> Generator[str, None, None]:
+        with spans.activate(self.span):  # the call's span is a child of the turn's (made current only here: no yield)
+            stream = self.setup.gateway.stream(self.prepared.messages, self.model, self.ctx, **self.prepared.params)
         try:
             yield from stream
         except GatewayError as err:
@@ -86,7 +117,12 @@ class ChatTurn:
             self.result = stream.result
         result = self.result
         if result is not None and result.status in ("ok", "cached"):
-            self.answer = add_message(
+            with spans.activate(self.span):
+                self.answer = self._store_answer(result)
+
+    def _store_answer(self, result: CallResult) -> ChatMessage:
+        with spans.span("chat.store_answer"):
+            return add_message(
                 self.setup.engine,
                 self.session_id,
                 "assistant",
@@ -125,13 +161,38 @@ def start_turn(
             f"Your question is {len(question):,} characters; the limit is {MAX_QUESTION_CHARS:,}. Shorten it, or "
             "upload the text on the Documents page and ask about it."
         )
+    # One trace per turn: its root span is current while the prompt is built, and parents the gateway call later.
+    root = spans.start_span("chat.turn", attributes={spans.FEATURE: "chat", "grounded": bool(collection)})
+    try:
+        with spans.activate(root):
+            turn = _prepare(setup, question, model, user, owner, session_id, collection, root)
+    except BaseException as exc:
+        spans.mark_error(root, type(exc).__name__)
+        root.end()
+        raise
+    return turn
+
+
+def _prepare(
+    setup: ChatSetup,
+    question: str,
+    model: str,
+    user: str | None,
+    owner: str | None,
+    session_id: str | None,
+    collection: str | None,
+    root: spans.Span,
+) -> ChatTurn:
     engine, owner = setup.engine, user if owner is None else owner
     if not session_id:
         session_id = create_session(engine, owner, collection=collection).id
     # Every message costs at least PER_MESSAGE_OVERHEAD tokens, so older ones could never fit the budget.
     history = load_messages(engine, session_id, owner, last=setup.budget // PER_MESSAGE_OVERHEAD + 1)
     retriever = setup.retriever() if collection and setup.retriever else None
-    prepared = prepare_turn(history, question, setup.budget, collection, retriever, setup.retrieval, setup.store, user)
+    with spans.span("chat.prompt", grounded=bool(collection)):
+        prepared = prepare_turn(
+            history, question, setup.budget, collection, retriever, setup.retrieval, setup.store, user
+        )
     add_message(engine, session_id, "user", question, collection=collection)
     ctx = CallContext(
         feature="chat",
@@ -143,7 +204,10 @@ def start_turn(
         variant=prepared.variant,
         metadata={"collection": collection} if collection else {},
     )
-    return ChatTurn(setup, session_id, prepared, model, ctx)
+    root.set_attribute(spans.GEN_AI_CONVERSATION, session_id)
+    if prepared.template_name:
+        root.set_attribute(spans.TEMPLATE_NAME, prepared.template_name)
+    return ChatTurn(setup, session_id, prepared, model, ctx, root)
 
 
 def describe_result(result: CallResult) -> str:

@@ -26,6 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from lib.compare.test_sets import Case, load_cases
+from lib.core import spans
 from lib.core.tables import CompareRun, CompareVote, JobItem, RunResult, utcnow
 from lib.gateway.client import CallContext, Gateway
 from lib.gateway.errors import GatewayError
@@ -255,8 +256,10 @@ def execute_run(
             metadata={"case_id": case.id},
             deferred_log=True,
         )
-        outcome = run_variant(gateway, templates[side], case.values, variants[side], ctx)
-        outcome.checks = check_answer(outcome, case.expected, checks, templates[side].json_schema is not None)
+        with spans.span("compare.item", run_id=str(run_id), case_id=case.id, variant=side) as current:
+            outcome = run_variant(gateway, templates[side], case.values, variants[side], ctx)
+            outcome.checks = check_answer(outcome, case.expected, checks, templates[side].json_schema is not None)
+            current.set_attribute(spans.STATUS, outcome.status)
         return outcome
 
     # `concurrency` workers each take the next task as soon as their call has answered, so never more than
@@ -614,6 +617,14 @@ def run_case_item(
     Idempotent: a side whose answer is stored is never called again, a stored judge verdict is not asked again.
     Calls wait for a slot of their provider (WORKBENCH_PROVIDER_LIMITS), shared by every worker.
     """
+    # one trace per batch item: both sides' calls and the judge's
+    with spans.span("compare.item", run_id=str(ctx.item.job_id), case_id=ctx.item.position):
+        return _run_case_item(gateway, store, limiter, ctx)
+
+
+def _run_case_item(
+    gateway: Gateway, store: TemplateStore, limiter: ProviderLimiter, ctx: ItemContext
+) -> tuple[str, str | None] | None:
     engine, run_id, case_id = gateway.engine, ctx.item.job_id, ctx.item.position
     run = get_run(engine, run_id)
     case = next((c for c in load_cases(engine, run["test_set_id"]) if c.id == case_id), None)

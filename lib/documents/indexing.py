@@ -16,6 +16,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from lib.core import spans
 from lib.core.identity import Identity
 from lib.core.tables import Collection, Document, utcnow
 from lib.documents.embeddings import LOCAL_MODEL
@@ -210,6 +211,17 @@ class Indexer:
 
         The same bytes again do no work unless `force` (re-index, e.g. after new chunk settings).
         """
+        # one trace per file (its embedding calls inside it); the file name is the user's text, so not on the span
+        with spans.span("documents.index_file", bytes=len(data), force=force) as current:
+            outcome = self._index_file(collection, name, data, progress, force)
+            current.set_attributes({spans.STATUS: outcome.status, "workbench.chunks": outcome.chunks or 0})
+            if outcome.status == "failed":
+                spans.mark_error(current, "index_failed")
+            return outcome
+
+    def _index_file(
+        self, collection: Collection, name: str, data: bytes, progress: Progress | None, force: bool
+    ) -> FileOutcome:
         report = progress or (lambda _: None)
         check_embedding_model(collection, self.embedding_model)
         name = PurePath(name).name

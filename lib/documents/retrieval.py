@@ -12,6 +12,7 @@ from langchain_core.embeddings import Embeddings
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from lib.core import spans
 from lib.core.tables import Collection, Document
 from lib.documents.bm25 import BM25Index
 from lib.documents.citations import Source
@@ -135,6 +136,14 @@ class Retriever:
         """The k best chunks for `query`, numbered 1..k; chunks of superseded versions are never returned."""
         if settings.mode not in MODES:
             raise ValueError(f"Search mode must be one of {MODES}, not {settings.mode!r}.")
+        with spans.span("retrieval.search", mode=settings.mode, k=settings.k) as current:
+            found = self._search(collection, query, settings, query_vector)
+            current.set_attribute("workbench.results", len(found))
+            return found
+
+    def _search(
+        self, collection: str, query: str, settings: RetrievalSettings, query_vector: list[float] | None
+    ) -> list[Source]:
         col = get_collection(self.engine, collection)
         check_embedding_model(col, self.embedding_model)
         live = self._live_documents(col)
@@ -142,18 +151,24 @@ class Retriever:
         n = max(settings.candidates, settings.k)
         ranked: dict[str, list[tuple[str, str, dict, float]]] = {}
         if settings.mode in ("vector", "hybrid"):
-            store = self.store(col.chroma_name)
-            vector = query_vector or self.embeddings.embed_query(query)
-            # Despite its name this returns Chroma's raw distance; the collections are cosine, so 1 - distance.
-            hits = store.similarity_search_by_vector_with_relevance_scores(vector, k=n)
-            ranked["vector"] = [(doc.id, doc.page_content, doc.metadata, 1 - dist) for doc, dist in hits]
+            with spans.span("retrieval.vector", candidates=n) as step:
+                store = self.store(col.chroma_name)
+                vector = query_vector or self.embeddings.embed_query(query)
+                # Despite its name this returns Chroma's raw distance; the collections are cosine, so 1 - distance.
+                hits = store.similarity_search_by_vector_with_relevance_scores(vector, k=n)
+                ranked["vector"] = [(doc.id, doc.page_content, doc.metadata, 1 - dist) for doc, dist in hits]
+                step.set_attribute("workbench.results", len(hits))
         if settings.mode in ("bm25", "hybrid"):
-            bm25 = self._bm25_for(col, live)
-            ranked["bm25"] = [(bm25.ids[i], bm25.docs[i], bm25.metas[i], s) for i, s in bm25.index.top(query, n)]
+            with spans.span("retrieval.bm25", candidates=n) as step:
+                bm25 = self._bm25_for(col, live)
+                top = bm25.index.top(query, n)
+                ranked["bm25"] = [(bm25.ids[i], bm25.docs[i], bm25.metas[i], s) for i, s in top]
+                step.set_attribute("workbench.results", len(top))
         for side in ranked:
             ranked[side] = [r for r in ranked[side] if current.get(r[2]["document_id"]) == r[2]["version"]]
         if settings.mode == "hybrid":
-            fused = fuse(ranked["vector"], ranked["bm25"], settings.vector_weight)
+            with spans.span("retrieval.fusion", vector_weight=settings.vector_weight):
+                fused = fuse(ranked["vector"], ranked["bm25"], settings.vector_weight)
         else:
             fused = ranked[settings.mode]
         return [

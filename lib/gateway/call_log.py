@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert
 
+from lib.core import spans
 from lib.core.tables import LlmCall
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,10 @@ class CallLogWriter:
     def write(self, row: dict[str, Any], wait: bool = True) -> None:
         """Insert `row` (attribute names as keys); with `wait`, return once it is committed (or its failure
         logged), else at once (a background writer commits it)."""
+        with spans.span("call_log.write", deferred=not wait):  # a deferred row's span covers only its queueing
+            self._write(row, wait)
+
+    def _write(self, row: dict[str, Any], wait: bool) -> None:
         entry = [{_LOG_COLUMNS[k]: v for k, v in row.items()}, False]
         with self._cond:
             self._queue.append(entry)

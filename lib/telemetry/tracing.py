@@ -9,6 +9,7 @@ both). Spans are exported in batches from a background thread, so a call never w
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 
 from opentelemetry import trace
@@ -26,12 +27,9 @@ from opentelemetry.sdk.trace.sampling import (
 
 from lib.core.settings import Settings, TraceConfig
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _installed: tuple[TraceConfig, TracerProvider] | None = None
-
-
-class TracingConflict(RuntimeError):
-    """Tracing was installed in this process with another configuration (a provider is set once per process)."""
 
 
 def make_sampler(config: TraceConfig) -> Sampler:
@@ -69,8 +67,8 @@ def make_provider(config: TraceConfig, exporter: SpanExporter | None = None) -> 
 def install_tracing(settings: Settings) -> TracerProvider | None:
     """Install the OTLP tracer provider `settings.tracing` asks for, once per process; None when tracing is off.
 
-    Called again with the same configuration it returns the provider already installed; with another one it
-    raises TracingConflict (OpenTelemetry allows one global provider per process).
+    Called again it returns the provider already installed (OpenTelemetry allows one global provider per process);
+    a different configuration then takes effect at the next start, which a warning says.
     """
     global _installed
     config = settings.tracing
@@ -79,9 +77,7 @@ def install_tracing(settings: Settings) -> TracerProvider | None:
     with _lock:
         if _installed is not None:
             if _installed[0] != config:
-                raise TracingConflict(
-                    "Tracing is already exporting to another endpoint in this process; restart it to change OTEL_*."
-                )
+                log.warning("The OTEL_* trace settings changed; they take effect when the process restarts.")
             return _installed[1]
         provider = make_provider(config)
         trace.set_tracer_provider(provider)

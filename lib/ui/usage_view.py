@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -133,6 +135,22 @@ def breakdown_table_name(by: str) -> str:
 def call_caption(call: Mapping[str, Any], viewer: Viewer) -> str | None:
     """What the call detail says when the viewer sees its metadata only, None when they see it all."""
     return None if viewer.may_read(call.get("user")) else HIDDEN_CONTENT_NOTE
+
+
+TRACE_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def trace_line(call: Mapping[str, Any], url_pattern: str | None) -> tuple[str, str | None] | None:
+    """The call's trace: a caption naming its trace id, and its link when WORKBENCH_TRACE_URL is set; None without.
+
+    Only a stored id of 32 hex digits is shown or put in the link (as a percent-quoted path or query value), so
+    the operator's pattern (checked at start-up: http(s), one {trace_id}) gets nothing else substituted into it.
+    """
+    trace_id = str(call.get("trace_id") or "")
+    if not TRACE_ID.fullmatch(trace_id) or trace_id == "0" * 32:
+        return None
+    link = url_pattern.replace("{trace_id}", quote(trace_id, safe="")) if url_pattern else None
+    return f"Trace {trace_id}", link
 
 
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP, CSV injection).
