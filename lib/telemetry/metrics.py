@@ -14,12 +14,13 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import DateTime, Engine, String, and_, column, func, inspect, select, table
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -33,9 +34,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 BREAKER_STATES = ("closed", "half-open", "open")
 MAX_BUDGETS = 200  # budgets exported per scrape (the most used first); each is a handful of series
-# The pipelines' review queue: a function (engine) -> {pipeline name: items waiting for a reviewer}. lib.pipelines
-# has no review table yet; when it has one, lib.services passes its count here (review_backlog=...).
-ReviewBacklog = Callable[[Engine], Mapping[str, int]]
+MAX_PIPELINES = 50  # pipelines named in the review backlog; the rest are summed as "other"
+# The review queue's count: (engine) -> {pipeline name: (rows waiting for a reviewer, seconds the oldest has waited)}.
+ReviewBacklog = Callable[[Engine], Mapping[str, tuple[int, float]]]
+REVIEWS = table(
+    "pipeline_reviews",
+    column("pipeline_name", String),
+    column("status", String),
+    column("created_at", DateTime(timezone=True)),
+)
 
 
 class MetricsPortInUse(ConfigError):
@@ -48,7 +55,7 @@ class Sources:
 
     engine: Engine
     gateway: Gateway | None = None
-    review_backlog: ReviewBacklog | None = None
+    review_backlog: ReviewBacklog | None = None  # None: the pipelines' review table (waiting_reviews)
 
 
 class WorkbenchCollector(Collector):
@@ -65,9 +72,11 @@ class WorkbenchCollector(Collector):
         )
         if src.gateway is not None:
             yield breaker_gauge(src.gateway)
-        readers: list[tuple[str, Callable[[Engine], list[Metric]]]] = [("budgets", budget_gauges), ("jobs", job_gauges)]
-        if src.review_backlog is not None:
-            readers.append(("review", lambda engine: review_gauges(engine, src.review_backlog)))
+        readers: list[tuple[str, Callable[[Engine], list[Metric]]]] = [
+            ("budgets", budget_gauges),
+            ("jobs", job_gauges),
+            ("review", lambda engine: review_gauges(engine, src.review_backlog or waiting_reviews)),
+        ]
         for name, read in readers:
             try:
                 metrics = read(src.engine)
@@ -174,18 +183,60 @@ def job_gauges(engine: Engine) -> list[Metric]:
     now = utcnow()
     for kind, at in oldest:
         if at is not None:
-            at = at if at.tzinfo else at.replace(tzinfo=now.tzinfo)  # SQLite hands back naive UTC
-            age.add_metric([str(kind)[:32]], max((now - at).total_seconds(), 0.0))
+            age.add_metric([str(kind)[:32]], _age_s(now, at))
     return [items, depth, age]
 
 
-def review_gauges(engine: Engine, backlog: ReviewBacklog | None) -> list[Metric]:
-    """workbench_review_backlog{pipeline}: items waiting for a reviewer."""
-    g = GaugeMetricFamily("workbench_review_backlog", "Pipeline items waiting for a reviewer.", labels=["pipeline"])
-    if backlog is not None:
-        for name, n in sorted(backlog(engine).items())[:MAX_BUDGETS]:
-            g.add_metric([name[:80]], n)
-    return [g]
+def waiting_reviews(engine: Engine) -> dict[str, tuple[int, float]]:
+    """Pipeline rows waiting at a review gate, by pipeline: how many and how long the oldest has waited.
+
+    Read through a bare table clause (lib.pipelines sits beside lib.telemetry, not below it); nothing before the
+    pipelines' migration has created the table.
+    """
+    q = (
+        select(REVIEWS.c.pipeline_name, func.count(), func.min(REVIEWS.c.created_at))
+        .where(REVIEWS.c.status == "waiting")
+        .group_by(REVIEWS.c.pipeline_name)
+    )
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(q).all()
+    except SQLAlchemyError:
+        if not inspect(engine).has_table("pipeline_reviews"):
+            return {}
+        raise
+    now = utcnow()
+    out = {}
+    for name, n, oldest in rows:
+        out[str(name)] = (int(n), _age_s(now, oldest))
+    return out
+
+
+def _age_s(now: datetime, at: datetime | None) -> float:
+    if at is None:
+        return 0.0
+    at = at if at.tzinfo else at.replace(tzinfo=now.tzinfo)  # SQLite hands back naive UTC
+    return max((now - at).total_seconds(), 0.0)
+
+
+def review_gauges(engine: Engine, backlog: ReviewBacklog) -> list[Metric]:
+    """workbench_review_backlog{pipeline} and the oldest wait; past MAX_PIPELINES pipelines, the rest are "other"."""
+    waiting = GaugeMetricFamily(
+        "workbench_review_backlog", "Pipeline rows waiting for a reviewer at a gate.", labels=["pipeline"]
+    )
+    oldest = GaugeMetricFamily(
+        "workbench_review_oldest_seconds",
+        "How long the oldest row waiting for a reviewer has waited.",
+        labels=["pipeline"],
+    )
+    by_size = sorted(backlog(engine).items(), key=lambda kv: -kv[1][0])
+    named, rest = by_size[:MAX_PIPELINES], by_size[MAX_PIPELINES:]
+    if rest:
+        named.append(("other", (sum(n for _, (n, _) in rest), max(age for _, (_, age) in rest))))
+    for name, (n, age) in named:
+        waiting.add_metric([name[:80]], n)
+        oldest.add_metric([name[:80]], age)
+    return [waiting, oldest]
 
 
 @dataclass
