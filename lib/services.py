@@ -32,6 +32,9 @@ from lib.jobs import items as job_items
 from lib.jobs.housekeeping import delete_old_calls, delete_old_windows
 from lib.jobs.limits import ProviderLimiter
 from lib.jobs.queue import QueueConsumer, WorkQueue, ensure_embedded
+from lib.pipelines import review as pipeline_review
+from lib.pipelines import runs as pipeline_runs
+from lib.pipelines.store import PipelineStore
 from lib.prompts.store import TemplateStore, ensure_builtin_templates
 from lib.telemetry.metrics import MetricsEndpoint, Sources, serve_metrics
 from lib.telemetry.tracing import install_tracing
@@ -147,6 +150,16 @@ class Services:
         """The prompt template store."""
         return TemplateStore(self.engine)
 
+    @cached_property
+    def pipelines(self) -> PipelineStore:
+        """The pipeline store (versions and labels)."""
+        return PipelineStore(self.engine)
+
+    @cached_property
+    def pipeline_deps(self) -> pipeline_runs.RunDeps:
+        """What pipeline runs, trials and review decisions need (gateway, templates, queue, provider limits)."""
+        return pipeline_runs.RunDeps(self.gateway, self.templates, self.queue, self.limiter)
+
     def retrieval(self, k: int | None = None, mode: str | None = None) -> RetrievalSettings:
         """Retrieval settings from the app settings, optionally overridden."""
         return retrieval_from(self.settings, k, mode)
@@ -174,7 +187,17 @@ class Services:
                 lambda ctx: compare_runs.run_case_item(self.gateway, self.templates, self.limiter, ctx),
                 lambda run_id: compare_runs.settle_run(self.engine, run_id),
             )
+            queue.register(
+                pipeline_runs.KIND,
+                lambda ctx: pipeline_runs.run_row_item(self.pipeline_deps, ctx),
+                lambda run_id: pipeline_runs.settle_run(self.engine, run_id),
+            )
             queue.periodic("recover", crontab(minute="*/5"), self.recover_interrupted)
+            queue.periodic(
+                "pipeline_review_timeouts",
+                crontab(minute="*"),
+                lambda: pipeline_review.expire_reviews(self.pipeline_deps),
+            )
             queue.periodic("purge_cache", crontab(minute="7"), lambda: purge_expired_cache(self.engine))
             queue.periodic("queue_cleanup", crontab(minute="27"), self.clean_queue)
             if self.settings.log_retention_days:

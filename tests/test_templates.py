@@ -107,8 +107,8 @@ def test_a_value_that_looks_like_a_template_is_inserted_as_text_and_not_rendered
 
 
 def test_a_syntax_error_names_the_snippet_and_its_line():
-    with pytest.raises(TemplateSyntaxError, match=r"system message, line 3: '\{\{ user\.name \}\}'"):
-        validate(Template(name="t", system="one\ntwo\nHi {{ user.name }}!"))
+    with pytest.raises(TemplateSyntaxError, match=r"system message, line 3: '\{\{ user\|title \}\}'"):
+        validate(Template(name="t", system="one\ntwo\nHi {{ user|title }}!"))
 
 
 def test_variables_are_found_in_order_of_first_use_with_or_without_spaces():

@@ -523,3 +523,132 @@ class ProviderWindow(Base):
     provider: Mapped[str] = mapped_column(String(64), primary_key=True)
     window: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # Unix minute
     count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+
+
+class PipelineRecord(Base):
+    """A pipeline by name; its content lives in immutable versions."""
+
+    __tablename__ = "pipelines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True, nullable=False)
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class PipelineVersion(Base):
+    """One immutable version of a pipeline: its steps as JSON."""
+
+    __tablename__ = "pipeline_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    author: Mapped[str | None] = mapped_column(String(255))
+    note: Mapped[str] = mapped_column(Text, default="", nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+    __table_args__ = (UniqueConstraint("pipeline_id", "version", name="uq_pipeline_version"),)
+
+
+class PipelineLabel(Base):
+    """A label (production, staging…) pointing at one version of a pipeline."""
+
+    __tablename__ = "pipeline_labels"
+
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"), primary_key=True)
+    label: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    moved_by: Mapped[str | None] = mapped_column(String(255))
+    moved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class PipelineRun(Base):
+    """A run of one pipeline version over many rows; its rows are job items of kind `pipeline`."""
+
+    __tablename__ = "pipeline_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pipeline_name: Mapped[str] = mapped_column(String(80), nullable=False)
+    pipeline_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)  # the version's steps, as run
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # queued, running, paused_budget, done, …
+    total_rows: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    budget_usd: Mapped[float | None] = mapped_column(Float)  # hard cap: the run pauses before crossing it
+    spent_usd: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)  # settled cost of its calls
+    reserved_usd: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)  # calls in flight, predicted
+    concurrency: Mapped[int | None] = mapped_column(Integer)  # rows at a time across workers (None: the queue's)
+    source: Mapped[str] = mapped_column(String(255), default="", nullable=False)  # file name or test set
+    note: Mapped[str | None] = mapped_column(Text)  # why it paused or failed
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PipelineRow(Base):
+    """One input row of a run and where it stands (pending, completed, failed at a step, in review, rejected)."""
+
+    __tablename__ = "pipeline_rows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"), nullable=False)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    step: Mapped[str | None] = mapped_column(String(32))  # the step it failed, waits or stopped at
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "position", name="uq_pipeline_row"),
+        Index("ix_pipeline_rows_status", "run_id", "status"),
+    )
+
+
+class PipelineStepResult(Base):
+    """A row's result at one step; (run, row, step) is unique, so a completed step is never run again."""
+
+    __tablename__ = "pipeline_step_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"), nullable=False)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    step: Mapped[str] = mapped_column(String(32), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # ok, skipped, passed, approved, edited, rejected
+    output: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    tokens: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    request_ids: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    decided_by: Mapped[str | None] = mapped_column(String(255))  # gates: the reviewer (or "timeout")
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+    __table_args__ = (UniqueConstraint("run_id", "position", "step", name="uq_pipeline_step_result"),)
+
+
+class PipelineReview(Base):
+    """A row waiting at a gate (or decided there): the review queue."""
+
+    __tablename__ = "pipeline_reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"), nullable=False)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    step: Mapped[str] = mapped_column(String(32), nullable=False)  # the gate
+    pipeline_name: Mapped[str] = mapped_column(String(80), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # waiting, approved, edited, rejected
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # the gate's timeout
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(Text)
+    edited_output: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "position", "step", name="uq_pipeline_review"),
+        Index("ix_pipeline_reviews_status", "status", "created_at"),
+    )

@@ -18,7 +18,8 @@ from typing import Any
 import jsonschema
 
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
-VARIABLE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+# `classify.sentiment` is one plain key (a pipeline step's output field), never attribute access: at most 4 parts.
+VARIABLE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}(?:\.[A-Za-z][A-Za-z0-9_]{0,63}){0,3}")
 MAX_VARIABLES = 50  # each variable is a text box on Prompts and Compare; 10,000 of them never finish drawing
 _TOKEN = re.compile(r"\\\{\{|\{\{(.*?)\}\}|\{\{|\{%|\{#", re.DOTALL)
 ROLES = ("system", "user")
@@ -182,13 +183,13 @@ def _parse(text: str, role: str = "") -> list[str | tuple[str]]:
         if "{{" in inner or not VARIABLE.fullmatch(inner):
             raise TemplateSyntaxError(
                 "Only plain variable names are allowed inside {{ }}: letters, digits "
-                "and _, starting with a letter; no dots, brackets, filters, calls or "
-                "operators",
+                "and _, starting with a letter (a pipeline step's field is step.field); no "
+                "brackets, filters, calls or operators",
                 snippet=snippet,
                 line=line,
                 role=role,
             )
-        if inner in RESERVED:
+        if inner in RESERVED or inner.split(".", 1)[0] in RESERVED:
             raise TemplateSyntaxError(
                 f"{inner!r} is a reserved name (it reaches server objects in other "
                 "template engines); choose another variable name",
