@@ -119,6 +119,8 @@ class Settings:
     job_heartbeat_s: float = 10.0  # a worker marks its items alive this often; silent for 3x as long: re-queued
     provider_limits: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # provider -> concurrency, rpm
     log_retention_days: int | None = None  # call-log rows older than this are deleted (None: kept forever)
+    assistant_max_steps: int = 8  # model calls one assistant turn may make before the step cap stops it
+    assistant_max_cost_usd: float | None = 0.5  # spend one assistant turn may reach before the cost cap stops it
     tracing: TraceConfig | None = None  # OTLP trace export (OTEL_* variables); None: no tracing, no cost
     trace_url: str | None = None  # link pattern with {trace_id} to a trace in Jaeger/Tempo (WORKBENCH_TRACE_URL)
     trace_content: str = "none"  # prompt/answer text in spans: none, or redacted (PII masked first)
@@ -204,6 +206,20 @@ def _port(raw: Any, name: str) -> int | None:
     if not 1 <= port <= 65535:
         raise ConfigError(f"{name} must be a port number from 1 to 65535; got {port}.")
     return port
+
+
+def _cost_cap(raw: Any) -> float | None:
+    """WORKBENCH_ASSISTANT_MAX_COST_USD: dollars (> 0), or "off"."""
+    text = str(raw).strip().lower()
+    if text in ("off", "none", ""):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f'WORKBENCH_ASSISTANT_MAX_COST_USD must be dollars above 0 (like 0.5) or "off", not {raw!r}.')
+    return value
 
 
 def _pii_regions(raw: Any) -> tuple[str, ...]:
@@ -462,6 +478,8 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, An
             log_retention_days=(
                 _positive_int(retention, "WORKBENCH_LOG_RETENTION_DAYS") if str(retention).strip() else None
             ),
+            assistant_max_steps=_positive_int(get("WORKBENCH_ASSISTANT_MAX_STEPS", 8), "WORKBENCH_ASSISTANT_MAX_STEPS"),
+            assistant_max_cost_usd=_cost_cap(get("WORKBENCH_ASSISTANT_MAX_COST_USD", "0.5")),
             tracing=tracing,
             trace_url=trace_url,
             trace_content=trace_content,

@@ -652,3 +652,65 @@ class PipelineReview(Base):
         UniqueConstraint("run_id", "position", "step", name="uq_pipeline_review"),
         Index("ix_pipeline_reviews_status", "status", "created_at"),
     )
+
+
+# ---- the assistant (migration 0012) ------------------------------------------------------------------------------
+
+
+class AssistantTurnRow(Base):
+    """One assistant turn: the question, how it ended (and which guard stopped it), the answer."""
+
+    __tablename__ = "assistant_turns"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the call log's run_id for its model calls
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    user: Mapped[str | None] = mapped_column(String(255))
+    roles: Mapped[str] = mapped_column(String(255), nullable=False)  # comma-separated
+    model: Mapped[str] = mapped_column(String(255), nullable=False)
+    question: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # running, paused, done, stopped, error
+    guard: Mapped[str | None] = mapped_column(String(32))  # step_cap, cost_cap, loop
+    guard_message: Mapped[str | None] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)
+    steps: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+
+    __table_args__ = (Index("ix_assistant_turns_created_at", "created_at"),)
+
+
+class AssistantToolCall(Base):
+    """One tool call of an assistant turn, whatever its outcome: enough to replay the turn and audit it."""
+
+    __tablename__ = "assistant_tool_calls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    turn_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    step: Mapped[int] = mapped_column(Integer, nullable=False)
+    call_id: Mapped[str | None] = mapped_column(String(128))
+    tool: Mapped[str] = mapped_column(String(64), nullable=False)
+    arguments: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # ok, error, denied, refused
+    decision: Mapped[str] = mapped_column(String(16), nullable=False)  # auto, approved, edited, denied, off
+    result_chars: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    result_preview: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    user: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (
+        Index("ix_assistant_tool_calls_turn", "turn_id", "step"),
+        Index("ix_assistant_tool_calls_created_at", "created_at"),
+    )
+
+
+class AssistantPolicy(Base):
+    """A tool's policy for a role (auto, confirm or off); tools and roles without a row use the shipped default."""
+
+    __tablename__ = "assistant_policies"
+
+    tool: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    updated_by: Mapped[str | None] = mapped_column(String(255))

@@ -1,0 +1,259 @@
+"""The middleware around the agent loop: the guards (step cap, cost cap, loop detection), each visible when it
+stops a turn; the chat model of each step; and the record of every tool call.
+
+Guards end a turn with a final message saying which guard stopped it and why, and put {"guard", "message"} in the
+state and in the event stream. A tool error goes back to the model as an error result, and into the timeline.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Annotated, Any, NotRequired, cast
+
+from langchain.agents.middleware import AgentMiddleware, ModelCallLimitMiddleware, ModelRequest, ModelResponse
+from langchain.agents.middleware.model_call_limit import ModelCallLimitState
+from langchain.agents.middleware.types import PrivateStateAttr, ToolCallRequest, hook_config
+from langchain_core.messages import AIMessage, SystemMessage, ToolMessage
+from langgraph.errors import GraphBubbleUp
+from langgraph.runtime import Runtime
+from langgraph.types import Command
+
+from lib.assistant.context import TurnContext
+from lib.assistant.records import PREVIEW_CHARS, record_tool_call, step_usage, turn_cost
+from lib.assistant.tools import ToolFailure, preview
+
+LOOP_REPEATS = 3  # the same tool with the same arguments this often ends the turn
+
+
+class AssistantState(ModelCallLimitState):
+    """The agent state plus the guard that stopped the turn, if one did."""
+
+    assistant_guard: NotRequired[Annotated[dict[str, str], PrivateStateAttr]]
+
+
+def _emit(runtime: Any, event: dict[str, Any]) -> None:
+    writer = getattr(runtime, "stream_writer", None)
+    if writer is not None:
+        writer(event)
+
+
+def _state(request: Any) -> dict[str, Any]:
+    state = request.state
+    return cast(dict[str, Any], state) if isinstance(state, dict) else {}
+
+
+def _ctx(runtime: Any) -> TurnContext:
+    return cast(TurnContext, runtime.context)
+
+
+def _stop(guard: str, message: str) -> dict[str, Any]:
+    return {"guard": guard, "message": message}
+
+
+class StepCap(ModelCallLimitMiddleware):
+    """LangChain's model-call limit, per turn (one thread per turn), with the cap from the turn's context and a
+    message that names the guard."""
+
+    state_schema = AssistantState
+
+    def __init__(self) -> None:
+        super().__init__(thread_limit=10**9, exit_behavior="end")  # the real cap is the turn's max_steps
+
+    @hook_config(can_jump_to=["end"])
+    def before_model(self, state: Any, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        ctx = _ctx(runtime)
+        done = int(state.get("thread_model_call_count", 0))
+        if done < ctx.max_steps:
+            return None
+        message = (
+            f"Stopped by the step cap: this turn made {done} model calls, the most one turn may make "
+            f"(WORKBENCH_ASSISTANT_MAX_STEPS={ctx.max_steps}). The tool results above are what was found so far; "
+            "ask a narrower question or continue in a new turn."
+        )
+        stop = _stop("step_cap", message)
+        _emit(runtime, {"type": "guard", **stop})
+        return {"jump_to": "end", "messages": [AIMessage(message)], "assistant_guard": stop}
+
+
+def _call_key(call: Any) -> str:
+    return call["name"] + json.dumps(call.get("args") or {}, sort_keys=True, default=str)
+
+
+class TurnGuards(AgentMiddleware):
+    """Cost cap before each model call, loop detection after it, and the step's chat model (logged with its step)."""
+
+    state_schema = AssistantState
+
+    @hook_config(can_jump_to=["end"])
+    def before_model(self, state: Any, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        ctx = _ctx(runtime)
+        if ctx.max_cost_usd is None:
+            return None
+        spent = turn_cost(ctx.services.engine, ctx.turn_id)
+        if spent < ctx.max_cost_usd:
+            return None
+        message = (
+            f"Stopped by the cost cap: this turn has cost ${spent:.4f} so far, and one turn may cost at most "
+            f"${ctx.max_cost_usd:.4f} (WORKBENCH_ASSISTANT_MAX_COST_USD). The tool results above are what was found."
+        )
+        stop = _stop("cost_cap", message)
+        _emit(runtime, {"type": "guard", **stop})
+        return {"jump_to": "end", "messages": [AIMessage(message)], "assistant_guard": stop}
+
+    @hook_config(can_jump_to=["model", "end"])
+    def after_model(self, state: Any, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        messages = state["messages"]
+        last = messages[-1] if messages else None
+        if not isinstance(last, AIMessage) or not last.tool_calls:
+            return None
+        if (state.get("assistant_guard") or {}).get("guard") == "loop":  # told to answer, it called tools again
+            return {"messages": [last.model_copy(update={"tool_calls": []})], "jump_to": "end"}
+        seen = Counter(_call_key(c) for m in messages[:-1] if isinstance(m, AIMessage) for c in m.tool_calls)
+        repeated = [c for c in last.tool_calls if seen[_call_key(c)] + 1 >= LOOP_REPEATS]
+        if not repeated:
+            return None
+        call = repeated[0]
+        args = json.dumps(call.get("args") or {}, sort_keys=True, default=str)
+        message = (
+            f"Stopped by loop detection: {call['name']} was called {LOOP_REPEATS} times with the same arguments "
+            f"({preview(args, 200)}), so the turn ends with an answer from what was found."
+        )
+        stop = _stop("loop", message)
+        _emit(runtime, {"type": "guard", **stop})
+        not_run = [
+            ToolMessage(
+                f"Not run: {message} Do not call any more tools; answer the question now from the results above.",
+                tool_call_id=c["id"],
+                name=c["name"],
+                status="error",
+            )
+            for c in last.tool_calls
+        ]
+        return {"messages": not_run, "assistant_guard": stop, "jump_to": "model"}
+
+    def wrap_model_call(
+        self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
+    ) -> ModelResponse | AIMessage:
+        ctx, state = _ctx(request.runtime), _state(request)
+        step = int(state.get("thread_model_call_count", 0)) + 1
+        overrides: dict[str, Any] = {"model": ctx.model_for_step(step)}
+        offered = [t for t in request.tools if ctx.modes.get(str(getattr(t, "name", "")), "off") != "off"]
+        overrides["tools"] = offered
+        if (state.get("assistant_guard") or {}).get("guard") == "loop":
+            overrides["tools"] = []
+            note = "Loop detection stopped the tool calls. Answer now from the tool results above, citing [n]."
+            system = request.system_message.content if request.system_message else ""
+            overrides["system_message"] = SystemMessage(f"{system}\n\n{note}".strip())
+        _emit(request.runtime, {"type": "step", "step": step})
+        response = handler(request.override(**overrides))
+        usage = step_usage(ctx.services.engine, ctx.turn_id, step)
+        calls = sum(len(m.tool_calls) for m in response.result if isinstance(m, AIMessage))
+        _emit(
+            request.runtime,
+            {
+                "type": "step_done",
+                "step": step,
+                "tool_calls": calls,
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "cost_usd": usage.cost_usd,
+                "latency_ms": usage.latency_ms,
+            },
+        )
+        return response
+
+
+class ToolRecorder(AgentMiddleware):
+    """Every tool call: refused when its policy is off, timed, its errors returned to the model, and recorded.
+
+    Listed before HumanInTheLoopMiddleware, so it wraps the confirmation: a denied call is recorded as denied (the
+    tool never ran), an edited one with the arguments that ran. It writes nothing before the tool's outcome is
+    known, since a call paused for confirmation passes through it again on resume.
+    """
+
+    def wrap_tool_call(
+        self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], ToolMessage | Command]
+    ) -> ToolMessage | Command:
+        ctx = _ctx(request.runtime)
+        call = request.tool_call
+        name, call_id = call["name"], call.get("id")
+        step = int(_state(request).get("thread_model_call_count", 0))
+        mode = ctx.modes.get(name, "off")
+        _emit(
+            request.runtime,
+            {"type": "tool_call", "step": step, "call_id": call_id, "tool": name, "args": call["args"], "mode": mode},
+        )
+        ran: list[ToolCallRequest] = []
+
+        def run(req: ToolCallRequest) -> ToolMessage | Command:
+            ran.append(req)
+            return handler(req)
+
+        start = time.perf_counter()
+        status, decision, error = "ok", "auto" if mode == "auto" else "approved", None
+        if request.tool is None:
+            status, decision, error = "error", "off", f"There is no tool called {name!r}."
+            result: ToolMessage | Command = ToolMessage(error, tool_call_id=call_id, name=name, status="error")
+        elif mode == "off":
+            status, decision = "refused", "off"
+            error = f"The tool {name} is off for this user's roles; answer without it."
+            result = ToolMessage(error, tool_call_id=call_id, name=name, status="error")
+        else:
+            try:
+                result = run(request)
+            except GraphBubbleUp:  # a confirmation pause (or a cancel): nothing to record yet
+                raise
+            except ToolFailure as exc:
+                status, error = "error", str(exc)
+                result = ToolMessage(f"Error: {exc}", tool_call_id=call_id, name=name, status="error")
+            except Exception as exc:  # a bug or an outage in a tool: the model and the user see it, the turn goes on
+                status, error = "error", f"{type(exc).__name__}: {exc}"
+                result = ToolMessage(f"Error: {error}", tool_call_id=call_id, name=name, status="error")
+        latency = (time.perf_counter() - start) * 1000
+        executed = ran[0].tool_call if ran else None
+        text = result.content if isinstance(result, ToolMessage) else str(result)
+        text = text if isinstance(text, str) else json.dumps(text, default=str)
+        if mode == "confirm" and status != "refused":
+            if executed is None:
+                status, decision = "denied", "denied"
+            elif executed["args"] != call["args"]:
+                decision = "edited"
+        if isinstance(result, ToolMessage) and result.status == "error" and status == "ok":
+            status, error = "error", text  # the tool's own error handling (bad arguments)
+        args = executed["args"] if executed else call["args"]
+        gateway = ctx.services.gateway
+        record_tool_call(
+            ctx.services.engine,
+            turn_id=ctx.turn_id,
+            step=step,
+            call_id=call_id,
+            tool=name,
+            arguments=args,
+            status=status,
+            decision=decision,
+            result_chars=len(text),
+            result_preview=gateway.content_for_log(text[:PREVIEW_CHARS]),
+            error=error,
+            latency_ms=latency,
+            user=ctx.user,
+        )
+        _emit(
+            request.runtime,
+            {
+                "type": "tool_result",
+                "step": step,
+                "call_id": call_id,
+                "tool": name,
+                "args": args,
+                "status": status,
+                "decision": decision,
+                "preview": preview(text),
+                "chars": len(text),
+                "latency_ms": latency,
+                "error": error,
+            },
+        )
+        return result
