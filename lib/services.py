@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from huey import crontab
 from langchain_core.embeddings import Embeddings
@@ -36,6 +36,9 @@ from lib.pipelines import review as pipeline_review
 from lib.pipelines import runs as pipeline_runs
 from lib.pipelines.store import PipelineStore
 from lib.prompts.store import TemplateStore, ensure_builtin_templates
+
+if TYPE_CHECKING:
+    from lib.assistant.turn import Assistant
 from lib.telemetry.metrics import MetricsEndpoint, Sources, serve_metrics
 from lib.telemetry.tracing import install_tracing
 
@@ -159,6 +162,13 @@ class Services:
     def pipeline_deps(self) -> pipeline_runs.RunDeps:
         """What pipeline runs, trials and review decisions need (gateway, templates, queue, provider limits)."""
         return pipeline_runs.RunDeps(self.gateway, self.templates, self.queue, self.limiter)
+
+    @cached_property
+    def assistant(self) -> Assistant:
+        """The tool-using assistant's agent and the checkpoints of its paused turns (one per process)."""
+        from lib.assistant.turn import Assistant  # LangChain's agent stack loads only when the assistant is used
+
+        return Assistant()
 
     def retrieval(self, k: int | None = None, mode: str | None = None) -> RetrievalSettings:
         """Retrieval settings from the app settings, optionally overridden."""
