@@ -8,7 +8,6 @@ both). Spans are exported in batches from a background thread, so a call never w
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 
@@ -59,7 +58,7 @@ def make_exporter(config: TraceConfig) -> SpanExporter:
 def make_provider(config: TraceConfig, exporter: SpanExporter | None = None) -> TracerProvider:
     """A tracer provider for `config` (not installed), batching into `exporter` (default: the configured OTLP one)."""
     resource = Resource.create({**config.resource_attributes, "service.name": config.service_name})
-    provider = TracerProvider(resource=resource, sampler=make_sampler(config))
+    provider = TracerProvider(resource=resource, sampler=make_sampler(config))  # shut down (flushed) at exit
     provider.add_span_processor(BatchSpanProcessor(exporter or make_exporter(config)))
     return provider
 
@@ -82,7 +81,6 @@ def install_tracing(settings: Settings) -> TracerProvider | None:
         provider = make_provider(config)
         trace.set_tracer_provider(provider)
         _installed = (config, provider)
-        atexit.register(provider.shutdown)  # export what is still batched when the process ends
         return provider
 
 
