@@ -14,6 +14,13 @@ In its own process (so its CPU and GIL do not compete with the client under test
 would not): ``python tests/fake_openai.py --port 0 --delay 0.05`` prints its base URL on the first line of
 stdout and serves the default reply until stdin closes or it is terminated; ``FakeOpenAIProcess`` does that
 for you as a context manager (no queue, no recorded requests: those live in the other process).
+
+Tool calls: ``Reply(tool_calls=(ToolCall("calculator", {"expression": "2+2"}),))`` answers with tool calls,
+plain or streamed (name first, then the arguments in pieces); a ``str`` argument is sent verbatim, so bad JSON
+is scripted as ``ToolCall("calculator", '{"expression": ')``, and any name may be used, known to the client or
+not. A scripted agent turn: ``server.responder = by_step(Reply(tool_calls=...), Reply("The answer."))`` answers
+each request by its step in the turn (how many assistant messages follow the last user message); the queue
+still goes first. ``--script FILE`` (a JSON list of replies) does the same in a server process.
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -48,7 +56,10 @@ __all__ = [
     "Malformed",
     "Reply",
     "Status",
+    "ToolCall",
     "Truncated",
+    "by_step",
+    "reply_from_json",
 ]
 
 MODELS = ["fake-small", "fake-large", "fake-embed"]
@@ -57,8 +68,22 @@ EMBEDDING_DIM = 8
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """One tool call in a reply; `arguments` as a dict is sent as JSON, as a str verbatim (bad JSON included)."""
+
+    name: str
+    arguments: dict[str, Any] | str = "{}"
+    id: str | None = None  # None: a fresh "call_..." id
+
+    def arguments_json(self) -> str:
+        """The arguments as the API sends them: a JSON string."""
+        return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
+
+
+@dataclass(frozen=True)
 class Reply:
-    """A normal answer; token counts default to words (+3 per prompt message)."""
+    """A normal answer; token counts default to words (+3 per prompt message), plus 1 per 4 characters of
+    tool-call arguments. With `tool_calls` the finish reason is "tool_calls" and `text` may be empty."""
 
     text: str = "Hello from the fake model."
     prompt_tokens: int | None = None
@@ -67,6 +92,7 @@ class Reply:
     delay: float = 0.0
     chunk_delay: float = 0.0
     model: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,6 +144,35 @@ class Hang:
 
 
 Behaviour = Reply | Status | ContextTooLong | Drop | Truncated | Malformed | Hang
+Responder = Callable[[dict[str, Any]], "Behaviour | None"]  # a request body -> how to answer it (None: default)
+
+
+def turn_step(body: dict[str, Any]) -> int:
+    """How many assistant messages follow the request's last user message: 0 for a turn's first model call."""
+    step = 0
+    for m in reversed(body.get("messages") or []):
+        role = m.get("role") if isinstance(m, dict) else None
+        if role == "user":
+            break
+        step += role == "assistant"
+    return step
+
+
+def by_step(*replies: Behaviour) -> Responder:
+    """A responder for scripted agent turns: the nth model call of a turn gets `replies[n]` (the last one after)."""
+    if not replies:
+        raise ValueError("by_step needs at least one reply")
+    return lambda body: replies[min(turn_step(body), len(replies) - 1)]
+
+
+def reply_from_json(item: dict[str, Any] | str) -> Reply:
+    """A Reply from JSON: a string (the text) or {"text", "tool_calls": [{"name", "arguments", "id"}], ...}."""
+    if isinstance(item, str):
+        return Reply(item)
+    calls = tuple(ToolCall(c["name"], c.get("arguments", "{}"), c.get("id")) for c in item.get("tool_calls") or ())
+    fields = {k: v for k, v in item.items() if k != "tool_calls"}
+    return Reply(**{"text": "", **fields, "tool_calls": calls}) if calls else Reply(**fields)
+
 
 # code -> (error type, error code, message)
 _ERRORS: dict[int, tuple[str, str | None, str]] = {
@@ -193,6 +248,7 @@ class FakeOpenAI:
         """Create a stopped server with an empty queue."""
         self.requests: list[dict[str, Any]] = []
         self.default_reply: Reply = Reply()
+        self.responder: Responder | None = None  # answers when the queue is empty (before default_reply)
         self.base_url: str = ""
         self._queue: deque[Behaviour] = deque()
         self._lock = threading.Lock()
@@ -239,6 +295,7 @@ class FakeOpenAI:
             self._queue.clear()
             self.requests.clear()
             self.default_reply = Reply()
+            self.responder = None
 
     @property
     def pending(self) -> int:
@@ -246,10 +303,14 @@ class FakeOpenAI:
         with self._lock:
             return len(self._queue)
 
-    def _next(self) -> Behaviour:
-        """The next queued behaviour, or the default reply."""
+    def _next(self, body: dict[str, Any] | None = None) -> Behaviour:
+        """The next queued behaviour, else the responder's answer to `body`, else the default reply."""
         with self._lock:
-            return self._queue.popleft() if self._queue else self.default_reply
+            if self._queue:
+                return self._queue.popleft()
+            responder = self.responder
+        answer = responder(body or {}) if responder is not None else None
+        return answer if answer is not None else self.default_reply
 
     def _record(self, entry: dict[str, Any]) -> None:
         """Append one request record."""
@@ -372,7 +433,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif not isinstance(body, dict):
                 self._send_error(400, error_body(400, "We could not parse the JSON body of your request."))
             elif path == "/v1/chat/completions":
-                self._chat(body, self.fake._next())
+                self._chat(body, self.fake._next(body))
             else:
                 self._embeddings(body, self.fake._next())
         except _GONE:
@@ -447,7 +508,9 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.delay:
             time.sleep(reply.delay)
         prompt = reply.prompt_tokens if reply.prompt_tokens is not None else prompt_tokens(body)
-        completion = reply.completion_tokens if reply.completion_tokens is not None else len(reply.text.split())
+        completion = reply.completion_tokens
+        if completion is None:
+            completion = len(reply.text.split()) + sum(math.ceil(len(c.arguments_json()) / 4) for c in reply.tool_calls)
         usage = {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
@@ -473,14 +536,30 @@ class _Handler(BaseHTTPRequestHandler):
                 "choices": [
                     {
                         "index": 0,
-                        "finish_reason": "stop",
+                        "finish_reason": "tool_calls" if reply.tool_calls else "stop",
                         "logprobs": None,
-                        "message": {"role": "assistant", "content": reply.text, "refusal": None},
+                        "message": self._message(reply),
                     }
                 ],
                 "usage": usage,
             },
         )
+
+    @staticmethod
+    def _message(reply: Reply) -> dict[str, Any]:
+        """The assistant message of a non-streamed answer, with its tool calls if any."""
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None}
+        if reply.tool_calls:
+            message["content"] = reply.text or None  # as OpenAI sends a tool-calling answer without text
+            message["tool_calls"] = [
+                {
+                    "id": call.id or f"call_{uuid.uuid4().hex[:24]}",
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments_json()},
+                }
+                for call in reply.tool_calls
+            ]
+        return message
 
     def _stream(self, behaviour: Behaviour, reply: Reply, head: dict[str, Any], usage: dict[str, Any] | None) -> None:
         """Server-sent events over chunked transfer encoding, with Drop and Malformed faults."""
@@ -515,7 +594,15 @@ class _Handler(BaseHTTPRequestHandler):
         if cut is not None:  # fewer words than after_chunks: still never finish
             self._drop()
             return
-        delta({}, "stop")
+        for index, call in enumerate(reply.tool_calls):  # as OpenAI streams them: id and name, then argument pieces
+            head_delta = {"index": index, "id": call.id or f"call_{uuid.uuid4().hex[:24]}", "type": "function"}
+            delta({"tool_calls": [{**head_delta, "function": {"name": call.name, "arguments": ""}}]})
+            arguments = call.arguments_json()
+            for start in range(0, len(arguments), 8):
+                if reply.chunk_delay:
+                    time.sleep(reply.chunk_delay)
+                delta({"tool_calls": [{"index": index, "function": {"arguments": arguments[start : start + 8]}}]})
+        delta({}, "tool_calls" if reply.tool_calls else "stop")
         if usage is not None and (not isinstance(behaviour, Truncated) or behaviour.usage):
             event([], usage=usage)
         if isinstance(behaviour, Truncated):
@@ -531,9 +618,10 @@ class FakeOpenAIProcess:
     For benchmarks: the client under test then has its process (cores and GIL) to itself.
     """
 
-    def __init__(self, reply: Reply | None = None, port: int = 0) -> None:
-        """A stopped server that will answer with `reply` (the default Reply if None)."""
-        self.reply, self.port = reply or Reply(), port
+    def __init__(self, reply: Reply | None = None, port: int = 0, script: str | None = None) -> None:
+        """A stopped server that will answer with `reply` (the default Reply if None), or by step of the turn
+        from `script` (a JSON file of replies, see `by_step`)."""
+        self.reply, self.port, self.script = reply or Reply(), port, script
         self.base_url = ""
         self._proc: subprocess.Popen | None = None
 
@@ -553,6 +641,7 @@ class FakeOpenAIProcess:
             repr(r.delay),
             "--chunk-delay",
             repr(r.chunk_delay),
+            *(["--script", self.script] if self.script else []),
         ]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self._proc.stdout.readline().strip()
@@ -591,9 +680,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--text", default=Reply().text, help="the answer to every chat completion")
     ap.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
     ap.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between streamed chunks")
+    ap.add_argument("--script", help="a JSON file: a list of replies answered by step of the turn (see by_step)")
     args = ap.parse_args(argv)
     server = FakeOpenAI().start(args.port)
     server.default_reply = Reply(args.text, delay=args.delay, chunk_delay=args.chunk_delay)
+    if args.script:
+        with open(args.script, encoding="utf-8") as f:
+            script = [reply_from_json(item) for item in json.load(f)]
+        server.responder = by_step(*(replace(r, delay=args.delay, chunk_delay=args.chunk_delay) for r in script))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(server.base_url, flush=True)
     try:

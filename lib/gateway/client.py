@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import random
@@ -14,8 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessageChunk, BaseMessage, convert_to_messages
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_messages
+from langchain_core.messages.ai import add_ai_message_chunks
+from langchain_core.messages.tool import ToolCallChunk, tool_call_chunk
 from langchain_core.runnables import Runnable
+from langchain_core.runnables.config import var_child_runnable_config
 from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -49,6 +53,18 @@ from lib.gateway.pricing import Price, PriceTable, find_price, load_price_table
 from lib.gateway.redaction import Redaction, StreamRestorer, redact
 from lib.gateway.retry import RetryPolicy
 from lib.gateway.tokens import estimate_message_tokens, estimate_tokens, message_text, trim_history
+from lib.gateway.tool_calls import (
+    calls_for_result,
+    calls_tokens,
+    message_log_text,
+    offline_tools_error,
+    redact_message,
+    render_calls,
+    restore_message,
+    strict_tool_calls,
+    tools_tokens,
+    uses_tools,
+)
 
 if TYPE_CHECKING:
     import openai
@@ -57,6 +73,18 @@ log = logging.getLogger(__name__)
 ModelFactory = Callable[[ProviderConfig, str, dict[str, Any]], BaseChatModel]
 ChatModel = Runnable[LanguageModelInput, BaseMessage]  # a chat model, maybe with per-call parameters bound
 OutputCheck = Callable[[str], str | None]  # a finished answer's text -> a problem, or None
+
+
+def own_run() -> contextvars.Context:
+    """A context in which the provider's LangChain model runs as its own run, not as a child of the caller's.
+
+    A GatewayChatModel inside an agent runs the gateway under the agent's callbacks (LangChain passes them down in
+    a context variable, and a bound model merges them back in whatever config it is given); inherited, the agent's
+    stream handlers would hear every token twice: from the provider's model here and from the GatewayChatModel.
+    """
+    ctx = contextvars.copy_context()  # other context (the trace's span) stays
+    ctx.run(var_child_runnable_config.set, None)
+    return ctx
 
 
 @dataclass
@@ -102,6 +130,7 @@ class CallResult:
     saved_usd: float | None = None  # a cache hit: what the call would have cost
     notices: list[str] = field(default_factory=list)  # budget warnings to show the user
     redacted: int = 0  # personal-data items replaced before the prompt left
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # the answer's tool calls (see tool_calls.py)
 
     @property
     def offline(self) -> bool:
@@ -377,7 +406,9 @@ class Gateway:
             "error_message": str(err) if err else None,
             "attempts": result.attempts,
             "prompt": self.content_for_log(prompt),
-            "response": self.content_for_log(result.text),
+            "response": self.content_for_log(
+                f"{result.text}\n{render_calls(result.tool_calls)}".lstrip("\n") if result.tool_calls else result.text
+            ),
             "meta": {**ctx.metadata, **meta} or None,
         }
         self._log.write(without_nul(row), wait=not ctx.deferred_log)
@@ -432,11 +463,19 @@ class Stream:
         self._call_kwargs: dict[str, Any] = {}  # per try: the W3C traceparent header for OpenAI-compatible servers
         self._finish_reason: str | None = None
         self._response_model: str | None = None
+        self._tools = uses_tools(params, messages)  # a tool-calling request: never cached (see _cacheable)
+        self.message: AIMessage | None = None  # the answer as a message (tool calls restored), once it is in
+        self._tool_chunks: list[ToolCallChunk] = []  # streamed tool-call pieces not yet taken by take_tool_chunks
 
     def __iter__(self) -> Iterator[str]:
         if self._iter is None:
             self._iter = self._run()
         return self._iter
+
+    def take_tool_chunks(self) -> list[ToolCallChunk]:
+        """The tool-call pieces streamed since the last look (a piece of text "" is yielded for them)."""
+        chunks, self._tool_chunks = self._tool_chunks, []
+        return chunks
 
     def close(self) -> None:
         """Abandon the stream; logs it as aborted if it had not finished."""
@@ -447,10 +486,12 @@ class Stream:
         fallback = self.gw.settings.fallback_models.get(self.ctx.feature)
         if fallback and self._admission and self._admission.blocks_unpriced and self.gw.price_of(fallback) is None:
             fallback = None  # a dollar budget applies and this fallback's cost could not be counted
+        if fallback and self.params.get("tools") and fallback.split("/", 1)[0] == "offline":
+            fallback = None  # it cannot call tools: the primary's error says more than ToolsUnavailable would
         return [self.model] + ([fallback] if fallback and fallback != self.model else [])
 
     def _prompt_for_log(self) -> str:
-        text = "\n\n".join(f"[{m.type}] {message_text(m)}" for m in self.messages)
+        text = "\n\n".join(f"[{m.type}] {message_log_text(m, message_text(m))}" for m in self.messages)
         if self._too_large is None:
             return text
         keep = min(1000, self.gw.settings.max_prompt_chars)  # redaction for the log must not see the rest either
@@ -587,7 +628,7 @@ class Stream:
 
         The price is `model`'s, or its fallback's when that is dearer, since the fallback may answer instead.
         """
-        tokens, cap = estimate_message_tokens(self.messages), self.params.get("max_tokens")
+        tokens, cap = estimate_message_tokens(self.messages) + tools_tokens(self.params), self.params.get("max_tokens")
         price = self.gw.price_of(model)
         fallback = self.gw.settings.fallback_models.get(self.ctx.feature)
         other = self.gw.price_of(fallback) if price is not None and fallback and fallback != model else None
@@ -603,7 +644,9 @@ class Stream:
         return cap is not None and (not asked or cap < int(asked)) and result.completion_tokens >= cap
 
     def _cacheable(self) -> bool:
-        return self.ctx.feature in self.gw.settings.cache_features and self.check_output is None
+        # Tool-calling requests are never cached: the key covers message text only (not tool calls, call ids or
+        # tool definitions), a cached answer holds text only (not tool calls), and tools read live data.
+        return self.ctx.feature in self.gw.settings.cache_features and self.check_output is None and not self._tools
 
     def _cache_key(self, model: str) -> str:
         """The cache key: whose answer it is too, unless the feature's answers are shared between users."""
@@ -664,7 +707,7 @@ class Stream:
         red = Redaction("", {})
         regions = self.gw.settings.pii_regions
         sent = [
-            m.model_copy(update={"content": redact(message_text(m), red.originals, regions).text})
+            redact_message(m, redact(message_text(m), red.originals, regions).text, red.originals, regions)
             for m in self.messages
         ]
         self._originals = dict(red.originals)
@@ -673,6 +716,8 @@ class Stream:
 
     def _attempts(self, model: str, result: CallResult, pieces: list[str], start: float) -> Iterator[str]:
         provider, bare = self.gw.resolve(model)
+        if provider.kind == "offline" and self.params.get("tools"):
+            raise offline_tools_error(model)
         chat = self.gw.chat_model(provider, bare, self.params)
         self._sent, self._redaction = self._outgoing(provider, result)
         waits: list[float] = []  # the back-off before each retry, for the tries' spans
@@ -778,21 +823,26 @@ class Stream:
     def _one_attempt(self, chat: ChatModel, result: CallResult, pieces: list[str], start: float) -> Iterator[str]:
         usage: dict[str, Any] | None = None
         if not self.streaming:
-            msg = chat.invoke(self._sent, **self._call_kwargs)
+            msg = own_run().run(chat.invoke, self._sent, **self._call_kwargs)
             self._finish_reason = msg.response_metadata.get("finish_reason")
             self._response_model = msg.response_metadata.get("model_name")
             text = self._redaction.restore(message_text(msg)) if self._redaction else message_text(msg)
             result.ttft_ms = None
+            if isinstance(msg, AIMessage):
+                self.message = restore_message(msg, text, self._redaction)
+                result.tool_calls = calls_for_result(self.message)
             pieces.append(text)
             self._usage = getattr(msg, "usage_metadata", None)
             yield text
             return
         finished = False
         restorer = StreamRestorer(self._redaction) if self._redaction else None
-        chunks = chat.stream(self._sent, **self._call_kwargs)
+        tool_parts: list[AIMessageChunk] = []  # the chunks with tool-call pieces, merged into `self.message` at the end
+        self._tool_chunks, self.message = [], None
+        chunks, own = chat.stream(self._sent, **self._call_kwargs), own_run()
         while True:
             try:
-                chunk = next(chunks)
+                chunk = own.run(next, chunks)
             except StopIteration:
                 break
             except Exception:
@@ -813,16 +863,38 @@ class Stream:
             text = restorer.feed(message_text(chunk)) if restorer else message_text(chunk)
             if finished and restorer:
                 text += restorer.flush()
-            if text:
+            if chunk.tool_call_chunks:
+                tool_parts.append(chunk)
+                if not self._redaction:  # masked arguments are restored whole, once complete (below)
+                    self._tool_chunks.extend(chunk.tool_call_chunks)
+            if finished and tool_parts and self.message is None:  # once, at the finish reason (usage may follow)
+                yield from self._finish_tool_calls(tool_parts, result, pieces)
+            if text or self._tool_chunks:
                 if result.ttft_ms is None:
                     result.ttft_ms = (self.gw.clock() - start) * 1000
-                pieces.append(text)
+                pieces.append(text)  # "" for tool-call pieces alone: once they are out, no retry may replace them
                 yield text
         if not finished:  # the SDK ends quietly when the server hangs up mid-stream
             raise ProviderUnavailable(
                 "The provider closed the connection before finishing the answer. Try "
                 "again; if it repeats, check the server's logs."
             )
+
+    def _finish_tool_calls(self, parts: list[AIMessageChunk], result: CallResult, pieces: list[str]) -> Iterator[str]:
+        """Keep a streamed answer's tool calls; with masked arguments, hand them on now, restored and whole."""
+        calls, invalid = strict_tool_calls(add_ai_message_chunks(parts[0], *parts[1:]).tool_call_chunks)
+        message = AIMessage(content="", tool_calls=calls, invalid_tool_calls=invalid)
+        self.message = restore_message(message, "", self._redaction)
+        result.tool_calls = calls_for_result(self.message)
+        if not self._redaction:
+            return
+        for i, call in enumerate(self.message.tool_calls):
+            args = json.dumps(call["args"])
+            self._tool_chunks.append(tool_call_chunk(name=call["name"], args=args, id=call["id"], index=i))
+        for j, bad in enumerate(self.message.invalid_tool_calls, len(self.message.tool_calls)):
+            self._tool_chunks.append(tool_call_chunk(name=bad["name"], args=bad["args"], id=bad["id"], index=j))
+        pieces.append("")
+        yield ""
 
     def _fill_usage(self, result: CallResult) -> None:
         usage = getattr(self, "_usage", None)
@@ -835,8 +907,8 @@ class Stream:
         if result.status == "error" and not result.text:
             return  # nothing answered: no tokens to count
         # No usage from the provider (aborted stream, dropped stream, or a server that sends none).
-        result.prompt_tokens = estimate_message_tokens(self.messages)
-        result.completion_tokens = estimate_tokens(result.text)
+        result.prompt_tokens = estimate_message_tokens(self.messages) + tools_tokens(self.params)
+        result.completion_tokens = estimate_tokens(result.text) + calls_tokens(result.tool_calls)
         result.tokens_estimated = True
 
 
