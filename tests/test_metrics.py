@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 from fake_openai import Reply, Status
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_server import PrometheusServer
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -107,7 +110,8 @@ def registry_endpoint(tmp_path):
 def test_prometheus_reads_back_the_call_logs_requests_tokens_and_cost(registry_endpoint, fake, prometheus_server):
     engine, registry, port = registry_endpoint
     gw = make_gateway(engine, fake, registry)
-    endpoint = serve_metrics(port, Sources(engine, gw), "127.0.0.1", registry)
+    backlog = {"triage": (2, 60.0)}  # the review table's reader has its own test below
+    endpoint = serve_metrics(port, Sources(engine, gw, lambda engine: backlog), "127.0.0.1", registry)
     prometheus_server.scrape(port)
     set_budget(engine, "feature", "chat", limit_usd=1.0)
     set_budget(engine, "user", "broke@example.com", limit_usd=0.0)
@@ -168,7 +172,38 @@ def test_prometheus_reads_back_the_call_logs_requests_tokens_and_cost(registry_e
     assert user_budget[0].startswith("user#") and used[user_budget] == 1.0  # named by number, never the user
     assert prometheus_server.figures("workbench_queue_depth", "kind") == {("index",): 2.0}
     assert prometheus_server.figures("workbench_job_items", "kind", "state") == {("index", "queued"): 2.0}
+    assert prometheus_server.figures("workbench_review_backlog", "pipeline") == {("triage",): 2.0}
     assert endpoint.port == port
+    check_deploy_queries(prometheus_server)
+
+
+DEPLOY = ROOT / "deploy"
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "1h", "$feature": ".*", "$model": ".*"}
+
+
+def deploy_queries() -> list[tuple[str, str]]:
+    """(where, PromQL) of every Grafana panel target and every alert rule in deploy/."""
+    import yaml
+
+    dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
+    out = [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p["targets"]]
+    rules = yaml.safe_load((DEPLOY / "alerts.yml").read_text())
+    out += [(r["alert"], r["expr"]) for g in rules["groups"] for r in g["rules"]]
+    return out
+
+
+def check_deploy_queries(prometheus: PrometheusServer) -> None:
+    """Each dashboard panel's and alert's query runs on Prometheus and names only metrics the app has served."""
+    with urllib.request.urlopen(f"{prometheus.url}/api/v1/label/__name__/values", timeout=10) as r:
+        served = set(json.load(r)["data"])
+    queries = deploy_queries()
+    assert len(queries) >= 20
+    for where, expr in queries:
+        for name in set(re.findall(r"\b(workbench_[a-z_]+|up)\b", expr)):
+            assert name in served, f"{where}: {name} is not a metric the app serves"
+        for variable, value in GRAFANA_VARIABLES.items():
+            expr = expr.replace(variable, value)
+        prometheus.query(expr)  # raises on a query Prometheus cannot parse or run
 
 
 def test_label_values_stay_bounded_whatever_users_sessions_prompts_and_models_arrive(fresh_engine, fake):
@@ -345,3 +380,21 @@ def test_a_review_backlog_of_many_pipelines_names_the_largest_and_sums_the_rest(
     assert len(named) == MAX_PIPELINES + 1
     assert registry.get_sample_value("workbench_review_backlog", {"pipeline": "other"}) == sum(range(1, 11))
     assert registry.get_sample_value("workbench_review_backlog", {"pipeline": f"pipeline-{MAX_PIPELINES + 9}"}) == 60
+
+
+def test_the_deploy_examples_pass_promtool(tmp_path):
+    promtool = shutil.which("promtool") or "/usr/bin/promtool"
+    if not os.path.exists(promtool):
+        reason = "promtool is not installed (make test installs Debian's prometheus package)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    for args in (
+        ["check", "config", "prometheus.yml"],
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts_test.yml"],
+    ):
+        done = subprocess.run([promtool, *args], cwd=DEPLOY, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"promtool {' '.join(args)}: {done.stdout}{done.stderr}"
+    names = {name for name, _ in deploy_queries()}
+    assert {"WorkbenchHighErrorRate", "WorkbenchSlowModelCalls", "WorkbenchBudgetAt80Percent"} <= names
