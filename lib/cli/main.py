@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lib.cli.documents import add_document_commands
+from lib.cli.pipeline import add_pipeline_commands
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         configure(sub)
         sub.set_defaults(run=run)
     add_document_commands(subs)
+    add_pipeline_commands(subs)
     return parser
 
 

@@ -166,7 +166,28 @@ def _compare(op: ast.cmpop, left: Any, right: Any) -> bool:
         except TypeError:  # e.g. a number "in" a string
             found = False
         return found if isinstance(op, ast.In) else not found
+    left, right = _numbers(left, right)
     try:
         return bool(_COMPARE[type(op)](left, right))
     except TypeError:  # null < 0.7, "a" < 1: not true
         return False
+
+
+def _number(value: Any) -> Any:
+    """A number written as text (a CSV cell such as "2"), else the value unchanged."""
+    if isinstance(value, str) and len(value) < 40:
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _numbers(left: Any, right: Any) -> tuple[Any, Any]:
+    """Compare a number with a numeric string as numbers (CSV cells are text): `rating <= 2` with rating "2"."""
+    is_num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    if is_num(left) and isinstance(right, str):
+        return left, _number(right)
+    if is_num(right) and isinstance(left, str):
+        return _number(left), right
+    return left, right
