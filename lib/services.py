@@ -234,8 +234,8 @@ class Services:
     def start_metrics(self, port: int | None = None) -> MetricsEndpoint | None:
         """Serve this process's Prometheus metrics on `port` or WORKBENCH_METRICS_PORT (once per process); None: off.
 
-        MetricsPortInUse when another process holds the port. The review backlog joins when lib.pipelines has a
-        review queue to count (lib.telemetry.metrics.ReviewBacklog).
+        MetricsPortInUse when another process holds the port. The gauges read this engine (budgets, job items, the
+        pipelines' review queue) and this gateway's breakers.
         """
         port = port or self.settings.metrics_port
         if port is None:
