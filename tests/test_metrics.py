@@ -398,3 +398,35 @@ def test_the_deploy_examples_pass_promtool(tmp_path):
         assert done.returncode == 0, f"promtool {' '.join(args)}: {done.stdout}{done.stderr}"
     names = {name for name, _ in deploy_queries()}
     assert {"WorkbenchHighErrorRate", "WorkbenchSlowModelCalls", "WorkbenchBudgetAt80Percent"} <= names
+
+
+def test_the_app_serves_its_metrics_port_from_its_first_run(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    port = free_port()
+    monkeypatch.setenv("WORKBENCH_METRICS_PORT", str(port))
+    monkeypatch.setenv("WORKBENCH_METRICS_ADDR", "127.0.0.1")
+    try:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+        assert not at.exception and not at.error
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            body = r.read().decode()
+        assert 'workbench_metrics_source_up{source="jobs"} 1.0' in body
+        assert 'workbench_metrics_source_up{source="budgets"} 1.0' in body
+    finally:
+        stop_metrics(port)
+
+
+def test_a_taken_metrics_port_stops_the_app_with_what_to_do(monkeypatch):
+    import socket
+
+    from streamlit.testing.v1 import AppTest
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        monkeypatch.setenv("WORKBENCH_METRICS_PORT", str(held.getsockname()[1]))
+        monkeypatch.setenv("WORKBENCH_METRICS_ADDR", "127.0.0.1")
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert at.error and "misconfigured" in at.error[0].value and "its own port" in at.error[0].value
+    assert not at.exception

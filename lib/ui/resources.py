@@ -21,6 +21,7 @@ from lib.documents.vectorstore import make_chroma_client
 from lib.gateway.client import Gateway
 from lib.jobs.queue import WorkQueue
 from lib.services import Services, open_engine, retrieval_from
+from lib.telemetry.metrics import MetricsEndpoint, Sources, serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,22 @@ def _engine(url: str) -> Engine:
     return open_engine(url)
 
 
+@st.cache_resource(show_spinner=False)
+def _metrics(port: int, addr: str, url: str) -> MetricsEndpoint:
+    return serve_metrics(port, Sources(_engine(url)), addr)
+
+
 def get_engine(settings: Settings) -> Engine:
-    """The migrated engine for the configured database (one per URL per process)."""
-    return _engine(settings.database_url)
+    """The migrated engine for the configured database (one per URL per process).
+
+    With WORKBENCH_METRICS_PORT, the process's metrics port is served from its first run on (app.py calls this
+    first); a taken port is a ConfigError, so app.py stops with it. The gateway's breakers join when the services
+    are built.
+    """
+    engine = _engine(settings.database_url)
+    if settings.metrics_port is not None:
+        _metrics(settings.metrics_port, settings.metrics_addr, settings.database_url)
+    return engine
 
 
 @st.cache_resource(show_spinner=False)
