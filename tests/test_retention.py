@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import insert, select, text
 
-from lib.core.rollups import LATENCY_ROLLUP, ROLLUPS, backfill_sql, latency_bin_sql
+from lib.core.rollups import all_rollups, backfill_sql
 from lib.core.tables import LlmCall, utcnow
 from lib.jobs.housekeeping import delete_old_calls
 
@@ -49,14 +49,7 @@ def from_scratch(engine, name: str) -> list[tuple]:
     dialect = engine.dialect.name
     with engine.begin() as conn:
         conn.execute(text(f"CREATE TEMPORARY TABLE scratch_{name} AS SELECT * FROM {name} WHERE 1 = 0"))
-        if name == LATENCY_ROLLUP:
-            sql = (
-                f"INSERT INTO scratch_{name} (hour, bin, n) SELECT strftime('%Y-%m-%d %H:00:00.000000', c.created_at), "
-                + latency_bin_sql("c")
-                + ", COUNT(*) FROM llm_calls c WHERE c.latency_ms IS NOT NULL GROUP BY 1, 2"
-            )
-        else:
-            sql = backfill_sql(dialect, name).replace(f"INSERT INTO {name} ", f"INSERT INTO scratch_{name} ", 1)
+        sql = backfill_sql(dialect, name).replace(f"INSERT INTO {name} ", f"INSERT INTO scratch_{name} ", 1)
         conn.execute(text(sql))
         rows = conn.execute(text(f"SELECT * FROM scratch_{name}")).all()
         conn.execute(text(f"DROP TABLE scratch_{name}"))
@@ -74,8 +67,7 @@ def test_retention_deletes_old_calls_in_batches_and_the_rollups_stay_exact(any_e
     with any_engine.connect() as conn:
         left = conn.execute(select(LlmCall.created_at)).scalars().all()
     assert deleted == len(old) and len(left) == len(total) - len(old)
-    names = [*ROLLUPS, *([LATENCY_ROLLUP] if any_engine.dialect.name == "sqlite" else [])]
-    for name in names:
+    for name in all_rollups():
         assert rollup_rows(any_engine, name) == from_scratch(any_engine, name), name
     assert delete_old_calls(any_engine, days=7) == 0
 

@@ -26,11 +26,11 @@ from typing import Any
 from sqlalchemy import DateTime, Engine, Integer, Table, delete, func, select, text
 
 from lib.core.db import make_engine, migrate
-from lib.core.rollups import ROLLUPS
+from lib.core.rollups import ROLLUPS, all_rollups
 from lib.core.tables import Base
 
-# Kept by triggers on llm_calls in the target (llm_latency_hourly exists on SQLite only).
-DERIVED = (*ROLLUPS, "llm_latency_hourly")
+# Kept by triggers on llm_calls in the target.
+DERIVED = tuple(all_rollups())
 PAGE = 1000
 Log = Callable[[str], None]
 

@@ -1,29 +1,58 @@
-"""Hourly rollups of the call log, kept current by database triggers, so the dashboard reads ~30k rows
-instead of ~400k for a month at 1M calls.
+"""Hourly rollups of the call log, kept current by database triggers, so every figure of the Usage dashboard,
+under any filter it offers, is read from aggregates instead of the call log.
 
-Each rollup sums the measures per UTC hour and per its dimensions. NULL dimensions are stored as
-'' (or -1 for the template version) because both SQLite and PostgreSQL treat NULLs as distinct in
-the unique key the upsert needs. The call log is append-only; deleting or editing call rows would
-leave the rollups stale (a retention job must delete from both, or rebuild with `backfill`).
+- llm_usage_hourly: sums per UTC hour and (feature, model, provider, status, template, template version,
+  error type, pipeline name, pipeline version, step): every filter but the user, and every breakdown but by user.
+- llm_usage_user_hourly: the same sums per hour and user and the same dimensions except the pipeline ones, for a
+  user filter or the breakdown by user (kept apart so the main rollup stays small).
+- llm_latency_hourly, llm_latency_user_hourly: call counts per hour, filter dimensions and latency bin (a
+  histogram), so p50/p95 of any filter are read from counts. A bin is two significant digits of the whole
+  milliseconds (bin 347 = 4700-4799 ms, bin 150 = 5-5.99 ms, bin 0 = under 1 ms): a percentile is exact to its
+  bin (1-10% wide), reported as the bin's upper edge; see bin_range().
+
+NULL dimensions are stored as '' (or -1 for integer ones) because both SQLite and PostgreSQL treat NULLs as
+distinct in the unique key the upsert needs. The call log is append-only; deleting or editing call rows would
+leave the rollups stale (a retention job must delete from both, or rebuild with `backfill_sql`). Bulk loads
+drop the triggers, insert, and rebuild the rollups in one GROUP BY each (`bulk_load`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sqlalchemy import Table
+    from sqlalchemy import Connection, Table
 
-ROLLUPS = {
-    "llm_usage_hourly": ("feature", "model", "provider", "status", "template_name", "template_version", "error_type"),
-    "llm_usage_user_hourly": ("user",),
+FILTER_DIMS = ("feature", "model", "provider", "status", "template_name", "template_version")
+PIPELINE_DIMS = ("pipeline_name", "pipeline_version", "step")
+ROLLUPS = {  # usage rollups: name -> dimensions (each has every measure of MEASURES)
+    "llm_usage_hourly": (*FILTER_DIMS, "error_type", *PIPELINE_DIMS),
+    "llm_usage_user_hourly": ("user", *FILTER_DIMS, "error_type"),
 }
-NULL_SENTINEL = {"template_name": "''", "template_version": "-1", "error_type": "''", "user": "''"}
+LATENCY_ROLLUP = "llm_latency_hourly"
+LATENCY_ROLLUPS = {  # latency histograms: name -> dimensions (plus the latency bin, with a count n)
+    LATENCY_ROLLUP: FILTER_DIMS,
+    "llm_latency_user_hourly": ("user", *FILTER_DIMS),
+}
+USER_KEYED = ("llm_usage_user_hourly", "llm_latency_user_hourly")  # indexed by (user, hour) too
+INT_DIMS = ("template_version", "pipeline_version")
+NULL_SENTINEL = {
+    "template_name": "''",
+    "template_version": "-1",
+    "error_type": "''",
+    "user": "''",
+    "pipeline_name": "''",
+    "pipeline_version": "-1",
+    "step": "''",
+}
 # measure -> (SQL of one new row, in terms of a row alias), summed on conflict
 MEASURES = {
     "requests": "1",
     "unpriced": "CASE WHEN {r}.cost_usd IS NULL THEN 1 ELSE 0 END",
     "spend": "COALESCE({r}.cost_usd, 0)",
+    "saved": "COALESCE({r}.saved_usd, 0)",  # what cache hits would have cost
     "input_tokens": "{r}.prompt_tokens",
     "output_tokens": "{r}.completion_tokens",
     "cached_tokens": "{r}.cached_tokens",
@@ -31,40 +60,39 @@ MEASURES = {
     "cached_capped": "CASE WHEN {r}.cached_tokens < {r}.prompt_tokens THEN {r}.cached_tokens ELSE {r}.prompt_tokens END",
     "latency_count": "CASE WHEN {r}.latency_ms IS NULL THEN 0 ELSE 1 END",
 }
+FLOAT_MEASURES = ("spend", "saved")
 
 
-# SQLite only (PostgreSQL has percentile_disc): rows per UTC hour and latency bin, so an exact
-# percentile only has to sort the rows of one bin. A bin is the digit count and leading digit of the
-# whole milliseconds (bin 47 = 7000-7999 ms; bin 0 = under 1 ms): no log() needed, and bin_range()
-# turns it back into a latency range that an index can use.
-LATENCY_ROLLUP = "llm_latency_hourly"
-
-
-def latency_bin_sql(r: str) -> str:
-    """SQL of the latency bin of row alias `r` (SQLite)."""
-    whole = f"CAST(CAST({r}.latency_ms AS INTEGER) AS TEXT)"
-    return f"CASE WHEN {r}.latency_ms < 1 THEN 0 ELSE length({whole}) * 10 + CAST(substr({whole}, 1, 1) AS INTEGER) END"
+def latency_bin_sql(r: str, dialect: str = "sqlite") -> str:
+    """SQL of the latency bin of row alias `r`: 100 x digit count + the first two digits of the whole ms."""
+    whole = (
+        f"CAST(CAST(floor({r}.latency_ms) AS BIGINT) AS TEXT)"
+        if dialect == "postgresql"
+        else f"CAST(CAST({r}.latency_ms AS INTEGER) AS TEXT)"
+    )
+    return (
+        f"CASE WHEN {r}.latency_ms < 1 THEN 0 "
+        f"ELSE length({whole}) * 100 + CAST(substr({whole} || '0', 1, 2) AS INTEGER) END"
+    )
 
 
 def bin_range(b: int) -> tuple[float, float]:
     """[low, high) latency in ms of bin `b`."""
     if b == 0:
         return float("-inf"), 1.0
-    unit = 10 ** (b // 10 - 1)
-    return float(b % 10 * unit), float((b % 10 + 1) * unit)
+    digits, lead = divmod(b, 100)
+    if digits == 1:  # 1-9 ms: the second digit is always 0
+        return float(lead // 10), float(lead // 10 + 1)
+    unit = 10 ** (digits - 2)
+    return float(lead * unit), float((lead + 1) * unit)
 
 
-def _latency_sql() -> list[str]:
-    hour = _hour("sqlite", "{r}")
-    return [
-        f"CREATE TABLE {LATENCY_ROLLUP} (hour DATETIME NOT NULL, bin INTEGER NOT NULL, n BIGINT NOT NULL, "
-        f"CONSTRAINT uq_{LATENCY_ROLLUP} UNIQUE (hour, bin))",
-        f"INSERT INTO {LATENCY_ROLLUP} (hour, bin, n) SELECT {hour.format(r='c')}, {latency_bin_sql('c')}, COUNT(*) "
-        "FROM llm_calls c WHERE c.latency_ms IS NOT NULL GROUP BY 1, 2",
-        f"CREATE TRIGGER trg_{LATENCY_ROLLUP} AFTER INSERT ON llm_calls WHEN NEW.latency_ms IS NOT NULL BEGIN "
-        f"INSERT INTO {LATENCY_ROLLUP} (hour, bin, n) VALUES ({hour.format(r='NEW')}, {latency_bin_sql('NEW')}, 1) "
-        f"ON CONFLICT (hour, bin) DO UPDATE SET n = {LATENCY_ROLLUP}.n + 1; END",
-    ]
+def bin_of(latency_ms: float) -> int:
+    """The bin of one latency, as latency_bin_sql computes it (for tests and checks)."""
+    if latency_ms < 1:
+        return 0
+    whole = str(int(latency_ms))
+    return len(whole) * 100 + int((whole + "0")[:2])
 
 
 def _hour(dialect: str, r: str) -> str:
@@ -79,64 +107,112 @@ def _dim(col: str, r: str) -> str:
     return f"COALESCE({quoted}, {NULL_SENTINEL[col]})" if col in NULL_SENTINEL else quoted
 
 
-def create_sql(dialect: str) -> list[str]:
-    """DDL of the rollup tables, their triggers, and the backfill of existing calls."""
-    stmts = []
-    for name, dims in ROLLUPS.items():
-        dim_cols = ", ".join(f'"{d}" {"INTEGER" if d == "template_version" else "VARCHAR(255)"} NOT NULL' for d in dims)
-        measures = ", ".join(
-            f"{m} {'DOUBLE PRECISION' if m == 'spend' else 'BIGINT'} NOT NULL DEFAULT 0" for m in MEASURES
-        )
-        key = ", ".join(["hour", *(f'"{d}"' for d in dims)])
-        hour_type = "TIMESTAMP WITH TIME ZONE" if dialect == "postgresql" else "DATETIME"
-        stmts.append(
-            f"CREATE TABLE {name} (hour {hour_type} NOT NULL, {dim_cols}, {measures}, "
-            f"CONSTRAINT uq_{name} UNIQUE ({key}))"
-        )
-        stmts.append(backfill_sql(dialect, name))
-        upsert = (
-            f"INSERT INTO {name} ({key}, {', '.join(MEASURES)}) VALUES ({_hour(dialect, 'NEW')}, "
-            + ", ".join(_dim(d, "NEW") for d in dims)
-            + ", "
-            + ", ".join(v.format(r="NEW") for v in MEASURES.values())
-            + f") ON CONFLICT ({key}) DO UPDATE SET "
-            + ", ".join(f"{m} = {name}.{m} + excluded.{m}" for m in MEASURES)
-        )
-        if dialect == "postgresql":
-            stmts.append(
-                f"CREATE FUNCTION {name}_add() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                f"BEGIN {upsert}; RETURN NULL; END $$"
-            )
-            stmts.append(
-                f"CREATE TRIGGER trg_{name} AFTER INSERT ON llm_calls FOR EACH ROW EXECUTE FUNCTION {name}_add()"
-            )
-        else:
-            stmts.append(f"CREATE TRIGGER trg_{name} AFTER INSERT ON llm_calls BEGIN {upsert}; END")
-    return stmts + (_latency_sql() if dialect == "sqlite" else [])
+def _spec(dialect: str, name: str) -> tuple[list[str], list[str], dict[str, str], str | None]:
+    """(key columns, their SQL templates in terms of {r}, measure -> SQL template, row condition) of a rollup."""
+    if name in ROLLUPS:
+        dims = ROLLUPS[name]
+        return ["hour", *dims], [_hour(dialect, "{r}"), *(_dim(d, "{r}") for d in dims)], MEASURES, None
+    dims = LATENCY_ROLLUPS[name]
+    keys = ["hour", *dims, "bin"]
+    exprs = [_hour(dialect, "{r}"), *(_dim(d, "{r}") for d in dims), latency_bin_sql("{r}", dialect)]
+    return keys, exprs, {"n": "1"}, "{r}.latency_ms IS NOT NULL"
 
 
-def backfill_sql(dialect: str, name: str) -> str:
-    """INSERT ... SELECT that rebuilds rollup `name` from the call log (run on an empty rollup)."""
-    dims = ROLLUPS[name]
-    key = ", ".join(["hour", *(f'"{d}"' for d in dims)])
-    sel = [_hour(dialect, "c"), *(_dim(d, "c") for d in dims)]
-    sums = [f"SUM({v.format(r='c')})" for v in MEASURES.values()]
-    groups = ", ".join(str(i + 1) for i in range(len(sel)))
+def _quoted(cols: list[str]) -> str:
+    return ", ".join(f'"{c}"' for c in cols)
+
+
+def table_sql(dialect: str, name: str) -> list[str]:
+    """CREATE TABLE (and index) of one rollup."""
+    keys, _, measures, _ = _spec(dialect, name)
+    hour_type = "TIMESTAMP WITH TIME ZONE" if dialect == "postgresql" else "DATETIME"
+    cols = [f"hour {hour_type} NOT NULL"] + [
+        f'"{k}" {"INTEGER" if k in (*INT_DIMS, "bin") else "VARCHAR(255)"} NOT NULL' for k in keys[1:]
+    ]
+    cols += [f"{m} {'DOUBLE PRECISION' if m in FLOAT_MEASURES else 'BIGINT'} NOT NULL DEFAULT 0" for m in measures]
+    out = [f"CREATE TABLE {name} ({', '.join(cols)}, CONSTRAINT uq_{name} UNIQUE ({_quoted(keys)}))"]
+    if name in USER_KEYED:
+        out.append(f'CREATE INDEX ix_{name}_user ON {name} ("user", hour)')
+    return out
+
+
+def backfill_sql(dialect: str, name: str, where: str | None = None) -> str:
+    """INSERT ... SELECT that rebuilds rollup `name` from the call log, or from its calls (alias c) matching the
+    SQL condition `where` (run on an empty rollup, or one whose rows of those calls were deleted)."""
+    keys, exprs, measures, cond = _spec(dialect, name)
+    sel = [e.format(r="c") for e in exprs] + [f"SUM({v.format(r='c')})" for v in measures.values()]
+    groups = ", ".join(str(i + 1) for i in range(len(keys)))
+    conds = [c for c in (where, cond and cond.format(r="c")) if c]
+    where = f" WHERE {' AND '.join(conds)}" if conds else ""
     return (
-        f"INSERT INTO {name} ({key}, {', '.join(MEASURES)}) SELECT {', '.join(sel + sums)} "
-        f"FROM llm_calls c GROUP BY {groups}"
+        f"INSERT INTO {name} ({_quoted(keys)}, {', '.join(measures)}) SELECT {', '.join(sel)} "
+        f"FROM llm_calls c{where} GROUP BY {groups}"
     )
 
 
-def drop_sql(dialect: str) -> list[str]:
-    """DDL that removes the rollups and their triggers."""
+def trigger_sql(dialect: str, name: str) -> list[str]:
+    """The trigger (and its function on PostgreSQL) that adds each new call to rollup `name`."""
+    keys, exprs, measures, cond = _spec(dialect, name)
+    upsert = (
+        f"INSERT INTO {name} ({_quoted(keys)}, {', '.join(measures)}) VALUES ("
+        + ", ".join([e.format(r="NEW") for e in exprs] + [v.format(r="NEW") for v in measures.values()])
+        + f") ON CONFLICT ({_quoted(keys)}) DO UPDATE SET "
+        + ", ".join(f"{m} = {name}.{m} + excluded.{m}" for m in measures)
+    )
+    if dialect == "postgresql":
+        when = f" WHEN ({cond.format(r='NEW')})" if cond else ""
+        return [
+            f"CREATE OR REPLACE FUNCTION {name}_add() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            f"BEGIN {upsert}; RETURN NULL; END $$",
+            f"CREATE TRIGGER trg_{name} AFTER INSERT ON llm_calls FOR EACH ROW{when} EXECUTE FUNCTION {name}_add()",
+        ]
+    when = f" WHEN {cond.format(r='NEW')}" if cond else ""
+    return [f"CREATE TRIGGER trg_{name} AFTER INSERT ON llm_calls{when} BEGIN {upsert}; END"]
+
+
+def drop_trigger_sql(dialect: str, name: str) -> str:
+    return f"DROP TRIGGER IF EXISTS trg_{name}" + (" ON llm_calls" if dialect == "postgresql" else "")
+
+
+def all_rollups() -> list[str]:
+    """Every rollup table name, usage rollups first."""
+    return [*ROLLUPS, *LATENCY_ROLLUPS]
+
+
+def create_sql(dialect: str) -> list[str]:
+    """DDL of the rollup tables, their triggers, and the backfill of existing calls."""
     stmts = []
-    for name in [*ROLLUPS, *([LATENCY_ROLLUP] if dialect == "sqlite" else [])]:
-        stmts.append(f"DROP TRIGGER IF EXISTS trg_{name}" + (" ON llm_calls" if dialect == "postgresql" else ""))
+    for name in all_rollups():
+        stmts += [*table_sql(dialect, name), backfill_sql(dialect, name), *trigger_sql(dialect, name)]
+    return stmts
+
+
+def drop_sql(dialect: str) -> list[str]:
+    """DDL that removes the rollups and their triggers (also those of earlier shapes)."""
+    stmts = []
+    for name in all_rollups():
+        stmts.append(drop_trigger_sql(dialect, name))
         if dialect == "postgresql":
             stmts.append(f"DROP FUNCTION IF EXISTS {name}_add()")
         stmts.append(f"DROP TABLE IF EXISTS {name}")
     return stmts
+
+
+@contextmanager
+def bulk_load(conn: Connection) -> Iterator[None]:
+    """Insert many calls inside this block: the triggers are dropped for it, and afterwards every rollup is
+    rebuilt from the whole call log in one GROUP BY each (instead of one upsert per row and rollup)."""
+    from sqlalchemy import text
+
+    dialect = conn.dialect.name
+    for name in all_rollups():
+        conn.execute(text(drop_trigger_sql(dialect, name)))
+    yield
+    for name in all_rollups():
+        conn.execute(text(f"DELETE FROM {name}"))
+        conn.execute(text(backfill_sql(dialect, name)))
+        for stmt in trigger_sql(dialect, name):
+            conn.execute(text(stmt))
 
 
 def rollup_tables() -> dict[str, Table]:
@@ -144,20 +220,27 @@ def rollup_tables() -> dict[str, Table]:
     from sqlalchemy import BigInteger, Column, DateTime, Float, Integer, MetaData, String, Table
 
     meta = MetaData()
-    latency = Table(
-        LATENCY_ROLLUP,
-        meta,
-        Column("hour", DateTime(timezone=True), nullable=False),
-        Column("bin", Integer, nullable=False),
-        Column("n", BigInteger, nullable=False),
-    )
-    return {LATENCY_ROLLUP: latency} | {
+
+    def dim(d: str) -> Column:
+        return Column(d, Integer if d in INT_DIMS else String(255), nullable=False)
+
+    out = {
         name: Table(
             name,
             meta,
             Column("hour", DateTime(timezone=True), nullable=False),
-            *(Column(d, Integer if d == "template_version" else String(255), nullable=False) for d in dims),
-            *(Column(m, Float if m == "spend" else BigInteger, nullable=False) for m in MEASURES),
+            *(dim(d) for d in dims),
+            *(Column(m, Float if m in FLOAT_MEASURES else BigInteger, nullable=False) for m in MEASURES),
         )
         for name, dims in ROLLUPS.items()
     }
+    for name, dims in LATENCY_ROLLUPS.items():
+        out[name] = Table(
+            name,
+            meta,
+            Column("hour", DateTime(timezone=True), nullable=False),
+            *(dim(d) for d in dims),
+            Column("bin", Integer, nullable=False),
+            Column("n", BigInteger, nullable=False),
+        )
+    return out

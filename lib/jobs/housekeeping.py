@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, delete, func, select, text
 
-from lib.core.rollups import LATENCY_ROLLUP, ROLLUPS, backfill_sql, latency_bin_sql
+from lib.core.rollups import all_rollups, backfill_sql
 from lib.core.tables import LlmCall, ProviderWindow, utcnow
 
 RETENTION_BATCH = 5000
@@ -32,21 +32,10 @@ def _hour_floor(when: datetime) -> datetime:
 
 def _rebuild_hours(conn, dialect: str, lo: datetime | str, hi: datetime | str) -> None:
     """Recompute every rollup row with lo <= hour < hi from the calls in that range."""
-    in_range = " WHERE c.created_at >= :lo AND c.created_at < :hi GROUP BY "
-    for name in ROLLUPS:
+    for name in all_rollups():
         conn.execute(text(f"DELETE FROM {name} WHERE hour >= :lo AND hour < :hi"), {"lo": lo, "hi": hi})
-        conn.execute(text(backfill_sql(dialect, name).replace(" GROUP BY ", in_range, 1)), {"lo": lo, "hi": hi})
-    if dialect == "sqlite":
-        hour = "strftime('%Y-%m-%d %H:00:00.000000', c.created_at)"
-        conn.execute(text(f"DELETE FROM {LATENCY_ROLLUP} WHERE hour >= :lo AND hour < :hi"), {"lo": lo, "hi": hi})
-        conn.execute(
-            text(
-                f"INSERT INTO {LATENCY_ROLLUP} (hour, bin, n) SELECT {hour}, {latency_bin_sql('c')}, COUNT(*) "
-                "FROM llm_calls c WHERE c.latency_ms IS NOT NULL AND c.created_at >= :lo AND c.created_at < :hi "
-                "GROUP BY 1, 2"
-            ),
-            {"lo": lo, "hi": hi},
-        )
+        sql = backfill_sql(dialect, name, where="c.created_at >= :lo AND c.created_at < :hi")
+        conn.execute(text(sql), {"lo": lo, "hi": hi})
 
 
 def delete_old_calls(

@@ -6,12 +6,10 @@ the call log itself otherwise; the answers are the same (tests check both).
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import UTC
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import DateTime, Engine, and_, bindparam, func, select, text
+from sqlalchemy import Engine, func, select
 from sqlalchemy.sql import Select
 
 from lib.core.tables import Feedback
@@ -20,15 +18,15 @@ from lib.usage.access import CONTENT_COLUMNS, OPERATIONAL_META_KEYS, Viewer
 from lib.usage.sql import (
     CALL_COLS,
     CALLS,
-    RAW,
     UsageFilter,
     bucket,
     group_key,
     histogram_percentiles,
-    is_bare,
+    reported_latency,
     source_for,
     sqlite_buckets,
     sqlite_percentiles,
+    usage_filter_range,
     where,
 )
 
@@ -74,8 +72,9 @@ def _to_local(series: pd.Series, tz: str) -> pd.Series:
 
 def cache_savings(engine: Engine, f: UsageFilter) -> dict[str, float | int]:
     """Calls the response cache answered in the period, and what they would have cost."""
-    stmt = select(func.count().label("hits"), func.coalesce(func.sum(CALL_COLS.saved_usd), 0.0).label("saved")).where(
-        where(f, RAW), CALL_COLS.status == "cached"
+    src = source_for(f, {"status"})
+    stmt = select(src.requests().label("hits"), src.saved().label("saved")).where(
+        where(f, src), src.table.c.status == "cached"
     )
     with engine.connect() as conn:
         row = conn.execute(stmt).mappings().one()
@@ -120,41 +119,37 @@ def compare_headlines(current: dict, previous: dict) -> list[dict[str, Any]]:
 
 
 def latency_percentiles(engine: Engine, f: UsageFilter) -> dict[str, float | None]:
-    """p50 and p95 latency in ms (nearest rank, as PostgreSQL's percentile_disc); None when no calls."""
-    if engine.dialect.name == "postgresql":
-        df = _pg_percentiles(engine, f, by_bucket=False)
-        p50, p95 = (None, None) if df.empty else (_num(df["p50_ms"].iloc[0]), _num(df["p95_ms"].iloc[0]))
-        return {"p50_ms": p50, "p95_ms": p95}
+    """p50 and p95 latency in ms (nearest rank, as PostgreSQL's percentile_disc) cut to two significant digits,
+    as the latency histograms hold them (see reported_latency); None when no calls."""
     fast = histogram_percentiles(engine, f, by_bucket=False)
     if fast is not None:
         p50, p95 = fast.get("all", (None, None))
         return {"p50_ms": p50, "p95_ms": p95}
-    with engine.connect() as conn:
-        p50, p95 = sqlite_percentiles(conn, f, path="auto")
-    return {"p50_ms": p50, "p95_ms": p95}
+    if engine.dialect.name == "postgresql":
+        df = _pg_percentiles(engine, f, by_bucket=False)
+        p50, p95 = (None, None) if df.empty else (_num(df["p50_ms"].iloc[0]), _num(df["p95_ms"].iloc[0]))
+    else:
+        with engine.connect() as conn:
+            p50, p95 = sqlite_percentiles(conn, f, path="auto")
+    return {"p50_ms": reported_latency(p50), "p95_ms": reported_latency(p95)}
 
 
 def latency_over_time(engine: Engine, f: UsageFilter) -> pd.DataFrame:
-    """p50 and p95 latency per local bucket."""
-    if engine.dialect.name == "postgresql":
-        return _pg_percentiles(engine, f, by_bucket=True)
+    """p50 and p95 latency per local bucket (to the latency bin, as latency_percentiles)."""
     fast = histogram_percentiles(engine, f, by_bucket=True)
     if fast is not None:
         return pd.DataFrame([(k, *v) for k, v in sorted(fast.items())], columns=["bucket", "p50_ms", "p95_ms"])
-    src = source_for(f)
-    counts = {}
-    if src.rollup:  # the latency count of every bucket in one small query instead of one count per bucket
-        b = bucket(engine, f, src).label("bucket")
-        stmt = select(b, src.total("latency_count")).where(where(f, src)).group_by(b)
-        counts = {label: int(n) for label, n in _frame(engine, stmt).itertuples(index=False)}
+    if engine.dialect.name == "postgresql":
+        df = _pg_percentiles(engine, f, by_bucket=True)
+        for col in ("p50_ms", "p95_ms"):
+            df[col] = [reported_latency(_num(v)) for v in df[col]]
+        return df
     rows = []
     with engine.connect() as conn:
         for label, part in sqlite_buckets(f):
-            if src.rollup and not counts.get(label):
-                continue
-            p50, p95 = sqlite_percentiles(conn, part, n=counts.get(label) if src.rollup else None)
+            p50, p95 = sqlite_percentiles(conn, part)
             if p50 is not None:
-                rows.append({"bucket": label, "p50_ms": p50, "p95_ms": p95})
+                rows.append({"bucket": label, "p50_ms": reported_latency(p50), "p95_ms": reported_latency(p95)})
     return pd.DataFrame(rows, columns=["bucket", "p50_ms", "p95_ms"])
 
 
@@ -249,40 +244,60 @@ def breakdown(engine: Engine, f: UsageFilter, by: str) -> pd.DataFrame:
     return df
 
 
-def top_calls(engine: Engine, f: UsageFilter, limit: int = 20) -> pd.DataFrame:
-    """The most expensive priced calls of the period, most expensive first."""
-    cond = and_(where(f), CALL_COLS.cost_usd.is_not(None))
-    if engine.dialect.name == "sqlite" and is_bare(f):
-        # Walk ix_llm_calls_cost from the most expensive down and stop at `limit` rows in range,
-        # instead of sorting the whole range (SQLite picks the latter unless told).
-        walk = text(
-            "SELECT id FROM llm_calls INDEXED BY ix_llm_calls_cost WHERE cost_usd IS NOT NULL AND "
-            "created_at >= :lo AND created_at < :hi ORDER BY cost_usd DESC LIMIT :n"
-        ).bindparams(bindparam("lo", type_=DateTime()), bindparam("hi", type_=DateTime()))
-        with engine.connect() as conn:
-            ids = conn.execute(walk, {"lo": f.start.astimezone(UTC), "hi": f.end.astimezone(UTC), "n": limit}).scalars()
-            cond = CALL_COLS.id.in_(list(ids))
-    stmt = (
-        select(
-            CALL_COLS.id,
-            CALL_COLS.created_at,
-            CALL_COLS.user,
-            CALL_COLS.feature,
-            CALL_COLS.model,
-            CALL_COLS.template_name,
-            CALL_COLS.template_version,
-            CALL_COLS.prompt_tokens,
-            CALL_COLS.completion_tokens,
-            CALL_COLS.cached_tokens,
-            CALL_COLS.cost_usd,
-            CALL_COLS.latency_ms,
-            CALL_COLS.status,
+TOP_COLUMNS = (
+    "id",
+    "created_at",
+    "user",
+    "feature",
+    "model",
+    "template_name",
+    "template_version",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "latency_ms",
+    "status",
+)
+WALK_COST_PER_ROW = 4  # an index entry walked in cost order costs a row lookup: ~4 rows of a covering range scan
+
+
+def _cost_threshold(engine: Engine, f: UsageFilter, limit: int) -> float | None:
+    """The cost of the `limit`-th most expensive matching call, found by walking ix_llm_calls_cost from the top
+    (SQLite), when that walk is expected to be cheaper than reading the range; None otherwise.
+
+    The rollups give how many priced calls match (m) and how many the range holds (r): a walk meets a match every
+    ~total/m entries, so it reads ~limit*total/m entries, against r rows for the range.
+    """
+    if engine.dialect.name != "sqlite":
+        return None
+    src = source_for(f)
+    whole = usage_filter_range(f)
+    bare = source_for(whole)
+    with engine.connect() as conn:
+        matching = conn.execute(select(src.requests() - src.total("unpriced")).where(where(f, src))).scalar() or 0
+        in_range = conn.execute(select(bare.requests()).where(where(whole, bare))).scalar() or 0
+        total = conn.execute(select(func.max(CALL_COLS.id))).scalar() or 0
+        if matching < limit or WALK_COST_PER_ROW * limit * total > matching * max(in_range, 1):
+            return None
+        walk = (
+            select(CALL_COLS.cost_usd)
+            .with_hint(CALLS, "INDEXED BY ix_llm_calls_cost", "sqlite")
+            .where(CALL_COLS.cost_usd.is_not(None), where(f))
+            .order_by(CALL_COLS.cost_usd.desc())
+            .limit(1)
+            .offset(limit - 1)
         )
-        .where(cond)
-        .order_by(CALL_COLS.cost_usd.desc(), CALL_COLS.id)
-        .limit(limit)
-    )
-    df = _frame(engine, stmt)
+        return conn.execute(walk).scalar()
+
+
+def top_calls(engine: Engine, f: UsageFilter, limit: int = 20) -> pd.DataFrame:
+    """The most expensive priced calls of the period, most expensive first (ties by id)."""
+    stmt = select(*(CALL_COLS[c] for c in TOP_COLUMNS)).where(where(f), CALL_COLS.cost_usd.is_not(None))
+    threshold = _cost_threshold(engine, f, limit)
+    if threshold is not None:  # only calls at least as expensive as the limit-th, read from the cost index
+        stmt = stmt.with_hint(CALLS, "INDEXED BY ix_llm_calls_cost", "sqlite").where(CALL_COLS.cost_usd >= threshold)
+    df = _frame(engine, stmt.order_by(CALL_COLS.cost_usd.desc(), CALL_COLS.id).limit(limit))
     df["created_at"] = _to_local(df["created_at"], f.tz)
     return df
 
@@ -342,27 +357,23 @@ def cost_per_useful_answer(engine: Engine, f: UsageFilter) -> dict[str, Any]:
     has left feedback yet, `feedback_collected` is False and every answer counts.
     """
     feedback = Feedback.__table__
-    with engine.connect() as conn:
-        collected = conn.execute(select(feedback.c.id).limit(1)).first() is not None
-    src = RAW if collected else source_for(f, {"status"})
+    src = source_for(f, {"status"})
     answered = src.table.c.status.in_(ANSWER_STATUSES)
-    if not collected:
-        useful = src.count_where(answered)
-    else:
-        disliked = (
-            select(feedback.c.request_id)
-            .where(feedback.c.rating < 0, feedback.c.request_id == CALL_COLS.request_id)
-            .exists()
-        )
-        useful = src.count_where(and_(answered, ~disliked))
     stmt = select(
         src.spend().label("spend"),
-        useful.label("useful"),
         src.count_where(answered).label("answers"),
         src.total("unpriced").label("unpriced"),
     ).where(where(f, src))
+    # The disliked answers among them, found from the (few) 👎 rows through the call log's request_id key.
+    disliked = select(func.count()).where(
+        CALL_COLS.request_id.in_(select(feedback.c.request_id).where(feedback.c.rating < 0)),
+        CALL_COLS.status.in_(ANSWER_STATUSES),
+        where(f),
+    )
     with engine.connect() as conn:
-        row = conn.execute(stmt).mappings().one()
+        collected = conn.execute(select(feedback.c.id).limit(1)).first() is not None
+        row = dict(conn.execute(stmt).mappings().one())
+        row["useful"] = int(row["answers"]) - (int(conn.execute(disliked).scalar() or 0) if collected else 0)
     spend, n = float(row["spend"]), int(row["useful"])
     return {
         "spend": spend,
@@ -412,7 +423,7 @@ def what_if(engine: Engine, f: UsageFilter, price: Price) -> pd.DataFrame:
 
 def filter_options(engine: Engine, f: UsageFilter) -> dict[str, list]:
     """The distinct values of each filterable column within the filter's time range."""
-    bare = replace(f, features=(), users=(), models=(), providers=(), templates=(), template_versions=(), statuses=())
+    bare = usage_filter_range(f)
     out: dict[str, list] = {}
     for dims in (("feature", "model", "provider", "template_name", "template_version", "status"), ("user",)):
         src = source_for(bare, set(dims))

@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import ColumnElement
 
-from lib.core.rollups import LATENCY_ROLLUP, NULL_SENTINEL, ROLLUPS, bin_range, rollup_tables
+from lib.core.rollups import LATENCY_ROLLUPS, NULL_SENTINEL, ROLLUPS, bin_of, bin_range, rollup_tables
 from lib.core.tables import LlmCall
 
 CALLS = LlmCall.__table__  # the call log, as a Core table
@@ -83,6 +83,11 @@ class UsageFilter:
     def grain(self) -> str:
         """Hourly buckets for ranges up to two days, daily ones beyond."""
         return "hour" if self.end - self.start <= timedelta(days=2) else "day"
+
+
+def usage_filter_range(f: UsageFilter) -> UsageFilter:
+    """The same range and zone with no column filter."""
+    return UsageFilter(f.start, f.end, tz=f.tz)
 
 
 def viewer_zone(name: str | None) -> str:
@@ -156,6 +161,10 @@ class RowSource:
 
     def spend(self) -> ColumnElement[float]:
         return cast(func.coalesce(func.sum(self.table.c.spend if self.rollup else CALL_COLS.cost_usd), 0.0), Float)
+
+    def saved(self) -> ColumnElement[float]:
+        """What the cache hits among the rows would have cost (sum it under status = 'cached')."""
+        return cast(func.coalesce(func.sum(self.table.c.saved if self.rollup else CALL_COLS.saved_usd), 0.0), Float)
 
     def total(self, measure: str) -> ColumnElement[int]:
         """Sum of a rollup measure: unpriced, input_tokens, output_tokens, cached_tokens, cached_capped."""
@@ -324,78 +333,63 @@ def select_count(cond: ColumnElement[bool]):
     return select(func.count()).select_from(CALLS).where(cond)
 
 
-_IN_BIN = (
-    "SELECT latency_ms FROM llm_calls INDEXED BY {index} WHERE created_at >= :lo AND created_at < :hi "
-    "AND latency_ms >= :blo AND latency_ms < :bhi ORDER BY latency_ms {order} LIMIT 1 OFFSET :k"
-)
+def latency_source(f: UsageFilter) -> RowSource | None:
+    """The latency histogram that holds every dimension `f` filters on, when the range falls on whole hours."""
+    needed = {FILTER_DIMS[k] for k in FILTER_DIMS if getattr(f, k)}
+    if USE_ROLLUPS and on_whole_hours(f):
+        for name, dims in LATENCY_ROLLUPS.items():
+            if needed <= set(dims):
+                return RowSource(ROLLUP_TABLES[name], rollup=True)
+    return None
+
+
+def reported_latency(value: float | None) -> float | None:
+    """What the dashboard shows for an exact latency percentile: the low edge of its histogram bin, i.e. the
+    whole milliseconds cut to two significant digits (4789.5 ms shows as 4700, 5.7 as 5, under 1 ms as 0).
+
+    The histograms count calls per latency bin, so a percentile read from them is exact to its bin; the
+    call-log path shows the same edge, so both paths show the same figure.
+    """
+    return None if value is None else bin_edge(bin_of(value))
+
+
+def bin_edge(b: int) -> float:
+    """The figure shown for a percentile in bin `b` (its low edge; 0 for the bin under 1 ms)."""
+    return max(bin_range(b)[0], 0.0)
 
 
 def histogram_percentiles(engine: Engine, f: UsageFilter, by_bucket: bool) -> dict[str, tuple[float, float]] | None:
-    """Exact p50/p95 per local bucket (or for the whole range under key 'all') on SQLite, for a bare
-    range on whole hours; None when that does not apply.
-
-    The latency rollup gives each bucket's count per latency bin, so the bin holding rank ceil(n*p) is
-    known; one query then reads only that bin's rows of the bucket.
-    """
-    if not (USE_ROLLUPS and is_bare(f) and on_whole_hours(f)) or engine.dialect.name != "sqlite":
+    """p50/p95 (nearest rank, cut to its bin: see reported_latency) per local bucket, or for the whole range under key 'all', from the
+    latency histograms; None when no histogram applies (then the caller reads the call log)."""
+    src = latency_source(f)
+    if src is None:
         return None
-    src = RowSource(ROLLUP_TABLES[LATENCY_ROLLUP], rollup=True)
-    label = bucket(engine, f, src).label("bucket") if by_bucket else literal_column("'all'").label("bucket")
+    b = src.table.c.bin
+    keys = [bucket(engine, f, src).label("bucket")] if by_bucket else []
     stmt = (
-        select(label, src.table.c.bin, func.sum(src.table.c.n))
+        select(*keys, b, cast(func.sum(src.table.c.n), BigInteger))
         .where(where(f, src))
-        .group_by(label, src.table.c.bin)
-        .order_by(label, src.table.c.bin)
+        .group_by(*keys, b)
+        .order_by(*keys, b)
     )
     bins: dict[str, list[tuple[int, int]]] = {}
     with engine.connect() as conn:
-        for key, b, n in conn.execute(stmt):
-            bins.setdefault(key, []).append((int(b), int(n)))
-        ranges = dict(sqlite_buckets(f)) if by_bucket else {"all": f}
-        # One day is read by time and its bin rows sorted; a whole month is read by latency, from
-        # the bin's edge (the month's median bin holds a third of its rows: too many to sort).
-        index = "ix_llm_calls_created_latency" if by_bucket else "ix_llm_calls_latency"
-        in_bin, in_bin_desc = (
-            text(_IN_BIN.format(order=o, index=index)).bindparams(
-                bindparam("lo", type_=DateTime()), bindparam("hi", type_=DateTime())
-            )
-            for o in ("ASC", "DESC")
-        )
-        out = {}
-        for key, counts in bins.items():
-            part, total, values = ranges.get(key), sum(n for _, n in counts), []
-            if part is None:  # a bucket the range does not have: rollup and log disagree, let the caller sort
-                return None
-            for pct in (50, 95):
-                rank = -(-total * pct // 100)
-                b, n, before = _bin_holding(counts, rank)
-                blo, bhi = bin_range(b)
-                k = rank - before - 1  # 0-based within the bin; count from the nearer end
-                query = in_bin if k <= n - 1 - k else in_bin_desc
-                values.append(
-                    conn.execute(
-                        query,
-                        {
-                            "lo": _utc(part.start),
-                            "hi": _utc(part.end),
-                            "blo": max(blo, -1e308),
-                            "bhi": bhi,
-                            "k": min(k, n - 1 - k),
-                        },
-                    ).scalar()
-                )
-            p50, p95 = values
-            if p50 is None or p95 is None:  # the rollup disagrees with the log (rows deleted?): let the caller sort
-                return None
-            out[key] = (float(p50), float(p95))
+        for row in conn.execute(stmt):
+            key = str(row[0]) if by_bucket else "all"
+            bins.setdefault(key, []).append((int(row[-2]), int(row[-1])))
+    out = {}
+    for key, counts in bins.items():
+        total = sum(n for _, n in counts)
+        p50, p95 = (bin_edge(_bin_holding(counts, -(-total * pct // 100))) for pct in (50, 95))
+        out[key] = (p50, p95)
     return out
 
 
-def _bin_holding(counts: list[tuple[int, int]], rank: int) -> tuple[int, int, int]:
-    """(bin, its row count, rows in the bins before it) of the bin holding the 1-based `rank` in sorted order."""
+def _bin_holding(counts: list[tuple[int, int]], rank: int) -> int:
+    """The bin holding the 1-based `rank` in sorted order, from (bin, count) pairs in bin order."""
     before = 0
     for b, n in counts:
-        if before + n >= rank:
-            return b, n, before
         before += n
-    return counts[-1][0], counts[-1][1], before  # not reached: rank <= the sum of the counts
+        if before >= rank:
+            return b
+    return counts[-1][0]  # not reached: rank <= the sum of the counts

@@ -19,7 +19,7 @@ Revises: 0001
 
 from alembic import op
 
-from lib.core.rollups import create_sql, drop_sql
+from lib.core.rollups_v1 import create_sql, drop_sql
 
 revision = "0003"
 down_revision = "0002"

@@ -1,0 +1,36 @@
+"""Usage rollups for every filter of the dashboard: replaces the rollups of 0003 (lib/core/rollups_v1.py) with
+those of lib/core/rollups.py, rebuilt from the call log.
+
+- llm_usage_hourly gains the pipeline name, version and step, and a `saved` measure (what cache hits would
+  have cost), so cache savings and cost per pipeline read the rollup.
+- llm_usage_user_hourly gains every filter dimension, so a user filter combines with any other.
+- llm_latency_hourly (now on PostgreSQL too) and llm_latency_user_hourly: latency histograms per hour and
+  filter dimension, so p50/p95 of any filter are read from counts.
+
+Revision ID: 0013
+Revises: 0012
+"""
+
+from pathlib import Path
+
+from alembic import op
+
+from lib.core import rollups, rollups_v1
+
+revision = "0013"
+# 0011 and 0012 are being written at the same time as this one: chain onto the newest that exists.
+down_revision = next(r for r in ("0012", "0011", "0010") if any(Path(__file__).parent.glob(f"{r}_*.py")))
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    dialect = op.get_bind().dialect.name
+    for stmt in [*rollups_v1.drop_sql(dialect), *rollups.create_sql(dialect)]:
+        op.execute(stmt)
+
+
+def downgrade() -> None:
+    dialect = op.get_bind().dialect.name
+    for stmt in [*rollups.drop_sql(dialect), *rollups_v1.create_sql(dialect)]:
+        op.execute(stmt)
