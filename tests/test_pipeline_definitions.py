@@ -100,7 +100,7 @@ def test_huge_or_deeply_nested_conditions_are_refused_with_a_clear_error():
         parse_condition("a == 1 or " * 500 + "a == 2")
     with pytest.raises(ConditionError, match="nested too deeply"):
         parse_condition("not " * 100 + "a")
-    with pytest.raises(ConditionError, match="nested too deeply|cannot be read"):
+    with pytest.raises(ConditionError, match=r"nested too deeply|cannot be read"):
         parse_condition("(" * 300 + "a" + ")" * 300)
 
 
@@ -243,7 +243,7 @@ def test_a_preview_maps_rows_to_the_variables_and_names_missing_columns(fresh_en
     assert resolved.columns() == ["subject", "body", "priority"]
     rows = [{"subject": "S", "body": "B", "priority": "p1", "extra": 1}]
     assert preview(resolved, rows) == [{"subject": "S", "body": "B", "priority": "p1"}]
-    with pytest.raises(MissingColumns, match="no column 'body'.*Columns found: subject, priority"):
+    with pytest.raises(MissingColumns, match=r"no column 'body'.*Columns found: subject, priority"):
         check_rows(resolved, [{"subject": "S", "priority": "p1"}])
 
 

@@ -119,10 +119,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         while True:
             status = run_status(services.engine, run_id)
             if not args.quiet:
-                r = status.rows
+                counts = status.rows
                 print(
-                    f"\r  {status.done}/{status.total} rows · {r['completed']} completed · {r['failed']} failed · "
-                    f"{r['review']} in review · ${status.cost_usd:.4f}",
+                    f"\r  {status.done}/{status.total} rows · {counts['completed']} completed · {counts['failed']} failed · "
+                    f"{counts['review']} in review · ${status.cost_usd:.4f}",
                     end="",
                     file=sys.stderr,
                     flush=True,

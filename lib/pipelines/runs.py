@@ -9,8 +9,9 @@ A gate whose rule matches stops the row in the review queue (lib.pipelines.revie
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -320,15 +321,22 @@ def store_step(
 
 
 class _Budget:
-    """The run's hard budget, kept in its row so every worker shares it: a call reserves its predicted cost."""
+    """The run's hard budget, kept in its row so every worker shares it: a call reserves its predicted cost.
 
-    def __init__(self, engine: Engine, run_id: int, budget: float | None):
-        self.engine, self.run_id, self.budget = engine, run_id, budget
+    A call that does not fit while other calls of the run are in flight waits for them to settle (their actual cost
+    is usually below the prediction) and tries again; it pauses the run only when it cannot fit with nothing in
+    flight (or after SETTLE_WAIT_S, should a dead worker have left a reservation behind).
+    """
 
-    def reserve(self, predicted: float | None) -> None:
-        if self.budget is None:
-            return
-        amount = predicted or 0.0
+    SETTLE_WAIT_S = 120.0
+
+    def __init__(
+        self, engine: Engine, run_id: int, budget: float | None, cancelled: Callable[[], bool] = lambda: False
+    ):
+        self.engine, self.run_id, self.budget, self.cancelled = engine, run_id, budget, cancelled
+        self._wait = threading.Event()  # never set: waits need no sleep
+
+    def _take(self, amount: float) -> tuple[bool, float, str | None]:
         with self.engine.begin() as conn:
             taken = conn.execute(
                 update(PipelineRun)
@@ -340,8 +348,27 @@ class _Budget:
                 )
                 .values(reserved_usd=PipelineRun.reserved_usd + amount)
             ).rowcount
-        if taken != 1:
-            raise BudgetPaused(f"the next call (up to ${amount:.4f}) would cross the budget")
+            if taken == 1:
+                return True, 0.0, None
+            reserved, status = conn.execute(
+                select(PipelineRun.reserved_usd, PipelineRun.status).where(PipelineRun.id == self.run_id)
+            ).one()
+        return False, float(reserved or 0.0), status
+
+    def reserve(self, predicted: float | None) -> None:
+        if self.budget is None:
+            return
+        amount = predicted or 0.0
+        deadline, step = time.monotonic() + self.SETTLE_WAIT_S, 0.01
+        while True:
+            taken, in_flight, status = self._take(amount)
+            if taken:
+                return
+            if status not in ACTIVE_RUN or in_flight <= 1e-12 or time.monotonic() > deadline:
+                raise BudgetPaused(f"the next call (up to ${amount:.4f}) would cross the budget")
+            self.cancelled()  # raises Cancelled when the row was cancelled meanwhile
+            self._wait.wait(step)
+            step = min(step * 2, 0.2)
 
     def settle(self, predicted: float | None, actual: float | None) -> None:
         if self.budget is None:
@@ -418,7 +445,7 @@ def _run_row(deps: RunDeps, ctx: ItemContext, run: RunInfo, position: int) -> tu
     if row_status in ("completed", "rejected"):
         return None
     outputs: dict[str, dict[str, Any] | None] = {}
-    budget = _Budget(engine, run_id, run.budget_usd)
+    budget = _Budget(engine, run_id, run.budget_usd, ctx.cancelled)
     base = CallContext(
         feature=FEATURE,
         user=run.created_by,
