@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from fake_openai import Reply, Status
+from langchain_core.embeddings import DeterministicFakeEmbedding
 from otlp_receiver import OtlpReceiver, ReceivedSpan
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,9 +23,11 @@ from waiting import wait_for
 from lib.chat.turn import ChatSetup, start_turn
 from lib.core.settings import ConfigError, load_settings
 from lib.core.tables import LlmCall
+from lib.documents.indexing import get_collection
 from lib.gateway.client import CallContext, Gateway
 from lib.gateway.errors import ProviderUnavailable
 from lib.prompts.store import TemplateStore, ensure_builtin_templates
+from lib.services import Services
 from lib.telemetry import tracing
 from lib.ui.usage_view import trace_line
 
@@ -306,3 +309,42 @@ def test_the_usage_call_detail_names_the_trace_and_links_it_only_by_a_well_forme
     )
     for stored in (None, "", "0" * 32, "not-a-trace-id", tid.upper(), tid + ")](javascript:x)", "a" * 31):
         assert trace_line({"trace_id": stored}, "http://jaeger/trace/{trace_id}") is None
+
+
+def test_an_indexed_file_is_a_trace_and_a_grounded_turn_shows_its_retrieval(receiver, tmp_path, fake):
+    providers = {"acme": {"base_url": fake.base_url, "api_key": PROVIDER_KEY, "models": ["fake-small"]}}
+    settings = load_settings(env={"WORKBENCH_DATA_DIR": str(tmp_path), "WORKBENCH_PROVIDERS": json.dumps(providers)})
+    services = Services(settings, local_embeddings=DeterministicFakeEmbedding(size=16))
+    col = get_collection(services.engine, "handbook", create=True)
+    tracing.flush_traces()
+    receiver.clear()
+    body = b"Holidays. Every employee gets 28 days of paid holiday per year.\n\nParking is free on site.\n"
+    assert services.indexer.index_file(col, "payroll-plans.txt", body).status == "indexed"
+    tracing.flush_traces()
+    [indexed] = [s for s in receiver.spans if s.name == "documents.index_file"]
+    assert indexed.parent_id is None and indexed.attributes["workbench.status"] == "indexed"
+    assert indexed.attributes["workbench.chunks"] >= 1 and indexed.attributes["workbench.bytes"] == len(body)
+    assert "payroll" not in everything_said(receiver.spans_of(indexed.trace_id))  # a file name is the user's text
+
+    fake.enqueue(Reply("28 days [1]."))
+    setup = ChatSetup(
+        services.engine,
+        services.gateway,
+        budget=3000,
+        store=services.templates,
+        retrieval=services.retrieval(),
+        retriever=lambda: services.retriever,
+    )
+    turn = start_turn(setup, "How many days of holiday?", "acme/fake-small", user="ada", collection="handbook")
+    assert "".join(turn) == "28 days [1]."
+    [row] = calls(services.engine)
+    names = {"chat.turn", "chat.prompt", "retrieval.search", "retrieval.vector", "retrieval.bm25", "retrieval.fusion"}
+    spans = trace_of(receiver, row.trace_id, names | {"chat fake-small"})
+    [root], [prompt], [search] = spans["chat.turn"], spans["chat.prompt"], spans["retrieval.search"]
+    assert prompt.parent_id == root.span_id and search.parent_id == prompt.span_id
+    assert all(
+        spans[n][0].parent_id == search.span_id for n in ("retrieval.vector", "retrieval.bm25", "retrieval.fusion")
+    )
+    assert search.attributes["workbench.mode"] == "hybrid" and search.attributes["workbench.results"] >= 1
+    assert spans["chat fake-small"][0].parent_id == root.span_id and root.attributes["workbench.grounded"] is True
+    assert "holiday" not in everything_said(receiver.spans_of(row.trace_id))  # neither the question nor a passage

@@ -9,7 +9,7 @@ when WORKBENCH_TRACE_CONTENT allows it.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -71,9 +71,31 @@ _INVALID = trace.INVALID_SPAN
 NO_SPAN: Span = _INVALID  # a placeholder span that records nothing
 
 
+_tracer: trace.Tracer | None = None
+
+
 def tracer() -> trace.Tracer:
-    """The workbench's tracer (a proxy: it follows whatever provider is installed later)."""
-    return trace.get_tracer(TRACER_NAME)
+    """The workbench's tracer, made once: a proxy that follows the provider installed later (or stays a no-op)."""
+    global _tracer
+    if _tracer is None:  # a race makes two equal proxies, harmlessly
+        _tracer = trace.get_tracer(TRACER_NAME)
+    return _tracer
+
+
+_enabled = False  # set by lib.telemetry.tracing once it has installed a tracer provider
+
+
+def enable_spans(on: bool = True) -> None:
+    """Spans from now on go to the installed tracer provider (called by whoever installs one); `on=False` turns
+    them back into no-ops (bench/gateway.py compares both in one process; a provider can be installed only once)."""
+    global _enabled
+    _enabled = on
+
+
+def tracing_off() -> bool:
+    """True until a tracer provider is installed: every helper here then returns at once, so a process without an
+    OTLP endpoint pays next to nothing (bench/gateway.py --tracing measures it)."""
+    return not _enabled
 
 
 def _attributes(attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -86,6 +108,9 @@ def span(name: str, attributes: Mapping[str, Any] | None = None, **attrs: Any) -
     """A current span around a block: `with span("pipeline.row", run_id=..., step=...)` (keywords become
     `workbench.<name>`; dotted names go in `attributes`). An exception leaving the block marks the span as an
     error with its type. Not for generators: a span made current must not stay current across a `yield`."""
+    if tracing_off():
+        yield _INVALID
+        return
     merged = _attributes({**(attributes or {}), **attrs})
     with tracer().start_as_current_span(
         name, attributes=merged, record_exception=False, set_status_on_exception=False
@@ -106,12 +131,16 @@ def start_span(
     """A span that is not made current (end it yourself): for work that yields, e.g. a streamed call.
 
     `parent` None means the current span (if any) is the parent."""
+    if tracing_off():
+        return _INVALID
     ctx = trace.set_span_in_context(parent) if parent is not None else None
     return tracer().start_span(name, context=ctx, kind=kind, attributes=_attributes(attributes or {}))
 
 
 def activate(target: Span) -> AbstractContextManager[Span]:
     """Make `target` the current span around a block that does not yield; it is not ended when the block ends."""
+    if target is _INVALID:
+        return nullcontext(target)
     return trace.use_span(target, end_on_exit=False, record_exception=False, set_status_on_exception=False)
 
 

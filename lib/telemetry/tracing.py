@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 
+from lib.core import spans
 from lib.core.settings import Settings, TraceConfig
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def install_tracing(settings: Settings) -> TracerProvider | None:
             return _installed[1]
         provider = make_provider(config)
         trace.set_tracer_provider(provider)
+        spans.enable_spans()
         _installed = (config, provider)
         return provider
 
