@@ -351,3 +351,25 @@ def test_an_unknown_tool_name_goes_back_to_the_model_as_an_error_result(fresh_en
     second = fake.requests[1]["json"]["messages"]
     assert second[-1]["role"] == "tool" and "not a valid tool" in second[-1]["content"]
     assert [r.step for r in rows(fresh_engine)] == ["1", "2"]
+
+
+def test_a_streaming_agent_never_runs_a_call_whose_arguments_were_cut_off(fresh_engine, fake):
+    ran: list[str] = []
+
+    @tool("calculator")
+    def counting_calculator(expression: str) -> str:
+        """Evaluate an arithmetic expression."""
+        ran.append(expression)
+        return "42"
+
+    cut = ToolCall("calculator", '{"expression": "6*', id="call_cut")
+    fake.responder = by_step(Reply("", tool_calls=(CALC, cut)), Reply("6 times 7 is 42."))
+    agent = create_agent(model=make_model(make_gateway(fresh_engine, fake)), tools=[counting_calculator])
+    pieces = list(agent.stream({"messages": [HumanMessage("6 times 7?")]}, stream_mode=["messages", "values"]))
+    assert ran == ["6*7"]  # LangChain's lenient stream parser alone would also have run "6*"
+    final = next(chunk for mode, chunk in reversed(pieces) if mode == "values")["messages"]
+    assert [c["id"] for c in final[1].invalid_tool_calls] == ["call_cut"]
+    # the model hears that the cut-off call failed (create_agent answers invalid calls with an error result)
+    told = [m for m in fake.requests[1]["json"]["messages"] if m.get("tool_call_id") == "call_cut"]
+    assert len(told) == 1 and "malformed or truncated" in told[0]["content"]
+    assert final[-1].content == "6 times 7 is 42."
