@@ -17,7 +17,7 @@ from lib.chat.turn import (
 from lib.compare.test_sets import TestSetError, add_case_from_message, list_test_sets
 from lib.documents.indexing import list_collections
 from lib.gateway.offline import HOW_TO_CONFIGURE, OFFLINE_LABEL
-from lib.ui.resources import current_owner, current_user, get_services, get_settings, require_page
+from lib.ui.resources import current_owner, current_user, get_services, get_settings, require_page, show_stored
 from lib.ui.untrusted import show_untrusted, stream_untrusted, untrusted_label, untrusted_markdown
 
 require_page("pages/chat.py")
@@ -80,7 +80,7 @@ if chat:
 def show_answer_extras(turn: dict) -> None:
     for src in citations_for(turn["content"], turn["sources"]):
         with st.expander(untrusted_label(source_label(src))):
-            show_untrusted("> " + src["text"].replace("\n", "\n> "))
+            show_stored("> " + src["text"].replace("\n", "\n> "))
     if caption := answer_caption(turn):
         st.caption(caption)
     mid, stored = turn["id"], turn["rating"]
@@ -113,7 +113,7 @@ if session_id and (earlier := chat_store.count_messages(engine, session_id, owne
     )
 for row in chat_store.load_messages(engine, session_id, owner, last=shown) if session_id else []:
     with st.chat_message(row["role"]):
-        show_untrusted(row["content"])
+        show_stored(row["content"])
         if row["role"] == "assistant":
             show_answer_extras(row)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import threading
@@ -22,6 +23,7 @@ from lib.gateway.client import Gateway
 from lib.jobs.queue import WorkQueue
 from lib.services import Services, open_engine, retrieval_from
 from lib.telemetry.metrics import MetricsEndpoint, Sources, serve_metrics
+from lib.ui.untrusted import untrusted_markdown
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,20 @@ def preload_embeddings(holder: LazyEmbeddings) -> threading.Thread:
             thread.start()
             _preload = (holder, thread)
         return _preload[1]
+
+
+@functools.lru_cache(maxsize=2048)  # a pure function of immutable text: no Streamlit cache needed (no copies)
+def _stored_markdown(text: str) -> str:
+    return untrusted_markdown(text)
+
+
+_MEMO_CHARS = 20_000  # longer texts are escaped each time (2,048 of these at most: ~80 MB at worst)
+
+
+def show_stored(text: str) -> None:
+    """show_untrusted for stored text (saved messages, their passages): made safe once per process, not on every
+    rerun (a Chat rerun redraws 50 messages and the passages they cite: 15-50 ms of escaping and parsing)."""
+    st.markdown(_stored_markdown(text) if len(text) <= _MEMO_CHARS else untrusted_markdown(text))
 
 
 def auth_enabled() -> bool:
