@@ -112,6 +112,19 @@ def test_by_step_answers_each_model_call_of_a_turn_by_its_place_in_the_turn(fake
     assert chat.invoke([HumanMessage("A new turn.")]).tool_calls[0]["id"] == "call_calc"
 
 
+def test_a_server_process_follows_a_script_file_by_step(tmp_path):
+    from fake_openai import FakeOpenAIProcess
+
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps([{"tool_calls": [{"name": "today", "id": "call_t"}]}, "It is Sunday."]))
+    with FakeOpenAIProcess(script=str(script)) as server:
+        chat = ChatOpenAI(base_url=server.base_url, api_key="test", model="fake-small", max_retries=0)
+        first = chat.invoke(QUESTION)
+        assert [(c["name"], c["args"], c["id"]) for c in first.tool_calls] == [("today", {}, "call_t")]
+        second = chat.invoke([*QUESTION, first, ToolMessage("Sunday", tool_call_id="call_t")])
+        assert second.content == "It is Sunday."
+
+
 # ---- GatewayChatModel ---------------------------------------------------------------------------
 
 
