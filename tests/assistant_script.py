@@ -69,3 +69,34 @@ class _Bound(BaseChatModel):
     ) -> ChatResult:
         self.inner.tools.append(list(self.names))
         return self.inner._generate(messages, stop, run_manager, **kw)
+
+
+MODEL = "openai/gpt-4o-mini"  # priced in the shipped table, so call-log rows carry a cost
+
+
+def loopback_services(database_url: str, server: Any, data_dir: Any = None, embeddings: Any = None, **env: str) -> Any:
+    """Services whose provider "openai" is the loopback server, on `database_url` (retrieval: BM25 unless set)."""
+    import json
+    import os
+
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    from lib.core.settings import load_settings
+    from lib.services import Services, open_engine
+
+    key = "-".join(["sk", "test", "0123456789abcdef"])  # key-shaped, built at run time
+    providers = {"openai": {"kind": "openai", "base_url": server.base_url, "api_key": key, "models": ["gpt-4o-mini"]}}
+    settings = load_settings(
+        env={
+            "WORKBENCH_PROVIDERS": json.dumps(providers),
+            "WORKBENCH_BACKOFF_BASE_S": "0.01",
+            "WORKBENCH_SEARCH_MODE": "bm25",
+            "WORKBENCH_PRELOAD_EMBEDDINGS": "0",
+            "DATABASE_URL": database_url,
+            "WORKBENCH_DATA_DIR": str(data_dir or os.environ["WORKBENCH_DATA_DIR"]),  # the test's (conftest's data_dir)
+            **env,
+        }
+    )
+    return Services(
+        settings, engine=open_engine(database_url), local_embeddings=embeddings or DeterministicFakeEmbedding(size=32)
+    )
