@@ -10,6 +10,11 @@ Tools: `bind_tools` converts them with LangChain's `convert_to_openai_tool`; the
 as LangChain's parsers sort them), streamed as `tool_call_chunks`. A tool-calling request is never served from
 or stored in the response cache (see `Stream._cacheable`), and the offline answerer cannot call tools: asking it
 to raises `ToolsUnavailable` (logged like any failed call); `can_call_tools` says so beforehand.
+
+Streamed tool-call arguments are parsed strictly (see `tool_calls.strict_tool_calls`): LangChain's own stream
+aggregation "repairs" cut-off JSON, so `invoke` (which an agent uses, streaming or not) returns the gateway's
+parse. A reader of `stream()` who adds up the chunks gets LangChain's lenient one; the call-log row and
+`response_metadata` (request_id, cost_usd, status, step, run_id) are the same either way.
 """
 
 from __future__ import annotations
