@@ -3,12 +3,15 @@ under any filter it offers, is read from aggregates instead of the call log.
 
 - llm_usage_hourly: sums per UTC hour and (feature, model, provider, status, template, template version,
   error type, pipeline name, pipeline version, step): every filter but the user, and every breakdown but by user.
-- llm_usage_user_hourly: the same sums per hour and user and the same dimensions except the pipeline ones, for a
-  user filter or the breakdown by user (kept apart so the main rollup stays small).
-- llm_latency_hourly, llm_latency_user_hourly: call counts per hour, filter dimensions and latency bin (a
-  histogram), so p50/p95 of any filter are read from counts. A bin is two significant digits of the whole
-  milliseconds (bin 347 = 4700-4799 ms, bin 150 = 5-5.99 ms, bin 0 = under 1 ms): a percentile is exact to its
-  bin (1-10% wide), reported as the bin's upper edge; see bin_range().
+- llm_usage_user_dims_hourly: the same sums per hour and user and the same dimensions except the pipeline ones,
+  for a user filter, or the breakdown by user of a filtered page (kept apart so the main rollup stays small);
+  llm_usage_user_hourly: per hour and user only, for the breakdown by user of an unfiltered page.
+- llm_latency_hourly, llm_latency_dims_hourly, llm_latency_user_dims_hourly: call counts per hour and latency
+  bin, and no other dimension, the filter dimensions, or those and the user (histograms: a query reads the
+  smallest that holds its filter), so p50/p95 of any filter are read from counts. A bin is two significant
+  digits of the whole milliseconds (bin 347 = 4700-4799 ms, bin 150 = 5-5.99 ms, bin 0 = under 1 ms): a
+  percentile is exact to its bin (1-10% wide) and shown as the bin's low edge, i.e. cut to two significant
+  digits; see bin_range().
 
 NULL dimensions are stored as '' (or -1 for integer ones) because both SQLite and PostgreSQL treat NULLs as
 distinct in the unique key the upsert needs. The call log is append-only; deleting or editing call rows would
@@ -27,16 +30,19 @@ if TYPE_CHECKING:
 
 FILTER_DIMS = ("feature", "model", "provider", "status", "template_name", "template_version")
 PIPELINE_DIMS = ("pipeline_name", "pipeline_version", "step")
+# A query reads the first rollup (smallest first) holding every dimension it filters or groups on.
 ROLLUPS = {  # usage rollups: name -> dimensions (each has every measure of MEASURES)
     "llm_usage_hourly": (*FILTER_DIMS, "error_type", *PIPELINE_DIMS),
-    "llm_usage_user_hourly": ("user", *FILTER_DIMS, "error_type"),
+    "llm_usage_user_hourly": ("user",),  # the breakdown by user of an unfiltered page
+    "llm_usage_user_dims_hourly": ("user", *FILTER_DIMS, "error_type"),
 }
 LATENCY_ROLLUP = "llm_latency_hourly"
 LATENCY_ROLLUPS = {  # latency histograms: name -> dimensions (plus the latency bin, with a count n)
-    LATENCY_ROLLUP: FILTER_DIMS,
-    "llm_latency_user_hourly": ("user", *FILTER_DIMS),
+    LATENCY_ROLLUP: (),  # an unfiltered page
+    "llm_latency_dims_hourly": FILTER_DIMS,
+    "llm_latency_user_dims_hourly": ("user", *FILTER_DIMS),
 }
-USER_KEYED = ("llm_usage_user_hourly", "llm_latency_user_hourly")  # indexed by (user, hour) too
+USER_KEYED = ("llm_usage_user_dims_hourly", "llm_latency_user_dims_hourly")  # indexed by (user, hour) too
 INT_DIMS = ("template_version", "pipeline_version")
 NULL_SENTINEL = {
     "template_name": "''",
@@ -198,19 +204,40 @@ def drop_sql(dialect: str) -> list[str]:
     return stmts
 
 
+# A rollup whose dimensions are a subset of another's is rebuilt in bulk from that one (a fraction of the rows).
+DERIVED_FROM = {
+    "llm_usage_user_hourly": "llm_usage_user_dims_hourly",
+    "llm_latency_dims_hourly": "llm_latency_user_dims_hourly",
+    LATENCY_ROLLUP: "llm_latency_dims_hourly",
+}
+
+
+def derive_sql(dialect: str, name: str) -> str:
+    """INSERT ... SELECT that rebuilds rollup `name` from the rollup it is derived from (see DERIVED_FROM)."""
+    keys, _, measures, _ = _spec(dialect, name)
+    sums = ", ".join(f"SUM({m})" for m in measures)
+    return (
+        f"INSERT INTO {name} ({_quoted(keys)}, {', '.join(measures)}) SELECT {_quoted(keys)}, {sums} "
+        f"FROM {DERIVED_FROM[name]} GROUP BY {_quoted(keys)}"
+    )
+
+
 @contextmanager
 def bulk_load(conn: Connection) -> Iterator[None]:
     """Insert many calls inside this block: the triggers are dropped for it, and afterwards every rollup is
-    rebuilt from the whole call log in one GROUP BY each (instead of one upsert per row and rollup)."""
+    rebuilt in one GROUP BY each, over the call log or a larger rollup (instead of one upsert per row and rollup)."""
     from sqlalchemy import text
 
     dialect = conn.dialect.name
     for name in all_rollups():
         conn.execute(text(drop_trigger_sql(dialect, name)))
     yield
-    for name in all_rollups():
+    pending = all_rollups()
+    while pending:  # a rollup after the one it is derived from
+        name = next(n for n in pending if DERIVED_FROM.get(n) not in pending)
+        pending.remove(name)
         conn.execute(text(f"DELETE FROM {name}"))
-        conn.execute(text(backfill_sql(dialect, name)))
+        conn.execute(text(derive_sql(dialect, name) if name in DERIVED_FROM else backfill_sql(dialect, name)))
         for stmt in trigger_sql(dialect, name):
             conn.execute(text(stmt))
 

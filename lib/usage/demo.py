@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Engine, insert
+from sqlalchemy import Connection, Engine, text
 
+from lib.core.rollups import bulk_load
 from lib.core.settings import PROJECT_ROOT
-from lib.core.tables import LlmCall
 from lib.gateway.errors import BudgetExceeded, ContextTooLong, ProviderUnavailable, RateLimited, TimedOut
 from lib.gateway.pricing import PriceTable, find_price, load_price_table
 from lib.prompts.builtin import RAG_ANSWER
@@ -117,99 +118,189 @@ def _pick(rng: np.random.Generator, weights: dict, n: int) -> np.ndarray:
     return np.array(keys, dtype=object)[rng.choice(len(keys), size=n, p=p / p.sum())]
 
 
-def generate_calls(n: int, days: int, end: datetime, seed: int = 7, prices: PriceTable | None = None) -> Iterator[dict]:
-    """`n` call-log rows spread over the `days` before `end`: growing, weekly and daily rhythms, Zipf users."""
-    rng = np.random.default_rng(seed)
-    prices = prices or load_price_table()
-    start = end - timedelta(days=days)
-    # Volume grows ~1% a day, weekends are quiet, working hours busy (UTC).
-    day_w = np.array([1.01**d * (0.35 if (start + timedelta(days=d)).weekday() >= 5 else 1.0) for d in range(days)])
+COLUMNS = (  # the call-log columns demo rows fill, in the order of generate_rows' tuples
+    "created_at",
+    "request_id",
+    "session_id",
+    "user",
+    "feature",
+    "provider",
+    "model",
+    "template_name",
+    "template_version",
+    "experiment_id",
+    "variant",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "latency_ms",
+    "ttft_ms",
+    "status",
+    "error_type",
+    "error_message",
+    "attempts",
+    "prompt",
+    "response",
+    "metadata",
+)
+USERS = [f"{f}.{last}" for last in LAST for f in FIRST][:60]
+
+
+def _day_rows(
+    rng: np.random.Generator, n: int, day: int, days: int, start: datetime, seed: int, first: int, price_of: dict
+) -> list[tuple]:
+    """The `n` calls of day `day` (numbered from `first`), as tuples in COLUMNS order, built column-wise."""
     hour_w = np.array([0.2] * 7 + [0.8, 1.5, 2, 2, 1.8, 1.2, 1.8, 2, 1.8, 1.5, 1] + [0.5] * 3 + [0.3] * 3)
-    day = rng.choice(days, size=n, p=day_w / day_w.sum())
-    hour = rng.choice(24, size=n, p=hour_w / hour_w.sum())
-    secs = day * 86400 + hour * 3600 + rng.integers(0, 3600, size=n)
-    order = np.argsort(secs, kind="stable")
-    secs, frac = secs[order], secs[order] / (days * 86400)
-    users = [f"{f}.{last}" for last in LAST for f in FIRST][:60]
-    zipf = 1 / np.arange(1, len(users) + 1) ** 0.9
-    user = np.array(users, dtype=object)[rng.choice(len(users), size=n, p=zipf / zipf.sum())]
+    secs = np.sort(day * 86400 + rng.choice(24, size=n, p=hour_w / hour_w.sum()) * 3600 + rng.integers(0, 3600, n))
+    frac = secs / (days * 86400)
+    zipf = 1 / np.arange(1, len(USERS) + 1) ** 0.9
+    user = np.array(USERS, dtype=object)[rng.choice(len(USERS), size=n, p=zipf / zipf.sum())]
     feature = _pick(rng, {k: v[0] for k, v in FEATURES.items()}, n)
     status = _pick(rng, STATUSES, n)
     etype = _pick(rng, ERROR_TYPES, n)
     cached_share = np.where(rng.random(n) < 0.3, rng.uniform(0.3, 0.9, n), 0.0)
     noise = rng.lognormal(0, 0.5, size=(3, n))
-    models = {f: _pick(rng, spec[1], n) for f, spec in FEATURES.items()}
-    price_of = {m: find_price(m, prices) for spec in FEATURES.values() for m in spec[1]}
+    model = np.empty(n, dtype=object)
+    template = np.full(n, None, dtype=object)
+    mean_in, mean_out, versions = np.zeros(n), np.zeros(n), np.zeros(n)
+    for f, (_, models, tmpl, m_in, m_out) in FEATURES.items():
+        at = feature == f
+        model[at] = _pick(rng, models, int(at.sum()))
+        template[at], mean_in[at], mean_out[at] = tmpl, m_in, m_out
+        versions[at] = TEMPLATE_VERSIONS.get(tmpl, 0) if tmpl else 0
+    blocked, errored, aborted, cached = (status == s for s in ("blocked", "error", "aborted", "cached"))
+    prompt_t = np.where(blocked, 0, (mean_in * noise[0]).astype(np.int64))
+    out_t = np.where(errored | blocked, 0, (mean_out * noise[1] * np.where(aborted, 0.3, 1.0)).astype(np.int64))
+    openai = np.array([m.startswith("openai/") for m in model])
+    cached_t = np.where(openai & ~cached, (prompt_t * cached_share).astype(np.int64), 0)
+    ms_per_token = np.array([MS_PER_TOKEN.get(m, 9) for m in model])
+    latency = np.round(np.where(cached, 4 + 3 * noise[2], (250 + out_t * ms_per_token) * noise[2]), 1)
+    ttft = np.round(np.minimum(latency, 150 + 200 * noise[1]), 1)
+    version = np.minimum(versions, 1 + (frac * versions + noise[0] / 4).astype(np.int64)).astype(np.int64)
+    free = blocked | errored | cached
+    when = (np.datetime64(start.replace(tzinfo=None), "us") + secs.astype("timedelta64[s]")).astype("datetime64[us]")
+    stamps = np.datetime_as_string(when, unit="us")
+    rows = []
     for i in range(n):
-        f = feature[i]
-        _, _, template, mean_in, mean_out = FEATURES[f]
-        model, st = models[f][i], status[i]
-        prompt_t = 0 if st == "blocked" else int(mean_in * noise[0, i])
-        out_t = 0 if st in ("error", "blocked") else int(mean_out * noise[1, i] * (0.3 if st == "aborted" else 1))
-        cached_t = int(prompt_t * cached_share[i]) if model.startswith("openai/") and st != "cached" else 0
-        price = price_of[model]
-        cost = (
-            None
-            if price is None
-            else (0.0 if st in ("cached", "blocked", "error") else price.cost(prompt_t, out_t, cached_t))
-        )
-        latency = 4 + 3 * noise[2, i] if st == "cached" else (250 + out_t * MS_PER_TOKEN.get(model, 9)) * noise[2, i]
-        version = (
-            min(TEMPLATE_VERSIONS[template], 1 + int(frac[i] * TEMPLATE_VERSIONS[template] + noise[0, i] / 4))
-            if template
-            else None
-        )
-        question = QUESTIONS[i % len(QUESTIONS)]
-        error_type, error_message = None, None
+        f, m, st, k = feature[i], model[i], status[i], first + i
+        price = price_of[m]
+        p_t, o_t, c_t = int(prompt_t[i]), int(out_t[i]), int(cached_t[i])
+        cost = None if price is None else (0.0 if free[i] else price.cost(p_t, o_t, c_t))
+        question = QUESTIONS[k % len(QUESTIONS)]
+        error_type = error_message = None
         if st == "error":
-            error_type, error_message = etype[i], f"{etype[i]} from {model}"
+            error_type, error_message = etype[i], f"{etype[i]} from {m}"
         elif st == "blocked":  # a budget refused the call, as BudgetGuard logs it
-            error_type, error_message = (
-                BudgetExceeded.error_type,
-                f"The monthly budget for user {user[i]!r} is used up.",
+            error_type = BudgetExceeded.error_type
+            error_message = f"The monthly budget for user {user[i]!r} is used up."
+        rows.append(
+            (
+                stamps[i].replace("T", " "),
+                f"demo-{seed}-{k:08d}",
+                f"demo-{user[i]}-{secs[i] // 86400}",
+                user[i],
+                f,
+                m.split("/", 1)[0],
+                m,
+                template[i],
+                int(version[i]) if template[i] else None,
+                "run:4" if f == "compare.run" else None,
+                ("A" if k % 2 else "B") if f == "compare.run" else None,
+                p_t,
+                o_t,
+                c_t,
+                cost,
+                float(latency[i]),
+                float(ttft[i]),
+                st,
+                error_type,
+                error_message,
+                1,
+                question if f != "embed" else None,
+                f"(demo answer to: {question})" if f != "embed" and st in ("ok", "cached") else None,
+                '{"demo": true}',
             )
-        yield {
-            "created_at": start + timedelta(seconds=int(secs[i])),
-            "request_id": f"demo-{seed}-{i:08d}",
-            "session_id": f"demo-{user[i]}-{secs[i] // 86400}",
-            "user": user[i],
-            "feature": f,
-            "provider": model.split("/", 1)[0],
-            "model": model,
-            "template_name": template,
-            "template_version": version,
-            "experiment_id": "run:4" if f == "compare.run" else None,
-            "variant": ("A" if i % 2 else "B") if f == "compare.run" else None,
-            "prompt_tokens": prompt_t,
-            "completion_tokens": out_t,
-            "cached_tokens": cached_t,
-            "cost_usd": cost,
-            "latency_ms": round(float(latency), 1),
-            "ttft_ms": round(float(min(latency, 150 + 200 * noise[1, i])), 1),
-            "status": st,
-            "error_type": error_type,
-            "error_message": error_message,
-            "attempts": 1,
-            "prompt": question if f != "embed" else None,
-            "response": (f"(demo answer to: {question})" if f != "embed" and st in ("ok", "cached") else None),
-            "meta": {"demo": True},
-        }
+        )
+    return rows
 
 
-def write_demo_calls(
-    engine: Engine, n: int, days: int, end: datetime | None = None, seed: int = 7, batch: int = 20_000
-) -> int:
-    """Insert `n` synthetic calls into `engine`'s call log (a migrated demo database); returns the count."""
+def generate_rows(
+    n: int, days: int, end: datetime, seed: int = 7, prices: PriceTable | None = None
+) -> Iterator[list[tuple]]:
+    """`n` call-log rows over the `days` before `end`, one list of COLUMNS tuples per day (oldest first):
+    volume grows ~1% a day, weekends are quiet, working hours busy (UTC), users follow a Zipf law."""
+    rng = np.random.default_rng(seed)
+    prices = prices or load_price_table()
+    start = end.astimezone(UTC) - timedelta(days=days)
+    day_w = np.array([1.01**d * (0.35 if (start + timedelta(days=d)).weekday() >= 5 else 1.0) for d in range(days)])
+    per_day = rng.multinomial(n, day_w / day_w.sum())
+    price_of = {m: find_price(m, prices) for spec in FEATURES.values() for m in spec[1]}
+    first = 0
+    for day, count in enumerate(per_day):
+        if count:
+            yield _day_rows(rng, int(count), day, days, start, seed, first, price_of)
+            first += int(count)
+
+
+def generate_calls(n: int, days: int, end: datetime, seed: int = 7, prices: PriceTable | None = None) -> Iterator[dict]:
+    """The rows of generate_rows as dicts of call-log columns (created_at a UTC datetime, metadata a dict)."""
+    for day in generate_rows(n, days, end, seed, prices):
+        for row in day:
+            call = dict(zip(COLUMNS, row, strict=True))
+            call["created_at"] = datetime.fromisoformat(call["created_at"]).replace(tzinfo=UTC)
+            call["meta"] = {"demo": True}
+            del call["metadata"]
+            yield call
+
+
+@contextmanager
+def _indexes_built_after(conn: Connection) -> Iterator[None]:
+    """Into an empty call log, insert without its secondary indexes and build them afterwards (one sort each
+    instead of one random insert per row and index); their DDL is read from the database and run again as is."""
+    if conn.execute(text("SELECT id FROM llm_calls LIMIT 1")).first() is not None:
+        yield
+        return
+    if conn.dialect.name == "postgresql":
+        found = conn.execute(
+            text(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'llm_calls' AND indexname NOT IN "
+                "(SELECT conname FROM pg_constraint WHERE conrelid = 'llm_calls'::regclass)"
+            )
+        ).all()
+    else:
+        found = conn.execute(
+            text(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'llm_calls' AND sql IS NOT NULL"
+            )
+        ).all()
+    for name, _ in found:
+        conn.execute(text(f'DROP INDEX "{name}"'))
+    yield
+    for _, ddl in found:
+        conn.execute(text(ddl))
+
+
+def write_demo_calls(engine: Engine, n: int, days: int, end: datetime | None = None, seed: int = 7) -> int:
+    """Insert `n` synthetic calls into `engine`'s call log (a migrated demo database); returns the count.
+
+    Bulk load: the rollup triggers are dropped for it and the rollups rebuilt afterwards in one GROUP BY each
+    (lib.core.rollups.bulk_load); rows go in with executemany (SQLite) or COPY (PostgreSQL), a day at a time.
+    """
     end = end or datetime.now(UTC)
-    rows, written = [], 0
-    with engine.begin() as conn:
-        for row in generate_calls(n, days, end, seed):
-            row["metadata"] = row.pop("meta")
-            rows.append(row)
-            if len(rows) >= batch:
-                conn.execute(insert(LlmCall), rows)
-                written, rows = written + len(rows), []
-        if rows:
-            conn.execute(insert(LlmCall), rows)
+    written = 0
+    cols = ", ".join(f'"{c}"' for c in COLUMNS)
+    with engine.begin() as conn, bulk_load(conn), _indexes_built_after(conn):
+        dbapi = conn.connection.driver_connection
+        assert dbapi is not None
+        cur = dbapi.cursor()
+        for rows in generate_rows(n, days, end, seed):
+            if engine.dialect.name == "postgresql":
+                with cur.copy(f"COPY llm_calls ({cols}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row((f"{row[0]}+00:00", *row[1:]))
+            else:
+                cur.executemany(f"INSERT INTO llm_calls ({cols}) VALUES ({', '.join('?' * len(COLUMNS))})", rows)
             written += len(rows)
+        cur.close()
     return written
