@@ -13,8 +13,15 @@ starts (importing the HTTP stack and building the clients once per process: prin
 For reference, each repeat also times the same 400 calls through a bare ChatOpenAI at the same concurrency
 (no gateway, no database, no batch runner): what this machine and the HTTP stack allow at that moment, so
 the batch runner's own share of the gap to the ideal is visible even when other work loads the machine.
+With `--workers N` the same batch run also goes through the job queue to worker processes
+(`python -m lib.cli worker`, concurrency / N threads each): once with a single worker process holding all the threads
+and once with N of them, so the calls' CPU (LangChain, the OpenAI SDK, the gateway) is spread over N GILs. The queue is
+Redis (a `redis-server` started on a free port; workers block on it, so they start at once) or, without
+redis-server, SQLite in the data dir (workers poll it: up to a second of start-up latency). The clock runs from the
+enqueue to the run's settled status in the database; the worker processes are started and warmed up (one small run)
+before it starts. Target with workers: N processes within 1.1x of the ideal at the median.
 Run: `.venv/bin/python bench/compare.py [--rows 200] [--concurrency 8] [--delay 0.05] [--repeat 5]
-[--server process|thread]`.
+[--server process|thread] [--workers 2]`.
 """
 
 from __future__ import annotations
@@ -22,7 +29,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import shutil
+import signal
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -31,6 +43,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]  # bench/queue.py is not `queue`
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from fake_openai import FakeOpenAI, FakeOpenAIProcess, Reply
@@ -145,6 +158,184 @@ def bare_run(base_url: str, rows: int, concurrency: int) -> float:
     return time.perf_counter() - t
 
 
+@contextlib.contextmanager
+def redis_queue():
+    """A throw-away redis-server on a free 127.0.0.1 port (its URL), or None when redis-server is not installed."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield None
+        return
+    import redis
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory() as root:
+        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", root]
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            client = redis.Redis(host="127.0.0.1", port=port)
+            wait_until(lambda: _pings(client), 30, "redis-server did not start")
+            client.close()
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+def _pings(client) -> bool:
+    import redis
+
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+def wait_until(condition, timeout: float, message: str, step: float = 0.005) -> None:
+    """Poll `condition` until true; SystemExit with `message` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(message)
+        time.sleep(step)
+
+
+@contextlib.contextmanager
+def worker_processes(env: dict[str, str], count: int, threads: int):
+    """`count` processes of `python -m lib.cli worker --threads threads` on the settings in `env`."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "lib.cli", "worker", "--threads", str(threads)],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def queued_runs(base_url: str, rows: int, concurrency: int, workers: int, repeat: int, queue_url: str | None) -> list:
+    """`repeat` batch runs through the queue to `workers` worker processes sharing `concurrency` threads."""
+    from lib.compare.runs import queue_run
+    from lib.core.tables import CompareRun
+    from lib.services import Services
+
+    if concurrency % workers:
+        raise SystemExit(f"--concurrency {concurrency} must be a multiple of the worker count {workers}")
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        providers = {"acme": {"base_url": base_url, "api_key": "bench-key", "models": ["m1", "m2"]}}
+        env = {"WORKBENCH_DATA_DIR": tmp, "WORKBENCH_PROVIDERS": json.dumps(providers), "WORKBENCH_APP_WORKERS": "0"}
+        if queue_url:
+            env["WORKBENCH_QUEUE_URL"] = queue_url
+        services = Services(load_settings(env=env))  # the enqueuing side, as an app process with no workers
+        engine, store = services.engine, services.templates
+        store.create(Template(name="bench.reply", system="Be brief.", user="Answer: {{ question }}"), "bench")
+        store.save_version(
+            Template(name="bench.reply", system="Be very brief.", user="Answer: {{ question }}"), "bench"
+        )
+        set_id = create_test_set(
+            engine, "bench", ["question"], "bench", [Case(None, {"question": f"q {i}"}, "a") for i in range(rows)]
+        )
+        warm_id = create_test_set(
+            engine, "warm", ["question"], "bench", [Case(None, {"question": f"w {i}"}, "a") for i in range(concurrency)]
+        )
+        queue = services.queue
+        queue.huey.flush()
+
+        def settled(run_id: int) -> bool:
+            with Session(engine) as s:
+                return s.scalar(select(CompareRun.status).where(CompareRun.id == run_id)) in ("done", "failed")
+
+        def one(test_set: int) -> tuple[int, float]:
+            run_id = start_run(
+                engine, "bench.reply", test_set, Variant(1, "acme/m1"), Variant(2, "acme/m2"), Checks(), "bench"
+            )
+            t = time.perf_counter()
+            queue_run(engine, queue, run_id)
+            wait_until(lambda: settled(run_id), 600, f"run {run_id} did not settle")
+            return run_id, time.perf_counter() - t
+
+        with worker_processes(env, workers, concurrency // workers) as procs:
+            one(warm_id)  # imports and HTTP clients in every worker, before the clock
+            one(warm_id)
+            for _ in range(repeat):
+                run_id, wall = one(set_id)
+                with Session(engine) as s:
+                    calls = list(s.scalars(select(LlmCall).where(LlmCall.experiment_id == f"run:{run_id}")))
+                    results = list(s.scalars(select(RunResult).where(RunResult.run_id == run_id)))
+                keys = Counter((c.meta["case_id"], c.variant) for c in calls)
+                out.append(
+                    {
+                        "wall": wall,
+                        "calls": len(calls),
+                        "results": len(results),
+                        "lost": 2 * rows - len(keys),
+                        "duplicated": sum(n - 1 for n in keys.values() if n > 1),
+                        "failed": sum(c.status != "ok" for c in calls),
+                        "processes": len(set(s_workers(engine, run_id))),
+                    }
+                )
+            alive = [p.poll() is None for p in procs]
+        engine.dispose()
+    if not all(alive):
+        raise SystemExit("a worker process died during the runs")
+    return out
+
+
+def s_workers(engine, run_id: int) -> list[str]:
+    """The worker processes (host:pid) that ran a run's items."""
+    from lib.compare.runs import KIND
+    from lib.core.tables import JobItem
+
+    with Session(engine) as s:
+        return [w for w in s.scalars(select(JobItem.worker).where(JobItem.kind == KIND, JobItem.job_id == run_id)) if w]
+
+
+def run_queued(base_url: str, args: argparse.Namespace, ideal: float, expected: int) -> dict:
+    """The queued runs with 1 worker process, then with args.workers of them; their median ratios."""
+    out = {}
+    with redis_queue() as queue_url:
+        where = "Redis" if queue_url else "SQLite (no redis-server here: workers poll)"
+        for n in sorted({1, args.workers}):
+            runs = queued_runs(base_url, args.rows, args.concurrency, n, args.repeat, queue_url)
+            label = (
+                f"queue on {where}, {n} worker process(es) x {args.concurrency // n} threads "
+                f"(items ran in {max(r['processes'] for r in runs)} process(es))"
+            )
+            out[n] = report_queued(label, runs, ideal, expected)
+    return out
+
+
+def report_queued(label: str, runs: list, ideal: float, expected: int) -> tuple[float, bool]:
+    """Print one queued configuration's runs; its median ratio to the ideal, and whether every run was intact."""
+    ratios = sorted(r["wall"] / ideal for r in runs)
+    intact = all(
+        r["lost"] == 0 and r["duplicated"] == 0 and r["failed"] == 0 and r["calls"] == r["results"] == expected
+        for r in runs
+    )
+    ratio = statistics.median(ratios)
+    print(
+        f"{label}: median {ratio * ideal:.2f} s = {ratio:.2f}x ideal (runs: {', '.join(f'{x:.2f}x' for x in ratios)}); "
+        f"calls {[r['calls'] for r in runs]} (expected {expected} each), lost {sum(r['lost'] for r in runs)}, "
+        f"duplicated {sum(r['duplicated'] for r in runs)}, failed {sum(r['failed'] for r in runs)}"
+    )
+    return ratio, intact
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=200)
@@ -152,11 +343,14 @@ def main() -> None:
     ap.add_argument("--delay", type=float, default=0.05)
     ap.add_argument("--repeat", type=int, default=5, help="timed runs; the median counts")
     ap.add_argument("--server", choices=("process", "thread"), default="process")
+    ap.add_argument("--workers", type=int, default=0, help="also run through the queue: 1 worker process, then N")
     args = ap.parse_args()
     expected = 2 * args.rows
     ideal = expected * args.delay / args.concurrency
     runs = []
     with loopback(args.server, args.delay) as base_url:
+        if args.workers:
+            queued = run_queued(base_url, args, ideal, expected)
         for i in range(args.repeat):
             r = one_run(base_url, args.rows, args.concurrency)
             r["bare"] = bare_run(base_url, args.rows, args.concurrency)
@@ -190,6 +384,36 @@ def main() -> None:
         f"median wall {wall:.2f} s = {ratio:.2f}x ideal (runs: {', '.join(f'{x:.2f}x' for x in ratios)}); "
         f"target <= 1.2x with 0 lost, 0 duplicated: {'met' if ratio <= 1.2 and intact else 'NOT met'}"
     )
+    if args.workers:
+        one_ratio, _ = queued[1]
+        many_ratio, many_intact = queued[args.workers]
+        met = many_ratio <= 1.1 and many_intact
+        print(
+            f"with workers: {args.workers} worker processes {many_ratio:.2f}x ideal, 1 worker process "
+            f"{one_ratio:.2f}x, in-process batch run {ratio:.2f}x; target <= 1.1x for {args.workers} processes "
+            f"(0 lost, 0 duplicated): {'met' if met else 'NOT met'}; one process "
+            f"{'cannot' if one_ratio > 1.1 and ratio > 1.1 else 'can too'} (the machine is shared: noisy)"
+        )
+        print(
+            json.dumps(
+                {
+                    "metric": "compare_queued_wall_ratio",
+                    "value": round(many_ratio, 3),
+                    "baseline": round(min(one_ratio, ratio), 3),
+                    "ratio": round(many_ratio / min(one_ratio, ratio), 3),
+                    "target": f"<= 1.1x ideal with {args.workers} worker processes, 0 lost, 0 duplicated",
+                    "unit": "wall time / ideal; baseline: the best one-process figure (queue or in-process)",
+                    "concurrency": args.concurrency,
+                    "workers": args.workers,
+                    "one_worker_ratio": round(one_ratio, 3),
+                    "in_process_ratio": round(ratio, 3),
+                    "bare_chatopenai_ratio": round(bare / ideal, 3),
+                    "repeats": args.repeat,
+                    "met": met,
+                }
+            )
+        )
+        return
     print(
         json.dumps(
             {
