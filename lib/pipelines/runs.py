@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Engine, func, insert, select, update
+from sqlalchemy import Connection, CursorResult, Engine, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -32,6 +32,7 @@ from lib.pipelines.conditions import parse_condition
 from lib.pipelines.definition import GateStep, Pipeline, PipelineError
 from lib.pipelines.inputs import ResolvedPipeline, check_rows, pinned_templates, resolve_pinned, resolve_templates
 from lib.pipelines.steps import FEATURE, StepOutcome, flat_values, run_prompt_step, step_model
+from lib.pipelines.writer import writer_for
 from lib.prompts.store import TemplateStore
 
 KIND = "pipeline"  # job items of pipeline runs: one per input row (position = row index)
@@ -232,31 +233,48 @@ def start_run(
 
 # ---- the queue's task -----------------------------------------------------------------------------------------
 
-_resolved: OrderedDict[tuple[int, int], ResolvedPipeline] = OrderedDict()
+_resolved: OrderedDict[tuple[int, int, int], ResolvedPipeline] = OrderedDict()
 _resolved_lock = threading.Lock()
 
 
+_definitions: OrderedDict[tuple[Any, ...], tuple[Pipeline, dict[str, int]]] = OrderedDict()
+
+
 def load_run(engine: Engine, run_id: int) -> RunInfo:
-    """A run's settings; RunError when it does not exist."""
+    """A run's settings; RunError when it does not exist (its steps are parsed once per process: they never change)."""
     with Session(engine) as s:
-        run = s.get(PipelineRun, run_id)
-        if run is None:
+        row = s.execute(
+            select(
+                PipelineRun.status,
+                PipelineRun.budget_usd,
+                PipelineRun.concurrency,
+                PipelineRun.created_by,
+                PipelineRun.pipeline_name,
+                PipelineRun.pipeline_version,
+                PipelineRun.created_at,
+            ).where(PipelineRun.id == run_id)
+        ).one_or_none()
+        if row is None:
             raise RunError(f"Run #{run_id} does not exist.")
-        pipeline = Pipeline.from_dict(run.pipeline_name, run.definition["pipeline"], run.pipeline_version)
-        return RunInfo(
-            run.id,
-            pipeline,
-            dict(run.definition.get("templates") or {}),
-            run.status,
-            run.budget_usd,
-            run.concurrency,
-            run.created_by,
-        )
+        key = (str(engine.url), id(engine), run_id, row.pipeline_name, row.pipeline_version, str(row.created_at))
+        with _resolved_lock:
+            known = _definitions.get(key)
+        if known is None:
+            definition = s.scalar(select(PipelineRun.definition).where(PipelineRun.id == run_id)) or {}
+            known = (
+                Pipeline.from_dict(row.pipeline_name, definition["pipeline"], row.pipeline_version),
+                dict(definition.get("templates") or {}),
+            )
+            with _resolved_lock:
+                _definitions[key] = known
+                while len(_definitions) > 64:
+                    _definitions.popitem(last=False)
+    return RunInfo(run_id, known[0], known[1], row.status, row.budget_usd, row.concurrency, row.created_by)
 
 
 def resolved_run(deps: RunDeps, run: RunInfo) -> ResolvedPipeline:
     """The run's pipeline with its pinned template versions (kept per process: versions never change)."""
-    key = (id(deps.engine), run.id)
+    key = (id(deps.engine), id(run.pipeline), run.id)  # the pipeline object is the one cached by load_run
     with _resolved_lock:
         hit = _resolved.get(key)
         if hit is not None:
@@ -291,33 +309,38 @@ def store_step(
     decided_by: str | None = None,
     reason: str | None = None,
 ) -> None:
-    """Store one step's result (once: a second delivery of the same row keeps the first) and the row's state."""
-    with engine.begin() as conn:
+    """Store one step's result (once: a second delivery of the same row keeps the first) and the row's state.
+
+    Committed before it returns (shared with other rows' results finishing at the same moment: lib.pipelines.writer).
+    """
+    values = {
+        "run_id": run_id,
+        "position": position,
+        "step": outcome.step,
+        "status": outcome.status,
+        "output": outcome.output,
+        "attempts": outcome.attempts,
+        "tokens": outcome.tokens,
+        "cost_usd": outcome.cost_usd,
+        "latency_ms": outcome.latency_ms,
+        "request_ids": outcome.request_ids,
+        "decided_by": decided_by,
+        "reason": reason,
+        "created_at": utcnow(),
+    }
+    row_update = (
+        update(PipelineRow)
+        .where(PipelineRow.run_id == run_id, PipelineRow.position == position)
+        .values(status=row_status, step=row_step, error=row_error, updated_at=utcnow())
+    )
+
+    def work(conn: Connection) -> None:
         if outcome.status != "failed":
-            conn.execute(
-                _insert_ignore(engine, PipelineStepResult),
-                {
-                    "run_id": run_id,
-                    "position": position,
-                    "step": outcome.step,
-                    "status": outcome.status,
-                    "output": outcome.output,
-                    "attempts": outcome.attempts,
-                    "tokens": outcome.tokens,
-                    "cost_usd": outcome.cost_usd,
-                    "latency_ms": outcome.latency_ms,
-                    "request_ids": outcome.request_ids,
-                    "decided_by": decided_by,
-                    "reason": reason,
-                    "created_at": utcnow(),
-                },
-            )
+            conn.execute(_insert_ignore(engine, PipelineStepResult), values)
         if row_status is not None:
-            conn.execute(
-                update(PipelineRow)
-                .where(PipelineRow.run_id == run_id, PipelineRow.position == position)
-                .values(status=row_status, step=row_step, error=row_error, updated_at=utcnow())
-            )
+            conn.execute(row_update)
+
+    writer_for(engine).write(work)
 
 
 class _Budget:
@@ -426,7 +449,7 @@ def run_row_item(deps: RunDeps, ctx: ItemContext) -> tuple[str, str | None] | No
 
 
 def _run_row(deps: RunDeps, ctx: ItemContext, run: RunInfo, position: int) -> tuple[str, str | None] | None:
-    engine, run_id = deps.engine, run.id
+    engine, run_id, started = deps.engine, run.id, time.monotonic()
     resolved = resolved_run(deps, run)
     pipeline = resolved.pipeline
     with Session(engine) as s:
@@ -462,7 +485,8 @@ def _run_row(deps: RunDeps, ctx: ItemContext, run: RunInfo, position: int) -> tu
                 return None
             outputs[step.name] = done.output
             continue
-        ctx.check()
+        if time.monotonic() - started > items.REPORT_EVERY_S:  # a long row notices a cancel between its steps
+            ctx.check()
         values = flat_values(pipeline, data, outputs)
         final = "completed" if index == last else None
         if isinstance(step, GateStep):
@@ -495,7 +519,6 @@ def _run_row(deps: RunDeps, ctx: ItemContext, run: RunInfo, position: int) -> tu
             return "failed", f"step {step.name}: {outcome.error}"
         store_step(engine, run_id, position, outcome, final)
         outputs[step.name] = outcome.output
-        ctx.report({"step": step.name})
     if all(s.name in stored for s in pipeline.steps):  # every step was stored before (a decision, a redelivery)
         set_row_status(engine, run_id, position, "completed")
     return None
