@@ -1,12 +1,15 @@
-"""Usage dashboard benchmark: every query behind the page, on 1M synthetic calls over 90 days, 30-day filter.
+"""Usage dashboard benchmark: every query behind the page, on 1M synthetic calls over 90 days, last 30 days,
+unfiltered and under every filter the page offers (and some combinations).
 
-    python bench/dashboard.py [--calls 1000000] [--days 90] [--runs 10]
+    python bench/dashboard.py [--calls 1000000] [--days 90] [--runs 10] [--filtered-runs 5]
+                              [--database-url postgresql://user@127.0.0.1:5432/empty_db]
 
-Seeds a temporary SQLite database with lib.usage.demo (triggers fill the hourly rollups as rows
-arrive), runs the page's queries `--runs` times and reports each query's p50/p95, the whole page's
-p95, and the naive approach (load the 30 days of rows into pandas and group there) as the baseline.
-Also times the page filtered by feature, where percentiles, top users and top calls read the call log.
-The last line is one JSON object.
+Seeds a temporary SQLite database (or the given empty PostgreSQL database, whose tables it drops afterwards)
+with lib.usage.demo in bulk (rows by executemany/COPY, rollups built by one GROUP BY each afterwards), runs the
+page's queries `--runs` times unfiltered and `--filtered-runs` times per filter, and reports each query's
+p50/p95 (unfiltered), each filter's page p95, and the naive approach (load the 30 days of rows into pandas and
+group there) as the same-run baseline. Target: page p95 <= 1 s for every filter at up to 1M calls, <= 2 s at
+10M. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -24,16 +27,52 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from lib.core.db import make_engine, migrate
 from lib.core.tables import LlmCall
 from lib.gateway.pricing import load_price_table
 from lib.usage import queries as usage
+from lib.usage.access import Viewer
 from lib.usage.demo import write_demo_calls
 
 TZ = "Europe/Berlin"
-QUERY_TARGET_S, PAGE_TARGET_S = 0.5, 2.0
+QUERY_TARGET_S = 0.5  # information: the slowest query of the unfiltered page
+
+
+def page_target(calls: int) -> float:
+    """The issue's target for the page p95: 1 s at 1M calls, 2 s at 10M."""
+    return 1.0 if calls <= 1_000_000 else 2.0
+
+
+def filters(opts: dict) -> dict[str, dict]:
+    """Every filter the page offers, one at a time, and some combinations, with values of the seeded data."""
+    from lib.prompts.builtin import RAG_ANSWER
+
+    top_user, rare_user = opts["user"][0], opts["user"][-1]
+    return {
+        "feature=chat": {"features": ("chat",)},
+        f"user={top_user}": {"users": (top_user,)},
+        f"user={rare_user}": {"users": (rare_user,)},
+        "model=gpt-4.1-mini": {"models": ("openai/gpt-4.1-mini",)},
+        "provider=openai": {"providers": ("openai",)},
+        "template": {"templates": (RAG_ANSWER,)},
+        "template version": {"templates": (RAG_ANSWER,), "template_versions": (4,)},
+        "status=error": {"statuses": ("error",)},
+        "feature+user": {"features": ("chat",), "users": (top_user,)},
+        "user+model+status": {"users": (top_user,), "models": ("openai/gpt-4.1",), "statuses": ("ok", "cached")},
+        "feature+version+status": {
+            "features": ("chat", "compare.run"),
+            "templates": (RAG_ANSWER,),
+            "template_versions": (3, 4),
+            "statuses": ("ok",),
+        },
+    }
+
+
+def users_by_calls(engine, f: usage.UsageFilter) -> list[str]:
+    df = usage.breakdown(engine, f, "user").sort_values("requests", ascending=False)
+    return [u for u in df["user"] if u]
 
 
 def page_queries(engine, f: usage.UsageFilter, now: datetime) -> dict:
@@ -55,9 +94,16 @@ def page_queries(engine, f: usage.UsageFilter, now: datetime) -> dict:
         "daily_spend_month": lambda: usage.daily_spend(engine, replace(f, start=month_start, end=month_end)),
         "what_if": lambda: usage.what_if(engine, f, price),
         "top_calls": lambda: usage.top_calls(engine, f),
+        "open_top_call": lambda: open_top_call(engine, f),
         "unpriced_calls": lambda: usage.unpriced_calls(engine, f),
     }
     return queries
+
+
+def open_top_call(engine, f: usage.UsageFilter) -> None:
+    top = usage.top_calls(engine, f, limit=1)
+    if not top.empty:
+        usage.get_call(engine, int(top["id"].iloc[0]), Viewer("bench", admin=False))
 
 
 def run_page(queries: dict) -> dict[str, float]:
@@ -108,65 +154,97 @@ def naive_page(engine, f: usage.UsageFilter) -> float:
     return time.perf_counter() - t0
 
 
+def seed(url: str | None, tmp: str, calls: int, days: int, now: datetime):
+    engine = make_engine(url or f"sqlite:///{Path(tmp) / 'workbench.db'}")
+    if url:
+        with engine.begin() as conn:  # an empty database, or one a previous run of this bench left
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    migrate(engine)
+    t0 = time.perf_counter()
+    write_demo_calls(engine, calls, days, end=now, seed=11)
+    took = time.perf_counter() - t0
+    if engine.dialect.name == "postgresql":  # what autovacuum does soon after a load: statistics, visibility map
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+    print(
+        f"seeded {calls:,} calls over {days} days on {engine.dialect.name} in {took:.1f} s "
+        f"(bulk insert, rollups built afterwards; {time.perf_counter() - t0:.1f} s with VACUUM ANALYZE on PostgreSQL)"
+    )
+    return engine
+
+
+def page_p95(queries: dict, runs: int) -> tuple[float, float, list[dict[str, float]]]:
+    run_page(queries)  # warm the database cache once, as a second viewer would find it
+    samples = [run_page(queries) for _ in range(runs)]
+    totals = [sum(r.values()) for r in samples]
+    return nearest_rank(totals, 0.5), nearest_rank(totals, 0.95), samples
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--filtered-runs", type=int, default=5)
+    parser.add_argument("--database-url", help="an empty PostgreSQL database (its public schema is dropped)")
     args = parser.parse_args()
+    target = page_target(args.calls)
 
     with tempfile.TemporaryDirectory(prefix="wb-bench-usage-") as tmp:
-        engine = make_engine(f"sqlite:///{Path(tmp) / 'workbench.db'}")
-        migrate(engine)
         now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-        t0 = time.perf_counter()
-        write_demo_calls(engine, args.calls, args.days, end=now, seed=11)
-        print(
-            f"seeded {args.calls:,} calls over {args.days} days in {time.perf_counter() - t0:.1f} s "
-            "(rollups filled by triggers on insert)"
-        )
+        engine = seed(args.database_url, tmp, args.calls, args.days, now)
         start, end = usage.preset_range("Last 30 days", now, TZ)
         f = usage.UsageFilter(start, end, tz=TZ)
         in_range = usage.headline(engine, f)["requests"]
-        print(f"filter: last 30 days in {TZ}, {in_range:,} calls in range; SQLite, {args.runs} runs")
+        print(f"period: last 30 days in {TZ}, {in_range:,} calls in range; {engine.dialect.name}")
 
         queries = page_queries(engine, f, now)
-        run_page(queries)  # warm the page cache once, as a second viewer would find it
-        runs = [run_page(queries) for _ in range(args.runs)]
-        totals = [sum(r.values()) for r in runs]
-        print(f"{'query':28s} {'p50 ms':>9s} {'p95 ms':>9s}  (target p95 <= {QUERY_TARGET_S * 1000:.0f} ms)")
-        worst = 0.0
+        p50, unfiltered_p95, runs = page_p95(queries, args.runs)
+        print(
+            f"{'query (unfiltered)':28s} {'p50 ms':>9s} {'p95 ms':>9s}  (information: {QUERY_TARGET_S * 1000:.0f} ms)"
+        )
         for name in queries:
             samples = [r[name] for r in runs]
             p95 = nearest_rank(samples, 0.95)
-            worst = max(worst, p95)
-            flag = "" if p95 <= QUERY_TARGET_S else "  over target"
+            flag = "" if p95 <= QUERY_TARGET_S else "  over"
             print(f"{name:28s} {nearest_rank(samples, 0.5) * 1000:9.1f} {p95 * 1000:9.1f}{flag}")
-        page_p95 = nearest_rank(totals, 0.95)
-        print(f"whole page: p50 {nearest_rank(totals, 0.5):.3f} s, p95 {page_p95:.3f} s (target < {PAGE_TARGET_S} s)")
+        print(f"whole page, unfiltered: p50 {p50:.3f} s, p95 {unfiltered_p95:.3f} s ({args.runs} runs)")
 
-        filtered = page_queries(engine, replace(f, features=("chat",)), now)
-        ftotals = [sum(run_page(filtered).values()) for _ in range(3)]
-        print(
-            f"whole page filtered by feature=chat (percentiles, top users and top calls read the call log): "
-            f"p50 {nearest_rank(ftotals, 0.5):.3f} s over 3 runs (information, not the target)"
-        )
+        page = {"unfiltered": unfiltered_p95}
+        print(f"{'filter':28s} {'calls':>10s} {'page p50 s':>11s} {'page p95 s':>11s}  slowest query (p95)")
+        for name, picks in filters({"user": users_by_calls(engine, f)}).items():
+            ff = replace(f, **picks)
+            n = usage.headline(engine, ff)["requests"]
+            p50, p95, runs = page_p95(page_queries(engine, ff, now), args.filtered_runs)
+            slowest = max(runs[0], key=lambda q: nearest_rank([r[q] for r in runs], 0.95))
+            slow_p95 = nearest_rank([r[slowest] for r in runs], 0.95)
+            page[name] = p95
+            flag = "" if p95 <= target else "  over target"
+            print(f"{name:28s} {n:10,d} {p50:11.3f} {p95:11.3f}  {slowest} {slow_p95 * 1000:.0f} ms{flag}")
+        worst = max(page, key=lambda k: page[k])
+        print(f"worst page p95: {page[worst]:.3f} s ({worst}); target <= {target} s at {args.calls:,} calls")
 
         naive = [naive_page(engine, f) for _ in range(2)]
         baseline = min(naive)
-        print(f"naive baseline (rows into pandas, group there): best of 2 {baseline:.3f} s")
+        print(f"naive baseline (30 days of rows into pandas, group there), unfiltered: best of 2 {baseline:.3f} s")
+        print("(shared 2-core machine with other work running: figures are noisy)")
+        if args.database_url:
+            with engine.begin() as conn:
+                conn.execute(text("DROP SCHEMA public CASCADE"))
+                conn.execute(text("CREATE SCHEMA public"))
         engine.dispose()
 
-    met = page_p95 < PAGE_TARGET_S and worst <= QUERY_TARGET_S
+    value = page[worst]
     print(
         json.dumps(
             {
-                "metric": "usage_page_queries_p95_s",
-                "value": round(page_p95, 3),
+                "metric": f"usage_page_p95_s_worst_filter_{engine.dialect.name}_{args.calls}_calls",
+                "value": round(value, 3),
                 "baseline": round(baseline, 3),
-                "ratio": round(baseline / page_p95, 2),
-                "target": PAGE_TARGET_S,
-                "met": met,
+                "ratio": round(baseline / value, 2),
+                "target": target,
+                "met": value <= target,
             }
         )
     )
