@@ -25,7 +25,8 @@ from lib.core.settings import ConfigError, load_settings
 from lib.core.tables import LlmCall
 from lib.documents.indexing import get_collection
 from lib.gateway.client import CallContext, Gateway
-from lib.gateway.errors import ProviderUnavailable
+from lib.gateway.cost_control import set_budget
+from lib.gateway.errors import BudgetExceeded, ProviderUnavailable
 from lib.prompts.store import TemplateStore, ensure_builtin_templates
 from lib.services import Services
 from lib.telemetry import tracing
@@ -226,6 +227,19 @@ def test_an_open_breaker_is_a_refusal_span_and_the_error_is_on_the_call(receiver
     assert refused.parent_id == call.span_id and refused.attributes["workbench.refusal"] == "breaker"
     assert call.attributes["error.type"] == "circuit_open" and call.status_code == 2
     assert len(fake.requests) == 1  # the refused call never reached the server
+
+
+def test_a_used_up_budget_is_a_refusal_span_and_no_attempt(receiver, fresh_engine, fake):
+    set_budget(fresh_engine, "user", "ada", limit_usd=0.0)
+    gw = traced_setup(fresh_engine, fake).gateway
+    with pytest.raises(BudgetExceeded):
+        gw.invoke([("user", "Hello?")], "openai/gpt-4o-mini", CallContext(feature="chat", user="ada"))
+    [row] = calls(fresh_engine)
+    spans = trace_of(receiver, row.trace_id, {"chat gpt-4o-mini", "gateway.refused"})
+    [call], [refused] = spans["chat gpt-4o-mini"], spans["gateway.refused"]
+    assert refused.parent_id == call.span_id and refused.attributes["workbench.refusal"] == "budget_exceeded"
+    assert (call.attributes["workbench.status"], call.attributes["error.type"]) == ("blocked", "budget_exceeded")
+    assert "gateway.attempt" not in spans and fake.requests == []
 
 
 def test_no_otlp_endpoint_installs_no_tracer_and_calls_carry_no_traceparent(tmp_path):
