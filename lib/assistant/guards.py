@@ -107,10 +107,14 @@ class TurnGuards(AgentMiddleware):
     def after_model(self, state: Any, runtime: Runtime[Any]) -> dict[str, Any] | None:
         messages = state["messages"]
         last = messages[-1] if messages else None
+        if isinstance(last, AIMessage) and last.invalid_tool_calls:
+            return self._answer_invalid_calls(last, state, runtime)
         if not isinstance(last, AIMessage) or not last.tool_calls:
             return None
-        if (state.get("assistant_guard") or {}).get("guard") == "loop":  # told to answer, it called tools again
-            return {"messages": [last.model_copy(update={"tool_calls": []})], "jump_to": "end"}
+        guard = state.get("assistant_guard") or {}
+        if guard.get("guard") == "loop":  # told to answer, it called tools again: the guard's message answers
+            content = last.content or guard.get("message", "")
+            return {"messages": [last.model_copy(update={"tool_calls": [], "content": content})], "jump_to": "end"}
         seen = Counter(_call_key(c) for m in messages[:-1] if isinstance(m, AIMessage) for c in m.tool_calls)
         repeated = [c for c in last.tool_calls if seen[_call_key(c)] + 1 >= LOOP_REPEATS]
         if not repeated:
@@ -134,6 +138,41 @@ class TurnGuards(AgentMiddleware):
         ]
         return {"messages": not_run, "assistant_guard": stop, "jump_to": "model"}
 
+    @staticmethod
+    def _answer_invalid_calls(last: AIMessage, state: Any, runtime: Runtime[Any]) -> dict[str, Any]:
+        """Tool calls whose arguments are not valid JSON: an error result each, so the model can try again (left
+        alone, the agent would end the turn without a word). Recorded like any failed tool call."""
+        ctx = _ctx(runtime)
+        step = int(state.get("thread_model_call_count", 0)) + 1  # StepCap's after_model counts this call after us
+        calls, results = list(last.tool_calls), []
+        for bad in last.invalid_tool_calls:
+            call_id, name = bad.get("id") or f"invalid_{len(calls)}", bad.get("name") or "?"
+            error = f"The arguments of this {name} call are not valid JSON: {preview(bad.get('args') or '', 200)}"
+            calls.append({"name": name, "args": {}, "id": call_id, "type": "tool_call"})
+            results.append(
+                ToolMessage(
+                    f"Error: {error}. Call it again with valid arguments.",
+                    tool_call_id=call_id,
+                    name=name,
+                    status="error",
+                )
+            )
+            record_tool_call(
+                ctx.services.engine, turn_id=ctx.turn_id, step=step, call_id=call_id, tool=name,
+                arguments={"raw": bad.get("args")}, status="error", decision="auto", result_chars=0, error=error,
+                latency_ms=0.0, user=ctx.user,
+            )  # fmt: skip
+            _emit(
+                runtime, {"type": "tool_call", "step": step, "call_id": call_id, "tool": name, "args": {}, "mode": ""}
+            )
+            _emit(
+                runtime,
+                {"type": "tool_result", "step": step, "call_id": call_id, "tool": name, "args": {}, "status": "error",
+                 "decision": "auto", "preview": error, "chars": 0, "latency_ms": 0.0, "error": error},
+            )  # fmt: skip
+        fixed = last.model_copy(update={"tool_calls": calls, "invalid_tool_calls": []})
+        return {"messages": [fixed, *results]}
+
     def wrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
     ) -> ModelResponse | AIMessage:
@@ -150,7 +189,7 @@ class TurnGuards(AgentMiddleware):
         _emit(request.runtime, {"type": "step", "step": step})
         response = handler(request.override(**overrides))
         usage = step_usage(ctx.services.engine, ctx.turn_id, step)
-        calls = sum(len(m.tool_calls) for m in response.result if isinstance(m, AIMessage))
+        calls = sum(len(m.tool_calls) + len(m.invalid_tool_calls) for m in response.result if isinstance(m, AIMessage))
         _emit(
             request.runtime,
             {
@@ -186,12 +225,6 @@ class ToolRecorder(AgentMiddleware):
             request.runtime,
             {"type": "tool_call", "step": step, "call_id": call_id, "tool": name, "args": call["args"], "mode": mode},
         )
-        ran: list[ToolCallRequest] = []
-
-        def run(req: ToolCallRequest) -> ToolMessage | Command:
-            ran.append(req)
-            return handler(req)
-
         start = time.perf_counter()
         status, decision, error = "ok", "auto" if mode == "auto" else "approved", None
         if request.tool is None:
@@ -203,7 +236,7 @@ class ToolRecorder(AgentMiddleware):
             result = ToolMessage(error, tool_call_id=call_id, name=name, status="error")
         else:
             try:
-                result = run(request)
+                result = handler(request)
             except GraphBubbleUp:  # a confirmation pause (or a cancel): nothing to record yet
                 raise
             except ToolFailure as exc:
@@ -213,17 +246,18 @@ class ToolRecorder(AgentMiddleware):
                 status, error = "error", f"{type(exc).__name__}: {exc}"
                 result = ToolMessage(f"Error: {error}", tool_call_id=call_id, name=name, status="error")
         latency = (time.perf_counter() - start) * 1000
-        executed = ran[0].tool_call if ran else None
+        with ctx.lock:
+            ran = ctx.ran.pop(call_id or "", None)  # set by ToolRan when the tool itself ran, with its arguments
         text = result.content if isinstance(result, ToolMessage) else str(result)
         text = text if isinstance(text, str) else json.dumps(text, default=str)
         if mode == "confirm" and status != "refused":
-            if executed is None:
+            if ran is None:
                 status, decision = "denied", "denied"
-            elif executed["args"] != call["args"]:
+            elif ran != call["args"]:
                 decision = "edited"
         if isinstance(result, ToolMessage) and result.status == "error" and status == "ok":
             status, error = "error", text  # the tool's own error handling (bad arguments)
-        args = executed["args"] if executed else call["args"]
+        args = ran if ran is not None else call["args"]
         gateway = ctx.services.gateway
         record_tool_call(
             ctx.services.engine,
@@ -257,3 +291,16 @@ class ToolRecorder(AgentMiddleware):
             },
         )
         return result
+
+
+class ToolRan(AgentMiddleware):
+    """Innermost: notes that a tool really runs, and with which arguments (after a confirmation's edit), for
+    ToolRecorder, which wraps the confirmation and so cannot tell a denial or an edit on its own."""
+
+    def wrap_tool_call(
+        self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], ToolMessage | Command]
+    ) -> ToolMessage | Command:
+        ctx = _ctx(request.runtime)
+        with ctx.lock:
+            ctx.ran[request.tool_call.get("id") or ""] = dict(request.tool_call["args"])
+        return handler(request)

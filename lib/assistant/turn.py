@@ -28,7 +28,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
 from lib.assistant.context import AssistantServices, TurnContext
-from lib.assistant.guards import StepCap, ToolRecorder, TurnGuards
+from lib.assistant.guards import StepCap, ToolRan, ToolRecorder, TurnGuards
 from lib.assistant.policies import modes_for
 from lib.assistant.records import create_turn, update_turn
 from lib.assistant.tools import all_tools
@@ -82,6 +82,7 @@ class Assistant:
             TurnGuards(),
             ToolRecorder(),
             HumanInTheLoopMiddleware({t.name: confirm for t in tools}, interrupt_mode="per_call"),  # type: ignore[misc]
+            ToolRan(),
         ]
         self.agent: Any = create_agent(
             model=_no_model(),
