@@ -28,7 +28,7 @@ from lib.pipelines.inputs import MissingColumns
 from lib.pipelines.steps import StepOutcome
 from lib.pipelines.trial import estimate_cost, try_row
 from lib.prompts.language import Template
-from lib.services import Services
+from lib.services import Services, open_engine
 
 CLASSIFY = {
     "type": "object",
@@ -341,3 +341,31 @@ def test_the_command_line_runs_through_the_queue_with_exit_codes(services, serve
     assert "no column 'ticket'" in capsys.readouterr().err
     assert cli(["pipeline", "run", "Nope", "--input", str(good), "--out", str(out)]) == 2
     assert cli(["pipeline", "run", "Triage", "--input", str(good), "--out", str(tmp_path / "x.txt")]) == 2
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_run_pauses_at_its_budget_waits_at_a_gate_and_completes(services, server, pg_url):
+    pg = Services(services.settings, engine=open_engine(pg_url))
+    for name, user in (
+        ("p.classify", "Classify: {{ ticket }}"),
+        ("p.reply", "Reply to {{ ticket }} ({{ classify.category }})"),
+    ):
+        pg.templates.create(
+            Template(name=name, user=user, model="acme/m1", max_tokens=30), "ada", labels=("production",)
+        )
+    set_price_override(pg.engine, "acme/m1", 1000.0, 1000.0)
+    pipeline = save(pg, classify(), GateStep("check", 'classify.urgency == "high"'), reply())
+    pg.start_workers()
+    rows = [{"ticket": "urgent"}, *({"ticket": f"calm {i}"} for i in range(5))]
+    run_id = runs.start_run(pg.pipeline_deps, pipeline, rows, "ada", budget_usd=0.25)
+    status = settled(pg, run_id)
+    assert status.state == "paused_budget" and status.cost_usd <= 0.25
+    runs.resume_run(pg.pipeline_deps, run_id, raise_budget_to=100.0)
+    status = settled(pg, run_id)
+    assert status.state == "waiting_review" and status.rows["completed"] == 5
+    item = review.review_queue(pg.engine, run_id=run_id)[0]
+    review.decide(pg.pipeline_deps, item.id, "approve", "rita")
+    assert settled(pg, run_id).state == "completed"
+    with Session(pg.engine) as s:
+        assert s.scalar(select(func.count()).where(LlmCall.run_id == str(run_id))) == chat_requests(server) == 12
+    pg.engine.dispose()
