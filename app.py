@@ -26,6 +26,8 @@ PAGES = [
     ("pages/documents.py", "Documents", ":material/description:", "Staff"),
     ("pages/prompts.py", "Prompts", ":material/edit_note:", "Prompt authors"),
     ("pages/compare.py", "Compare", ":material/compare:", "Prompt authors"),
+    ("pages/pipelines.py", "Pipelines", ":material/account_tree:", "Prompt authors"),
+    ("pages/review.py", "Review", ":material/fact_check:", "Reviewers"),
     ("pages/usage.py", "Usage", ":material/monitoring:", "Managers"),
     ("pages/admin.py", "Settings", ":material/settings:", "Admin"),
 ]

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-ROLES = ("staff", "author", "manager", "admin")
+ROLES = ("staff", "author", "reviewer", "manager", "admin")
 ROLE_LABELS = {
     "staff": "Chat and Documents",
-    "author": "Prompts and Compare",
+    "author": "Prompts, Compare and Pipelines",
+    "reviewer": "Review: approve, edit or reject pipeline rows held at a review gate",
     "manager": "Usage",
     "admin": "Settings: providers, prices, budgets",
 }
@@ -17,6 +18,8 @@ PAGE_ROLES = {
     "pages/documents.py": "staff",
     "pages/prompts.py": "author",
     "pages/compare.py": "author",
+    "pages/pipelines.py": "author",
+    "pages/review.py": "reviewer",
     "pages/usage.py": "manager",
     "pages/admin.py": "admin",
 }
