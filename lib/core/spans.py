@@ -92,6 +92,11 @@ def enable_spans(on: bool = True) -> None:
     _enabled = on
 
 
+def enabled() -> bool:
+    """True once spans go to an installed tracer provider."""
+    return _enabled
+
+
 def tracing_off() -> bool:
     """True until a tracer provider is installed: every helper here then returns at once, so a process without an
     OTLP endpoint pays next to nothing (bench/gateway.py --tracing measures it)."""
