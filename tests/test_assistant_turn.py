@@ -18,14 +18,19 @@ from lib.core.tables import AssistantToolCall, LlmCall
 from lib.services import Services
 from lib.usage.demo import write_demo_calls
 
-SPEND = "SELECT feature, round(sum(cost_usd), 4) AS cost FROM usage_calls GROUP BY feature ORDER BY cost DESC LIMIT 1"
+SPEND = (  # works in both dialects (PostgreSQL rounds only numeric)
+    "SELECT feature, round(CAST(sum(cost_usd) AS numeric), 4) AS cost FROM usage_calls "
+    "GROUP BY feature ORDER BY cost DESC LIMIT 1"
+)
 
 
 @pytest.fixture
-def services(fake, tmp_path):
-    svc = loopback_services(f"sqlite:///{tmp_path / 'wb.db'}", fake)
+def services(fake, any_engine):
+    """Services on a SQLite file, then on PostgreSQL, whose model provider is the loopback server."""
+    svc = loopback_services(any_engine.url.render_as_string(hide_password=False), fake)
     write_demo_calls(svc.engine, 300, 7)
-    return svc
+    yield svc
+    svc.engine.dispose()
 
 
 @pytest.fixture
@@ -67,6 +72,7 @@ def test_a_two_tool_turn_streams_its_timeline_and_logs_every_call(fake, services
     kinds = [e["type"] for e in events]
     assert kinds[:4] == ["step", "step_done", "tool_call", "tool_result"]
     assert kinds[-1] == "done" and turn.status == "done"
+    assert kinds.count("text") == 9  # the answer streamed word by word
     assert (
         "".join(e["text"] for e in events if e["type"] == "text")
         == turn.answer
@@ -107,6 +113,24 @@ def test_confirm_pauses_the_turn_and_run_executes_the_call(fake, services, assis
     assert result["status"] == "ok" and result["preview"] == "42" and result["decision"] == "approved"
     assert turn.status == "done" and turn.answer == "It is 42."
     assert [(t.status, t.decision) for t in tool_rows(services, turn.id)] == [("ok", "approved")]
+
+
+def test_several_calls_in_one_answer_run_and_each_confirmation_is_answered_on_its_own(fake, services, assistant):
+    set_policy(services.engine, "calculator", "manager", "confirm", "admin")
+    three = (calc("6*7", "c1"), calc("2*2", "c2"), ToolCall("today", {}, id="c3"))
+    fake.responder = by_step(Reply("", tool_calls=three), Reply("42 and 4."))
+    turn, events = ask(assistant, services, "What are 6 times 7 and 2 times 2?")
+    assert sorted(e["call_id"] for e in events if e["type"] == "confirm") == ["c1", "c2"]
+    assert [(t.call_id, t.status) for t in tool_rows(services, turn.id)] == [("c3", "ok")]  # today ran meanwhile
+    turn.resume("run", call_id="c2")
+    list(turn)
+    assert turn.status == "paused" and [p.call_id for p in turn.pending] == ["c1"]
+    turn.resume("deny")
+    list(turn)
+    assert turn.status == "done" and turn.answer == "42 and 4."
+    rows = {t.call_id: (t.status, t.decision) for t in tool_rows(services, turn.id)}
+    assert rows == {"c1": ("denied", "denied"), "c2": ("ok", "approved"), "c3": ("ok", "auto")}
+    assert len(call_rows(services, turn.id)) == 2
 
 
 def test_an_edited_call_runs_with_the_edited_arguments(fake, services, assistant):

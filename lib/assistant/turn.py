@@ -174,6 +174,7 @@ class AssistantTurn:
         ctx, config = self.context, {"configurable": {"thread_id": self.id}}
         engine = ctx.services.engine
         update_turn(engine, self.id, status="running")
+        self.pending = []  # calls still waiting after this leg are announced again by the graph
         streamed: set[str] = set()
         try:
             for mode, chunk in self.assistant.agent.stream(
