@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from fake_openai import Reply, Status
 from langchain_core.embeddings import DeterministicFakeEmbedding
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from otlp_receiver import OtlpReceiver, ReceivedSpan
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,6 +23,7 @@ from waiting import wait_for
 
 from lib.chat.turn import ChatSetup, start_turn
 from lib.core.settings import ConfigError, load_settings
+from lib.core.spans import trace_id_of, traceparent
 from lib.core.tables import LlmCall
 from lib.documents.indexing import get_collection
 from lib.gateway.client import CallContext, Gateway
@@ -362,3 +364,11 @@ def test_an_indexed_file_is_a_trace_and_a_grounded_turn_shows_its_retrieval(rece
     assert search.attributes["workbench.mode"] == "hybrid" and search.attributes["workbench.results"] >= 1
     assert spans["chat fake-small"][0].parent_id == root.span_id and root.attributes["workbench.grounded"] is True
     assert "holiday" not in everything_said(receiver.spans_of(row.trace_id))  # neither the question nor a passage
+
+
+def test_a_sampled_out_trace_is_not_named_in_the_call_log():
+    ids = {"trace_id": 0x4BF92F3577B34DA6A3CE929D0E0E4736, "span_id": 0x00F067AA0BA902B7, "is_remote": False}
+    sampled = NonRecordingSpan(SpanContext(**ids, trace_flags=TraceFlags(TraceFlags.SAMPLED)))
+    dropped = NonRecordingSpan(SpanContext(**ids, trace_flags=TraceFlags(TraceFlags.DEFAULT)))
+    assert trace_id_of(sampled) == "4bf92f3577b34da6a3ce929d0e0e4736" and trace_id_of(dropped) is None
+    assert traceparent(dropped) == {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"}

@@ -157,9 +157,10 @@ def mark_error(target: Span, error_type: str, description: str | None = None) ->
 
 
 def trace_id_of(target: Span) -> str | None:
-    """The 32-hex-digit trace id of a span, or None for a no-op span (tracing off)."""
+    """The 32-hex-digit trace id of a span, or None for a no-op span (tracing off) or one sampled out (its trace is
+    never exported, so a call-log row naming it would link to nothing)."""
     sc = target.get_span_context()
-    return format(sc.trace_id, "032x") if sc.is_valid else None
+    return format(sc.trace_id, "032x") if sc.is_valid and sc.trace_flags.sampled else None
 
 
 def current_span() -> Span:
