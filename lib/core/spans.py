@@ -8,9 +8,9 @@ when WORKBENCH_TRACE_CONTENT allows it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -23,6 +23,7 @@ __all__ = [
     "SpanKind",
     "activate",
     "current_trace_id",
+    "iterate_in",
     "mark_error",
     "span",
     "start_span",
@@ -30,6 +31,7 @@ __all__ = [
     "traceparent",
 ]
 
+T = TypeVar("T")
 TRACER_NAME = "workbench"
 
 # OpenTelemetry GenAI semantic conventions (gen_ai.*) and the standard error attribute
@@ -147,6 +149,19 @@ def activate(target: Span) -> AbstractContextManager[Span]:
     if target is _INVALID:
         return nullcontext(target)
     return trace.use_span(target, end_on_exit=False, record_exception=False, set_status_on_exception=False)
+
+
+def iterate_in(target: Span, items: Iterable[T]) -> Iterator[T]:
+    """Iterate `items` with `target` current while each item is made, not while the caller holds it: how a
+    generator (an agent's event stream) runs its work under a span without leaving it current across a `yield`."""
+    it = iter(items)
+    while True:
+        with activate(target):
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+        yield item
 
 
 def mark_error(target: Span, error_type: str, description: str | None = None) -> None:
