@@ -246,3 +246,38 @@ def test_with_no_model_configured_the_assistant_says_the_offline_answerer_cannot
     assert turn.status == "offline" and list(turn) == []
     assert turn.events == [{"type": "error", "message": OFFLINE_NOTICE}]
     assert "offline answerer cannot call tools" in OFFLINE_NOTICE
+
+
+def test_run_template_asks_an_author_first_then_runs_the_production_version_logged_with_the_turn(
+    fake, services, assistant
+):
+    from lib.prompts.language import Template
+
+    services.templates.create(Template("summary", user="Summarise: {{ text }}"), "bo", labels=("production",))
+    agent = by_step(
+        Reply("", tool_calls=(ToolCall("run_template", {"name": "summary", "variables": {"text": "x"}}, id="t"),)),
+        Reply("Here it is: a short summary."),
+    )
+    fake.responder = lambda body: agent(body) if body.get("tools") else Reply("a short summary")
+    turn, events = ask(assistant, services, "Summarise x with our template.", roles=("author",))
+    assert events[-1]["type"] == "confirm" and events[-1]["args"] == {"name": "summary", "variables": {"text": "x"}}
+    turn.resume("run")
+    list(turn)
+    assert turn.answer == "Here it is: a short summary."
+    [row] = tool_rows(services, turn.id)
+    assert (row.tool, row.status, row.decision, row.result_preview) == (
+        "run_template",
+        "ok",
+        "approved",
+        "a short summary",
+    )
+    logged = {(c.feature, c.template_name, c.step) for c in call_rows(services, turn.id)}
+    assert logged == {("assistant", None, "1"), ("prompts", "summary", "1:run_template"), ("assistant", None, "2")}
+
+
+def test_run_template_is_not_for_staff_or_managers(fake, services, assistant):
+    call = ToolCall("run_template", {"name": "summary", "variables": {}}, id="t")
+    fake.responder = by_step(Reply("", tool_calls=(call,)), Reply("Cannot."))
+    turn, _ = ask(assistant, services, "Run the summary template.", roles=("staff", "manager"))
+    [row] = tool_rows(services, turn.id)
+    assert (row.status, row.decision) == ("refused", "off")
