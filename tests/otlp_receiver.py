@@ -59,6 +59,11 @@ def decode(body: bytes) -> list[ReceivedSpan]:
     """The spans of one serialized ExportTraceServiceRequest."""
     request = ExportTraceServiceRequest()
     request.ParseFromString(body)
+    return spans_in(request)
+
+
+def spans_in(request: ExportTraceServiceRequest) -> list[ReceivedSpan]:
+    """The spans of one ExportTraceServiceRequest."""
     out: list[ReceivedSpan] = []
     for resource_spans in request.resource_spans:
         resource = {kv.key: plain(kv.value) for kv in resource_spans.resource.attributes}
@@ -144,3 +149,38 @@ class OtlpReceiver:
         """Forget the spans received so far."""
         with self._lock:
             self.spans.clear()
+
+
+class GrpcOtlpReceiver:
+    """The same over OTLP/gRPC (the collector's TraceService on 127.0.0.1); `base_url` is http://127.0.0.1:<port>."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReceivedSpan] = []
+        self.base_url = ""
+        self._lock = threading.Lock()
+        self._server: Any = None
+
+    def __enter__(self) -> GrpcOtlpReceiver:
+        from concurrent import futures
+
+        import grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+        receiver = self
+
+        class Service(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request: ExportTraceServiceRequest, context: Any) -> ExportTraceServiceResponse:
+                with receiver._lock:
+                    receiver.spans.extend(spans_in(request))
+                return ExportTraceServiceResponse()
+
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), self._server)
+        port = self._server.add_insecure_port("127.0.0.1:0")
+        self._server.start()
+        self.base_url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.stop(grace=None)

@@ -16,7 +16,7 @@ import pytest
 from fake_openai import Reply, Status
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
-from otlp_receiver import OtlpReceiver, ReceivedSpan
+from otlp_receiver import GrpcOtlpReceiver, OtlpReceiver, ReceivedSpan
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from waiting import wait_for
@@ -269,6 +269,40 @@ with FakeOpenAI() as server:
     assert done.returncode == 0, done.stderr[-2000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen == {"provider": "ProxyTracerProvider", "traced": False, "traceparent": None, "trace_id": None}
+
+
+def test_spans_go_over_grpc_when_the_protocol_says_so(tmp_path):
+    script = """
+import sys
+from lib.core import spans
+from lib.core.settings import load_settings
+from lib.telemetry.tracing import flush_traces, install_tracing
+env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sys.argv[1], "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_SERVICE_NAME": "wb"}
+assert install_tracing(load_settings(env=env)) is not None
+with spans.span("pipeline.row", run_id="7") as row:
+    print(spans.trace_id_of(row))
+assert flush_traces()
+"""
+    with GrpcOtlpReceiver() as grpc_receiver:
+        env = {"PATH": "/usr/bin:/bin"}
+        done = subprocess.run(
+            [sys.executable, "-c", script, grpc_receiver.base_url],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        trace_id = done.stdout.strip().splitlines()[-1]
+        assert wait_for(lambda: grpc_receiver.spans, 10)
+    [row] = grpc_receiver.spans
+    assert (row.name, row.trace_id, row.attributes, row.resource["service.name"]) == (
+        "pipeline.row",
+        trace_id,
+        {"workbench.run_id": "7"},
+        "wb",
+    )
 
 
 @pytest.mark.parametrize(
