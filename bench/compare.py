@@ -19,9 +19,10 @@ and once with N of them, so the calls' CPU (LangChain, the OpenAI SDK, the gatew
 Redis (a `redis-server` started on a free port; workers block on it, so they start at once) or, without
 redis-server, SQLite in the data dir (workers poll it: up to a second of start-up latency). The clock runs from the
 enqueue to the run's settled status in the database; the worker processes are started and warmed up (one small run)
-before it starts. Target with workers: N processes within 1.1x of the ideal at the median.
+before it starts; `--database-url` puts the queued runs on an (empty) PostgreSQL database instead of the SQLite
+file, as a scale-out deployment would. Target with workers: N processes within 1.1x of the ideal at the median.
 Run: `.venv/bin/python bench/compare.py [--rows 200] [--concurrency 8] [--delay 0.05] [--repeat 5]
-[--server process|thread] [--workers 2]`.
+[--server process|thread] [--workers 2] [--database-url postgresql+psycopg://…]`.
 """
 
 from __future__ import annotations
@@ -227,7 +228,15 @@ def worker_processes(env: dict[str, str], count: int, threads: int):
                 proc.kill()
 
 
-def queued_runs(base_url: str, rows: int, concurrency: int, workers: int, repeat: int, queue_url: str | None) -> list:
+def queued_runs(
+    base_url: str,
+    rows: int,
+    concurrency: int,
+    workers: int,
+    repeat: int,
+    queue_url: str | None,
+    database_url: str | None,
+) -> list:
     """`repeat` batch runs through the queue to `workers` worker processes sharing `concurrency` threads."""
     from lib.compare.runs import queue_run
     from lib.core.tables import CompareRun
@@ -241,17 +250,18 @@ def queued_runs(base_url: str, rows: int, concurrency: int, workers: int, repeat
         env = {"WORKBENCH_DATA_DIR": tmp, "WORKBENCH_PROVIDERS": json.dumps(providers), "WORKBENCH_APP_WORKERS": "0"}
         if queue_url:
             env["WORKBENCH_QUEUE_URL"] = queue_url
+        if database_url:
+            env["DATABASE_URL"] = database_url
         services = Services(load_settings(env=env))  # the enqueuing side, as an app process with no workers
         engine, store = services.engine, services.templates
-        store.create(Template(name="bench.reply", system="Be brief.", user="Answer: {{ question }}"), "bench")
-        store.save_version(
-            Template(name="bench.reply", system="Be very brief.", user="Answer: {{ question }}"), "bench"
-        )
+        name = f"bench.reply.w{workers}"  # one database may serve several configurations (--database-url)
+        store.create(Template(name=name, system="Be brief.", user="Answer: {{ question }}"), "bench")
+        store.save_version(Template(name=name, system="Be very brief.", user="Answer: {{ question }}"), "bench")
         set_id = create_test_set(
-            engine, "bench", ["question"], "bench", [Case(None, {"question": f"q {i}"}, "a") for i in range(rows)]
+            engine, name, ["question"], "bench", [Case(None, {"question": f"q {i}"}, "a") for i in range(rows)]
         )
         warm_id = create_test_set(
-            engine, "warm", ["question"], "bench", [Case(None, {"question": f"w {i}"}, "a") for i in range(concurrency)]
+            engine, f"{name}.warm", ["question"], "bench", [Case(None, {"question": f"w {i}"}, "a") for i in range(32)]
         )
         queue = services.queue
         queue.huey.flush()
@@ -261,9 +271,7 @@ def queued_runs(base_url: str, rows: int, concurrency: int, workers: int, repeat
                 return s.scalar(select(CompareRun.status).where(CompareRun.id == run_id)) in ("done", "failed")
 
         def one(test_set: int) -> tuple[int, float]:
-            run_id = start_run(
-                engine, "bench.reply", test_set, Variant(1, "acme/m1"), Variant(2, "acme/m2"), Checks(), "bench"
-            )
+            run_id = start_run(engine, name, test_set, Variant(1, "acme/m1"), Variant(2, "acme/m2"), Checks(), "bench")
             t = time.perf_counter()
             queue_run(engine, queue, run_id)
             wait_until(lambda: settled(run_id), 600, f"run {run_id} did not settle")
@@ -287,6 +295,7 @@ def queued_runs(base_url: str, rows: int, concurrency: int, workers: int, repeat
                         "duplicated": sum(n - 1 for n in keys.values() if n > 1),
                         "failed": sum(c.status != "ok" for c in calls),
                         "processes": len(set(s_workers(engine, run_id))),
+                        "errors": item_errors(engine, run_id),
                     }
                 )
             alive = [p.poll() is None for p in procs]
@@ -294,6 +303,20 @@ def queued_runs(base_url: str, rows: int, concurrency: int, workers: int, repeat
     if not all(alive):
         raise SystemExit("a worker process died during the runs")
     return out
+
+
+def item_errors(engine, run_id: int) -> list[str]:
+    """The errors of a run's items that did not end done (shown, so a lost row says why)."""
+    from lib.compare.runs import KIND
+    from lib.core.tables import JobItem
+
+    with Session(engine) as s:
+        rows = s.execute(
+            select(JobItem.status, JobItem.error).where(
+                JobItem.kind == KIND, JobItem.job_id == run_id, JobItem.status != "done"
+            )
+        ).all()
+    return [f"{status}: {error}" for status, error in rows]
 
 
 def s_workers(engine, run_id: int) -> list[str]:
@@ -310,8 +333,9 @@ def run_queued(base_url: str, args: argparse.Namespace, ideal: float, expected: 
     out = {}
     with redis_queue() as queue_url:
         where = "Redis" if queue_url else "SQLite (no redis-server here: workers poll)"
+        where += ", database " + ("PostgreSQL" if args.database_url else "SQLite")
         for n in sorted({1, args.workers}):
-            runs = queued_runs(base_url, args.rows, args.concurrency, n, args.repeat, queue_url)
+            runs = queued_runs(base_url, args.rows, args.concurrency, n, args.repeat, queue_url, args.database_url)
             label = (
                 f"queue on {where}, {n} worker process(es) x {args.concurrency // n} threads "
                 f"(items ran in {max(r['processes'] for r in runs)} process(es))"
@@ -333,6 +357,8 @@ def report_queued(label: str, runs: list, ideal: float, expected: int) -> tuple[
         f"calls {[r['calls'] for r in runs]} (expected {expected} each), lost {sum(r['lost'] for r in runs)}, "
         f"duplicated {sum(r['duplicated'] for r in runs)}, failed {sum(r['failed'] for r in runs)}"
     )
+    for error in sorted({e for r in runs for e in r["errors"]}):
+        print(f"  an item did not end done: {error[:300]}")
     return ratio, intact
 
 
@@ -344,6 +370,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5, help="timed runs; the median counts")
     ap.add_argument("--server", choices=("process", "thread"), default="process")
     ap.add_argument("--workers", type=int, default=0, help="also run through the queue: 1 worker process, then N")
+    ap.add_argument("--database-url", help="an empty PostgreSQL database for the queued runs (default: SQLite file)")
     args = ap.parse_args()
     expected = 2 * args.rows
     ideal = expected * args.delay / args.concurrency
