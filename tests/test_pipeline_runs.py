@@ -369,3 +369,24 @@ def test_on_postgresql_a_run_pauses_at_its_budget_waits_at_a_gate_and_completes(
     with Session(pg.engine) as s:
         assert s.scalar(select(func.count()).where(LlmCall.run_id == str(run_id))) == chat_requests(server) == 12
     pg.engine.dispose()
+
+
+def test_a_run_limited_to_one_row_at_a_time_never_overlaps_its_calls(services, server):
+    starts: list[float] = []
+
+    def timed(body: dict) -> Reply:
+        import time
+
+        starts.append(time.monotonic())
+        return Reply(answer(body).text, delay=0.05)
+
+    server.responder = timed
+    pipeline = save(services, classify())
+    services.start_workers()  # 4 worker threads
+    run_id = runs.start_run(
+        services.pipeline_deps, pipeline, [{"ticket": f"t{i}"} for i in range(6)], "ada", concurrency=1
+    )
+    assert settled(services, run_id).state == "completed"
+    gaps = [b - a for a, b in zip(sorted(starts), sorted(starts)[1:], strict=False)]
+    assert len(starts) == 6 and min(gaps) >= 0.045  # each call starts after the previous answered
+    assert runs.runnable_problem(services.pipeline_deps, pipeline) is None

@@ -162,6 +162,18 @@ def offline_refusal(gateway: Gateway, resolved: ResolvedPipeline) -> str | None:
     return None
 
 
+def runnable_problem(deps: RunDeps, pipeline: Pipeline) -> str | None:
+    """Why the pipeline cannot run here (a template missing, a bad reference, no model that follows a schema), or None.
+
+    For a page's banner: checked without starting anything.
+    """
+    try:
+        resolved = resolve_templates(pipeline, deps.templates)
+    except PipelineError as exc:
+        return str(exc)
+    return offline_refusal(deps.gateway, resolved)
+
+
 def unpriced_models(gateway: Gateway, resolved: ResolvedPipeline) -> list[str]:
     """Models of the pipeline with no known price (a hard budget cannot be kept on them)."""
     models = {step_model(gateway, s, resolved.templates[s.name]) for s in resolved.pipeline.prompt_steps()}
@@ -695,7 +707,8 @@ def _enqueue_rows(
 
 
 def cancel_run(engine: Engine, run_id: int) -> None:
-    """Cancel a run: queued rows never start, rows in hand stop before their next step, reviews leave the queue."""
+    """Cancel a run: queued rows never start, reviews leave the queue; a row in hand finishes its current step (and,
+    when it has run longer than half a second, stops before its next one)."""
     with Session(engine) as s, s.begin():
         s.execute(
             update(PipelineRun)
