@@ -290,7 +290,7 @@ def answered(engine, f: usage.UsageFilter) -> dict:
         out[f"by {by}"] = ordered(
             (
                 tuple(
-                    -1 if v is None or v != v else (int(v) if k == "template_version" else v)
+                    -1 if v is None or v != v else (int(v) if k in ("template_version", "pipeline_version") else v)
                     for k, v in zip(keys, r[: len(keys)], strict=True)
                 ),
                 *r[len(keys) :],

@@ -3,8 +3,8 @@ under any filter it offers, is read from aggregates instead of the call log.
 
 - llm_usage_hourly: sums per UTC hour and (feature, model, provider, status, template, template version,
   error type, pipeline name, pipeline version, step): every filter but the user, and every breakdown but by user.
-- llm_usage_user_dims_hourly: the same sums per hour and user and the same dimensions except the pipeline ones,
-  for a user filter, or the breakdown by user of a filtered page (kept apart so the main rollup stays small);
+- llm_usage_user_dims_hourly: the same sums per hour, user and the same dimensions, for a user filter or the
+  breakdown by user of a filtered page (kept apart so the main rollup stays small);
   llm_usage_user_hourly: per hour and user only, for the breakdown by user of an unfiltered page.
 - llm_latency_hourly, llm_latency_dims_hourly, llm_latency_user_dims_hourly: call counts per hour and latency
   bin, and no other dimension, the filter dimensions, or those and the user (histograms: a query reads the
@@ -34,7 +34,7 @@ PIPELINE_DIMS = ("pipeline_name", "pipeline_version", "step")
 ROLLUPS = {  # usage rollups: name -> dimensions (each has every measure of MEASURES)
     "llm_usage_hourly": (*FILTER_DIMS, "error_type", *PIPELINE_DIMS),
     "llm_usage_user_hourly": ("user",),  # the breakdown by user of an unfiltered page
-    "llm_usage_user_dims_hourly": ("user", *FILTER_DIMS, "error_type"),
+    "llm_usage_user_dims_hourly": ("user", *FILTER_DIMS, "error_type", *PIPELINE_DIMS),
 }
 LATENCY_ROLLUP = "llm_latency_hourly"
 LATENCY_ROLLUPS = {  # latency histograms: name -> dimensions (plus the latency bin, with a count n)

@@ -40,7 +40,9 @@ FILTER_FIELDS = (
     ("template_versions", "Template version", "template_version"),
     ("statuses", "Status", "status"),
 )
-BREAKDOWN_TABS = dict(zip(["By user", "By feature", "By model", "By template version"], BREAKDOWNS, strict=True))
+BREAKDOWN_TABS = dict(
+    zip(["By user", "By feature", "By model", "By template version", "By pipeline step"], BREAKDOWNS, strict=True)
+)
 
 
 def local_today(now: datetime, tz: str) -> date:

@@ -6,10 +6,11 @@ the call log itself otherwise; the answers are the same (tests check both).
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, func, select
+from sqlalchemy import DateTime, Engine, bindparam, func, select, text
 from sqlalchemy.sql import Select
 
 from lib.core.tables import Feedback
@@ -18,6 +19,7 @@ from lib.usage.access import CONTENT_COLUMNS, OPERATIONAL_META_KEYS, Viewer
 from lib.usage.sql import (
     CALL_COLS,
     CALLS,
+    FILTER_DIMS,
     UsageFilter,
     bucket,
     group_key,
@@ -40,6 +42,7 @@ BREAKDOWNS = {
     "feature": ("feature",),
     "model": ("model",),
     "template version": ("template_name", "template_version"),
+    "pipeline step": ("pipeline_name", "pipeline_version", "step"),  # cost per pipeline, version and step
 }
 ANSWER_STATUSES = ("ok", "cached")  # statuses that gave the user an answer
 HEADLINE_METRICS = (
@@ -262,6 +265,22 @@ TOP_COLUMNS = (
 WALK_COST_PER_ROW = 4  # an index entry walked in cost order costs a row lookup: ~4 rows of a covering range scan
 
 
+def _filter_sql(f: UsageFilter) -> tuple[str, dict[str, Any]]:
+    """The filter as SQL text over llm_calls, and its parameters (for statements that name their index)."""
+    conds = ["cost_usd IS NOT NULL", "created_at >= :lo", "created_at < :hi"]
+    params: dict[str, Any] = {"lo": f.start.astimezone(UTC), "hi": f.end.astimezone(UTC)}
+    for key, dim in FILTER_DIMS.items():
+        if getattr(f, key):
+            conds.append(f'"{dim}" IN :{key}')
+            params[key] = list(getattr(f, key))
+    return " AND ".join(conds), params
+
+
+def _bound(sql: str, params: dict[str, Any]):
+    stmt = text(sql).bindparams(bindparam("lo", type_=DateTime()), bindparam("hi", type_=DateTime()))
+    return stmt.bindparams(*(bindparam(k, expanding=True) for k in params if k not in ("lo", "hi")))
+
+
 def _cost_threshold(engine: Engine, f: UsageFilter, limit: int) -> float | None:
     """The cost of the `limit`-th most expensive matching call, found by walking ix_llm_calls_cost from the top
     (SQLite), when that walk is expected to be cheaper than reading the range; None otherwise.
@@ -271,8 +290,7 @@ def _cost_threshold(engine: Engine, f: UsageFilter, limit: int) -> float | None:
     """
     if engine.dialect.name != "sqlite":
         return None
-    src = source_for(f)
-    whole = usage_filter_range(f)
+    src, whole = source_for(f), usage_filter_range(f)
     bare = source_for(whole)
     with engine.connect() as conn:
         matching = conn.execute(select(src.requests() - src.total("unpriced")).where(where(f, src))).scalar() or 0
@@ -280,24 +298,28 @@ def _cost_threshold(engine: Engine, f: UsageFilter, limit: int) -> float | None:
         total = conn.execute(select(func.max(CALL_COLS.id))).scalar() or 0
         if matching < limit or WALK_COST_PER_ROW * limit * total > matching * max(in_range, 1):
             return None
-        walk = (
-            select(CALL_COLS.cost_usd)
-            .with_hint(CALLS, "INDEXED BY ix_llm_calls_cost", "sqlite")
-            .where(CALL_COLS.cost_usd.is_not(None), where(f))
-            .order_by(CALL_COLS.cost_usd.desc())
-            .limit(1)
-            .offset(limit - 1)
-        )
-        return conn.execute(walk).scalar()
+        cond, params = _filter_sql(f)
+        walk = f"SELECT cost_usd FROM llm_calls INDEXED BY ix_llm_calls_cost WHERE {cond} "
+        walk += "ORDER BY cost_usd DESC LIMIT 1 OFFSET :k"
+        return conn.execute(_bound(walk, params), {**params, "k": limit - 1}).scalar()
 
 
 def top_calls(engine: Engine, f: UsageFilter, limit: int = 20) -> pd.DataFrame:
     """The most expensive priced calls of the period, most expensive first (ties by id)."""
-    stmt = select(*(CALL_COLS[c] for c in TOP_COLUMNS)).where(where(f), CALL_COLS.cost_usd.is_not(None))
     threshold = _cost_threshold(engine, f, limit)
-    if threshold is not None:  # only calls at least as expensive as the limit-th, read from the cost index
-        stmt = stmt.with_hint(CALLS, "INDEXED BY ix_llm_calls_cost", "sqlite").where(CALL_COLS.cost_usd >= threshold)
-    df = _frame(engine, stmt.order_by(CALL_COLS.cost_usd.desc(), CALL_COLS.id).limit(limit))
+    if threshold is None:
+        stmt = select(*(CALL_COLS[c] for c in TOP_COLUMNS)).where(where(f), CALL_COLS.cost_usd.is_not(None))
+        df = _frame(engine, stmt.order_by(CALL_COLS.cost_usd.desc(), CALL_COLS.id).limit(limit))
+    else:  # only calls at least as expensive as the limit-th, read from the cost index
+        cond, params = _filter_sql(f)
+        sql = (
+            f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in TOP_COLUMNS)} FROM llm_calls INDEXED BY "
+            f"ix_llm_calls_cost WHERE {cond} AND cost_usd >= :t ORDER BY cost_usd DESC, id LIMIT :n"
+        )
+        stmt = _bound(sql, params).columns(created_at=DateTime())
+        with engine.connect() as conn:
+            result = conn.execute(stmt, {**params, "t": threshold, "n": limit})
+            df = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
     df["created_at"] = _to_local(df["created_at"], f.tz)
     return df
 
