@@ -32,10 +32,11 @@ if name != view.NEW:
     pipeline = history[
         st.selectbox("Version", versions, at, format_func=lambda v: view.version_label(history[v], labels))
     ]
+notices = st.container()  # one fixed block: notices come and go without remounting the tabs below
 if msg := view.offline_message(deps, pipeline):
-    st.warning(untrusted_label(msg), icon=":material/warning:")
+    notices.warning(untrusted_label(msg), icon=":material/warning:")
 if flash := state.pop("pl_flash", None):
-    st.success(untrusted_label(flash))
+    notices.success(untrusted_label(flash))
 with st.expander("Examples: Support triage, Review intelligence"):
     if st.button("Install the examples"):
         made = install_examples(store, services.templates, user)
@@ -98,7 +99,7 @@ with run_tab:
         st.caption(f"{len(rows)} row(s). The first ones, as the pipeline reads them:")
         st.dataframe(view.text_frame(preview(resolved, rows)), hide_index=True)
     except view.NothingToRun as exc:
-        st.info(str(exc))
+        st.info(untrusted_label(str(exc)))
     except PipelineError as exc:
         rows = None
         st.error(untrusted_label(str(exc)), icon=":material/error:")

@@ -13,8 +13,9 @@ services = get_services(settings)
 engine, deps = services.engine, services.pipeline_deps
 
 st.title("Review")
+notices = st.container()  # one fixed block: a notice comes and goes without moving the widgets below
 if flash := state.pop("rv_flash", None):
-    st.success(untrusted_label(flash))
+    notices.success(untrusted_label(flash))
 options = view.filter_options(engine)
 c1, c2, c3, c4 = st.columns(4)
 pipeline = c1.selectbox("Pipeline", [view.ALL, *options.pipelines], format_func=clean_name, key="rv_pipeline")
