@@ -738,6 +738,11 @@ def resume_run(deps: RunDeps, run_id: int, raise_budget_to: float | None = None)
             if raise_budget_to <= (run.budget_usd or 0):
                 raise RunError(f"The new budget must be above the current ${run.budget_usd or 0:.4f}.")
             run.budget_usd = raise_budget_to
+        in_hand = s.scalar(
+            select(func.count()).where(JobItem.kind == KIND, JobItem.job_id == run_id, JobItem.status == "running")
+        )
+        if not in_hand:  # a reservation left by a worker that died mid-call would otherwise hold budget forever
+            run.reserved_usd = 0.0
         run.status, run.note = "running", None
     pending = _pending_positions(engine, run_id)
     return _enqueue_rows(engine, deps.queue, run_id, pending, ("cancelled", "failed", "done"))
