@@ -1,4 +1,4 @@
-"""Settings (admins): providers and models, prices, budgets with their burn."""
+"""Settings (admins): providers and models, prices, budgets with their burn, the assistant's tool policies."""
 
 import streamlit as st
 
@@ -16,6 +16,7 @@ from lib.gateway.providers import (
     save_budget,
     save_price,
 )
+from lib.ui.assistant_view import show_policy_editor
 from lib.ui.resources import current_user, get_engine, get_gateway, get_settings, require_page
 from lib.ui.untrusted import untrusted_label
 
@@ -23,7 +24,7 @@ require_page("pages/admin.py")
 settings = get_settings()
 engine, gateway = get_engine(settings), get_gateway(settings)
 st.title("Settings")
-providers, prices, budgets = st.tabs(["Providers and models", "Prices", "Budgets"])
+providers, prices, budgets, tools = st.tabs(["Providers and models", "Prices", "Budgets", "Assistant tools"])
 
 with providers:
     st.caption("Providers come from the environment or .streamlit/secrets.toml; keys are never shown.")
@@ -75,3 +76,6 @@ with budgets:
                 st.rerun()
             except ValueError as exc:
                 st.error(untrusted_label(str(exc)))
+
+with tools:
+    show_policy_editor(engine, current_user())

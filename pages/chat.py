@@ -17,10 +17,11 @@ from lib.chat.turn import (
 from lib.compare.test_sets import TestSetError, add_case_from_message, list_test_sets
 from lib.documents.indexing import list_collections
 from lib.gateway.offline import HOW_TO_CONFIGURE, OFFLINE_LABEL
+from lib.ui.assistant_view import ASSISTANT_MODE, CHAT_MODES, show_assistant
 from lib.ui.resources import current_owner, current_user, get_services, get_settings, require_page, show_stored
 from lib.ui.untrusted import show_untrusted, stream_untrusted, untrusted_label, untrusted_markdown
 
-require_page("pages/chat.py")
+identity = require_page("pages/chat.py")
 settings, user, owner = get_settings(), current_user(), current_owner()  # owner: whose conversations
 services = get_services(settings)
 engine, gateway = services.engine, services.gateway
@@ -47,9 +48,13 @@ with st.sidebar:
             st.rerun()
 
 st.title("Chat")
+st.radio("Mode", CHAT_MODES, key="chat_mode", horizontal=True, label_visibility="collapsed")
 collections = [c.name for c in list_collections(engine)]
 left, right = st.columns(2)
 model = left.selectbox("Model", gateway.model_names(), key="chat_model")
+if st.session_state.get("chat_mode") == ASSISTANT_MODE:  # tools, a step timeline and confirmations
+    show_assistant(services, identity, model)
+    st.stop()
 collection = right.selectbox(
     "Answer from collection",
     [None, *collections],

@@ -8,14 +8,16 @@ import streamlit as st
 
 from lib.gateway.pricing import find_price, load_price_table
 from lib.ui import usage_view as view
-from lib.ui.resources import get_engine, get_settings, require_page, run_usage_query
+from lib.ui.assistant_view import show_usage_question
+from lib.ui.resources import get_engine, get_services, get_settings, require_page, run_usage_query
 from lib.usage import charts
 from lib.usage import queries as usage
 from lib.usage.access import viewer_of
 from lib.usage.demo import is_demo_dir
 from lib.usage.sql import viewer_zone
 
-viewer = viewer_of(require_page("pages/usage.py"))  # whose call text this session may read
+identity = require_page("pages/usage.py")
+viewer = viewer_of(identity)  # whose call text this session may read
 settings = get_settings()
 engine = get_engine(settings)
 st.title("Usage")
@@ -107,3 +109,5 @@ if not top.empty:
     st.json(call, expanded=False)
 st.subheader("Unpriced calls")
 table(q("unpriced_calls", f), "usage_unpriced")
+
+show_usage_question(get_services(settings), identity)  # managers and admins: the assistant with query_usage

@@ -41,7 +41,7 @@ class PolicyError(ValueError):
 
 def policy_table(engine: Engine) -> dict[str, dict[str, str]]:
     """{tool: {role: mode}} in force: stored rows over the defaults (for the Settings page)."""
-    table = {tool: dict(DEFAULTS[tool]) for tool in TOOLS}
+    table = {tool: {r: DEFAULTS[tool].get(r, "off") for r in ROLES} for tool in TOOLS}  # a new role: off until set
     with Session(engine) as s:
         for row in s.scalars(select(AssistantPolicy)):
             if row.tool in table and row.role in ROLES and row.mode in MODES:
