@@ -51,5 +51,6 @@ class TurnContext:
     max_cost_usd: float | None = None
     sources: list[Source] = field(default_factory=list)  # every passage search_documents returned, numbered 1..n
     tables: list[dict[str, Any]] = field(default_factory=list)  # every query_usage result (for the UI's table)
+    spent_usd: float = 0.0  # the turn's call-log cost so far (its model calls and its tools' calls)
     ran: dict[str, dict[str, Any]] = field(default_factory=dict)  # tool-call id -> the arguments the tool ran with
     lock: threading.Lock = field(default_factory=threading.Lock)  # tools of one step may run in parallel

@@ -13,7 +13,13 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Annotated, Any, NotRequired, cast
 
-from langchain.agents.middleware import AgentMiddleware, ModelCallLimitMiddleware, ModelRequest, ModelResponse
+from langchain.agents.middleware import (
+    AgentMiddleware,
+    HumanInTheLoopMiddleware,
+    ModelCallLimitMiddleware,
+    ModelRequest,
+    ModelResponse,
+)
 from langchain.agents.middleware.model_call_limit import ModelCallLimitState
 from langchain.agents.middleware.types import PrivateStateAttr, ToolCallRequest, hook_config
 from langchain_core.messages import AIMessage, SystemMessage, ToolMessage
@@ -22,7 +28,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from lib.assistant.context import TurnContext
-from lib.assistant.records import PREVIEW_CHARS, record_tool_call, step_usage, turn_cost
+from lib.assistant.records import PREVIEW_CHARS, StepUsage, record_tool_call, step_usage
 from lib.assistant.tools import ToolFailure, preview
 
 LOOP_REPEATS = 3  # the same tool with the same arguments this often ends the turn
@@ -53,9 +59,28 @@ def _stop(guard: str, message: str) -> dict[str, Any]:
     return {"guard": guard, "message": message}
 
 
-class StepCap(ModelCallLimitMiddleware):
-    """LangChain's model-call limit, per turn (one thread per turn), with the cap from the turn's context and a
-    message that names the guard."""
+def _usage_of(answers: list[AIMessage]) -> StepUsage | None:
+    """A step's tokens, cost and latency as GatewayChatModel reports them with its answer (from the call it just
+    logged); None for a model that does not (then the call log is read)."""
+    meta = answers[-1].response_metadata if answers else {}
+    if "request_id" not in meta:
+        return None
+    usage: dict[str, Any] = dict(answers[-1].usage_metadata or {})
+    return StepUsage(
+        1, int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0)), meta.get("cost_usd"),
+        float(meta.get("latency_ms") or 0.0),
+    )  # fmt: skip
+
+
+def _call_key(call: Any) -> str:
+    return call["name"] + json.dumps(call.get("args") or {}, sort_keys=True, default=str)
+
+
+class TurnGuards(ModelCallLimitMiddleware):
+    """The guards around each model call, on LangChain's model-call limit (which counts the calls per thread, and
+    a turn is one thread): before it the step cap and the cost cap, after it loop detection and answers to tool
+    calls whose arguments are not JSON; around it the step's chat model (logged with its step) and the tools its
+    user may have. One middleware, so the graph has one node before and one after each model call."""
 
     state_schema = AssistantState
 
@@ -66,45 +91,32 @@ class StepCap(ModelCallLimitMiddleware):
     def before_model(self, state: Any, runtime: Runtime[Any]) -> dict[str, Any] | None:
         ctx = _ctx(runtime)
         done = int(state.get("thread_model_call_count", 0))
-        if done < ctx.max_steps:
+        stop = None
+        if done >= ctx.max_steps:
+            stop = _stop(
+                "step_cap",
+                f"Stopped by the step cap: this turn made {done} model calls, the most one turn may make "
+                f"(WORKBENCH_ASSISTANT_MAX_STEPS={ctx.max_steps}). The tool results above are what was found so "
+                "far; ask a narrower question or continue in a new turn.",
+            )
+        elif ctx.max_cost_usd is not None and ctx.spent_usd >= ctx.max_cost_usd:
+            stop = _stop(
+                "cost_cap",
+                f"Stopped by the cost cap: this turn has cost ${ctx.spent_usd:.4f} so far, and one turn may cost at "
+                f"most ${ctx.max_cost_usd:.4f} (WORKBENCH_ASSISTANT_MAX_COST_USD). The tool results above are what "
+                "was found.",
+            )
+        if stop is None:
             return None
-        message = (
-            f"Stopped by the step cap: this turn made {done} model calls, the most one turn may make "
-            f"(WORKBENCH_ASSISTANT_MAX_STEPS={ctx.max_steps}). The tool results above are what was found so far; "
-            "ask a narrower question or continue in a new turn."
-        )
-        stop = _stop("step_cap", message)
         _emit(runtime, {"type": "guard", **stop})
-        return {"jump_to": "end", "messages": [AIMessage(message)], "assistant_guard": stop}
-
-
-def _call_key(call: Any) -> str:
-    return call["name"] + json.dumps(call.get("args") or {}, sort_keys=True, default=str)
-
-
-class TurnGuards(AgentMiddleware):
-    """Cost cap before each model call, loop detection after it, and the step's chat model (logged with its step)."""
-
-    state_schema = AssistantState
-
-    @hook_config(can_jump_to=["end"])
-    def before_model(self, state: Any, runtime: Runtime[Any]) -> dict[str, Any] | None:
-        ctx = _ctx(runtime)
-        if ctx.max_cost_usd is None:
-            return None
-        spent = turn_cost(ctx.services.engine, ctx.turn_id)
-        if spent < ctx.max_cost_usd:
-            return None
-        message = (
-            f"Stopped by the cost cap: this turn has cost ${spent:.4f} so far, and one turn may cost at most "
-            f"${ctx.max_cost_usd:.4f} (WORKBENCH_ASSISTANT_MAX_COST_USD). The tool results above are what was found."
-        )
-        stop = _stop("cost_cap", message)
-        _emit(runtime, {"type": "guard", **stop})
-        return {"jump_to": "end", "messages": [AIMessage(message)], "assistant_guard": stop}
+        return {"jump_to": "end", "messages": [AIMessage(stop["message"])], "assistant_guard": stop}
 
     @hook_config(can_jump_to=["model", "end"])
     def after_model(self, state: Any, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        counted = super().after_model(state, runtime) or {}
+        return {**counted, **(self._check_calls(state, runtime) or {})}
+
+    def _check_calls(self, state: Any, runtime: Runtime[Any]) -> dict[str, Any] | None:
         messages = state["messages"]
         last = messages[-1] if messages else None
         if isinstance(last, AIMessage) and last.invalid_tool_calls:
@@ -188,14 +200,16 @@ class TurnGuards(AgentMiddleware):
             overrides["system_message"] = SystemMessage(f"{system}\n\n{note}".strip())
         _emit(request.runtime, {"type": "step", "step": step})
         response = handler(request.override(**overrides))
-        usage = step_usage(ctx.services.engine, ctx.turn_id, step)
-        calls = sum(len(m.tool_calls) + len(m.invalid_tool_calls) for m in response.result if isinstance(m, AIMessage))
+        answers = [m for m in response.result if isinstance(m, AIMessage)]
+        usage = _usage_of(answers) or step_usage(ctx.services.engine, ctx.turn_id, step)
+        with ctx.lock:
+            ctx.spent_usd += usage.cost_usd or 0.0
         _emit(
             request.runtime,
             {
                 "type": "step_done",
                 "step": step,
-                "tool_calls": calls,
+                "tool_calls": sum(len(m.tool_calls) + len(m.invalid_tool_calls) for m in answers),
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,
                 "cost_usd": usage.cost_usd,
@@ -304,3 +318,11 @@ class ToolRan(AgentMiddleware):
         with ctx.lock:
             ctx.ran[request.tool_call.get("id") or ""] = dict(request.tool_call["args"])
         return handler(request)
+
+
+class Confirmations(HumanInTheLoopMiddleware):
+    """LangChain's human-in-the-loop middleware in `per_call` mode (one pause per gated tool call, answered by its
+    id). Its after_model does nothing in that mode; hidden here so the graph has no node for it."""
+
+    after_model = AgentMiddleware.after_model
+    aafter_model = AgentMiddleware.aafter_model

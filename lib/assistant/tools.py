@@ -133,6 +133,8 @@ def run_template(name: str, runtime: ToolRuntime, variables: dict[str, str] | No
         raise ToolFailure(f"The template could not be filled in: {exc}") from None
     except GatewayError as exc:
         raise ToolFailure(f"The template's model call failed: {exc}") from None
+    with ctx.lock:  # counted for the cost cap like the turn's own model calls
+        ctx.spent_usd += sum(c.cost_usd or 0.0 for c in run.calls)
     if run.result.status not in ("ok", "cached"):
         raise ToolFailure(f"The template's model call ended {run.result.status}: {run.result.error}")
     return _cap(run.result.text)

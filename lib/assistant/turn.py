@@ -21,14 +21,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from langchain.agents import create_agent
-from langchain.agents.middleware import HumanInTheLoopMiddleware
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
 from lib.assistant.context import AssistantServices, TurnContext
-from lib.assistant.guards import StepCap, ToolRan, ToolRecorder, TurnGuards
+from lib.assistant.guards import Confirmations, ToolRan, ToolRecorder, TurnGuards
 from lib.assistant.policies import modes_for
 from lib.assistant.records import create_turn, update_turn
 from lib.assistant.tools import all_tools
@@ -78,10 +77,9 @@ class Assistant:
         tools = all_tools()
         confirm = {"allowed_decisions": ["approve", "edit", "reject"], "when": _confirm_wanted}
         middleware: list[Any] = [
-            StepCap(),
             TurnGuards(),
             ToolRecorder(),
-            HumanInTheLoopMiddleware({t.name: confirm for t in tools}, interrupt_mode="per_call"),  # type: ignore[misc]
+            Confirmations({t.name: confirm for t in tools}, interrupt_mode="per_call"),  # type: ignore[misc]
             ToolRan(),
         ]
         self.agent: Any = create_agent(
@@ -173,12 +171,13 @@ class AssistantTurn:
         assert self.assistant is not None and self.context is not None
         ctx, config = self.context, {"configurable": {"thread_id": self.id}}
         engine = ctx.services.engine
-        update_turn(engine, self.id, status="running")
+        if self.events:  # a resumed turn (a new one was stored as running)
+            update_turn(engine, self.id, status="running")
         self.pending = []  # calls still waiting after this leg are announced again by the graph
         streamed: set[str] = set()
         try:
             for mode, chunk in self.assistant.agent.stream(
-                run, config, context=ctx, stream_mode=["messages", "custom", "updates"]
+                run, config, context=ctx, stream_mode=["messages", "custom"]
             ):
                 if mode == "custom" and isinstance(chunk, dict):
                     if chunk.get("type") == "guard":
@@ -194,20 +193,6 @@ class AssistantTurn:
                     elif isinstance(message, AIMessage) and message.id not in streamed and text:
                         streamed.add(message.id or "")  # a guard's closing message, written by a middleware node
                         yield {"type": "text", "text": text}
-                elif mode == "updates" and isinstance(chunk, dict) and "__interrupt__" in chunk:
-                    for item in chunk["__interrupt__"]:
-                        value = item.value if isinstance(item.value, dict) else {}
-                        pending = PendingCall(
-                            item.id, value.get("tool_call_id", ""), value.get("name", ""), value.get("args", {})
-                        )
-                        self.pending.append(pending)
-                        yield {
-                            "type": "confirm",
-                            "interrupt_id": pending.interrupt_id,
-                            "call_id": pending.call_id,
-                            "tool": pending.tool,
-                            "args": pending.args,
-                        }
         except GatewayError as exc:
             self.status, self.error = "error", str(exc)
             update_turn(engine, self.id, status="error", answer=None, guard_message=str(exc))
@@ -216,7 +201,18 @@ class AssistantTurn:
             return
         state = self.assistant.agent.get_state(config)
         steps = int(state.values.get("thread_model_call_count", 0))
-        if state.interrupts or self.pending:
+        for item in state.interrupts:  # tool calls waiting for the user (HumanInTheLoopMiddleware, per call)
+            value = item.value if isinstance(item.value, dict) else {}
+            pending = PendingCall(item.id, value.get("tool_call_id", ""), value.get("name", ""), value.get("args", {}))
+            self.pending.append(pending)
+            yield {
+                "type": "confirm",
+                "interrupt_id": item.id,
+                "call_id": pending.call_id,
+                "tool": pending.tool,
+                "args": pending.args,
+            }
+        if self.pending:
             self.status = "paused"
             update_turn(engine, self.id, status="paused", steps=steps)
             return
