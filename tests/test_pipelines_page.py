@@ -15,6 +15,7 @@ from lib.compare.test_sets import Case, create_test_set
 from lib.core.db import make_engine, migrate
 from lib.core.settings import load_settings
 from lib.core.tables import LlmCall
+from lib.gateway.pricing import set_price_override
 from lib.pipelines.definition import Pipeline
 from lib.pipelines.review import decide, review_queue
 from lib.pipelines.runs import run_status
@@ -93,6 +94,8 @@ def test_an_author_saves_a_pipeline_sees_a_bad_edit_refused_without_losing_it_an
     at.text_area(key=f"pl_def:{NAME}:1").input(json.dumps(changed))
     button(at, "Save as a new version").click().run()
     assert "Saved Ticket desk v2" in texts(at.success)
+    assert at.selectbox(key=f"pl_version:{NAME}").value == 2  # the editor now shows what was saved
+    assert json.loads(at.text_area(key=f"pl_def:{NAME}:2").value)["steps"][1]["rule"] == "classify.confidence < 0.8"
     assert [h.value for h in at.markdown if h.value.startswith("**Step check")] == ["**Step check**"]
     diff = " ".join(c.value for c in at.code)
     assert "- " in diff and "0.7" in diff and "+ " in diff and "0.8" in diff
@@ -161,6 +164,27 @@ def app_services():
     from lib.ui.resources import get_services, get_settings
 
     return get_services(get_settings())
+
+
+def test_a_run_over_its_hard_budget_pauses_and_goes_on_when_the_author_raises_it(engine, server):
+    saved(engine)
+    set_price_override(engine, "acme/m1", 1.0, 2.0, user="ada")  # a call may cost up to ~$0.008 (4,096 tokens out)
+    create_test_set(engine, "tickets", ["ticket"], "ada", [Case(None, r) for r in tickets(4, urgent=())])
+    at = page()
+    at.selectbox(key="pl_name").select(NAME).run()
+    at.radio(key="pl_source").set_value("A test set").run()
+    at.number_input(key="pl_budget").set_value(0.005)
+    button(at, "Start the run").click().run()
+    run_id = at.session_state["pl_run"]
+    assert wait_for(lambda: run_status(engine, run_id).state == "paused_budget", 60), run_status(engine, run_id)
+    at.run()
+    assert "paused: budget $0.0050 reached" in progress(at)
+    assert server.requests == []  # paused before the call that could cross it, not after
+    next(n for n in at.number_input if n.label == "New budget ($)").set_value(5.0)
+    button(at, "Raise the budget and resume").click().run()
+    assert not at.error, texts(at.error)
+    assert wait_for(lambda: run_status(engine, run_id).state == "completed", 60), run_status(engine, run_id)
+    assert run_status(engine, run_id).budget_usd == 5.0 and len(server.requests) == 8
 
 
 def test_the_examples_install_from_the_page(engine):

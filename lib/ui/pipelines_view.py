@@ -261,7 +261,7 @@ def cost_by_step(engine: Engine, pipeline_name: str) -> pd.DataFrame:
                 "step": step or "",
                 "calls": calls,
                 "tokens": int(tokens),
-                "cost": f"${float(cost):.5f}",
+                "cost": f"${float(cost or 0.0):.5f}",
                 "unpriced calls": unpriced,
             }
             for v, step, calls, tokens, cost, unpriced in s.execute(query).tuples()
