@@ -8,9 +8,10 @@ Each start has a fresh data dir (new database, migrations, built-in prompts) and
 answer comes from the offline answerer, which needs the local embedding model: the most the first question can
 wait for. Chromium (Debian's, via Playwright; tests/browser.py) is launched before the clock starts, as a user's
 browser is already open; it opens the URL as soon as the server answers its health check. "First paint": the
-Chat page's question box is on screen. "First answer": the question is typed at once and the offline answer is
-on screen, stored, with its caption. The machine is shared and busy: figures are noisy, medians are reported.
-Run: `.venv/bin/python bench/cold_start.py [--repeat 2]`.
+Chat page's question box is on screen. "First answer": the question is typed at once (see --think) and the offline answer is
+on screen, stored, with its caption; `--think S` waits S seconds between first paint and Enter, as a user reads
+and types (the first answer then counts them too). The machine is shared and busy: figures are noisy, medians are
+reported. Run: `.venv/bin/python bench/cold_start.py [--repeat 2] [--think 0]`.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def healthy(url: str) -> bool:
         return False
 
 
-def one_start(browser, preload: bool) -> dict[str, float]:
+def one_start(browser, preload: bool, think: float) -> dict[str, float]:
     """Seconds from `streamlit run` to: server up, first paint, first answer (and Enter to answer)."""
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,6 +82,7 @@ def one_start(browser, preload: bool) -> dict[str, float]:
             box = page.get_by_placeholder("Ask anything")
             box.wait_for()
             paint = time.perf_counter() - t0
+            time.sleep(think)  # the user reads the page and types (0: Enter at first paint)
             box.fill(QUESTION)
             t_enter = time.perf_counter()
             box.press("Enter")
@@ -96,6 +98,7 @@ def one_start(browser, preload: bool) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=2, help="cold starts of each kind, alternating")
+    ap.add_argument("--think", type=float, default=0.0, help="seconds from first paint to Enter (default 0)")
     args = ap.parse_args()
     if chromium_path() is None:
         raise SystemExit("Debian's chromium is needed: apt-get install -y --no-install-recommends chromium")
@@ -107,7 +110,7 @@ def main() -> None:
         try:
             for i in range(args.repeat):
                 for preload in (True, False) if i % 2 == 0 else (False, True):
-                    r = one_start(browser, preload)
+                    r = one_start(browser, preload, args.think)
                     runs[preload].append(r)
                     print(
                         f"{'background load' if preload else 'load on first use'}: server up {r['up']:.2f} s, "
@@ -140,6 +143,7 @@ def main() -> None:
                 "first_paint_s": round(paint, 2),
                 "baseline_first_paint_s": round(median(False, "paint"), 2),
                 "repeats": args.repeat,
+                "think_s": args.think,
                 "met": met,
             }
         )
