@@ -61,3 +61,12 @@ def test_verification_can_be_waived_for_providers_that_never_send_the_claim():
 def test_a_token_without_a_subject_gets_nothing():
     anon = signed_in_identity({"email": "root@acme.com", "email_verified": True}, ROLE_MAP)
     assert anon.roles == frozenset() and anon.problem
+
+
+def test_the_reviewer_role_opens_review_only_and_authors_open_pipelines_but_not_review():
+    claims = {"email": "rita@acme.com", "email_verified": True, "sub": "rita", "iss": "https://idp"}
+    rita = signed_in_identity(claims, {"rita@acme.com": ("reviewer",)})
+    assert [p for p in PAGE_ROLES if rita.may_open(p)] == ["pages/review.py"]
+    ada = signed_in_identity({**claims, "email": "ada@acme.com", "sub": "ada"}, ROLE_MAP)
+    assert ada.may_open("pages/pipelines.py") and not ada.may_open("pages/review.py")
+    assert "needs the 'reviewer' role (Review: approve, edit or reject" in not_allowed_message(ada, "pages/review.py")
