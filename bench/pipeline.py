@@ -5,7 +5,9 @@ Baseline, in the same run: the same 1,500 calls through a bare `ChatOpenAI` thre
 no database). Target: pipeline wall time <= 1.1x the bare pool's, with zero rows lost or duplicated (every row
 completed, exactly one stored result and one logged call per row and step). Also printed: the ratio to the ideal
 500 x 3 x 0.05 s / 8 and the overhead per row-step. The clock runs from start_run (rows stored, items enqueued) to
-the run's completed state in the database. A busy shared machine makes the figures noisy: repeat (`--repeat`) and
+the run's completed state in the database. A second reference, also in the same run: the same calls through the
+Gateway alone (call log, redaction, breaker; no queue, no pipeline), so the gateway's share of the gap to the bare
+pool is told apart from the queue's and the pipeline's. A busy shared machine makes the figures noisy: repeat (`--repeat`) and
 read the median.
 With `--workers N` the same run also goes to N `python -m lib.cli worker` processes (concurrency / N threads each) on a
 Redis queue (a throw-away redis-server; bench/compare.py's helpers), so the calls' CPU is spread over N GILs; the
@@ -36,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from lib.core.settings import load_settings
 from lib.core.tables import LlmCall, PipelineRow, PipelineRun, PipelineStepResult
+from lib.gateway.client import CallContext
 from lib.jobs.queue import stop_embedded
 from lib.pipelines import runs
 from lib.pipelines.definition import Pipeline, PromptStep
@@ -56,8 +59,8 @@ STEPS = [
 ]
 
 
-def bare_pool(base_url: str, rows: int, concurrency: int) -> float:
-    """Wall time of rows x 3 calls through one bare ChatOpenAI, `concurrency` threads pulling from one list."""
+def bare_pool(base_url: str, rows: int, concurrency: int) -> tuple[float, float]:
+    """Wall and CPU time of rows x 3 calls through one bare ChatOpenAI, `concurrency` threads pulling from one list."""
     model = ChatOpenAI(model="m1", base_url=base_url, api_key="bench-key", max_retries=0, stream_usage=True, timeout=30)
     model.invoke([("user", "warm up")])
     calls = iter([[("user", f"{text.split('{{')[0]} ticket {i}")] for i in range(rows) for _, text in STEPS])
@@ -72,12 +75,43 @@ def bare_pool(base_url: str, rows: int, concurrency: int) -> float:
             model.invoke(call)
 
     threads = [threading.Thread(target=work) for _ in range(concurrency)]
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - cpu
+
+
+def gateway_pool(base_url: str, rows: int, concurrency: int) -> tuple[float, float]:
+    """Wall and CPU time of the same calls through the Gateway (call log, no queue, no pipeline): its share of the gap."""
+    with tempfile.TemporaryDirectory() as tmp:
+        providers = {"acme": {"base_url": base_url, "api_key": "bench-key", "models": ["m1"]}}
+        env = {"WORKBENCH_DATA_DIR": tmp, "WORKBENCH_PROVIDERS": json.dumps(providers), "WORKBENCH_APP_WORKERS": "0"}
+        services = Services(load_settings(env=env))
+        gateway = services.gateway
+        gateway.invoke([("user", "warm up")], "acme/m1", CallContext(feature="bench.warmup"))
+        calls = iter([(i, n, text.split("{{")[0]) for i in range(rows) for n, text in STEPS])
+        take = threading.Lock()
+
+        def work() -> None:
+            while True:
+                with take:
+                    call = next(calls, None)
+                if call is None:
+                    return
+                i, step, text = call
+                gateway.invoke([("user", f"{text} ticket {i}")], "acme/m1", CallContext(feature="pipeline", step=step))
+
+        threads = [threading.Thread(target=work) for _ in range(concurrency)]
+        t, cpu = time.perf_counter(), time.process_time()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+        services.engine.dispose()
+        return wall, cpu
 
 
 def pipeline_run(base_url: str, rows: int, concurrency: int) -> dict:
@@ -204,7 +238,8 @@ def main() -> None:
     ratios, walls, bares, ok = [], [], [], True
     with FakeOpenAIProcess(Reply(ANSWER, delay=args.delay)) as server:
         for i in range(args.repeat):
-            bare = bare_pool(server.base_url, args.rows, args.concurrency)
+            bare, bare_cpu = bare_pool(server.base_url, args.rows, args.concurrency)
+            gw, gw_cpu = gateway_pool(server.base_url, args.rows, args.concurrency)
             r = pipeline_run(server.base_url, args.rows, args.concurrency)
             exact = (
                 r["status"] == "completed"
@@ -219,7 +254,9 @@ def main() -> None:
             bares.append(bare)
             overhead_ms = (r["wall"] - bare) * args.concurrency / n_calls * 1000
             print(
-                f"repeat {i + 1}: pipeline {r['wall']:.2f} s (cpu {r['cpu']:.2f} s), bare pool {bare:.2f} s, "
+                f"repeat {i + 1}: pipeline {r['wall']:.2f} s (cpu {r['cpu']:.2f} s), bare pool {bare:.2f} s (cpu {bare_cpu:.2f} s), "
+                f"gateway-only pool {gw:.2f} s (cpu {gw_cpu:.2f} s, {gw / bare:.3f}x bare; pipeline {r['wall'] / gw:.3f}x "
+                "it), "
                 f"ratio {ratio:.3f} vs bare, {r['wall'] / ideal:.3f} vs ideal; overhead {overhead_ms:.1f} ms per "
                 f"row-step (thread time); rows completed {r['completed']}/{args.rows}, results {r['results']} "
                 f"(distinct {r['distinct']}), calls logged {r['calls']} -> {'exact' if exact else 'LOST/DUPLICATED'}",
