@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from fake_openai import FakeOpenAI
+from fake_openai import FakeOpenAI, Reply
 from pipeline_fixtures import DEFINITION, NAME, answer, create_templates, tickets
 from shown import shown
 from sqlalchemy import select
@@ -134,7 +134,12 @@ def test_an_author_tries_a_row_runs_twenty_rows_through_the_gate_and_sees_costs_
     assert all(int(t) > 0 for t in trace["tokens"][[0, 2]])
     assert any('"label": "bug"' in c.value or "Ticket 0" in c.value for c in at.code)
 
-    at.number_input(key="pl_budget").set_value(0.0)
+    button(at, "Estimate the cost").click().run()
+    assert "No estimate: A model has no price" in texts(at.info)  # never a silent $0
+    set_price_override(engine, "acme/m1", 1.0, 2.0, user="ada")
+    app_services().gateway.invalidate_prices()  # as the Settings page does after saving a price
+    button(at, "Estimate the cost").click().run()
+    assert "for 20 rows" in texts(at.info) and "from 3 tried" in texts(at.info)
     button(at, "Start the run").click().run()
     assert not at.exception and not at.error, texts(at.error)
     run_id = at.session_state["pl_run"]
@@ -157,7 +162,7 @@ def test_an_author_tries_a_row_runs_twenty_rows_through_the_gate_and_sees_costs_
     assert {(c.feature, c.pipeline_name, c.pipeline_version) for c in run_calls} == {("pipeline", NAME, 1)}
     costs = next(d.value for d in at.dataframe if "unpriced calls" in d.value)
     v1 = costs[costs["version"] == "v1"]
-    assert dict(zip(v1["step"], v1["calls"])) == {"classify": 21, "reply": 21}  # the run's and the tried row's
+    assert dict(zip(v1["step"], v1["calls"])) == {"classify": 27, "reply": 27}  # the run's, 1 tried row, 2 estimates
 
 
 def app_services():
@@ -185,6 +190,32 @@ def test_a_run_over_its_hard_budget_pauses_and_goes_on_when_the_author_raises_it
     assert not at.error, texts(at.error)
     assert wait_for(lambda: run_status(engine, run_id).state == "completed", 60), run_status(engine, run_id)
     assert run_status(engine, run_id).budget_usd == 5.0 and len(server.requests) == 8
+
+
+def test_failed_rows_are_retried_from_the_page_and_a_run_can_be_cancelled(engine, server):
+    saved(engine)
+    rows = [{"ticket": "Ticket 0: fine"}, {"ticket": "Ticket 1: broken"}, {"ticket": "Ticket 2: fine"}]
+    create_test_set(engine, "tickets", ["ticket"], "ada", [Case(None, r) for r in rows])
+    server.responder = lambda body: Reply("not JSON") if "broken" in str(body) else answer(body)
+    at = page()
+    at.selectbox(key="pl_name").select(NAME).run()
+    at.radio(key="pl_source").set_value("A test set").run()
+    button(at, "Start the run").click().run()
+    run_id = at.session_state["pl_run"]
+    assert wait_for(lambda: run_status(engine, run_id).state == "failed", 60), run_status(engine, run_id)
+    at.run()
+    assert "finished, 1 row(s) failed" in progress(at)
+    results = next(d.value for d in at.dataframe if "error" in d.value)
+    assert "No valid answer after 3 attempt(s)" in results["error"][1] and results["step"][1] == "classify"
+
+    server.responder = lambda body: answer({**body, "messages": [{"role": "user", "content": "Ticket: urgent"}]})
+    button(at, "Retry failed rows").click().run()
+    assert wait_for(lambda: run_status(engine, run_id).state == "waiting_review", 60), run_status(engine, run_id)
+    at.run()
+    assert "waiting for review (1)" in progress(at)
+    button(at, "Cancel the run").click().run()
+    assert run_status(engine, run_id).state == "cancelled" and "cancelled" in progress(at)
+    assert review_queue(engine, run_id=run_id) == []  # the held row left the review queue
 
 
 def test_the_examples_install_from_the_page(engine):
