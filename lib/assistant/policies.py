@@ -41,7 +41,7 @@ class PolicyError(ValueError):
 
 def policy_table(engine: Engine) -> dict[str, dict[str, str]]:
     """{tool: {role: mode}} in force: stored rows over the defaults (for the Settings page)."""
-    table = {tool: {r: DEFAULTS[tool].get(r, "off") for r in ROLES} for tool in TOOLS}  # a new role: off until set
+    table = {tool: dict(DEFAULTS[tool]) for tool in TOOLS}
     with Session(engine) as s:
         for row in s.scalars(select(AssistantPolicy)):
             if row.tool in table and row.role in ROLES and row.mode in MODES:
@@ -57,7 +57,10 @@ def modes_for(engine: Engine, roles: Iterable[str]) -> dict[str, str]:
     """{tool: mode} for a user with `roles`: the most permissive of their roles' modes."""
     roles = [r for r in roles if r in ROLES]
     table = policy_table(engine)
-    return {tool: max((table[tool][r] for r in roles), key=_RANK.__getitem__, default="off") for tool in TOOLS}
+    # a role without a shipped default (a role added later) is off until a policy is stored for it
+    return {
+        tool: max((table[tool].get(r, "off") for r in roles), key=_RANK.__getitem__, default="off") for tool in TOOLS
+    }
 
 
 def set_policy(engine: Engine, tool: str, role: str, mode: str, user: str | None) -> None:

@@ -178,9 +178,7 @@ class Timeline:
             elif kind == "tool_result":
                 self._result(event)
             elif kind == "confirm":
-                st.info(
-                    f"Waiting for you: run, edit or deny {untrusted_label(event['tool'])}.", icon=":material/pan_tool:"
-                )
+                st.caption(f":material/pan_tool: Paused for you to run, edit or deny {untrusted_label(event['tool'])}.")
             elif kind == "guard":
                 st.warning(guard_text(event), icon=":material/front_hand:")
             elif kind == "error":
