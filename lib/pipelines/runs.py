@@ -464,15 +464,19 @@ def _run_row(deps: RunDeps, ctx: ItemContext, run: RunInfo, position: int) -> tu
     engine, run_id, started = deps.engine, run.id, time.monotonic()
     resolved = resolved_run(deps, run)
     pipeline = resolved.pipeline
-    with Session(engine) as s:
-        row = s.scalar(select(PipelineRow).where(PipelineRow.run_id == run_id, PipelineRow.position == position))
+    with engine.connect() as conn:  # plain rows, no ORM objects: this runs once per row of every run
+        row = conn.execute(
+            select(PipelineRow.data, PipelineRow.status).where(
+                PipelineRow.run_id == run_id, PipelineRow.position == position
+            )
+        ).one_or_none()
         if row is None:
             return "failed", "This row is not stored."
         data, row_status = dict(row.data), row.status
         stored = {
             r.step: r
-            for r in s.scalars(
-                select(PipelineStepResult).where(
+            for r in conn.execute(
+                select(PipelineStepResult.step, PipelineStepResult.status, PipelineStepResult.output).where(
                     PipelineStepResult.run_id == run_id, PipelineStepResult.position == position
                 )
             )
