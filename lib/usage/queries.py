@@ -262,64 +262,76 @@ TOP_COLUMNS = (
     "latency_ms",
     "status",
 )
-WALK_COST_PER_ROW = 4  # an index entry walked in cost order costs a row lookup: ~4 rows of a covering range scan
+WALK_BUDGETS = (500, 20_000)  # calls of the range a top-calls walk reads in cost order, then reads the range instead
 
 
 def _filter_sql(f: UsageFilter) -> tuple[str, dict[str, Any]]:
-    """The filter as SQL text over llm_calls, and its parameters (for statements that name their index)."""
-    conds = ["cost_usd IS NOT NULL", "created_at >= :lo", "created_at < :hi"]
-    params: dict[str, Any] = {"lo": f.start.astimezone(UTC), "hi": f.end.astimezone(UTC)}
+    """The filter's column conditions as SQL text over llm_calls, and their parameters."""
+    conds, params = [], {}
     for key, dim in FILTER_DIMS.items():
         if getattr(f, key):
             conds.append(f'"{dim}" IN :{key}')
             params[key] = list(getattr(f, key))
-    return " AND ".join(conds), params
+    return " AND ".join(conds) or "1 = 1", params
 
 
 def _bound(sql: str, params: dict[str, Any]):
     stmt = text(sql).bindparams(bindparam("lo", type_=DateTime()), bindparam("hi", type_=DateTime()))
-    return stmt.bindparams(*(bindparam(k, expanding=True) for k in params if k not in ("lo", "hi")))
+    return stmt.bindparams(*(bindparam(k, expanding=True) for k in params))
 
 
 def _cost_threshold(engine: Engine, f: UsageFilter, limit: int) -> float | None:
-    """The cost of the `limit`-th most expensive matching call, found by walking ix_llm_calls_cost from the top
-    (SQLite), when that walk is expected to be cheaper than reading the range; None otherwise.
-
-    The rollups give how many priced calls match (m) and how many the range holds (r): a walk meets a match every
-    ~total/m entries, so it reads ~limit*total/m entries, against r rows for the range.
-    """
-    if engine.dialect.name != "sqlite":
-        return None
-    src, whole = source_for(f), usage_filter_range(f)
-    bare = source_for(whole)
+    """The cost of the `limit`-th most expensive call matching `f`, found among the 500 (then 20,000) most
+    expensive calls of the range (read in ix_llm_calls_cost order, from the top); None when fewer match among
+    them, or when the rollups say the matching calls cost nothing (they would be at the very bottom)."""
+    src = source_for(f)
     with engine.connect() as conn:
-        matching = conn.execute(select(src.requests() - src.total("unpriced")).where(where(f, src))).scalar() or 0
-        in_range = conn.execute(select(bare.requests()).where(where(whole, bare))).scalar() or 0
-        total = conn.execute(select(func.max(CALL_COLS.id))).scalar() or 0
-        if matching < limit or WALK_COST_PER_ROW * limit * total > matching * max(in_range, 1):
+        if not conn.execute(select(src.spend()).where(where(f, src))).scalar():
             return None
         cond, params = _filter_sql(f)
-        walk = f"SELECT cost_usd FROM llm_calls INDEXED BY ix_llm_calls_cost WHERE {cond} "
-        walk += "ORDER BY cost_usd DESC LIMIT 1 OFFSET :k"
-        return conn.execute(_bound(walk, params), {**params, "k": limit - 1}).scalar()
+        hint = " INDEXED BY ix_llm_calls_cost" if engine.dialect.name == "sqlite" else ""
+        dims = ", ".join(f'"{FILTER_DIMS[k]}"' for k in params) or "id"
+        walk = (
+            f"SELECT cost_usd FROM (SELECT cost_usd, {dims} FROM llm_calls{hint} WHERE cost_usd IS NOT NULL "
+            "AND created_at >= :lo AND created_at < :hi ORDER BY cost_usd DESC LIMIT :budget) AS walked "
+            f"WHERE {cond} ORDER BY cost_usd DESC LIMIT 1 OFFSET :k"
+        )
+        bounds = {"lo": f.start.astimezone(UTC), "hi": f.end.astimezone(UTC), "k": limit - 1}
+        for budget in WALK_BUDGETS:
+            found = conn.execute(_bound(walk, params), {**params, **bounds, "budget": budget}).scalar()
+            if found is not None:
+                return found
+    return None
 
 
 def top_calls(engine: Engine, f: UsageFilter, limit: int = 20) -> pd.DataFrame:
-    """The most expensive priced calls of the period, most expensive first (ties by id)."""
+    """The most expensive priced calls of the period, most expensive first (ties by id).
+
+    Usually the limit-th matching cost is found among the range's most expensive calls (a short walk down the
+    cost index), and only calls at least that expensive are read. Otherwise (the filter matches few calls, or
+    only cheap ones) the range is read and sorted, ordered by `cost_usd + 0` so PostgreSQL does not walk the
+    whole cost index instead.
+    """
+    stmt = select(*(CALL_COLS[c] for c in TOP_COLUMNS)).where(where(f), CALL_COLS.cost_usd.is_not(None))
     threshold = _cost_threshold(engine, f, limit)
     if threshold is None:
-        stmt = select(*(CALL_COLS[c] for c in TOP_COLUMNS)).where(where(f), CALL_COLS.cost_usd.is_not(None))
-        df = _frame(engine, stmt.order_by(CALL_COLS.cost_usd.desc(), CALL_COLS.id).limit(limit))
-    else:  # only calls at least as expensive as the limit-th, read from the cost index
+        df = _frame(engine, stmt.order_by((CALL_COLS.cost_usd + 0).desc(), CALL_COLS.id).limit(limit))
+    elif engine.dialect.name == "sqlite":  # SQLAlchemy drops FROM hints on SQLite: name the index in SQL text
         cond, params = _filter_sql(f)
         sql = (
             f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in TOP_COLUMNS)} FROM llm_calls INDEXED BY "
-            f"ix_llm_calls_cost WHERE {cond} AND cost_usd >= :t ORDER BY cost_usd DESC, id LIMIT :n"
+            f"ix_llm_calls_cost WHERE cost_usd >= :t AND created_at >= :lo AND created_at < :hi AND {cond} "
+            "ORDER BY cost_usd DESC, id LIMIT :n"
         )
-        stmt = _bound(sql, params).columns(created_at=DateTime())
+        bounds = {"lo": f.start.astimezone(UTC), "hi": f.end.astimezone(UTC), "t": threshold, "n": limit}
         with engine.connect() as conn:
-            result = conn.execute(stmt, {**params, "t": threshold, "n": limit})
+            result = conn.execute(_bound(sql, params).columns(created_at=DateTime()), {**params, **bounds})
             df = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    else:
+        df = _frame(
+            engine,
+            stmt.where(CALL_COLS.cost_usd >= threshold).order_by(CALL_COLS.cost_usd.desc(), CALL_COLS.id).limit(limit),
+        )
     df["created_at"] = _to_local(df["created_at"], f.tz)
     return df
 

@@ -14,14 +14,17 @@ from sqlalchemy import (
     DateTime,
     Engine,
     Float,
+    String,
     and_,
     bindparam,
     case,
     cast,
+    column,
     func,
     literal_column,
     select,
     text,
+    values,
 )
 from sqlalchemy.sql import ColumnElement
 
@@ -359,29 +362,46 @@ def bin_edge(b: int) -> float:
 
 
 def histogram_percentiles(engine: Engine, f: UsageFilter, by_bucket: bool) -> dict[str, tuple[float, float]] | None:
-    """p50/p95 (nearest rank, cut to its bin: see reported_latency) per local bucket, or for the whole range under key 'all', from the
-    latency histograms; None when no histogram applies (then the caller reads the call log)."""
+    """p50/p95 (nearest rank, cut to its bin: see reported_latency) per local bucket, or for the whole range
+    under key 'all', from the latency histograms; None when no histogram applies (then the caller reads the call
+    log)."""
     src = latency_source(f)
     if src is None:
         return None
     b = src.table.c.bin
-    keys = [bucket(engine, f, src).label("bucket")] if by_bucket else []
-    stmt = (
-        select(*keys, b, cast(func.sum(src.table.c.n), BigInteger))
-        .where(where(f, src))
-        .group_by(*keys, b)
-        .order_by(*keys, b)
-    )
+    keys: list[ColumnElement] = []
+    stmt = select(b, cast(func.sum(src.table.c.n), BigInteger)).where(where(f, src))
+    if by_bucket and engine.dialect.name == "postgresql":
+        # The histogram has many rows per hour: label each of the range's hours once (zone rules in Python, as
+        # PostgreSQL applies them) and join, instead of converting every row's hour to local time.
+        labels = hour_buckets(f)
+        hb = values(column("h", DateTime(timezone=True)), column("b", String), name="hb").data(labels)
+        keys = [hb.c.b.label("bucket")]
+        stmt = stmt.join_from(src.table, hb, hb.c.h == src.table.c.hour)
+    elif by_bucket:
+        keys = [bucket(engine, f, src).label("bucket")]
+    stmt = stmt.add_columns(*keys).group_by(*keys, b).order_by(*keys, b)
     bins: dict[str, list[tuple[int, int]]] = {}
     with engine.connect() as conn:
         for row in conn.execute(stmt):
-            key = str(row[0]) if by_bucket else "all"
-            bins.setdefault(key, []).append((int(row[-2]), int(row[-1])))
+            key = str(row[2]) if by_bucket else "all"
+            bins.setdefault(key, []).append((int(row[0]), int(row[1])))
     out = {}
     for key, counts in bins.items():
         total = sum(n for _, n in counts)
         p50, p95 = (bin_edge(_bin_holding(counts, -(-total * pct // 100))) for pct in (50, 95))
         out[key] = (p50, p95)
+    return out
+
+
+def hour_buckets(f: UsageFilter) -> list[tuple[datetime, str]]:
+    """(UTC hour, its local bucket label) for each hour of the range, with the zone's real rules."""
+    zone, step = ZoneInfo(f.tz), timedelta(hours=1)
+    fmt = "%Y-%m-%d %H:00" if f.grain() == "hour" else "%Y-%m-%d"
+    out, hour = [], _utc(f.start).replace(minute=0, second=0, microsecond=0)
+    while hour < _utc(f.end):
+        out.append((hour, hour.astimezone(zone).strftime(fmt)))
+        hour += step
     return out
 
 
