@@ -265,3 +265,51 @@ def test_a_result_with_a_day_column_is_a_time_series_and_a_ranking_is_not():
     assert series is not None and list(series["cost"]) == [2.0, 1.5]  # sorted by time
     ranking = table_frame({"columns": ["feature", "cost"], "rows": [["chat", 3.0], ["compare", 1.0]]})
     assert time_series(ranking) is None
+
+
+def test_passages_found_by_search_documents_are_cited_as_in_chat(provider, monkeypatch):
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    from lib.documents.indexing import create_collection
+    from lib.services import Services
+
+    monkeypatch.setenv("WORKBENCH_SEARCH_MODE", "bm25")  # keyword retrieval: no embedding model in this test
+    services = Services(load_settings(), local_embeddings=DeterministicFakeEmbedding(size=32))
+    handbook = create_collection(services.engine, "Handbook")
+    text = b"Welcome to Acme.\n\nEvery employee gets 28 days of paid holiday per year.\n\nReceipts go to finance."
+    assert services.indexer.index_file(handbook, "handbook.txt", text).status == "indexed"
+    services.engine.dispose()
+    search = {"collection": "Handbook", "query": "paid holiday per year", "k": 3}
+    provider.responder = by_step(
+        Reply("", tool_calls=(ToolCall("search_documents", search, id="s1"),)),
+        Reply("Every employee gets 28 days of paid holiday [1]."),
+    )
+    at = assistant_mode(app())
+    at.selectbox(key="chat_model").set_value(MODEL).run()
+    ask(at, "How much paid holiday do we get?")
+    answer = at.chat_message[-1]
+    [cited] = [e for e in answer.expander if e.label.startswith("\\[1\\]")]
+    assert "handbook\\.txt" in cited.label
+    assert any("28 days of paid holiday" in m.value for m in cited.markdown)
+
+
+EVIL = "https://evil.example"
+
+
+def test_hostile_model_text_tool_names_and_arguments_reach_no_other_host(provider):
+    provider.responder = by_step(
+        Reply(
+            f"Look ![x]({EVIL}/a.png)",
+            tool_calls=(ToolCall(f"![t]({EVIL}/t.png)", {"q": f"<img src={EVIL}/i.png>"}, id="h1"),),
+        ),
+        Reply(f"Done ![y]({EVIL}/b.png) [click]({EVIL}) <{EVIL}/auto>"),
+    )
+    at = assistant_mode(app())
+    at.selectbox(key="chat_model").set_value(MODEL).run()
+    ask(at, "Anything.")
+    answer = at.chat_message[-1]
+    assert "failed" in texts(answer.status[0])  # the unknown tool is an error in the timeline
+    shown_markdown = [str(e.value) for kind in ("markdown", "caption", "error", "warning") for e in answer.get(kind)]
+    assert any("Done" in m for m in shown_markdown)
+    assert not any(f"]({EVIL}" in m or f"<{EVIL}" in m or "<img" in m for m in shown_markdown), shown_markdown
+    assert any(f"<img src={EVIL}/i.png>" in c.value for c in answer.code)  # arguments shown as code, verbatim
