@@ -423,3 +423,26 @@ def test_a_bulk_demo_load_builds_every_rollup_from_scratch_and_puts_triggers_and
     for name in all_rollups():
         mine, scratch = rollup_vs_scratch(any_engine, name)
         assert mine == scratch, name
+
+
+def test_migration_0013_replaces_the_old_rollups_with_ones_equal_to_the_call_log(any_engine):
+    """Down to the revision before 0013 (the rollups of 0003), calls counted by the old triggers, then up again."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    from lib.core.db import alembic_config, migrate
+    from lib.core.rollups import all_rollups
+
+    cfg = alembic_config(any_engine)
+    before = ScriptDirectory.from_config(cfg).get_revision("0013").down_revision
+    command.downgrade(cfg, str(before))
+    with any_engine.connect() as conn:
+        assert not any_engine.dialect.has_table(conn, "llm_latency_dims_hourly")
+    with any_engine.begin() as conn:
+        conn.execute(insert(LlmCall.__table__), ROWS[:500])
+    migrate(any_engine)
+    with any_engine.begin() as conn:
+        conn.execute(insert(LlmCall.__table__), ROWS[500:700])  # the new triggers count on
+    for name in all_rollups():
+        mine, scratch = rollup_vs_scratch(any_engine, name)
+        assert mine == scratch and mine, name
