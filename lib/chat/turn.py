@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from lib.chat.conversations import add_message, create_session, load_messages
+from lib.chat.conversations import add_message, create_session, load_history
 from lib.chat.prompt import PreparedTurn, prepare_turn
 from lib.core import spans
 from lib.core.tables import ChatMessage
@@ -187,7 +187,7 @@ def _prepare(
     if not session_id:
         session_id = create_session(engine, owner, collection=collection).id
     # Every message costs at least PER_MESSAGE_OVERHEAD tokens, so older ones could never fit the budget.
-    history = load_messages(engine, session_id, owner, last=setup.budget // PER_MESSAGE_OVERHEAD + 1)
+    history = load_history(engine, session_id, owner, last=setup.budget // PER_MESSAGE_OVERHEAD + 1)
     retriever = setup.retriever() if collection and setup.retriever else None
     with spans.span("chat.prompt", grounded=bool(collection)):
         prepared = prepare_turn(
