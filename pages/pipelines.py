@@ -49,7 +49,9 @@ with st.expander("Examples: Support triage, Review intelligence"):
         st.rerun()
     for ex in load_examples():
         st.download_button(f"Sample rows: {ex.pipeline.name}", ex.sample.read_bytes(), ex.sample.name, "text/csv")
-build, run_tab, runs_tab, cost_tab = st.tabs(["Build", "Try and run", "Runs and results", "Cost"])
+if goto := state.pop("pl_goto", None):  # a started run opens its tab
+    state.pl_tab = goto
+build, run_tab, runs_tab, cost_tab = st.tabs(view.TABS, key="pl_tab", on_change="rerun")  # kept across reruns
 
 with build:
     new_name = st.text_input("New pipeline name", key="pl_new_name") if pipeline is None else name
@@ -110,7 +112,7 @@ with run_tab:
                 state.pl_run = start_run(
                     deps, pipeline, rows, user, budget_usd=budget or None, concurrency=at_once or None, source=source
                 )
-                state.pl_flash = f"Run #{state.pl_run} started: follow it on the Runs and results tab."
+                state.pl_flash, state.pl_goto = f"Run #{state.pl_run} started.", view.TABS[2]
                 st.rerun()
         except PipelineError as exc:
             st.error(untrusted_label(str(exc)), icon=":material/error:")
@@ -128,9 +130,11 @@ with runs_tab:
     if chosen_run is not None:
         panels.watch_run(engine, deps, chosen_run, [s.name for s in load_run(engine, chosen_run).pipeline.steps])
         st.dataframe(view.results_frame(engine, chosen_run), hide_index=True)
-        c1, c2 = st.columns(2)
-        c1.download_button("Export CSV", export_csv(engine, chosen_run), f"run-{chosen_run}.csv", "text/csv")
-        c2.download_button("Export JSONL", export_jsonl(engine, chosen_run), f"run-{chosen_run}.jsonl")
+        c1, c2 = st.columns(2)  # the files are written when clicked, not on every rerun
+        c1.download_button(
+            "Export CSV", lambda r=chosen_run: export_csv(engine, r), f"run-{chosen_run}.csv", "text/csv"
+        )
+        c2.download_button("Export JSONL", lambda r=chosen_run: export_jsonl(engine, r), f"run-{chosen_run}.jsonl")
 
 with cost_tab:
     if pipeline is not None:

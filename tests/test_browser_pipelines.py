@@ -1,8 +1,11 @@
 """Pipelines in a real headless Chromium: build a two-step pipeline with a gate, run 20 rows against a loopback
 provider, approve the one gated row with an edit on the Review page, and see the run complete."""
 
+import csv
+import io
 import json
 import secrets
+from pathlib import Path
 
 import pytest
 from browser import NO_WATCHER, browser_page, choose, idle, live, open_page, require_chromium, running_app, screenshot
@@ -70,10 +73,8 @@ def test_an_author_builds_runs_twenty_rows_a_reviewer_edits_the_gated_one_and_th
         live(page).get_by_text("20 row(s).").wait_for()
         idle(page)
         live(page).get_by_role("button", name="Start the run").click()
-        live(page).get_by_text("started: follow it on the Runs and results tab").wait_for()
+        live(page).get_by_text("Run #1 started.").wait_for()  # and its tab opens
         idle(page)
-
-        page.get_by_role("tab", name="Runs and results").click()
         live(page).get_by_text("waiting for review (1)").first.wait_for(timeout=120_000)  # polled, no reload
         screenshot(page, "pipelines-waiting")
         calls_before = len(server.requests)
@@ -93,8 +94,12 @@ def test_an_author_builds_runs_twenty_rows_a_reviewer_edits_the_gated_one_and_th
         choose(page, "Pipeline", NAME)
         idle(page)
         page.get_by_role("tab", name="Runs and results").click()
+        idle(page)
         live(page).get_by_text("completed · 20/20 rows done (20 completed)").first.wait_for(timeout=120_000)
         screenshot(page, "pipelines-completed")
+        with page.expect_download() as download:
+            live(page).get_by_role("button", name="Export CSV").click()
+        exported = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
 
     [run] = list_runs(engine, NAME)
     assert (run.state, run.rows["completed"], run.cost_usd > 0) == ("completed", 20, True)
@@ -102,6 +107,8 @@ def test_an_author_builds_runs_twenty_rows_a_reviewer_edits_the_gated_one_and_th
     assert gated.values["classify.label"] == "billing"
     assert gated.decisions["check"]["decision"] == "edited" and gated.decisions["check"]["decided_by"] == "author"
     assert gated.outputs["reply"] == {"text": "Thanks, we are on it (billing)."}  # the step after the gate saw the edit
+    assert [r["status"] for r in exported] == ["completed"] * 20
+    assert (exported[GATED]["classify.label"], exported[GATED]["check.decided_by"]) == ("billing", "author")
     assert len(server.requests) == calls_before + 1  # only the gated row's last step ran after the decision
     with Session(engine) as s:
         steps = [c.step for c in s.scalars(select(LlmCall).where(LlmCall.run_id == str(run.id)))]

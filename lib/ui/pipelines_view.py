@@ -21,6 +21,7 @@ from lib.pipelines.store import PipelineStore
 from lib.pipelines.trial import CostEstimate, RowTrace
 
 NEW = "(new pipeline)"
+TABS = ["Build", "Try and run", "Runs and results", "Cost"]
 SOURCES = ("Upload a CSV or JSONL file", "A test set", "Type rows")
 MAX_DEFINITION_CHARS = 200_000
 OFFLINE_GENERAL = (
