@@ -313,3 +313,16 @@ def test_hostile_model_text_tool_names_and_arguments_reach_no_other_host(provide
     assert any("Done" in m for m in shown_markdown)
     assert not any(f"]({EVIL}" in m or f"<{EVIL}" in m or "<img" in m for m in shown_markdown), shown_markdown
     assert any(f"<img src={EVIL}/i.png>" in c.value for c in answer.code)  # arguments shown as code, verbatim
+
+
+def test_a_turn_cut_off_by_a_rerun_says_so_and_frees_the_input(provider):
+    from lib.assistant.turn import AssistantTurn
+
+    at = app()
+    at.session_state["chat_mode"] = ASSISTANT_MODE
+    at.session_state["asst_chat_turn"] = AssistantTurn(None, None, "What is 6 times 7?", "cut", events=[])
+    at.run()  # its iteration already began in a run that ended early: nothing is left to stream
+    assert not at.exception
+    assert any("page reran while this turn ran" in e.value for e in at.chat_message[-1].error)
+    assert at.session_state["asst_chat_turn"] is None and at.status[0].state == "error"
+    assert not at.chat_input(key="asst_chat_input").proto.disabled

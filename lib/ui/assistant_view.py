@@ -329,11 +329,13 @@ def _play(turn: AssistantTurn, slot: str, tables_first: bool) -> None:
             if timeline.step_text == "" and _last_step_called_tools(turn.events):
                 answer.empty()  # the words came before tool calls: the timeline has them now
                 streamed = ""
-    timeline.finish(turn.events, turn.status)
+    timeline.finish(turn.events, "interrupted" if turn.status == "running" else turn.status)
     if turn.status == "paused":
         _show_confirmation(turn, slot)
         return
     done = finished(turn)
+    if done.status == "interrupted" and turn.assistant is not None:
+        turn.assistant.forget(turn.id)  # its checkpoints: nothing will resume it
     if done.answer != streamed:
         with answer.container():
             show_untrusted(done.answer)
