@@ -3,14 +3,12 @@
 import streamlit as st
 
 from lib.pipelines.definition import PipelineError
-from lib.pipelines.examples import install_examples, load_examples
 from lib.pipelines.export import export_csv, export_jsonl
 from lib.pipelines.inputs import resolve_templates
 from lib.pipelines.runs import list_runs, load_run, start_run
 from lib.pipelines.trial import estimate_cost, try_row
 from lib.ui import pipeline_panels as panels
 from lib.ui import pipelines_view as view
-from lib.ui.prompt_form import section_heading
 from lib.ui.resources import current_user, get_services, get_settings, require_page
 from lib.ui.untrusted import untrusted_label
 
@@ -42,13 +40,7 @@ if msg := view.offline_message(deps, pipeline):
     notices.warning(untrusted_label(msg), icon=":material/warning:")
 if flash := state.pop("pl_flash", None):
     notices.success(untrusted_label(flash))
-with st.expander("Examples: Support triage, Review intelligence"):
-    if st.button("Install the examples"):
-        made = install_examples(store, services.templates, user)
-        state.pl_flash = f"Installed {', '.join(made)}." if made else "The examples are already installed."
-        st.rerun()
-    for ex in load_examples():
-        st.download_button(f"Sample rows: {ex.pipeline.name}", ex.sample.read_bytes(), ex.sample.name, "text/csv")
+panels.examples(store, services.templates, user)
 if goto := state.pop("pl_goto", None):  # a started run opens its tab
     state.pl_tab = goto
 build, run_tab, runs_tab, cost_tab = st.tabs(view.TABS, key="pl_tab", on_change="rerun")  # kept across reruns
@@ -70,20 +62,7 @@ with build:
         except PipelineError as exc:
             st.error(untrusted_label(str(exc)), icon=":material/error:")
     if pipeline is not None:
-        c1, c2, c3 = st.columns(3)
-        label = c1.selectbox("Label", sorted({"production", "staging", *labels}), key="pl_label")
-        target = c2.selectbox("Points at", versions, key="pl_label_v")
-        if c3.button("Move label"):
-            moved = store.set_label(name, label, target, user)
-            state.pl_flash = f"{label} {'now points' if moved else 'already pointed'} at v{target}."
-            st.rerun()
-        left, right = st.columns(2)
-        a = left.selectbox("Diff: left", versions, min(1, len(versions) - 1), key=f"pl_diff_a:{name}:{versions[0]}")
-        b = right.selectbox("Diff: right", versions, 0, key=f"pl_diff_b:{name}:{versions[0]}")
-        for section in store.diff(name, a, b):
-            st.markdown(section_heading(section))
-            for which, col in zip(("left", "right"), st.columns(2)):
-                col.code(section.side(which) or " ", language="diff", wrap_lines=True)
+        panels.labels_and_diff(store, name, versions, labels, user)
 
 with run_tab:
     if pipeline is None:

@@ -1,4 +1,5 @@
-"""Parts of the Pipelines page that draw: the row source and preview, a tried row's steps, a run's live panel."""
+"""Parts of the Pipelines page that draw: examples, labels and diff, the row source and preview, a tried row's
+steps, a run's live panel."""
 
 from __future__ import annotations
 
@@ -9,13 +10,48 @@ from sqlalchemy import Engine
 
 from lib.compare.test_sets import list_test_sets
 from lib.pipelines.definition import PipelineError
+from lib.pipelines.examples import install_examples, load_examples
 from lib.pipelines.inputs import ResolvedPipeline, preview, rows_from_test_set
 from lib.pipelines.runs import RunDeps, cancel_run, resume_run, retry_failed, run_status
+from lib.pipelines.store import PipelineStore
 from lib.pipelines.trial import RowTrace
+from lib.prompts.store import TemplateStore
 from lib.ui import pipelines_view as view
+from lib.ui.prompt_form import section_heading
 from lib.ui.untrusted import clean_name, untrusted_label
 
 POLL_S = 1.5
+
+
+def examples(store: PipelineStore, templates: TemplateStore, user: str) -> None:
+    """Install the two shipped example pipelines (and their templates); download their sample rows."""
+    with st.expander("Examples: Support triage, Review intelligence"):
+        if st.button("Install the examples"):
+            made = install_examples(store, templates, user)
+            st.session_state.pl_flash = (
+                f"Installed {', '.join(made)}." if made else "The examples are already installed."
+            )
+            st.rerun()
+        for ex in load_examples():
+            st.download_button(f"Sample rows: {ex.pipeline.name}", ex.sample.read_bytes(), ex.sample.name, "text/csv")
+
+
+def labels_and_diff(store: PipelineStore, name: str, versions: list[int], labels: dict[str, int], user: str) -> None:
+    """Move a label (production, staging, …) to a version; diff two versions side by side, step by step."""
+    c1, c2, c3 = st.columns(3)
+    label = c1.selectbox("Label", sorted({"production", "staging", *labels}), key="pl_label")
+    target = c2.selectbox("Points at", versions, key="pl_label_v")
+    if c3.button("Move label"):
+        moved = store.set_label(name, label, target, user)
+        st.session_state.pl_flash = f"{label} {'now points' if moved else 'already pointed'} at v{target}."
+        st.rerun()
+    left, right = st.columns(2)
+    a = left.selectbox("Diff: left", versions, min(1, len(versions) - 1), key=f"pl_diff_a:{name}:{versions[0]}")
+    b = right.selectbox("Diff: right", versions, 0, key=f"pl_diff_b:{name}:{versions[0]}")
+    for section in store.diff(name, a, b):
+        st.markdown(section_heading(section))
+        for which, col in zip(("left", "right"), st.columns(2)):
+            col.code(section.side(which) or " ", language="diff", wrap_lines=True)
 
 
 def choose_rows(engine: Engine, resolved: ResolvedPipeline, key: str) -> tuple[list[dict[str, Any]] | None, str]:
