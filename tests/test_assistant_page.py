@@ -326,3 +326,26 @@ def test_a_turn_cut_off_by_a_rerun_says_so_and_frees_the_input(provider):
     assert any("page reran while this turn ran" in e.value for e in at.chat_message[-1].error)
     assert at.session_state["asst_chat_turn"] is None and at.status[0].state == "error"
     assert not at.chat_input(key="asst_chat_input").proto.disabled
+
+
+def test_a_template_run_by_the_assistant_shows_its_own_model_calls_tokens_and_cost(provider, engine):
+    from lib.prompts.language import Template
+    from lib.prompts.store import TemplateStore
+
+    TemplateStore(engine).create(
+        Template(name="support.reply", system="Answer kindly.", user="Q: {{ question }}"), "ada", labels=("production",)
+    )
+    for role in ("author", "admin"):  # run_template asks first by default
+        set_policy(engine, "run_template", role, "auto", "admin")
+    call = ToolCall("run_template", {"name": "support.reply", "variables": {"question": "Opening hours?"}}, id="t1")
+    agent = by_step(Reply("", tool_calls=(call,)), Reply("The template says we open at eight."))
+    provider.responder = lambda body: agent(body) if body.get("tools") else Reply("We open at eight.")
+    at = assistant_mode(app())
+    at.selectbox(key="chat_model").set_value(MODEL).run()
+    ask(at, "Run the support reply for opening hours.")
+    timeline = texts(at.status[0])
+    with Session(engine) as s:
+        [own] = s.scalars(select(LlmCall).where(LlmCall.step == "1:run_template")).all()
+    assert own.feature == "prompts" and own.cost_usd
+    assert f"The template's model call: {own.prompt_tokens:,} + {own.completion_tokens:,} tokens" in timeline
+    assert f"${own.cost_usd:.6f}" in timeline and "We open at eight." in timeline

@@ -130,6 +130,7 @@ class Finished:
     tables: list[dict[str, Any]] = field(default_factory=list)
     guard: dict[str, str] | None = None
     error: str | None = None
+    turn_id: str = ""
 
 
 def finished(turn: AssistantTurn) -> Finished:
@@ -147,14 +148,16 @@ def finished(turn: AssistantTurn) -> Finished:
         list(turn.tables),
         turn.guard,
         error,
+        turn.id,
     )
 
 
 class Timeline:
     """The step timeline in an st.status box: model calls, tool calls with arguments and results, guards."""
 
-    def __init__(self, events: list[dict[str, Any]], expanded: bool) -> None:
+    def __init__(self, events: list[dict[str, Any]], expanded: bool, engine: Any = None, turn_id: str = "") -> None:
         self.box = st.status(timeline_label(events, "running"), expanded=expanded, state="running")
+        self.engine, self.turn_id = engine, turn_id  # to show what run_template's own model call used
         self.drawn: set[str] = set()
         self.step_text = ""
 
@@ -184,8 +187,7 @@ class Timeline:
             elif kind == "error":
                 st.error(untrusted_markdown(event["message"]), icon=":material/error:")
 
-    @staticmethod
-    def _result(event: dict[str, Any]) -> None:
+    def _result(self, event: dict[str, Any]) -> None:
         if event["status"] == "error":
             st.error(f"{untrusted_label(event['tool'])} failed: {untrusted_markdown(event.get('error') or '')}")
         elif event["status"] == "denied":
@@ -195,6 +197,12 @@ class Timeline:
             st.warning(untrusted_markdown(event.get("error") or event.get("preview") or "Refused."))
             return
         st.caption(result_caption(event))
+        if event["tool"] == "run_template" and self.engine is not None and self.turn_id:
+            from lib.assistant.records import step_usage
+
+            used = step_usage(self.engine, self.turn_id, f"{event['step']}:run_template")  # type: ignore[arg-type]
+            if used.calls:
+                st.caption(template_caption(used))
         if event["status"] == "ok":
             st.code(event.get("preview") or "", language="text", wrap_lines=True)
 
@@ -205,18 +213,26 @@ class Timeline:
         self.box.update(label=timeline_label(events, status), state=state, expanded=status == "paused")  # type: ignore[arg-type]
 
 
+def template_caption(used: Any) -> str:
+    """`The template's model call: 40 + 12 tokens · $0.000010 · 320 ms` (run_template's own call-log rows)."""
+    money = "no price" if used.cost_usd is None else f"${used.cost_usd:.6f}"
+    calls = "The template's model call" if used.calls == 1 else f"The step's {used.calls} template model calls"
+    tokens = f"{used.prompt_tokens:,} + {used.completion_tokens:,} tokens"
+    return f"{calls}: {tokens} · {money} · {used.latency_ms:,.0f} ms"
+
+
 def guard_text(event: dict[str, Any]) -> str:
     """`Stopped by the step cap: ...` (the guard's own words, which may quote a tool name)."""
     name = GUARD_NAMES.get(event.get("guard", ""), untrusted_label(str(event.get("guard"))))
     return f"**Stopped by the {name}.** {untrusted_markdown(event.get('message', ''))}"
 
 
-def show_finished(done: Finished, tables_first: bool = False) -> None:
+def show_finished(done: Finished, engine: Any, tables_first: bool = False) -> None:
     """Redraw a finished turn: question, timeline, answer, guard, citations, tables."""
     with st.chat_message("user"):
         show_untrusted(done.question)
     with st.chat_message("assistant"):
-        timeline = Timeline(done.events, expanded=False)
+        timeline = Timeline(done.events, expanded=False, engine=engine, turn_id=done.turn_id)
         for event in done.events:
             timeline.draw(event)
         timeline.finish(done.events, done.status)
@@ -314,7 +330,8 @@ def _play(turn: AssistantTurn, slot: str, tables_first: bool) -> None:
     """Draw the turn so far, run what is left of it (streaming), then its confirmation or its end."""
     turn_key, history_key, _, _ = _keys(slot)
     before = list(turn.events)
-    timeline = Timeline(before, expanded=True)
+    engine = turn.context.services.engine if turn.context else None
+    timeline = Timeline(before, expanded=True, engine=engine, turn_id=turn.id)
     for event in before:
         timeline.draw(event)
     answer = st.empty()
@@ -385,7 +402,7 @@ def show_assistant(services: Services, identity: Identity, model: str, slot: str
         "The assistant decides which tools it needs (documents, usage data, templates, a calculator) and shows each step."
     )
     for done in st.session_state.get(history_key, []):
-        show_finished(done)
+        show_finished(done, services.engine)
     turn: AssistantTurn | None = st.session_state.get(turn_key)
     if turn is not None:
         with st.chat_message("user"):
@@ -430,7 +447,7 @@ def show_usage_question(services: Services, identity: Identity) -> None:
         return
     history = st.session_state.get(history_key, [])
     if history:
-        show_finished(history[-1], tables_first=True)
+        show_finished(history[-1], services.engine, tables_first=True)
     turn: AssistantTurn | None = st.session_state.get(turn_key)
     if turn is not None:
         with st.chat_message("user"):
