@@ -165,3 +165,14 @@ def test_a_reviewer_cannot_open_the_pipelines_page(engine, monkeypatch):
     at.user = {"is_logged_in": True, "email": "rita@acme.com", "email_verified": True, "sub": "r", "iss": "https://i"}
     at.run()
     assert "needs the 'author' role" in texts(at.error) and not at.title
+
+
+def test_hostile_row_text_is_shown_as_data_never_as_markdown(engine):
+    hostile = "![pixel](https://evil.example/p.png) [click](https://evil.example) :red[alarm] - urgent"
+    run_id = start_run(app_services().pipeline_deps, PipelineStore(engine).get(NAME), [{"ticket": hostile}], "ada")
+    assert wait_for(lambda: run_status(engine, run_id).state == "waiting_review", 60), run_status(engine, run_id)
+    at = page()
+    inputs = at.dataframe[1].value
+    assert list(inputs["value"]) == [hostile]  # in a table cell, as typed
+    drawn = [e.value for e in [*at.markdown, *at.caption, *at.info, *at.success, *at.error]]
+    assert not any("](https://" in text or ":red[" in text for text in drawn)
