@@ -52,6 +52,7 @@ with build:
         "Steps as JSON: prompt steps (template, template_ref, model, output_schema, condition, max_attempts) "
         "and gates (rule, edits_step, timeout_s, timeout_decision). Saving makes a new, immutable version."
     )
+    st.caption(untrusted_label(view.templates_line(services.templates)))
     text = st.text_area("Definition", start, height=420, key=f"pl_def:{name}:{pipeline and pipeline.version}")
     note = st.text_input("Note for this version", key="pl_note")
     if st.button("Save as a new version", type="primary"):

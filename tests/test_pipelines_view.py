@@ -90,3 +90,14 @@ def test_review_items_read_their_age_and_start_the_edit_from_the_current_output(
     ]
     frame = review_view.outputs_frame(item(now, None, {"classify": {"label": "bug"}, "skipped_step": None}))
     assert list(frame["field"]) == ["classify.label", "skipped_step"] and list(frame["value"]) == ["bug", "(skipped)"]
+
+
+def test_the_templates_line_lists_each_template_with_the_names_it_needs(fresh_engine):
+    from pipeline_fixtures import create_templates
+
+    from lib.prompts.store import TemplateStore
+
+    store = TemplateStore(fresh_engine)
+    assert "none yet" in view.templates_line(store)
+    create_templates(store)
+    assert view.templates_line(store) == "Templates: desk.classify (ticket); desk.reply (ticket, classify.label)"

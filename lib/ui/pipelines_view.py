@@ -19,6 +19,8 @@ from lib.pipelines.runs import RowResult, RunDeps, RunStatus, offline_refusal
 from lib.pipelines.steps import FEATURE
 from lib.pipelines.store import PipelineStore
 from lib.pipelines.trial import CostEstimate, RowTrace
+from lib.prompts.language import template_variables
+from lib.prompts.store import TemplateStore
 
 NEW = "(new pipeline)"
 TABS = ["Build", "Try and run", "Runs and results", "Cost"]
@@ -62,6 +64,15 @@ def starter_text(template_names: Sequence[str]) -> str:
         },
     ]
     return json.dumps({"description": "", "steps": steps}, indent=2)
+
+
+def templates_line(templates: TemplateStore, limit: int = 30) -> str:
+    """The templates a step may run, each with the variables of its newest version (a name the row or an earlier
+    step must supply), e.g. `desk.reply (ticket, classify.label)`."""
+    names = templates.names()
+    parts = [f"{n} ({', '.join(template_variables(templates.latest(n).template)) or 'no variables'})" for n in names]
+    more = f", and {len(names) - limit} more" if len(names) > limit else ""
+    return "Templates: " + ("; ".join(parts[:limit]) + more if parts else "none yet (write one on the Prompts page)")
 
 
 def definition_text(pipeline: Pipeline) -> str:
