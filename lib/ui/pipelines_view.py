@@ -15,7 +15,7 @@ from lib.core.tables import LlmCall
 from lib.pipelines.definition import Pipeline, PipelineError
 from lib.pipelines.export import export_rows
 from lib.pipelines.inputs import ResolvedPipeline, read_rows, resolve_templates
-from lib.pipelines.runs import RowResult, RunDeps, RunStatus, offline_refusal
+from lib.pipelines.runs import RowResult, RunDeps, RunStatus, runnable_problem
 from lib.pipelines.steps import FEATURE
 from lib.pipelines.store import PipelineStore
 from lib.pipelines.trial import CostEstimate, RowTrace
@@ -111,13 +111,11 @@ def version_label(pipeline: Pipeline, labels: Mapping[str, int]) -> str:
 
 
 def offline_message(deps: RunDeps, pipeline: Pipeline | None) -> str | None:
-    """Why the chosen pipeline cannot run here (no model for a step with a schema), or the general note offline."""
+    """Why the chosen pipeline cannot run here (a missing template, no model for a step with a schema), or the
+    general note when offline and none is chosen."""
     if pipeline is None:
         return OFFLINE_GENERAL if deps.gateway.settings.default_model.startswith("offline/") else None
-    try:
-        return offline_refusal(deps.gateway, resolve_templates(pipeline, deps.templates))
-    except PipelineError as exc:
-        return str(exc)
+    return runnable_problem(deps, pipeline)
 
 
 def rows_from_editor(frame: pd.DataFrame) -> list[dict[str, Any]]:
