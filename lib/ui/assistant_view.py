@@ -30,6 +30,7 @@ ASSISTANT_MODE = "Assistant (tools)"
 CHAT_MODES = ("Chat", ASSISTANT_MODE)
 USAGE_ROLES = frozenset({"manager", "admin"})
 HISTORY_TURNS = 10  # earlier questions and answers of this tab that go with a new question
+KEPT_TURNS = 30  # finished turns this tab keeps and redraws (each redraw costs its timeline)
 MAX_EDIT_CHARS = 20_000
 GUARD_NAMES = {"step_cap": "step cap", "cost_cap": "cost cap", "loop": "loop detection"}
 _TIME_WORDS = ("date", "day", "week", "month", "hour", "time", "period", "bucket")
@@ -359,6 +360,7 @@ def _play(turn: AssistantTurn, slot: str, tables_first: bool) -> None:
     _show_end(done, tables_first, answer_shown=True)
     history = st.session_state.setdefault(history_key, [])
     history.append(done)
+    del history[:-KEPT_TURNS]
     st.session_state[turn_key] = None
 
 
