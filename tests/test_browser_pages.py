@@ -11,6 +11,8 @@ PAGES = [
     ("Documents", "/documents", 'label:has-text("New collection")'),
     ("Prompts", "/prompts", "text=newest v1 · production → v1"),
     ("Compare", "/compare", 'role=tab[name="Side by side"]'),
+    ("Pipelines", "/pipelines", 'role=tab[name="Build"]'),
+    ("Review", "/review", "text=Nothing is waiting for review here."),
     ("Usage", "/usage", "text=No calls are logged yet"),
     ("Settings", "/admin", "text=Circuit breakers:"),
 ]
