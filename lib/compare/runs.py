@@ -25,13 +25,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from lib.compare.test_sets import Case, load_cases
+from lib.compare.test_sets import Case, load_case, load_cases
 from lib.core import spans
 from lib.core.tables import CompareRun, CompareVote, JobItem, RunResult, utcnow
 from lib.gateway.client import CallContext, Gateway
 from lib.gateway.errors import GatewayError
 from lib.jobs import items
-from lib.jobs.items import ItemContext
+from lib.jobs.commits import group_commit
+from lib.jobs.items import Cancelled, ItemContext
 from lib.jobs.limits import ProviderLimiter, provider_of
 from lib.jobs.queue import WorkQueue
 from lib.prompts.language import Template, TemplateError
@@ -346,27 +347,34 @@ def _store_results(
 
     `skip_existing`: a row already stored (by another delivery of the same queued case) is kept, not duplicated.
     """
-    insert_ = (pg_insert if engine.dialect.name == "postgresql" else sqlite_insert)(RunResult)
     with engine.begin() as conn:
-        conn.execute(
-            insert_.on_conflict_do_nothing() if skip_existing else insert(RunResult),
-            [
-                {
-                    "run_id": run_id,
-                    "case_id": case.id,
-                    "variant": side,
-                    "text": o.text,
-                    "status": o.status,
-                    "error": o.error,
-                    "request_id": o.request_id,
-                    "tokens": o.tokens,
-                    "cost_usd": o.cost_usd,
-                    "latency_ms": o.latency_ms,
-                    "checks": o.checks,
-                }
-                for case, side, o in batch
-            ],
-        )
+        _insert_results(conn, engine.dialect.name, run_id, batch, skip_existing)
+
+
+def _insert_results(
+    conn: Any, dialect: str, run_id: int, batch: list[tuple[Case, str, VariantAnswer]], skip_existing: bool
+) -> None:
+    """`_store_results` in the caller's transaction (a Connection or Session)."""
+    insert_ = (pg_insert if dialect == "postgresql" else sqlite_insert)(RunResult)
+    conn.execute(
+        insert_.on_conflict_do_nothing() if skip_existing else insert(RunResult),
+        [
+            {
+                "run_id": run_id,
+                "case_id": case.id,
+                "variant": side,
+                "text": o.text,
+                "status": o.status,
+                "error": o.error,
+                "request_id": o.request_id,
+                "tokens": o.tokens,
+                "cost_usd": o.cost_usd,
+                "latency_ms": o.latency_ms,
+                "checks": o.checks,
+            }
+            for case, side, o in batch
+        ],
+    )
 
 
 JUDGE_SYSTEM = (
@@ -625,18 +633,23 @@ def run_case_item(
 def _run_case_item(
     gateway: Gateway, store: TemplateStore, limiter: ProviderLimiter, ctx: ItemContext
 ) -> tuple[str, str | None] | None:
+    # Per case: reads (the run, its one case, the sides already stored) and one write per side answered, shared
+    # with the other threads' writes of this process (group commit): the claim checked for a cancel, a cheap read
+    # checks again between the sides, and the run's progress is its stored answers (run_progress).
     engine, run_id, case_id = gateway.engine, ctx.item.job_id, ctx.item.position
     run = get_run(engine, run_id)
-    case = next((c for c in load_cases(engine, run["test_set_id"]) if c.id == case_id), None)
+    case = load_case(engine, run["test_set_id"], case_id) if run["test_set_id"] is not None else None
     if case is None:
         return "failed", "This test case was deleted."
     checks = Checks(**run["checks"])
     with Session(engine) as s:
         done = set(s.scalars(select(RunResult.variant).where(RunResult.run_id == run_id, RunResult.case_id == case_id)))
+    group, dialect, called = group_commit(engine), engine.dialect.name, False
     for side in ("A", "B"):
         if side in done:
             continue
-        ctx.check()
+        if called:
+            _check_cancel(engine, ctx)
         variant: Variant = run[side]
         template = store.get_version(run["template_name"], variant.version).template
         model = variant.model or template.model or gateway.settings.default_model
@@ -647,15 +660,29 @@ def _run_case_item(
             experiment_id=f"run:{run_id}",
             variant=side,
             metadata={"case_id": case_id},
+            deferred_log=True,  # committed with other calls' rows; flushed before the answer is stored
         )
         with limiter.slot(provider_of(model), cancelled=ctx.cancelled):
             outcome = run_variant(gateway, template, case.values, variant, cc)
         outcome.checks = check_answer(outcome, case.expected, checks, template.json_schema is not None)
-        _store_results(engine, run_id, [(case, side, outcome)], skip_existing=True)
-        ctx.report({side: outcome.status})
+        row = [(case, side, outcome)]
+        # an answer is never stored before its call-log row: the group flushes the log before its transaction
+        group.run(lambda s, row=row: _insert_results(s, dialect, run_id, row, True), before=gateway.flush_log)
+        ctx.progress[side] = outcome.status
+        called = True
     if checks.judge_model:
         _judge_case(gateway, limiter, run, case_id, checks.judge_model)
     return None
+
+
+def _check_cancel(engine: Engine, ctx: ItemContext) -> None:
+    """Raise Cancelled if the item was cancelled or taken over (a read: no write, no lock)."""
+    with Session(engine) as s:
+        row = s.execute(
+            select(JobItem.cancel_requested, JobItem.status, JobItem.worker).where(JobItem.id == ctx.item.id)
+        ).one_or_none()
+    if row is None or row.cancel_requested or row.status != "running" or row.worker != ctx.worker:
+        raise Cancelled(f"item {ctx.item.id} was cancelled or taken over")
 
 
 def _judge_case(gateway: Gateway, limiter: ProviderLimiter, run: dict[str, Any], case_id: int, model: str) -> None:

@@ -139,6 +139,13 @@ def load_cases(engine: Engine, test_set_id: int) -> list[Case]:
         return [Case(r.id, dict(r.values), r.expected) for r in rows]
 
 
+def load_case(engine: Engine, test_set_id: int, case_id: int) -> Case | None:
+    """One case of a test set (None if it was deleted): a queued run's item reads only its own row."""
+    with Session(engine) as s:
+        r = s.scalar(select(TestCase).where(TestCase.id == case_id, TestCase.test_set_id == test_set_id))
+        return None if r is None else Case(r.id, dict(r.values), r.expected)
+
+
 def replace_cases(engine: Engine, test_set_id: int, rows: Iterable[Mapping[str, Any]]) -> int:
     """Replace a test set's cases with edited rows (dicts of variables plus `expected`); returns how many."""
     variables = get_variables(engine, test_set_id)
