@@ -109,7 +109,7 @@ with runs_tab:
     )
     if chosen_run is not None:
         panels.watch_run(engine, deps, chosen_run, [s.name for s in load_run(engine, chosen_run).pipeline.steps])
-        st.dataframe(view.results_frame(engine, chosen_run), hide_index=True)
+        panels.show_results(engine, chosen_run)
         c1, c2 = st.columns(2)  # the files are written when clicked, not on every rerun
         c1.download_button(
             "Export CSV", lambda r=chosen_run: export_csv(engine, r), f"run-{chosen_run}.csv", "text/csv"

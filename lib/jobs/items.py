@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Engine, and_, delete, func, or_, select, update
+from sqlalchemy import CursorResult, Engine, Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from lib.core.tables import JobBlob, JobItem, utcnow
@@ -84,20 +84,41 @@ def add_items(
         return [r.id for r in rows]
 
 
+# Every queued item is claimed and finished once: these run as Core statements built once, with parameters (an ORM
+# bulk UPDATE, and building the statement, cost ~0.6 ms of CPU per item, the claim and the finish each).
+_ITEMS = cast(Table, JobItem.__table__)
+_ATTRS = [(attr.key, attr.columns[0]) for attr in JobItem.__mapper__.column_attrs]
+_CLAIM = (
+    update(_ITEMS)
+    .where(_ITEMS.c.id == bindparam("b_id"), _ITEMS.c.status == "queued", _ITEMS.c.cancel_requested.is_(False))
+    .values(
+        status="running",
+        worker=bindparam("b_worker"),
+        attempts=_ITEMS.c.attempts + 1,
+        heartbeat_at=bindparam("b_now"),
+        error=None,
+    )
+    .returning(*(column for _, column in _ATTRS))
+)
+_FINISH = (
+    update(_ITEMS)
+    .where(_ITEMS.c.id == bindparam("b_id"), _ITEMS.c.worker == bindparam("b_worker"), _ITEMS.c.status == "running")
+    .values(status=bindparam("b_status"), error=bindparam("b_error"), finished_at=bindparam("b_now"))
+)
+_BLOBS = cast(Table, JobBlob.__table__)
+_DROP_BLOB = delete(_BLOBS).where(_BLOBS.c.item_id == bindparam("b_id"))
+
+
 def claim(engine: Engine, item_id: int, worker: str) -> JobItem | None:
     """Take a queued item for `worker` (running, attempts + 1); None if it is not queued (done, taken, cancelled).
 
     One UPDATE ... RETURNING: the claim is a single statement, so it costs one write per item.
     """
-    now = utcnow()
-    with _session(engine) as s, s.begin():
-        return s.scalars(
-            update(JobItem)
-            .where(JobItem.id == item_id, JobItem.status == "queued", JobItem.cancel_requested.is_(False))
-            .values(status="running", worker=worker, attempts=JobItem.attempts + 1, heartbeat_at=now, error=None)
-            .returning(JobItem),
-            execution_options={"synchronize_session": False},
-        ).one_or_none()
+    with engine.begin() as conn:
+        row = conn.execute(_CLAIM, {"b_id": item_id, "b_worker": worker, "b_now": utcnow()}).one_or_none()
+    if row is None:
+        return None
+    return JobItem(**{key: row[i] for i, (key, _) in enumerate(_ATTRS)})  # the row as claimed, in no session
 
 
 def read_blob(engine: Engine, item_id: int) -> bytes | None:
@@ -152,15 +173,11 @@ class ItemContext:
 
 def finish(engine: Engine, item_id: int, worker: str, status: str, error: str | None = None) -> bool:
     """Record an item's end (done, failed or cancelled) if `worker` still holds it; its bytes go once it is done."""
-    with _session(engine) as s, s.begin():
-        ended = _changed(
-            s,
-            update(JobItem)
-            .where(JobItem.id == item_id, JobItem.worker == worker, JobItem.status == "running")
-            .values(status=status, error=error, finished_at=utcnow()),
-        )
+    with engine.begin() as conn:
+        params = {"b_id": item_id, "b_worker": worker, "b_status": status, "b_error": error, "b_now": utcnow()}
+        ended = conn.execute(_FINISH, params).rowcount
         if ended and status == "done":
-            s.execute(delete(JobBlob).where(JobBlob.item_id == item_id))
+            conn.execute(_DROP_BLOB, {"b_id": item_id})
         return ended == 1
 
 

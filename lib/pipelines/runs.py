@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, Engine, func, insert, select, update
+from sqlalchemy import Connection, CursorResult, Engine, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -305,8 +305,29 @@ def _rowcount(result: Any) -> int:
     return cast(CursorResult, result).rowcount
 
 
+_statements: dict[tuple[str, Any], Any] = {}  # built once per dialect: SQLAlchemy caches the SQL, not the building
+
+
 def _insert_ignore(engine: Engine, table: Any) -> Any:
-    return (pg_insert if engine.dialect.name == "postgresql" else sqlite_insert)(table).on_conflict_do_nothing()
+    key = (engine.dialect.name, table)
+    found = _statements.get(key)
+    if found is None:
+        insert_of = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        found = _statements[key] = insert_of(table).on_conflict_do_nothing()
+    return found
+
+
+# A row's state after a step, as one statement with parameters (built once; store_step runs for every row and step)
+_ROW_UPDATE = (
+    update(PipelineRow)
+    .where(PipelineRow.run_id == bindparam("w_run"), PipelineRow.position == bindparam("w_position"))
+    .values(
+        status=bindparam("w_status"),
+        step=bindparam("w_step"),
+        error=bindparam("w_error"),
+        updated_at=bindparam("w_updated_at"),
+    )
+)
 
 
 def store_step(
@@ -340,17 +361,20 @@ def store_step(
         "reason": reason,
         "created_at": utcnow(),
     }
-    row_update = (
-        update(PipelineRow)
-        .where(PipelineRow.run_id == run_id, PipelineRow.position == position)
-        .values(status=row_status, step=row_step, error=row_error, updated_at=utcnow())
-    )
+    row_update = {
+        "w_run": run_id,
+        "w_position": position,
+        "w_status": row_status,
+        "w_step": row_step,
+        "w_error": row_error,
+        "w_updated_at": utcnow(),
+    }
 
     def work(conn: Connection) -> None:
         if outcome.status != "failed":
             conn.execute(_insert_ignore(engine, PipelineStepResult), values)
         if row_status is not None:
-            conn.execute(row_update)
+            conn.execute(_ROW_UPDATE, row_update)
 
     writer_for(engine).write(work)
 
@@ -589,8 +613,10 @@ def _send_to_review(engine: Engine, run_id: int, position: int, pipeline: Pipeli
 def settle_run(engine: Engine, run_id: int) -> None:
     """Record a run's state once none of its rows is queued or running: waiting_review, failed or completed."""
     with Session(engine) as s:
-        active = s.scalar(
-            select(func.count()).where(JobItem.kind == KIND, JobItem.job_id == run_id, JobItem.status.in_(items.ACTIVE))
+        active = s.scalar(  # one is enough: settle_run runs after every row, and a count would read them all
+            select(JobItem.id)
+            .where(JobItem.kind == KIND, JobItem.job_id == run_id, JobItem.status.in_(items.ACTIVE))
+            .limit(1)
         )
         if active:
             return

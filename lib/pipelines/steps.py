@@ -70,10 +70,23 @@ def step_messages(step: PromptStep, version: Version, values: Mapping[str, Any])
     messages = render(template, {n: template_value(values.get(n)) for n in names})
     if step.output_schema is None:
         return messages
-    instruction = schema_instruction(step.output_schema)
+    instruction = _instruction(step.output_schema)
     if messages and messages[0][0] == "system":
         return [("system", messages[0][1] + "\n\n" + instruction), *messages[1:]]
     return [("system", instruction), *messages]
+
+
+_instructions: dict[int, tuple[dict[str, Any], str]] = {}  # by the schema object's id (kept, so the id stays its)
+
+
+def _instruction(schema: dict[str, Any]) -> str:
+    """schema_instruction(schema), made once per schema object (a step's schema is fixed once loaded)."""
+    known = _instructions.get(id(schema))
+    if known is None or known[0] is not schema or len(_instructions) > 256:
+        if len(_instructions) > 256:
+            _instructions.clear()
+        known = _instructions[id(schema)] = (schema, schema_instruction(schema))
+    return known[1]
 
 
 def predict_cost(gateway: Gateway, model: str, messages: list[tuple[str, str]], max_tokens: int | None) -> float | None:
@@ -113,9 +126,12 @@ def run_prompt_step(
     ctx = replace(ctx, step=step.name, template_name=version.name, template_version=version.version)
     schema = step.output_schema
 
+    checked: dict[str, dict[str, Any]] = {}  # the answer the gateway's check parsed, so it is not parsed twice
+
     def problem_of(text: str) -> str | None:
         try:
-            parse_structured(text, schema or {})
+            checked.clear()
+            checked[text] = parse_structured(text, schema or {})
         except OutputInvalid as exc:
             return exc.reason
         return None
@@ -154,7 +170,8 @@ def run_prompt_step(
             return out
         if result.status != "invalid":
             try:
-                out.status, out.output = "ok", parse_structured(result.text, schema)
+                parsed = checked.get(result.text)
+                out.status, out.output = "ok", parsed if parsed is not None else parse_structured(result.text, schema)
                 return out
             except OutputInvalid as exc:  # the check and the parse agree; kept so a string never passes
                 problem = exc.reason

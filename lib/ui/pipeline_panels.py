@@ -124,3 +124,15 @@ def watch_run(engine: Engine, deps: RunDeps, run_id: int, steps: list[str]) -> N
             st.rerun()  # it stopped moving: redraw the page once (results, downloads) and stop polling
 
     panel_fragment()
+
+
+def show_results(engine: Engine, run_id: int) -> None:
+    """A page of a run's rows (filtered by state) with every step's output and each gate's decision."""
+    c1, c2 = st.columns(2)
+    status = c1.selectbox("Rows", view.ROW_FILTERS, key=f"pl_rows_filter:{run_id}")
+    positions = view.result_positions(engine, run_id, status)
+    pages = max(1, -(-len(positions) // view.PAGE_ROWS))
+    page = int(c2.number_input(f"Page (of {pages})", 1, pages, 1, key=f"pl_rows_page:{run_id}:{status}"))
+    shown = positions[(page - 1) * view.PAGE_ROWS : page * view.PAGE_ROWS]
+    st.caption(f"{len(positions)} row(s); showing {len(shown)}.")
+    st.dataframe(view.results_frame(engine, run_id, shown), hide_index=True)

@@ -11,11 +11,10 @@ import pandas as pd
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from lib.core.tables import LlmCall
+from lib.core.tables import LlmCall, PipelineRow
 from lib.pipelines.definition import Pipeline, PipelineError
-from lib.pipelines.export import export_rows
 from lib.pipelines.inputs import ResolvedPipeline, read_rows, resolve_templates
-from lib.pipelines.runs import RowResult, RunDeps, RunStatus, runnable_problem
+from lib.pipelines.runs import RunDeps, RunStatus, load_run, results, runnable_problem
 from lib.pipelines.steps import FEATURE
 from lib.pipelines.store import PipelineStore
 from lib.pipelines.trial import CostEstimate, RowTrace
@@ -232,21 +231,38 @@ def run_title(status: RunStatus) -> str:
     return f"#{status.id} · v{status.pipeline_version} · {status.label} · {status.total} rows"
 
 
-def results_frame(engine: Engine, run_id: int) -> pd.DataFrame:
-    """A run's results as the export writes them (decisions with who and when), cells as text."""
-    columns, rows = export_rows(engine, run_id)
-    return pd.DataFrame([{c: _cell(r.get(c)) for c in columns} for r in rows], columns=columns)
+PAGE_ROWS = 100
+ROW_FILTERS = ("all", "completed", "failed", "review", "rejected", "pending")
 
 
-def decisions_line(row: RowResult) -> str:
-    """Who decided what and when at each gate of a row, e.g. `review: edited by ann at 2026-11-29 10:02`."""
-    parts = []
-    for gate, d in row.decisions.items():
-        when = f" at {d['decided_at']:%Y-%m-%d %H:%M}" if d.get("decided_at") else ""
-        who = f" by {d['decided_by']}" if d.get("decided_by") else ""
-        why = f" ({d['reason']})" if d.get("reason") else ""
-        parts.append(f"{gate}: {d['decision']}{who}{when}{why}")
-    return "; ".join(parts)
+def result_positions(engine: Engine, run_id: int, status: str = "all") -> list[int]:
+    """Positions of a run's rows (in input order), optionally only those in one state."""
+    query = select(PipelineRow.position).where(PipelineRow.run_id == run_id).order_by(PipelineRow.position)
+    if status != "all":
+        query = query.where(PipelineRow.status == status)
+    with Session(engine) as s:
+        return list(s.scalars(query))
+
+
+def results_frame(engine: Engine, run_id: int, positions: Sequence[int]) -> pd.DataFrame:
+    """Those rows of a run as the export writes them (inputs, `step.field` outputs, each gate's decision with who,
+    when and why), cells as text; reads only those rows, so a page of a 20,000-row run stays quick."""
+    pipeline = load_run(engine, run_id).pipeline
+    rows = results(engine, run_id, list(positions))
+    inputs: dict[str, None] = {}
+    for r in rows:
+        inputs.update(dict.fromkeys(r.input))
+    gate_cols = [f"{g.name}.{k}" for g in pipeline.gates() for k in ("decided_at", "reason")]
+    columns = ["row", "status", "step", "error", *inputs, *pipeline.output_columns(), *gate_cols]
+    records = []
+    for r in rows:
+        record = {"row": r.position + 1, "status": r.status, "step": r.step, "error": r.error, **r.values}
+        for gate, d in r.decisions.items():
+            record[f"{gate}.decided_by"] = d["decided_by"]
+            record[f"{gate}.decided_at"] = f"{d['decided_at']:%Y-%m-%d %H:%M:%S}" if d["decided_at"] else None
+            record[f"{gate}.reason"] = d["reason"]
+        records.append({c: _cell(record.get(c)) for c in columns})
+    return pd.DataFrame(records, columns=columns)
 
 
 def cost_by_step(engine: Engine, pipeline_name: str) -> pd.DataFrame:
