@@ -207,6 +207,9 @@ def test_failed_rows_are_retried_from_the_page_and_a_run_can_be_cancelled(engine
     assert "finished, 1 row(s) failed" in progress(at)
     results = next(d.value for d in at.dataframe if "error" in d.value)
     assert "No valid answer after 3 attempt(s)" in results["error"][1] and results["step"][1] == "classify"
+    at.selectbox(key=f"pl_rows_filter:{run_id}").select("failed").run()
+    assert list(next(d.value for d in at.dataframe if "error" in d.value)["row"]) == ["2"]
+    assert "1 row(s); showing 1." in texts(at.caption)
 
     server.responder = lambda body: answer({**body, "messages": [{"role": "user", "content": "Ticket: urgent"}]})
     button(at, "Retry failed rows").click().run()
