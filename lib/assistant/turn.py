@@ -176,9 +176,12 @@ class AssistantTurn:
         self.pending = []  # calls still waiting after this leg are announced again by the graph
         streamed: set[str] = set()
         try:
-            for mode, chunk in self.assistant.agent.stream(
-                run, config, context=ctx, stream_mode=["messages", "custom"]
-            ):
+            # durability="exit": the checkpoint is written when the turn ends or pauses for a confirmation (all
+            # that resuming needs), not after every node
+            stream = self.assistant.agent.stream(
+                run, config, context=ctx, stream_mode=["messages", "custom"], durability="exit"
+            )
+            for mode, chunk in stream:
                 if mode == "custom" and isinstance(chunk, dict):
                     if chunk.get("type") == "guard":
                         self.guard = {"guard": chunk["guard"], "message": chunk["message"]}
