@@ -11,15 +11,12 @@ Revision ID: 0013
 Revises: 0012
 """
 
-from pathlib import Path
-
 from alembic import op
 
 from lib.core import rollups, rollups_v1
 
 revision = "0013"
-# 0011 and 0012 are being written at the same time as this one: chain onto the newest that exists.
-down_revision = next(r for r in ("0012", "0011", "0010") if any(Path(__file__).parent.glob(f"{r}_*.py")))
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
