@@ -13,14 +13,11 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from huey import crontab
 from langchain_core.embeddings import Embeddings
 from sqlalchemy import Engine
 
-from lib.compare import runs as compare_runs
 from lib.core.db import make_engine, migrate
 from lib.core.settings import Settings
-from lib.documents import jobs as ingest_jobs
 from lib.documents.embeddings import LOCAL_MODEL, CachedEmbeddings, LazyEmbeddings, make_local_embeddings
 from lib.documents.indexing import ChunkingSettings, Indexer, purge_orphan_chunks
 from lib.documents.ocr import OcrSettings
@@ -31,16 +28,17 @@ from lib.gateway.cost_control import purge_expired_cache
 from lib.jobs import items as job_items
 from lib.jobs.housekeeping import delete_old_calls, delete_old_windows
 from lib.jobs.limits import ProviderLimiter
-from lib.jobs.queue import QueueConsumer, WorkQueue, ensure_embedded
-from lib.pipelines import review as pipeline_review
-from lib.pipelines import runs as pipeline_runs
-from lib.pipelines.store import PipelineStore
 from lib.prompts.store import TemplateStore, ensure_builtin_templates
-
-if TYPE_CHECKING:
-    from lib.assistant.turn import Assistant
 from lib.telemetry.metrics import MetricsEndpoint, Sources, serve_metrics
 from lib.telemetry.tracing import install_tracing
+
+# Imported where used: the queue (Huey, and psycopg through it), the documents, compare and pipeline jobs and the
+# pipeline store. A page's first draw (Chat) needs none of them, and they cost about a second on a busy machine.
+if TYPE_CHECKING:
+    from lib.assistant.turn import Assistant
+    from lib.jobs.queue import QueueConsumer, WorkQueue
+    from lib.pipelines import runs as pipeline_runs
+    from lib.pipelines.store import PipelineStore
 
 
 def open_engine(url: str) -> Engine:
@@ -70,6 +68,8 @@ class Services:
 
     Pass `engine`, `chroma` or `local_embeddings` to share ones built elsewhere (lib.ui shares one engine per
     database URL and one embedding model per process); anything not passed is built from the settings.
+    `chroma_factory` builds the Chroma client on first use instead (lib.ui: its one client per location, without
+    opening Chroma on a page's first draw).
     """
 
     def __init__(
@@ -78,9 +78,11 @@ class Services:
         *,
         engine: Engine | None = None,
         chroma: Any | None = None,
+        chroma_factory: Callable[[], Any] | None = None,
         local_embeddings: Embeddings | Callable[[], Embeddings] | None = None,
     ) -> None:
         self.settings = settings
+        self._chroma_factory = chroma_factory or (lambda: make_chroma_client(settings))
         self._lock = threading.RLock()  # two sessions' first use builds one object, not two
         self._given: dict[str, Any] = {"engine": engine, "client": chroma}
         if isinstance(local_embeddings, Embeddings):
@@ -103,7 +105,7 @@ class Services:
     @property
     def client(self) -> Any:
         """The Chroma client: embedded in the data dir, or a server via CHROMA_HOST."""
-        return self._build("client", lambda: make_chroma_client(self.settings))
+        return self._build("client", self._chroma_factory)
 
     def local_embeddings(self) -> Embeddings:
         """The bundled MiniLM model (loaded on first call; the offline answerer uses it too)."""
@@ -156,11 +158,15 @@ class Services:
     @cached_property
     def pipelines(self) -> PipelineStore:
         """The pipeline store (versions and labels)."""
+        from lib.pipelines.store import PipelineStore
+
         return PipelineStore(self.engine)
 
     @cached_property
     def pipeline_deps(self) -> pipeline_runs.RunDeps:
         """What pipeline runs, trials and review decisions need (gateway, templates, queue, provider limits)."""
+        from lib.pipelines import runs as pipeline_runs
+
         return pipeline_runs.RunDeps(self.gateway, self.templates, self.queue, self.limiter)
 
     @cached_property
@@ -185,6 +191,14 @@ class Services:
 
         Handlers reach the indexer and gateway only when an item runs, so enqueueing loads no model.
         """
+        from huey import crontab
+
+        from lib.compare import runs as compare_runs
+        from lib.documents import jobs as ingest_jobs
+        from lib.jobs.queue import WorkQueue
+        from lib.pipelines import review as pipeline_review
+        from lib.pipelines import runs as pipeline_runs
+
         with self._lock:
             queue = WorkQueue(self.settings, self.engine)
             queue.register(
@@ -217,6 +231,8 @@ class Services:
 
     def recover_interrupted(self) -> int:
         """Command-line jobs of dead processes marked failed, their half-written chunks purged; returns how many."""
+        from lib.documents import jobs as ingest_jobs
+
         recovered = ingest_jobs.recover_interrupted_jobs(self.engine)
         if recovered:
             purge_orphan_chunks(self.engine, self.client, self.embeddings)
@@ -229,6 +245,8 @@ class Services:
 
     def start_workers(self) -> QueueConsumer | None:
         """Start this process's embedded queue workers (once per process); None when app processes do not work."""
+        from lib.jobs.queue import ensure_embedded
+
         return ensure_embedded(self.queue, self.settings.app_workers)
 
     def start_metrics(self, port: int | None = None) -> MetricsEndpoint | None:

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import streamlit as st
 from pydantic import BaseModel, ValidationError
 
@@ -23,7 +22,9 @@ from lib.core.identity import Identity
 from lib.services import Services
 from lib.ui.untrusted import show_untrusted, stream_untrusted, untrusted_label, untrusted_markdown
 
-if TYPE_CHECKING:  # LangChain's agent stack loads when the assistant is first used, not with the Chat page
+if TYPE_CHECKING:  # LangChain's agent stack and pandas load when the assistant is first used, not with the Chat page
+    import pandas as pd
+
     from lib.assistant.turn import AssistantTurn
 
 ASSISTANT_MODE = "Assistant (tools)"
@@ -93,6 +94,8 @@ def timeline_label(events: list[dict[str, Any]], status: str) -> str:
 
 def table_frame(table: dict[str, Any]) -> pd.DataFrame:
     """A query_usage result as a DataFrame (columns de-duplicated, so Streamlit can show it)."""
+    import pandas as pd
+
     names: list[str] = []
     seen: dict[str, int] = {}
     for c in table.get("columns", []):
@@ -103,6 +106,8 @@ def table_frame(table: dict[str, Any]) -> pd.DataFrame:
 
 def time_series(df: pd.DataFrame) -> pd.DataFrame | None:
     """The frame indexed by its time column with its numeric columns, when the result is a time series, else None."""
+    import pandas as pd
+
     if len(df) < 2:
         return None
     for col in df.columns:
@@ -468,6 +473,8 @@ def show_usage_question(services: Services, identity: Identity) -> None:
 
 def policy_frame(table: dict[str, dict[str, str]]) -> pd.DataFrame:
     """The tool policies as a table: one row per tool, one column per role."""
+    import pandas as pd
+
     from lib.core.identity import ROLES
 
     return pd.DataFrame([{"tool": tool, **{r: modes.get(r, "off") for r in ROLES}} for tool, modes in table.items()])

@@ -6,7 +6,7 @@ import functools
 import hashlib
 import logging
 import threading
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import streamlit as st
 from langchain_core.embeddings import Embeddings
@@ -15,15 +15,18 @@ from streamlit.errors import StreamlitSecretNotFoundError
 
 from lib.core.identity import Identity, local_identity, not_allowed_message, signed_in_identity
 from lib.core.settings import ConfigError, Settings, check_secrets_files, load_settings
-from lib.documents.embeddings import LOCAL_MODEL, CachedEmbeddings, LazyEmbeddings, make_local_embeddings
-from lib.documents.indexing import Indexer
-from lib.documents.retrieval import RetrievalSettings, Retriever
+from lib.documents.embeddings import LOCAL_MODEL, LazyEmbeddings, make_local_embeddings
 from lib.documents.vectorstore import make_chroma_client
-from lib.gateway.client import Gateway
-from lib.jobs.queue import WorkQueue
 from lib.services import Services, open_engine, retrieval_from
 from lib.telemetry.metrics import MetricsEndpoint, Sources, serve_metrics
 from lib.ui.untrusted import untrusted_markdown
+
+if TYPE_CHECKING:  # the queue imports Huey (and psycopg): a page's first draw does not need it
+    from lib.documents.embeddings import CachedEmbeddings
+    from lib.documents.indexing import Indexer
+    from lib.documents.retrieval import RetrievalSettings, Retriever
+    from lib.gateway.client import Gateway
+    from lib.jobs.queue import WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -211,18 +214,67 @@ def uses_local_model(settings: Settings) -> bool:
 @st.cache_resource(show_spinner=False)
 def _services(key: str, _settings: Settings) -> Services:
     local = _local_model()
-    services = Services(_settings, engine=get_engine(_settings), chroma=get_chroma(_settings), local_embeddings=local)
-    if _settings.preload_embeddings and uses_local_model(_settings):
-        preload_embeddings(local)  # in the background: the first question must not pay for loading the model
-    services.recover_interrupted()  # command-line jobs a dead process left unfinished, once per process
-    services.start_workers()  # this process's queue workers, once per process (none when WORKBENCH_APP_WORKERS=0)
+    services = Services(
+        _settings,
+        engine=get_engine(_settings),
+        chroma_factory=functools.partial(get_chroma, _settings),  # opened after the first draw, or on first use
+        local_embeddings=local,
+    )
     services.start_metrics()  # this process's Prometheus metrics port, once per process (none unless configured)
+    with _unstarted_lock:
+        _unstarted.append((services, local))  # their background work: start_background()
     return services
 
 
+_unstarted: list[tuple[Services, LazyEmbeddings]] = []
+_unstarted_lock = threading.Lock()
+
+
 def get_services(settings: Settings) -> Services:
-    """The process-wide shared objects for these settings (lib.services builds them; this only caches)."""
-    return _services(settings_key(settings), settings)
+    """The process-wide shared objects for these settings (lib.services builds them; this only caches).
+
+    What they start besides (start_background) begins when app.py's run ends, once the page is drawn; a page run
+    on its own, not through app.py (tests), starts it at once.
+    """
+    services = _services(settings_key(settings), settings)
+    if not st.session_state.get(_APP_RAN):
+        start_background()
+    return services
+
+
+def start_background() -> None:
+    """Start what newly built services run beside the pages, once per services: the local embedding model's load
+    (a thread), the recovery of jobs a dead process left unfinished, this process's queue workers, and then, in a
+    thread once the model is loaded, the Chroma client.
+
+    app.py calls this after the page has run, so the first draw shares the CPU with none of it (the Huey, torch and
+    chromadb imports take seconds on a busy machine). An error is raised, and the next run tries again.
+    """
+    with _unstarted_lock:
+        todo = _unstarted[:]
+        _unstarted.clear()
+    for services, local in todo:
+        warm = services.settings.preload_embeddings  # WORKBENCH_PRELOAD_EMBEDDINGS: warm the process up at start
+        preload = preload_embeddings(local) if warm and uses_local_model(services.settings) else None
+        try:
+            services.recover_interrupted()  # command-line jobs a dead process left unfinished, once per process
+            services.start_workers()  # this process's queue workers, once per process (none: WORKBENCH_APP_WORKERS=0)
+        except BaseException:
+            with _unstarted_lock:
+                _unstarted.append((services, local))
+            raise
+        if warm:
+            name = "workbench-chroma-open"
+            threading.Thread(target=_open_chroma, args=(services, preload), name=name, daemon=True).start()
+
+
+def _open_chroma(services: Services, preload: threading.Thread | None) -> None:
+    if preload is not None:
+        preload.join()  # the model first: the first question waits for it, not for Chroma
+    try:
+        services.client  # noqa: B018 - opens Chroma (imports chromadb) before the first question to a collection
+    except Exception:  # its first use opens it again and shows the user why it fails
+        log.exception("opening Chroma in the background failed")
 
 
 def get_gateway(settings: Settings) -> Gateway:
