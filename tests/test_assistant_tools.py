@@ -96,9 +96,8 @@ def test_sqlite_stops_a_query_past_the_time_cap(tmp_path):
 @pytest.mark.postgres
 @pytest.mark.parametrize("sql", WRITES + POSTGRES_ONLY)
 def test_postgres_itself_refuses_what_the_parser_would(pg_url, sql):
-    """Below the parser's check: the READ ONLY transaction (and the one-statement protocol) refuse every write on
-    their own. (Without a database role of its own, reading llm_calls directly is refused by the parser's view
-    allow-list only: test_query_usage_refuses_writes_and_the_raw_call_log.)"""
+    """Below the parser's check: the READ ONLY transaction, the reader role (migration 0014) and the one-statement
+    protocol refuse every write and every read outside the usage views on their own."""
     from lib.core.db import make_engine, migrate
 
     engine = make_engine(pg_url)
@@ -108,14 +107,38 @@ def test_postgres_itself_refuses_what_the_parser_would(pg_url, sql):
         run_postgres(engine, sql)
     except QueryRefused:
         pass
-    else:  # what may run changes nothing: reads (pg_read_file as a superuser) and a setting local to the rollback
-        assert sql.startswith(("SELECT pg_read_file", "SELECT query_to_xml", "SELECT set_config"))
+    else:  # what may run changes nothing: a setting local to the rolled-back transaction
+        assert sql.startswith("SELECT set_config")
     with pytest.raises(QueryRefused):
         check_sql(sql, "postgres")  # and the parser refuses every one of them before the database sees it
     assert _rows(engine) == 50
     with engine.connect() as conn:  # the view is still there, the transaction's settings did not leak
         assert conn.execute(text("SELECT count(*) FROM usage_calls")).scalar() == 50
         assert conn.execute(text("SHOW statement_timeout")).scalar() == "0"
+    engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT prompt FROM llm_calls",
+        "SELECT * FROM usage_calls, llm_calls",
+        "SELECT * FROM assistant_turns",
+        "SELECT * FROM pg_catalog.pg_authid",
+        "SELECT pg_read_file('/etc/hostname')",
+    ],
+)
+def test_postgres_reads_only_the_usage_views_as_the_reader_role(pg_url, sql):
+    """The database, not only the parser, refuses the raw call log, other tables and superuser functions."""
+    from lib.core.db import make_engine, migrate
+
+    engine = make_engine(pg_url)
+    migrate(engine)
+    write_demo_calls(engine, 20, 2)
+    with pytest.raises(QueryRefused, match="database refused.*(permission denied|must be superuser)"):
+        run_postgres(engine, sql)
+    assert run_postgres(engine, "SELECT count(*) FROM usage_calls").rows == [[20]]
     engine.dispose()
 
 

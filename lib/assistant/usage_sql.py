@@ -5,8 +5,10 @@ Three layers, the database's first:
   that allows only SELECT, reads of the allow-listed views (and of the columns those views expose), and a list of
   plain functions; everything else (PRAGMA, ATTACH, writes, the raw llm_calls table) is denied by SQLite itself.
   A progress handler interrupts a statement past the time cap.
-- PostgreSQL: a `READ ONLY` transaction with `SET LOCAL statement_timeout`, always rolled back; the statement is sent
-  with the extended protocol, which refuses more than one statement.
+- PostgreSQL: a `READ ONLY` transaction with `SET LOCAL statement_timeout`, always rolled back, as the role
+  `workbench_usage_reader` (migration 0014: SELECT on the usage views only, so the raw call log, other tables and
+  superuser functions are refused by the database); the statement is sent with the extended protocol, which refuses
+  more than one statement.
 - Both: the statement is parsed with sqlglot first: exactly one query, reading only the allow-listed views (or its
   own CTEs), calling only known functions. A row cap bounds what comes back.
 """
@@ -192,6 +194,16 @@ def run_sqlite(engine: Engine, sql: str, row_cap: int = ROW_CAP, time_cap_s: flo
         conn.close()
 
 
+READER_ROLE = "workbench_usage_reader"  # migration 0014: SELECT on the usage views, nothing else
+
+
+def reader_role_present(cur: Any) -> bool:
+    """True when the reader role exists and the current user may switch to it (migration 0014 made it so)."""
+    cur.execute("SELECT pg_has_role(current_user, oid, 'MEMBER') FROM pg_roles WHERE rolname = %s", (READER_ROLE,))
+    row = cur.fetchone()
+    return bool(row and row[0])
+
+
 def run_postgres(engine: Engine, sql: str, row_cap: int = ROW_CAP, time_cap_s: float = TIME_CAP_S) -> QueryResult:
     """Run one statement in a READ ONLY transaction with a statement timeout, then roll back."""
     import psycopg
@@ -204,6 +216,8 @@ def run_postgres(engine: Engine, sql: str, row_cap: int = ROW_CAP, time_cap_s: f
                 cur.execute("SET TRANSACTION READ ONLY")
                 cur.execute(f"SET LOCAL statement_timeout = {int(time_cap_s * 1000)}")
                 cur.execute("SET LOCAL lock_timeout = 1000")
+                if reader_role_present(cur):  # the database itself allows only the usage views from here on
+                    cur.execute(f"SET LOCAL ROLE {READER_ROLE}")
                 # binary=True sends it with the extended protocol: one statement only, whatever the text holds
                 cur.execute(sql, binary=True)
                 return _fetch(cur, sql, row_cap, start)
