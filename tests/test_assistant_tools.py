@@ -136,7 +136,7 @@ def test_postgres_reads_only_the_usage_views_as_the_reader_role(pg_url, sql):
     engine = make_engine(pg_url)
     migrate(engine)
     write_demo_calls(engine, 20, 2)
-    with pytest.raises(QueryRefused, match="database refused.*(permission denied|must be superuser)"):
+    with pytest.raises(QueryRefused, match=r"database refused.*(permission denied|must be superuser)"):
         run_postgres(engine, sql)
     assert run_postgres(engine, "SELECT count(*) FROM usage_calls").rows == [[20]]
     engine.dispose()
