@@ -37,7 +37,7 @@ def queue_location(settings: Settings) -> str:
 
 class _NoRevoke:
     """Cancelling lives in the job items (lib.jobs.items.cancel), never in Huey's revoke keys: skip their per-task
-    reads and deletes, which are writes to the queue on every task (measured: bench/job_queue.py)."""
+    reads and deletes, which are writes to the queue on every task (measured: bench/queue.py)."""
 
     def is_revoked(self, task: Any, timestamp: Any = None, peek: bool = True) -> bool:
         return False

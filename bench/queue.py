@@ -5,7 +5,7 @@ Target: queue wall time <= 1.15x the bare pool's, and enqueue-to-start p95 <= 50
 The queue path is the whole of it: job item rows written, ids enqueued (SqliteHuey in the data dir, as embedded),
 each item claimed and finished in the database, the call made through the gateway (call-log row included).
 Baseline: the same gateway calls from a `ThreadPoolExecutor(8)`. The loopback server runs in its own process.
-Run: `.venv/bin/python bench/job_queue.py [--tasks 2000] [--threads 8] [--idle 200] [--queue-url redis://…]`.
+Run: `.venv/bin/python bench/queue.py [--tasks 2000] [--threads 8] [--idle 200] [--queue-url redis://…]`.
 """
 
 from __future__ import annotations
