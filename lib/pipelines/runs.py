@@ -252,20 +252,21 @@ _resolved_lock = threading.Lock()
 _definitions: OrderedDict[tuple[Any, ...], tuple[Pipeline, dict[str, int]]] = OrderedDict()
 
 
+_RUN_SETTINGS = select(  # built once: load_run runs for every row (SQLAlchemy caches the SQL, not the building)
+    PipelineRun.status,
+    PipelineRun.budget_usd,
+    PipelineRun.concurrency,
+    PipelineRun.created_by,
+    PipelineRun.pipeline_name,
+    PipelineRun.pipeline_version,
+    PipelineRun.created_at,
+).where(PipelineRun.id == bindparam("b_run"))
+
+
 def load_run(engine: Engine, run_id: int) -> RunInfo:
     """A run's settings; RunError when it does not exist (its steps are parsed once per process: they never change)."""
-    with Session(engine) as s:
-        row = s.execute(
-            select(
-                PipelineRun.status,
-                PipelineRun.budget_usd,
-                PipelineRun.concurrency,
-                PipelineRun.created_by,
-                PipelineRun.pipeline_name,
-                PipelineRun.pipeline_version,
-                PipelineRun.created_at,
-            ).where(PipelineRun.id == run_id)
-        ).one_or_none()
+    with engine.connect() as s:  # plain rows, no ORM session: this runs once per row of every run
+        row = s.execute(_RUN_SETTINGS, {"b_run": run_id}).one_or_none()
         if row is None:
             raise RunError(f"Run #{run_id} does not exist.")
         key = (str(engine.url), id(engine), run_id, row.pipeline_name, row.pipeline_version, str(row.created_at))
@@ -610,21 +611,24 @@ def _send_to_review(engine: Engine, run_id: int, position: int, pipeline: Pipeli
         )
 
 
+_ACTIVE_ITEM = (  # one is enough (a count would read them all), in a statement built once
+    select(JobItem.id)
+    .where(JobItem.kind == KIND, JobItem.job_id == bindparam("b_run"), JobItem.status.in_(items.ACTIVE))
+    .limit(1)
+)
+
+
 def settle_run(engine: Engine, run_id: int) -> None:
     """Record a run's state once none of its rows is queued or running: waiting_review, failed or completed."""
-    with Session(engine) as s:
-        active = s.scalar(  # one is enough: settle_run runs after every row, and a count would read them all
-            select(JobItem.id)
-            .where(JobItem.kind == KIND, JobItem.job_id == run_id, JobItem.status.in_(items.ACTIVE))
-            .limit(1)
-        )
+    with engine.connect() as conn:  # plain rows: settle_run runs after every row
+        active = conn.scalar(_ACTIVE_ITEM, {"b_run": run_id})
         if active:
             return
-        status = s.scalar(select(PipelineRun.status).where(PipelineRun.id == run_id))
+        status = conn.scalar(select(PipelineRun.status).where(PipelineRun.id == run_id))
         if status not in ("queued", "running", "waiting_review"):
             return  # paused or cancelled: a person moves it on
         counts = dict(
-            s.execute(
+            conn.execute(
                 select(PipelineRow.status, func.count())
                 .where(PipelineRow.run_id == run_id)
                 .group_by(PipelineRow.status)
