@@ -30,6 +30,7 @@ from langgraph.types import Command
 from lib.assistant.context import TurnContext
 from lib.assistant.records import PREVIEW_CHARS, StepUsage, record_tool_call, step_usage
 from lib.assistant.tools import ToolFailure, preview
+from lib.core import spans
 
 LOOP_REPEATS = 3  # the same tool with the same arguments this often ends the turn
 
@@ -240,6 +241,11 @@ class ToolRecorder(AgentMiddleware):
             {"type": "tool_call", "step": step, "call_id": call_id, "tool": name, "args": call["args"], "mode": mode},
         )
         start = time.perf_counter()
+        tool_span = spans.start_span(  # tracing: the tool's arguments and result are user data, not on the span
+            f"execute_tool {name}",
+            attributes={spans.GEN_AI_OPERATION: "execute_tool", spans.GEN_AI_TOOL_NAME: name, spans.STEP: step},
+        )
+        tool_span.set_attribute(spans.GEN_AI_TOOL_CALL_ID, call_id or "")
         status, decision, error = "ok", "auto" if mode == "auto" else "approved", None
         if request.tool is None:
             status, decision, error = "error", "off", f"There is no tool called {name!r}."
@@ -250,8 +256,11 @@ class ToolRecorder(AgentMiddleware):
             result = ToolMessage(error, tool_call_id=call_id, name=name, status="error")
         else:
             try:
-                result = handler(request)
+                with spans.activate(tool_span):
+                    result = handler(request)
             except GraphBubbleUp:  # a confirmation pause (or a cancel): nothing to record yet
+                tool_span.set_attribute(spans.STATUS, "paused")
+                tool_span.end()
                 raise
             except ToolFailure as exc:
                 status, error = "error", str(exc)
@@ -272,6 +281,10 @@ class ToolRecorder(AgentMiddleware):
         if isinstance(result, ToolMessage) and result.status == "error" and status == "ok":
             status, error = "error", text  # the tool's own error handling (bad arguments)
         args = ran if ran is not None else call["args"]
+        tool_span.set_attributes({spans.STATUS: status, "workbench.decision": decision})
+        if status == "error":
+            spans.mark_error(tool_span, "tool_error")
+        tool_span.end()
         gateway = ctx.services.gateway
         record_tool_call(
             ctx.services.engine,

@@ -32,6 +32,7 @@ from lib.assistant.policies import modes_for
 from lib.assistant.records import create_turn, update_turn
 from lib.assistant.tools import all_tools
 from lib.assistant.usage_sql import dialect_of
+from lib.core import spans
 from lib.documents.citations import Source, cited_sources
 from lib.documents.indexing import list_collections
 from lib.gateway.client import CallContext, messages_from_history
@@ -120,6 +121,7 @@ class AssistantTurn:
     pending: list[PendingCall] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)  # every event so far, to redraw the timeline
     _input: Any = None
+    _trace_root: spans.Span | None = None  # tracing: the first leg's span; a resumed leg joins its trace
 
     @property
     def sources(self) -> list[Source]:
@@ -140,9 +142,20 @@ class AssistantTurn:
             yield from ()
             return
         run, self._input = self._input, None
-        for event in self._run(run):
-            self.events.append(event)
-            yield event
+        attributes = {spans.FEATURE: "assistant", spans.RUN_ID: self.id}
+        leg = spans.start_span(
+            "assistant.resume" if self._trace_root else "assistant.turn", self._trace_root, attributes
+        )
+        self._trace_root = self._trace_root or leg
+        try:
+            for event in spans.iterate_in(leg, self._run(run)):  # the agent's work under the leg's span
+                self.events.append(event)
+                yield event
+        finally:
+            leg.set_attribute(spans.STATUS, self.status)
+            if self.status == "error":
+                spans.mark_error(leg, "assistant_error")
+            leg.end()
 
     def resume(self, action: str, args: dict[str, Any] | None = None, reason: str = "", call_id: str = "") -> None:
         """Answer the pending call (`call_id`, default the first): action "run", "edit" (with `args`) or "deny".

@@ -787,6 +787,8 @@ class Stream:
             spans.VARIANT: ctx.variant,
             spans.RUN_ID: ctx.run_id,
             spans.STEP: ctx.step,
+            "workbench.pipeline.name": ctx.pipeline_name,
+            "workbench.pipeline.version": ctx.pipeline_version,
             spans.REQUEST_ID: self.request_id,
         }
         return spans.start_span(f"chat {bare}", self._trace_parent, attrs)

@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from lib.core import spans
 from lib.core.tables import JobItem, LlmCall, PipelineReview, PipelineRow, PipelineRun, PipelineStepResult, utcnow
 from lib.gateway.client import CallContext, Gateway
 from lib.jobs import items
@@ -466,6 +467,14 @@ def pause_for_budget(engine: Engine, run_id: int, why: str) -> bool:
 
 def run_row_item(deps: RunDeps, ctx: ItemContext) -> tuple[str, str | None] | None:
     """The queue's task for one row: run each step not yet stored, in order, until the row ends or waits at a gate."""
+    # one trace per row (tracing on): its steps and their gateway calls
+    with spans.span("pipeline.row", run_id=str(ctx.item.job_id), row=ctx.item.position) as row_span:
+        ended = _run_row_item(deps, ctx)
+        row_span.set_attribute(spans.STATUS, ended[0] if ended else "ok")
+        return ended
+
+
+def _run_row_item(deps: RunDeps, ctx: ItemContext) -> tuple[str, str | None] | None:
     engine, run_id, position = deps.engine, ctx.item.job_id, ctx.item.position
     run = load_run(engine, run_id)
     if run.status not in ACTIVE_RUN:
@@ -542,16 +551,17 @@ def _run_row(deps: RunDeps, ctx: ItemContext, run: RunInfo, position: int) -> tu
             outcome = StepOutcome(step.name, "skipped", None)
         else:
             try:
-                outcome = run_prompt_step(
-                    deps.gateway,
-                    step,
-                    resolved.templates[step.name],
-                    values,
-                    base,
-                    reserve=budget.reserve,
-                    settle=budget.settle,
-                    slot=_slot(deps, ctx),
-                )
+                with spans.span("pipeline.step", step=step.name):
+                    outcome = run_prompt_step(
+                        deps.gateway,
+                        step,
+                        resolved.templates[step.name],
+                        values,
+                        base,
+                        reserve=budget.reserve,
+                        settle=budget.settle,
+                        slot=_slot(deps, ctx),
+                    )
             except BudgetPaused as exc:
                 pause_for_budget(engine, run_id, str(exc))
                 return "cancelled", "paused: budget"
