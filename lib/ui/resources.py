@@ -16,6 +16,7 @@ from streamlit.errors import StreamlitSecretNotFoundError
 from lib.core.identity import Identity, local_identity, not_allowed_message, signed_in_identity
 from lib.core.settings import ConfigError, Settings, check_secrets_files, load_settings
 from lib.documents.embeddings import LOCAL_MODEL, LazyEmbeddings, make_local_embeddings
+from lib.documents.indexing import list_collections
 from lib.documents.vectorstore import make_chroma_client
 from lib.services import Services, open_engine, retrieval_from
 from lib.telemetry.metrics import MetricsEndpoint, Sources, serve_metrics
@@ -272,7 +273,8 @@ def _open_chroma(services: Services, preload: threading.Thread | None) -> None:
     if preload is not None:
         preload.join()  # the model first: the first question waits for it, not for Chroma
     try:
-        services.client  # noqa: B018 - opens Chroma (imports chromadb) before the first question to a collection
+        if list_collections(services.engine):  # none yet: nobody asks a collection soon, Chroma opens on first use
+            services.client  # noqa: B018 - opens Chroma (imports chromadb) before the first question to a collection
     except Exception:  # its first use opens it again and shows the user why it fails
         log.exception("opening Chroma in the background failed")
 
