@@ -494,27 +494,26 @@ def _run_row_item(deps: RunDeps, ctx: ItemContext) -> tuple[str, str | None] | N
     return _run_row(deps, ctx, run, position)
 
 
+# A row's input and its stored steps, in statements built once (SQLAlchemy caches the SQL, not the building)
+_ROW_INPUT = select(PipelineRow.data, PipelineRow.status).where(
+    PipelineRow.run_id == bindparam("b_run"), PipelineRow.position == bindparam("b_position")
+)
+_ROW_STEPS = select(PipelineStepResult.step, PipelineStepResult.status, PipelineStepResult.output).where(
+    PipelineStepResult.run_id == bindparam("b_run"), PipelineStepResult.position == bindparam("b_position")
+)
+
+
 def _run_row(deps: RunDeps, ctx: ItemContext, run: RunInfo, position: int) -> tuple[str, str | None] | None:
     engine, run_id, started = deps.engine, run.id, time.monotonic()
     resolved = resolved_run(deps, run)
     pipeline = resolved.pipeline
     with engine.connect() as conn:  # plain rows, no ORM objects: this runs once per row of every run
-        row = conn.execute(
-            select(PipelineRow.data, PipelineRow.status).where(
-                PipelineRow.run_id == run_id, PipelineRow.position == position
-            )
-        ).one_or_none()
+        where = {"b_run": run_id, "b_position": position}
+        row = conn.execute(_ROW_INPUT, where).one_or_none()
         if row is None:
             return "failed", "This row is not stored."
         data, row_status = dict(row.data), row.status
-        stored = {
-            r.step: r
-            for r in conn.execute(
-                select(PipelineStepResult.step, PipelineStepResult.status, PipelineStepResult.output).where(
-                    PipelineStepResult.run_id == run_id, PipelineStepResult.position == position
-                )
-            )
-        }
+        stored = {r.step: r for r in conn.execute(_ROW_STEPS, where)}
     if row_status in ("completed", "rejected"):
         return None
     outputs: dict[str, dict[str, Any] | None] = {}
