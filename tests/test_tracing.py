@@ -13,7 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from fake_openai import Reply, Status
+from assistant_script import MODEL as ASSISTANT_MODEL
+from assistant_script import loopback_services
+from fake_openai import Reply, Status, ToolCall, by_step
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from otlp_receiver import GrpcOtlpReceiver, OtlpReceiver, ReceivedSpan
@@ -21,6 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from waiting import wait_for
 
+from lib.assistant.turn import Assistant
+from lib.assistant.turn import start_turn as start_assistant_turn
 from lib.chat.turn import ChatSetup, start_turn
 from lib.core.settings import ConfigError, load_settings
 from lib.core.spans import trace_id_of, traceparent
@@ -29,10 +33,14 @@ from lib.documents.indexing import get_collection
 from lib.gateway.client import CallContext, Gateway
 from lib.gateway.cost_control import set_budget
 from lib.gateway.errors import BudgetExceeded, ProviderUnavailable
+from lib.pipelines import runs
+from lib.pipelines.definition import Pipeline, PromptStep
+from lib.prompts.language import Template
 from lib.prompts.store import TemplateStore, ensure_builtin_templates
 from lib.services import Services
 from lib.telemetry import tracing
 from lib.ui.usage_view import trace_line
+from lib.usage.demo import write_demo_calls
 
 ROOT = Path(__file__).resolve().parent.parent
 EMAIL = "ada.lovelace@example.com"
@@ -406,3 +414,83 @@ def test_a_sampled_out_trace_is_not_named_in_the_call_log():
     dropped = NonRecordingSpan(SpanContext(**ids, trace_flags=TraceFlags(TraceFlags.DEFAULT)))
     assert trace_id_of(sampled) == "4bf92f3577b34da6a3ce929d0e0e4736" and trace_id_of(dropped) is None
     assert traceparent(dropped) == {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"}
+
+
+def test_a_pipeline_row_is_one_trace_with_each_step_and_its_call(receiver, fake, monkeypatch):
+    providers = {"acme": {"base_url": fake.base_url, "api_key": PROVIDER_KEY, "models": ["m1"]}}
+    monkeypatch.setenv("WORKBENCH_PROVIDERS", json.dumps(providers))
+    monkeypatch.setenv("WORKBENCH_APP_WORKERS", "2")
+    svc = Services(load_settings(), local_embeddings=DeterministicFakeEmbedding(size=16))
+    svc.templates.create(
+        Template(name="t.sum", user="Sum up: {{ ticket }}", model="acme/m1"), "ada", labels=("production",)
+    )
+    svc.templates.create(
+        Template(name="t.reply", user="Reply to {{ ticket }}", model="acme/m1"), "ada", labels=("production",)
+    )
+    svc.pipelines.save(Pipeline("Traced", (PromptStep("sum", "t.sum"), PromptStep("reply", "t.reply"))), "ada")
+    fake.default_reply = Reply("Noted.")
+    svc.start_workers()
+    rows = [{"ticket": f"Row {i}: {QUESTION}"} for i in range(2)]
+    run_id = runs.start_run(svc.pipeline_deps, svc.pipelines.get("Traced"), rows, "ada")
+    assert wait_for(lambda: runs.run_status(svc.engine, run_id).state == "completed", 60)
+    with Session(svc.engine) as s:
+        logged = list(s.scalars(select(LlmCall).where(LlmCall.run_id == str(run_id))))
+    assert len(logged) == 4 and len({c.trace_id for c in logged}) == 2  # one trace per row, both steps in it
+    for trace_id in {c.trace_id for c in logged}:
+        spans = trace_of(receiver, trace_id, {"pipeline.row", "pipeline.step", "chat m1"})
+        [row] = spans["pipeline.row"]
+        assert row.parent_id is None and row.attributes["workbench.run_id"] == str(run_id)
+        assert row.attributes["workbench.status"] == "ok"
+        steps = {s.attributes["workbench.step"]: s for s in spans["pipeline.step"]}
+        assert set(steps) == {"sum", "reply"} and all(s.parent_id == row.span_id for s in steps.values())
+        for call in spans["chat m1"]:
+            step = call.attributes["workbench.step"]
+            assert call.parent_id == steps[step].span_id
+            assert (call.attributes["workbench.pipeline.name"], call.attributes["workbench.feature"]) == (
+                "Traced",
+                "pipeline",
+            )
+        said = everything_said(receiver.spans_of(trace_id))
+        for secret in (EMAIL, PHONE, KEY, PROVIDER_KEY):
+            assert secret not in said
+
+
+def test_an_assistant_turn_with_two_tools_is_one_trace(receiver, fake, fresh_engine, tmp_path):
+    services = loopback_services(
+        fresh_engine.url.render_as_string(hide_password=False), fake, data_dir=tmp_path / "data"
+    )
+    write_demo_calls(services.engine, 50, 3)
+    fake.responder = by_step(
+        Reply("", tool_calls=(ToolCall("calculator", {"expression": "6*7"}, id="call_a"),)),
+        Reply("", tool_calls=(ToolCall("calculator", {"expression": "40+2"}, id="call_b"),)),
+        Reply("Both are 42."),
+    )
+    turn = start_assistant_turn(Assistant(), services, "ada", ["manager"], QUESTION, model=ASSISTANT_MODEL)
+    events = list(turn)
+    assert events[-1]["type"] == "done" and turn.answer == "Both are 42."
+    with Session(services.engine) as s:
+        logged = list(s.scalars(select(LlmCall).where(LlmCall.run_id == turn.id).order_by(LlmCall.id)))
+    assert len(logged) == 3 and len({c.trace_id for c in logged}) == 1 and logged[0].trace_id
+    trace_id = logged[0].trace_id
+    spans = trace_of(receiver, trace_id, {"assistant.turn", "execute_tool calculator", "chat gpt-4o-mini"})
+    [root] = spans["assistant.turn"]
+    assert root.parent_id is None and root.attributes["workbench.status"] == "done"
+    assert root.attributes["workbench.run_id"] == turn.id
+    tools = spans["execute_tool calculator"]
+    assert sorted(t.attributes["gen_ai.tool.call.id"] for t in tools) == ["call_a", "call_b"]
+    assert all(
+        t.attributes["workbench.status"] == "ok" and t.attributes["gen_ai.tool.name"] == "calculator" for t in tools
+    )
+    calls_ = spans["chat gpt-4o-mini"]
+    assert len(calls_) == 3 and {c.attributes["workbench.request_id"] for c in calls_} == {c.request_id for c in logged}
+    by_id = {s.span_id: s for s in receiver.spans_of(trace_id)}
+
+    def under_root(s: ReceivedSpan) -> bool:
+        while s.parent_id is not None:
+            s = by_id[s.parent_id]
+        return s.span_id == root.span_id
+
+    assert all(under_root(s) for s in [*tools, *calls_])
+    said = everything_said(receiver.spans_of(trace_id))
+    for secret in (EMAIL, PHONE, KEY, "6*7", "40+2", "Both are 42."):
+        assert secret not in said
