@@ -660,14 +660,16 @@ def _run_case_item(
             experiment_id=f"run:{run_id}",
             variant=side,
             metadata={"case_id": case_id},
-            deferred_log=True,  # committed with other calls' rows; flushed before the answer is stored
-        )
+        )  # the call-log row is committed when the call returns (with other threads' rows: the log's group commit)
         with limiter.slot(provider_of(model), cancelled=ctx.cancelled):
             outcome = run_variant(gateway, template, case.values, variant, cc)
         outcome.checks = check_answer(outcome, case.expected, checks, template.json_schema is not None)
         row = [(case, side, outcome)]
-        # an answer is never stored before its call-log row: the group flushes the log before its transaction
-        group.run(lambda s, row=row: _insert_results(s, dialect, run_id, row, True), before=gateway.flush_log)
+        write = lambda s, row=row: _insert_results(s, dialect, run_id, row, True)  # noqa: E731
+        if side == "B" and not checks.judge_model:
+            ctx.at_end.append(write)  # stored with the item's end, in one transaction
+        else:
+            group.run(write)  # stored now: a worker killed during B's call does not call A again
         ctx.progress[side] = outcome.status
         called = True
     if checks.judge_model:

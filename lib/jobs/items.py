@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Engine, Table, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import Connection, CursorResult, Engine, Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from lib.core.tables import JobBlob, JobItem, utcnow
@@ -115,7 +115,12 @@ def claim(engine: Engine, item_id: int, worker: str) -> JobItem | None:
     One UPDATE ... RETURNING: the claim is a single statement, so it costs one write per item.
     """
     with engine.begin() as conn:
-        row = conn.execute(_CLAIM, {"b_id": item_id, "b_worker": worker, "b_now": utcnow()}).one_or_none()
+        return claim_in(conn, item_id, worker)
+
+
+def claim_in(conn: Connection | Session, item_id: int, worker: str) -> JobItem | None:
+    """`claim` in the caller's transaction (e.g. shared with other threads' writes: lib.jobs.commits)."""
+    row = conn.execute(_CLAIM, {"b_id": item_id, "b_worker": worker, "b_now": utcnow()}).one_or_none()
     if row is None:
         return None
     return JobItem(**{key: row[i] for i, (key, _) in enumerate(_ATTRS)})  # the row as claimed, in no session
@@ -136,6 +141,9 @@ class ItemContext:
     worker: str
     _last: float = 0.0
     progress: dict[str, Any] = field(default_factory=dict)
+    # writes the handler leaves to the item's end: committed in one transaction with it (WorkQueue.run_item), so
+    # an item is never done without them and they cost no transaction of their own
+    at_end: list[Callable[[Session], Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.progress = dict(self.item.progress)
@@ -174,11 +182,16 @@ class ItemContext:
 def finish(engine: Engine, item_id: int, worker: str, status: str, error: str | None = None) -> bool:
     """Record an item's end (done, failed or cancelled) if `worker` still holds it; its bytes go once it is done."""
     with engine.begin() as conn:
-        params = {"b_id": item_id, "b_worker": worker, "b_status": status, "b_error": error, "b_now": utcnow()}
-        ended = conn.execute(_FINISH, params).rowcount
-        if ended and status == "done":
-            conn.execute(_DROP_BLOB, {"b_id": item_id})
-        return ended == 1
+        return finish_in(conn, item_id, worker, status, error)
+
+
+def finish_in(conn: Connection | Session, item_id: int, worker: str, status: str, error: str | None = None) -> bool:
+    """`finish` in the caller's transaction (with the item's last writes: ItemContext.at_end)."""
+    params = {"b_id": item_id, "b_worker": worker, "b_status": status, "b_error": error, "b_now": utcnow()}
+    ended = cast(CursorResult, conn.execute(_FINISH, params)).rowcount
+    if ended and status == "done":
+        conn.execute(_DROP_BLOB, {"b_id": item_id})
+    return ended == 1
 
 
 def beat(engine: Engine, worker: str) -> int:

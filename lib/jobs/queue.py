@@ -17,9 +17,11 @@ from huey.api import Huey
 from huey.consumer import Consumer, Worker
 from huey.storage import SqliteStorage
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from lib.core.settings import Settings
 from lib.jobs import items
+from lib.jobs.commits import group_commit
 from lib.jobs.items import Cancelled, ItemContext
 
 log = logging.getLogger(__name__)
@@ -129,13 +131,15 @@ class WorkQueue:
         if handler is None:
             log.error("no handler for %s items in this process; item %s stays queued", kind, item_id)
             return
-        worker = items.worker_id()
-        item = items.claim(self.engine, item_id, worker)
+        worker, group = items.worker_id(), group_commit(self.engine)
+        # the claim and the end share transactions with the other worker threads' writes (group commit)
+        item = group.run(lambda s: items.claim_in(s, item_id, worker))
         if item is None:
             return  # done, cancelled, or another worker has it: a duplicate delivery
         status, error = "done", None
+        ctx = ItemContext(self.engine, item, worker)
         try:
-            outcome = handler(ItemContext(self.engine, item, worker))
+            outcome = handler(ctx)
             if outcome is not None:
                 status, error = outcome
         except Cancelled:
@@ -143,7 +147,17 @@ class WorkQueue:
         except Exception as exc:  # the item fails with its reason; the worker goes on with the next
             log.exception("%s item %s failed", kind, item_id)
             status, error = "failed", f"{type(exc).__name__}: {exc}"
-        items.finish(self.engine, item_id, worker, status, error)
+
+        def end(s: Session) -> None:  # the handler's last writes and the item's end: one transaction
+            for write in ctx.at_end:
+                write(s)
+            items.finish_in(s, item_id, worker, status, error)
+
+        try:
+            group.run(end)
+        except Exception as exc:  # its last writes failed: the item fails with the reason (a retry runs it again)
+            log.exception("%s item %s could not be recorded", kind, item_id)
+            items.finish(self.engine, item_id, worker, "failed", f"{type(exc).__name__}: {exc}")
         if end := self.on_job_end.get(kind):
             end(item.job_id)
 
