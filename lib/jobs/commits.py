@@ -67,7 +67,7 @@ class GroupCommit:
                     self._cond.notify_all()
         if entry.error is not None:
             raise entry.error
-        return entry.result  # type: ignore[no-any-return]
+        return entry.result
 
     def _commit(self, batch: list[_Entry]) -> None:
         seen: list[Callable[[], Any]] = []

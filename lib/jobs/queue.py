@@ -148,13 +148,13 @@ class WorkQueue:
             log.exception("%s item %s failed", kind, item_id)
             status, error = "failed", f"{type(exc).__name__}: {exc}"
 
-        def end(s: Session) -> None:  # the handler's last writes and the item's end: one transaction
+        def record_end(s: Session) -> None:  # the handler's last writes and the item's end: one transaction
             for write in ctx.at_end:
                 write(s)
             items.finish_in(s, item_id, worker, status, error)
 
         try:
-            group.run(end)
+            group.run(record_end)
         except Exception as exc:  # its last writes failed: the item fails with the reason (a retry runs it again)
             log.exception("%s item %s could not be recorded", kind, item_id)
             items.finish(self.engine, item_id, worker, "failed", f"{type(exc).__name__}: {exc}")
