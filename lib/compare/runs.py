@@ -15,6 +15,7 @@ import queue
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -637,7 +638,7 @@ def _run_case_item(
     # with the other threads' writes of this process (group commit): the claim checked for a cancel, a cheap read
     # checks again between the sides, and the run's progress is its stored answers (run_progress).
     engine, run_id, case_id = gateway.engine, ctx.item.job_id, ctx.item.position
-    run = get_run(engine, run_id)
+    run, templates = _run_setup(engine, store, run_id)
     case = load_case(engine, run["test_set_id"], case_id) if run["test_set_id"] is not None else None
     if case is None:
         return "failed", "This test case was deleted."
@@ -651,7 +652,7 @@ def _run_case_item(
         if called:
             _check_cancel(engine, ctx)
         variant: Variant = run[side]
-        template = store.get_version(run["template_name"], variant.version).template
+        template = templates[side]
         model = variant.model or template.model or gateway.settings.default_model
         cc = CallContext(
             feature=RUN_FEATURE,
@@ -675,6 +676,28 @@ def _run_case_item(
     if checks.judge_model:
         _judge_case(gateway, limiter, run, case_id, checks.judge_model)
     return None
+
+
+_SETUPS: weakref.WeakKeyDictionary[Engine, dict[int, tuple[dict[str, Any], dict[str, Template]]]] = (
+    weakref.WeakKeyDictionary()
+)
+_SETUPS_LOCK = threading.Lock()
+
+
+def _run_setup(engine: Engine, store: TemplateStore, run_id: int) -> tuple[dict[str, Any], dict[str, Template]]:
+    """A run's settings and both sides' templates, read once per process: they never change once the run is started
+    (template versions are immutable), and every case of the run needs them (five reads a case otherwise)."""
+    with _SETUPS_LOCK:
+        setup = _SETUPS.setdefault(engine, {}).get(run_id)
+    if setup is None:
+        run = get_run(engine, run_id)
+        setup = run, {side: store.get_version(run["template_name"], run[side].version).template for side in "AB"}
+        with _SETUPS_LOCK:
+            runs = _SETUPS.setdefault(engine, {})
+            if len(runs) >= 16:
+                runs.pop(next(iter(runs)))
+            runs[run_id] = setup
+    return setup
 
 
 def _check_cancel(engine: Engine, ctx: ItemContext) -> None:
@@ -710,7 +733,13 @@ def _judge_case(gateway: Gateway, limiter: ProviderLimiter, run: dict[str, Any],
 
 def settle_run(engine: Engine, run_id: int) -> None:
     """Record a run's final status (done, cancelled, failed) once none of its cases is queued or running."""
-    status = items.settled_status(engine, KIND, run_id)
+    with Session(engine) as s:  # one row to read while cases are left (this runs after every case)
+        active = s.scalar(
+            select(JobItem.id)
+            .where(JobItem.kind == KIND, JobItem.job_id == run_id, JobItem.status.in_(items.ACTIVE))
+            .limit(1)
+        )
+    status = None if active is not None else items.settled_status(engine, KIND, run_id)
     if status is not None:
         with Session(engine) as s, s.begin():
             s.execute(update(CompareRun).where(CompareRun.id == run_id).values(status=status, finished_at=utcnow()))
