@@ -216,7 +216,8 @@ def test_the_run_pauses_before_crossing_its_budget_and_resumes_when_raised(servi
     assert calls == done
     with pytest.raises(runs.RunError, match="must be above"):
         runs.resume_run(services.pipeline_deps, run_id, raise_budget_to=0.1)
-    assert runs.resume_run(services.pipeline_deps, run_id, raise_budget_to=10.0) == 12 - done
+    # rows whose worker is still stopping at the pause are queued again; one still in hand goes on by itself
+    assert 0 < runs.resume_run(services.pipeline_deps, run_id, raise_budget_to=10.0) <= 12 - done
     status = settled(services, run_id)
     assert status.state == "completed" and status.rows["completed"] == 12
     assert chat_requests(server) == 12  # no row called twice

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, Engine, bindparam, func, insert, select, update
+from sqlalchemy import Connection, CursorResult, Engine, Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -50,7 +50,11 @@ class RunError(PipelineError):
 
 
 class BudgetPaused(Exception):
-    """A call would cross the run's hard budget: the run pauses before making it."""
+    """A call would cross the run's hard budget (or the run was paused meanwhile): the row stops before making it."""
+
+    def __init__(self, message: str, amount: float = 0.0) -> None:
+        super().__init__(message)
+        self.amount = amount
 
 
 @dataclass
@@ -426,7 +430,7 @@ class _Budget:
             if taken:
                 return
             if status not in ACTIVE_RUN or in_flight <= 1e-12 or time.monotonic() > deadline:
-                raise BudgetPaused(f"the next call (up to ${amount:.4f}) would cross the budget")
+                raise BudgetPaused(f"the next call (up to ${amount:.4f}) would cross the budget", amount)
             self.cancelled()  # raises Cancelled when the row was cancelled meanwhile
             self._wait.wait(step)
             step = min(step * 2, 0.2)
@@ -447,22 +451,46 @@ class _Budget:
             )
 
 
-def pause_for_budget(engine: Engine, run_id: int, why: str) -> bool:
-    """Pause a running run (its queued rows wait, rows in hand stop before their next call); False if not running."""
-    with Session(engine) as s, s.begin():
-        paused = _rowcount(
-            s.execute(
-                update(PipelineRun)
-                .where(PipelineRun.id == run_id, PipelineRun.status.in_(ACTIVE_RUN))
-                .values(status="paused_budget", note=f"Paused before a call: {why}. Raise the budget and resume.")
+def pause_for_budget(engine: Engine, run_id: int, why: str, held: tuple[int, str], amount: float = 0.0) -> bool:
+    """A row found its next call does not fit: pause the run (its queued rows wait) if the call still does not fit,
+    and end the row's own item as cancelled if the run is not active; False when the run is active and the call fits
+    now (a resume raised the budget meanwhile): the row tries the call again.
+
+    One transaction, whose first statement writes: it and `resume_run` (which also starts by writing the run's row)
+    run one after the other (SQLite's write lock; on PostgreSQL the run's row lock, taken FOR UPDATE below). So the
+    row's item is cancelled before a resume, which then queues it again, or not at all; never cancelled after a resume
+    that passed it over (the run would wait for that row forever). `held` is (item id, worker).
+    """
+    runs, items_t = cast(Table, PipelineRun.__table__), cast(Table, JobItem.__table__)
+    with engine.begin() as conn:
+        paused = conn.execute(
+            update(runs)
+            .where(
+                runs.c.id == run_id,
+                runs.c.status.in_(ACTIVE_RUN),
+                runs.c.budget_usd.is_not(None),
+                runs.c.spent_usd + runs.c.reserved_usd + amount > runs.c.budget_usd,
             )
-        )
-        s.execute(
-            update(JobItem)
-            .where(JobItem.kind == KIND, JobItem.job_id == run_id, JobItem.status == "queued")
+            .values(status="paused_budget", note=f"Paused before a call: {why}. Raise the budget and resume.")
+        ).rowcount
+        if paused:
+            conn.execute(
+                update(items_t)
+                .where(items_t.c.kind == KIND, items_t.c.job_id == run_id, items_t.c.status == "queued")
+                .values(status="cancelled", error="paused: budget", finished_at=utcnow())
+            )
+        stopped = select(runs.c.id).where(runs.c.id == run_id, runs.c.status.not_in(ACTIVE_RUN)).with_for_update()
+        ended = conn.execute(
+            update(items_t)
+            .where(
+                items_t.c.id == held[0],
+                items_t.c.worker == held[1],
+                items_t.c.status == "running",
+                stopped.exists(),
+            )
             .values(status="cancelled", error="paused: budget", finished_at=utcnow())
-        )
-    return paused == 1
+        ).rowcount
+    return ended == 1
 
 
 def run_row_item(deps: RunDeps, ctx: ItemContext) -> tuple[str, str | None] | None:
@@ -562,8 +590,9 @@ def _run_row(deps: RunDeps, ctx: ItemContext, run: RunInfo, position: int) -> tu
                         slot=_slot(deps, ctx),
                     )
             except BudgetPaused as exc:
-                pause_for_budget(engine, run_id, str(exc))
-                return "cancelled", "paused: budget"
+                if pause_for_budget(engine, run_id, str(exc), (ctx.item.id, ctx.worker), exc.amount):
+                    return "cancelled", "paused: budget"
+                return _run_row(deps, ctx, run, position)  # resumed meanwhile: go on from the stored steps
         if outcome.status == "failed":
             store_step(engine, run_id, position, outcome, "failed", step.name, outcome.error)
             return "failed", f"step {step.name}: {outcome.error}"
@@ -767,35 +796,61 @@ def cancel_run(engine: Engine, run_id: int) -> None:
 
 
 def resume_run(deps: RunDeps, run_id: int, raise_budget_to: float | None = None) -> int:
-    """Resume a run paused by its budget (raising the budget first, if given); returns the rows queued again."""
+    """Resume a run paused by its budget (raising the budget first, if given); returns the rows queued again.
+
+    One transaction that starts by writing the run's row, so it and a row stopping for the budget
+    (`pause_for_budget`) happen one after the other: every item of a pending row is either still running (its row
+    goes on under the resumed run) or ended, and then queued again here.
+    """
     if deps.queue is None:
         raise RunError("Runs go on the job queue, and none is set up here.")
     engine = deps.engine
-    with Session(engine) as s, s.begin():
+    with Session(engine) as s:
         run = s.get(PipelineRun, run_id)
         if run is None:
             raise RunError(f"Run #{run_id} does not exist.")
         if run.status != "paused_budget":
             raise RunError(f"Run #{run_id} is {run.status.replace('_', ' ')}, not paused; there is nothing to resume.")
-        if raise_budget_to is not None:
-            if raise_budget_to <= (run.budget_usd or 0):
-                raise RunError(f"The new budget must be above the current ${run.budget_usd or 0:.4f}.")
-            run.budget_usd = raise_budget_to
+        if raise_budget_to is not None and raise_budget_to <= (run.budget_usd or 0):
+            raise RunError(f"The new budget must be above the current ${run.budget_usd or 0:.4f}.")
+    values: dict[str, Any] = {"status": "running", "note": None}
+    if raise_budget_to is not None:
+        values["budget_usd"] = raise_budget_to
+    with Session(engine) as s, s.begin():
+        resumed = _rowcount(
+            s.execute(
+                update(PipelineRun)
+                .where(PipelineRun.id == run_id, PipelineRun.status == "paused_budget")
+                .values(values)
+            )
+        )
+        if not resumed:
+            raise RunError(f"Run #{run_id} is no longer paused; there is nothing to resume.")
         in_hand = s.scalar(
             select(func.count()).where(JobItem.kind == KIND, JobItem.job_id == run_id, JobItem.status == "running")
         )
         if not in_hand:  # a reservation left by a worker that died mid-call would otherwise hold budget forever
-            run.reserved_usd = 0.0
-        run.status, run.note = "running", None
-    pending = _pending_positions(engine, run_id)
-    return _enqueue_rows(engine, deps.queue, run_id, pending, ("cancelled", "failed", "done"))
-
-
-def _pending_positions(engine: Engine, run_id: int) -> list[int]:
-    with Session(engine) as s:
-        return list(
-            s.scalars(select(PipelineRow.position).where(PipelineRow.run_id == run_id, PipelineRow.status == "pending"))
+            s.execute(update(PipelineRun).where(PipelineRun.id == run_id).values(reserved_usd=0.0))
+        pending = select(PipelineRow.position).where(PipelineRow.run_id == run_id, PipelineRow.status == "pending")
+        ids = list(
+            s.scalars(
+                select(JobItem.id).where(
+                    JobItem.kind == KIND,
+                    JobItem.job_id == run_id,
+                    JobItem.status.in_(("cancelled", "failed", "done")),
+                    JobItem.position.in_(pending),
+                )
+            )
         )
+        if ids:
+            s.execute(
+                update(JobItem)
+                .where(JobItem.id.in_(ids))
+                .values(status="queued", cancel_requested=False, error=None, enqueued_at=utcnow(), finished_at=None)
+            )
+    if ids:
+        deps.queue.enqueue(KIND, ids)
+    return len(ids)
 
 
 def retry_failed(deps: RunDeps, run_id: int) -> int:
