@@ -150,12 +150,14 @@ def run(turns: int, base_url: str, tmp: str) -> None:
             answer = fn()
             assert answer.startswith("6 times 7 is 42"), answer
     times: dict[str, list[float]] = {name: [] for name in sides}
+    cpu: dict[str, list[float]] = {name: [] for name in sides}  # this process's CPU time (all its threads)
     order = list(sides)
     for i in range(turns):  # interleaved, rotating who goes first, so drift hits every side alike
         for name in order[i % len(order) :] + order[: i % len(order)]:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             sides[name]()
             times[name].append((time.perf_counter() - t) * 1000)
+            cpu[name].append((time.process_time() - c) * 1000)
     with services.engine.connect() as conn:
         rows = dict(
             conn.exec_driver_sql(
@@ -163,10 +165,12 @@ def run(turns: int, base_url: str, tmp: str) -> None:
                 "GROUP BY feature"
             ).all()
         )
-    report(turns, times, rows)
+    report(turns, times, rows, cpu)
 
 
-def report(turns: int, times: dict[str, list[float]], rows: dict[str, int]) -> None:
+def report(
+    turns: int, times: dict[str, list[float]], rows: dict[str, int], cpu: dict[str, list[float]] | None = None
+) -> None:
     bare = times["bare"]
     print(
         f"{turns} turns per side, {STEPS} model calls (steps) per turn, interleaved; loopback server in its own process"
@@ -179,6 +183,14 @@ def report(turns: int, times: dict[str, list[float]], rows: dict[str, int]) -> N
             overhead[name] = statistics.median((s - b) / STEPS for s, b in zip(values, bare))
             line += f" | overhead over bare, paired median {overhead[name]:6.2f} ms per step"
         print(line)
+    if cpu:  # less disturbed by other processes than wall time (the server's CPU is not in it), for comparisons
+        cpu_bare = statistics.median(v / STEPS for v in cpu["bare"])
+        for name, values in cpu.items():
+            med = statistics.median(v / STEPS for v in values)
+            print(
+                f"{name:14s} CPU per step p50 {med:7.2f} ms"
+                + (f" | over bare {med - cpu_bare:6.2f} ms" if name != "bare" else "")
+            )
     expected = STEPS * (turns + 3)
     print(f"call-log rows: {rows} (expected {expected} per gateway side)")
     if "agent+gateway" in overhead and "agent+openai" in overhead:

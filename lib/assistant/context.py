@@ -53,4 +53,7 @@ class TurnContext:
     tables: list[dict[str, Any]] = field(default_factory=list)  # every query_usage result (for the UI's table)
     spent_usd: float = 0.0  # the turn's call-log cost so far (its model calls and its tools' calls)
     ran: dict[str, dict[str, Any]] = field(default_factory=dict)  # tool-call id -> the arguments the tool ran with
+    # tool-call records not yet written: the turn writes them with its status when a leg ends (done, paused,
+    # stopped, error, or abandoned), one transaction instead of one per tool call
+    records: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)  # tools of one step may run in parallel

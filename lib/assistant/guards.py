@@ -16,19 +16,17 @@ from typing import Annotated, Any, NotRequired, cast
 from langchain.agents.middleware import (
     AgentMiddleware,
     HumanInTheLoopMiddleware,
-    ModelCallLimitMiddleware,
     ModelRequest,
     ModelResponse,
 )
 from langchain.agents.middleware.model_call_limit import ModelCallLimitState
-from langchain.agents.middleware.types import PrivateStateAttr, ToolCallRequest, hook_config
-from langchain_core.messages import AIMessage, SystemMessage, ToolMessage
+from langchain.agents.middleware.types import ExtendedModelResponse, PrivateStateAttr, ToolCallRequest
+from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolMessage
 from langgraph.errors import GraphBubbleUp
-from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from lib.assistant.context import TurnContext
-from lib.assistant.records import PREVIEW_CHARS, StepUsage, record_tool_call, step_usage
+from lib.assistant.records import PREVIEW_CHARS, StepUsage, step_usage, tool_call_record
 from lib.assistant.tools import ToolFailure, preview
 from lib.core import spans
 
@@ -73,128 +71,42 @@ def _usage_of(answers: list[AIMessage]) -> StepUsage | None:
     )  # fmt: skip
 
 
+def _record(ctx: TurnContext, **values: Any) -> None:
+    """Keep a tool call's record for the turn to write when this leg ends (AssistantTurn writes them with the
+    turn's status, before its last event, and also when a leg is abandoned or fails)."""
+    record = tool_call_record(**values)
+    with ctx.lock:
+        ctx.records.append(record)
+
+
 def _call_key(call: Any) -> str:
     return call["name"] + json.dumps(call.get("args") or {}, sort_keys=True, default=str)
 
 
-class TurnGuards(ModelCallLimitMiddleware):
-    """The guards around each model call, on LangChain's model-call limit (which counts the calls per thread, and
-    a turn is one thread): before it the step cap and the cost cap, after it loop detection and answers to tool
-    calls whose arguments are not JSON; around it the step's chat model (logged with its step) and the tools its
-    user may have. One middleware, so the graph has one node before and one after each model call."""
+class TurnGuards(AgentMiddleware):
+    """The guards around each model call, all inside the model node (no graph node of their own, ~1 ms per step
+    less than before/after-model hooks): before the call the step cap and the cost cap, after it loop detection
+    and answers to tool calls whose arguments are not JSON; around it the step's chat model (logged with its step)
+    and the tools its user may have. The model calls of a turn (a thread) are counted in the state as LangChain's
+    model-call limit counts them (`thread_model_call_count`); a guard's state goes back with the answer as a
+    Command (ExtendedModelResponse)."""
 
     state_schema = AssistantState
 
-    def __init__(self) -> None:
-        super().__init__(thread_limit=10**9, exit_behavior="end")  # the real cap is the turn's max_steps
-
-    @hook_config(can_jump_to=["end"])
-    def before_model(self, state: Any, runtime: Runtime[Any]) -> dict[str, Any] | None:
-        ctx = _ctx(runtime)
-        done = int(state.get("thread_model_call_count", 0))
-        stop = None
-        if done >= ctx.max_steps:
-            stop = _stop(
-                "step_cap",
-                f"Stopped by the step cap: this turn made {done} model calls, the most one turn may make "
-                f"(WORKBENCH_ASSISTANT_MAX_STEPS={ctx.max_steps}). The tool results above are what was found so "
-                "far; ask a narrower question or continue in a new turn.",
-            )
-        elif ctx.max_cost_usd is not None and ctx.spent_usd >= ctx.max_cost_usd:
-            stop = _stop(
-                "cost_cap",
-                f"Stopped by the cost cap: this turn has cost ${ctx.spent_usd:.4f} so far, and one turn may cost at "
-                f"most ${ctx.max_cost_usd:.4f} (WORKBENCH_ASSISTANT_MAX_COST_USD). The tool results above are what "
-                "was found.",
-            )
-        if stop is None:
-            return None
-        _emit(runtime, {"type": "guard", **stop})
-        return {"jump_to": "end", "messages": [AIMessage(stop["message"])], "assistant_guard": stop}
-
-    @hook_config(can_jump_to=["model", "end"])
-    def after_model(self, state: Any, runtime: Runtime[Any]) -> dict[str, Any] | None:
-        counted = super().after_model(state, runtime) or {}
-        return {**counted, **(self._check_calls(state, runtime) or {})}
-
-    def _check_calls(self, state: Any, runtime: Runtime[Any]) -> dict[str, Any] | None:
-        messages = state["messages"]
-        last = messages[-1] if messages else None
-        if isinstance(last, AIMessage) and last.invalid_tool_calls:
-            return self._answer_invalid_calls(last, state, runtime)
-        if not isinstance(last, AIMessage) or not last.tool_calls:
-            return None
-        guard = state.get("assistant_guard") or {}
-        if guard.get("guard") == "loop":  # told to answer, it called tools again: the guard's message answers
-            content = last.content or guard.get("message", "")
-            return {"messages": [last.model_copy(update={"tool_calls": [], "content": content})], "jump_to": "end"}
-        seen = Counter(_call_key(c) for m in messages[:-1] if isinstance(m, AIMessage) for c in m.tool_calls)
-        repeated = [c for c in last.tool_calls if seen[_call_key(c)] + 1 >= LOOP_REPEATS]
-        if not repeated:
-            return None
-        call = repeated[0]
-        args = json.dumps(call.get("args") or {}, sort_keys=True, default=str)
-        message = (
-            f"Stopped by loop detection: {call['name']} was called {LOOP_REPEATS} times with the same arguments "
-            f"({preview(args, 200)}), so the turn ends with an answer from what was found."
-        )
-        stop = _stop("loop", message)
-        _emit(runtime, {"type": "guard", **stop})
-        not_run = [
-            ToolMessage(
-                f"Not run: {message} Do not call any more tools; answer the question now from the results above.",
-                tool_call_id=c["id"],
-                name=c["name"],
-                status="error",
-            )
-            for c in last.tool_calls
-        ]
-        return {"messages": not_run, "assistant_guard": stop, "jump_to": "model"}
-
-    @staticmethod
-    def _answer_invalid_calls(last: AIMessage, state: Any, runtime: Runtime[Any]) -> dict[str, Any]:
-        """Tool calls whose arguments are not valid JSON: an error result each, so the model can try again (left
-        alone, the agent would end the turn without a word). Recorded like any failed tool call."""
-        ctx = _ctx(runtime)
-        step = int(state.get("thread_model_call_count", 0)) + 1  # StepCap's after_model counts this call after us
-        calls, results = list(last.tool_calls), []
-        for bad in last.invalid_tool_calls:
-            call_id, name = bad.get("id") or f"invalid_{len(calls)}", bad.get("name") or "?"
-            error = f"The arguments of this {name} call are not valid JSON: {preview(bad.get('args') or '', 200)}"
-            calls.append({"name": name, "args": {}, "id": call_id, "type": "tool_call"})
-            results.append(
-                ToolMessage(
-                    f"Error: {error}. Call it again with valid arguments.",
-                    tool_call_id=call_id,
-                    name=name,
-                    status="error",
-                )
-            )
-            record_tool_call(
-                ctx.services.engine, turn_id=ctx.turn_id, step=step, call_id=call_id, tool=name,
-                arguments={"raw": bad.get("args")}, status="error", decision="auto", result_chars=0, error=error,
-                latency_ms=0.0, user=ctx.user,
-            )  # fmt: skip
-            _emit(
-                runtime, {"type": "tool_call", "step": step, "call_id": call_id, "tool": name, "args": {}, "mode": ""}
-            )
-            _emit(
-                runtime,
-                {"type": "tool_result", "step": step, "call_id": call_id, "tool": name, "args": {}, "status": "error",
-                 "decision": "auto", "preview": error, "chars": 0, "latency_ms": 0.0, "error": error},
-            )  # fmt: skip
-        fixed = last.model_copy(update={"tool_calls": calls, "invalid_tool_calls": []})
-        return {"messages": [fixed, *results]}
-
     def wrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
-    ) -> ModelResponse | AIMessage:
+    ) -> ModelResponse | AIMessage | ExtendedModelResponse:
         ctx, state = _ctx(request.runtime), _state(request)
-        step = int(state.get("thread_model_call_count", 0)) + 1
+        done = int(state.get("thread_model_call_count", 0))
+        stop = self._cap(ctx, done)
+        if stop is not None:  # an answer without tool calls ends the turn; the call is not made (nor counted)
+            _emit(request.runtime, {"type": "guard", **stop})
+            return _with_state(ModelResponse(result=[AIMessage(stop["message"])]), {"assistant_guard": stop})
+        step = done + 1
+        guard = state.get("assistant_guard") or {}
         overrides: dict[str, Any] = {"model": ctx.model_for_step(step)}
-        offered = [t for t in request.tools if ctx.modes.get(str(getattr(t, "name", "")), "off") != "off"]
-        overrides["tools"] = offered
-        if (state.get("assistant_guard") or {}).get("guard") == "loop":
+        overrides["tools"] = [t for t in request.tools if ctx.modes.get(str(getattr(t, "name", "")), "off") != "off"]
+        if guard.get("guard") == "loop":
             overrides["tools"] = []
             note = "Loop detection stopped the tool calls. Answer now from the tool results above, citing [n]."
             system = request.system_message.content if request.system_message else ""
@@ -217,7 +129,111 @@ class TurnGuards(ModelCallLimitMiddleware):
                 "latency_ms": usage.latency_ms,
             },
         )
-        return response
+        update: dict[str, Any] = {"thread_model_call_count": step}
+        last = response.result[-1] if response.result else None
+        if isinstance(last, AIMessage):
+            checked = self._check_calls(list(request.state["messages"]), last, guard, step, request.runtime)
+            if checked is not None:
+                messages, stop = checked
+                response = ModelResponse(
+                    result=[*response.result[:-1], *messages], structured_response=response.structured_response
+                )
+                if stop is not None:
+                    update["assistant_guard"] = stop
+        return _with_state(response, update)
+
+    @staticmethod
+    def _cap(ctx: TurnContext, done: int) -> dict[str, str] | None:
+        """The step cap or the cost cap, when the turn has reached it."""
+        if done >= ctx.max_steps:
+            return _stop(
+                "step_cap",
+                f"Stopped by the step cap: this turn made {done} model calls, the most one turn may make "
+                f"(WORKBENCH_ASSISTANT_MAX_STEPS={ctx.max_steps}). The tool results above are what was found so "
+                "far; ask a narrower question or continue in a new turn.",
+            )
+        if ctx.max_cost_usd is not None and ctx.spent_usd >= ctx.max_cost_usd:
+            return _stop(
+                "cost_cap",
+                f"Stopped by the cost cap: this turn has cost ${ctx.spent_usd:.4f} so far, and one turn may cost at "
+                f"most ${ctx.max_cost_usd:.4f} (WORKBENCH_ASSISTANT_MAX_COST_USD). The tool results above are what "
+                "was found.",
+            )
+        return None
+
+    def _check_calls(
+        self, history: list[Any], last: AIMessage, guard: dict[str, str], step: int, runtime: Any
+    ) -> tuple[list[BaseMessage], dict[str, str] | None] | None:
+        """The messages that replace the model's answer `last` (and the guard that stopped the turn, if one did),
+        or None to keep it: answers to calls with bad JSON arguments, or loop detection."""
+        if last.invalid_tool_calls:
+            return self._answer_invalid_calls(last, step, runtime), None
+        if not last.tool_calls:
+            return None
+        if guard.get("guard") == "loop":  # told to answer, it called tools again: the guard's message answers
+            content = last.content or guard.get("message", "")
+            return [last.model_copy(update={"tool_calls": [], "content": content})], None
+        seen = Counter(_call_key(c) for m in history if isinstance(m, AIMessage) for c in m.tool_calls)
+        repeated = [c for c in last.tool_calls if seen[_call_key(c)] + 1 >= LOOP_REPEATS]
+        if not repeated:
+            return None
+        call = repeated[0]
+        args = json.dumps(call.get("args") or {}, sort_keys=True, default=str)
+        message = (
+            f"Stopped by loop detection: {call['name']} was called {LOOP_REPEATS} times with the same arguments "
+            f"({preview(args, 200)}), so the turn ends with an answer from what was found."
+        )
+        stop = _stop("loop", message)
+        _emit(runtime, {"type": "guard", **stop})
+        # every call answered "not run": the agent goes back to the model (no pending tool call), told to answer
+        not_run = [
+            ToolMessage(
+                f"Not run: {message} Do not call any more tools; answer the question now from the results above.",
+                tool_call_id=c["id"],
+                name=c["name"],
+                status="error",
+            )
+            for c in last.tool_calls
+        ]
+        return [last, *not_run], stop
+
+    @staticmethod
+    def _answer_invalid_calls(last: AIMessage, step: int, runtime: Any) -> list[BaseMessage]:
+        """Tool calls whose arguments are not valid JSON: an error result each, so the model can try again (left
+        alone, the agent would end the turn without a word). Recorded like any failed tool call."""
+        ctx = _ctx(runtime)
+        calls, results = list(last.tool_calls), []
+        for bad in last.invalid_tool_calls:
+            call_id, name = bad.get("id") or f"invalid_{len(calls)}", bad.get("name") or "?"
+            error = f"The arguments of this {name} call are not valid JSON: {preview(bad.get('args') or '', 200)}"
+            calls.append({"name": name, "args": {}, "id": call_id, "type": "tool_call"})
+            results.append(
+                ToolMessage(
+                    f"Error: {error}. Call it again with valid arguments.",
+                    tool_call_id=call_id,
+                    name=name,
+                    status="error",
+                )
+            )
+            _record(
+                ctx, turn_id=ctx.turn_id, step=step, call_id=call_id, tool=name, arguments={"raw": bad.get("args")},
+                status="error", decision="auto", result_chars=0, error=error, latency_ms=0.0, user=ctx.user,
+            )  # fmt: skip
+            _emit(
+                runtime, {"type": "tool_call", "step": step, "call_id": call_id, "tool": name, "args": {}, "mode": ""}
+            )
+            _emit(
+                runtime,
+                {"type": "tool_result", "step": step, "call_id": call_id, "tool": name, "args": {}, "status": "error",
+                 "decision": "auto", "preview": error, "chars": 0, "latency_ms": 0.0, "error": error},
+            )  # fmt: skip
+        fixed = last.model_copy(update={"tool_calls": calls, "invalid_tool_calls": []})
+        return [fixed, *results]
+
+
+def _with_state(response: ModelResponse, update: dict[str, Any]) -> ExtendedModelResponse:
+    """The model node's answer with state updates of the guards (applied with the graph's reducers)."""
+    return ExtendedModelResponse(model_response=response, command=Command(update=update))
 
 
 class ToolRecorder(AgentMiddleware):
@@ -286,13 +302,13 @@ class ToolRecorder(AgentMiddleware):
             spans.mark_error(tool_span, "tool_error")
         tool_span.end()
         gateway = ctx.services.gateway
-        record_tool_call(
-            ctx.services.engine,
+        _record(
+            ctx,
             turn_id=ctx.turn_id,
             step=step,
             call_id=call_id,
             tool=name,
-            arguments=args,
+            arguments=dict(args),
             status=status,
             decision=decision,
             result_chars=len(text),

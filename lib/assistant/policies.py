@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.orm import Session
 
 from lib.core.identity import ROLES
@@ -39,13 +39,19 @@ class PolicyError(ValueError):
     """An unknown tool, role or mode, or a mode a role may not have for a tool."""
 
 
-def policy_table(engine: Engine) -> dict[str, dict[str, str]]:
-    """{tool: {role: mode}} in force: stored rows over the defaults (for the Settings page)."""
+def policy_table(engine: Engine | Connection) -> dict[str, dict[str, str]]:
+    """{tool: {role: mode}} in force: stored rows over the defaults (for the Settings page). Given a connection,
+    read in its transaction (a turn reads its modes in the one that stores it)."""
     table = {tool: dict(DEFAULTS[tool]) for tool in TOOLS}
-    with Session(engine) as s:
-        for row in s.scalars(select(AssistantPolicy)):
-            if row.tool in table and row.role in ROLES and row.mode in MODES:
-                table[row.tool][row.role] = row.mode
+    query = select(AssistantPolicy.tool, AssistantPolicy.role, AssistantPolicy.mode)  # Core: no ORM session
+    if isinstance(engine, Connection):
+        rows = engine.execute(query).all()
+    else:
+        with engine.connect() as conn:
+            rows = conn.execute(query).all()
+    for tool, role, mode in rows:
+        if tool in table and role in ROLES and mode in MODES:
+            table[tool][role] = mode
     for tool, roles in ALLOWED_ROLES.items():
         for role in ROLES:
             if role not in roles:
@@ -53,7 +59,7 @@ def policy_table(engine: Engine) -> dict[str, dict[str, str]]:
     return table
 
 
-def modes_for(engine: Engine, roles: Iterable[str]) -> dict[str, str]:
+def modes_for(engine: Engine | Connection, roles: Iterable[str]) -> dict[str, str]:
     """{tool: mode} for a user with `roles`: the most permissive of their roles' modes."""
     roles = [r for r in roles if r in ROLES]
     table = policy_table(engine)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from lib.core.tables import AssistantToolCall, AssistantTurnRow, LlmCall, utcnow
@@ -14,29 +15,47 @@ PREVIEW_CHARS = 1_000  # of each tool result kept with its record (as WORKBENCH_
 # costs ~1.2 ms per 1,000 characters, paid at every tool call)
 TURNS = cast(Table, AssistantTurnRow.__table__)
 TOOL_CALLS = cast(Table, AssistantToolCall.__table__)
+_RECORD_DEFAULTS: dict[str, Any] = {
+    "call_id": None, "arguments": None, "result_chars": 0, "result_preview": None, "error": None, "latency_ms": None,
+    "user": None,
+}  # fmt: skip
 
 
 def create_turn(
-    engine: Engine, turn_id: str, user: str | None, roles: frozenset[str], model: str, question: str
+    engine: Engine | Connection, turn_id: str, user: str | None, roles: frozenset[str], model: str, question: str
 ) -> None:
-    """Store a new turn as running."""
+    """Store a new turn as running (in the connection's transaction, when given one)."""
     row = {"id": turn_id, "created_at": utcnow(), "user": user, "roles": ",".join(sorted(roles)), "model": model}
-    with engine.begin() as conn:  # Core statements: a third of an ORM session's cost, paid at every tool call
-        conn.execute(insert(TURNS), {**row, "question": question, "status": "running", "steps": 0})
+    values = {**row, "question": question, "status": "running", "steps": 0}
+    if isinstance(engine, Connection):
+        engine.execute(insert(TURNS), values)
+        return
+    with engine.begin() as conn:  # Core statements: a third of an ORM session's cost, paid at every turn
+        conn.execute(insert(TURNS), values)
 
 
-def update_turn(engine: Engine, turn_id: str, **values: Any) -> None:
-    """Set the turn's status, guard, answer or step count (finished turns get their finish time)."""
+def update_turn(engine: Engine, turn_id: str, tool_calls: Sequence[dict[str, Any]] = (), **values: Any) -> None:
+    """Set the turn's status, guard, answer or step count (finished turns get their finish time), and store the
+    tool-call records given (from `tool_call_record`) in the same transaction."""
     if values.get("status") in ("done", "stopped", "error"):
         values["finished_at"] = utcnow()
     with engine.begin() as conn:
-        conn.execute(update(TURNS).where(TURNS.c.id == turn_id).values(**values))
+        if tool_calls:
+            conn.execute(insert(TOOL_CALLS), list(tool_calls))
+        if values:
+            conn.execute(update(TURNS).where(TURNS.c.id == turn_id).values(**values))
+
+
+def tool_call_record(**values: Any) -> dict[str, Any]:
+    """One tool call's record, stamped now; stored by `update_turn` (or `record_tool_call`). Every record has
+    every column, so a leg's records go in as one executemany."""
+    return {**_RECORD_DEFAULTS, "created_at": utcnow(), **values}
 
 
 def record_tool_call(engine: Engine, **values: Any) -> None:
     """Store one tool call."""
     with engine.begin() as conn:
-        conn.execute(insert(TOOL_CALLS), {"created_at": utcnow(), **values})
+        conn.execute(insert(TOOL_CALLS), tool_call_record(**values))
 
 
 @dataclass(frozen=True)

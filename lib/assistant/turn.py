@@ -2,7 +2,7 @@
 
 Events are dicts with a "type":
 - "step" {step}: a model call starts; "step_done" {step, tool_calls, prompt_tokens, completion_tokens, cost_usd,
-  latency_ms}: it ended (figures from its call-log row)
+  latency_ms}: it ended (figures from the answer's metadata, as the call-log row has them)
 - "text" {text}: a piece of the answer as it streams
 - "tool_call" {step, call_id, tool, args, mode}; "tool_result" {step, call_id, tool, args, status, decision,
   preview, chars, latency_ms, error}
@@ -25,6 +25,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
+from sqlalchemy import select
 
 from lib.assistant.context import AssistantServices, TurnContext
 from lib.assistant.guards import Confirmations, ToolRan, ToolRecorder, TurnGuards
@@ -33,6 +34,7 @@ from lib.assistant.records import create_turn, update_turn
 from lib.assistant.tools import all_tools
 from lib.assistant.usage_sql import dialect_of
 from lib.core import spans
+from lib.core.tables import Collection
 from lib.documents.citations import Source, cited_sources
 from lib.documents.indexing import list_collections
 from lib.gateway.client import CallContext, messages_from_history
@@ -189,6 +191,24 @@ class AssistantTurn:
         self.pending = []  # calls still waiting after this leg are announced again by the graph
         streamed: set[str] = set()
         try:
+            yield from self._leg(run, config, streamed)
+        finally:  # an abandoned leg (the reader stopped) or an unexpected error: no tool-call record is lost
+            if ctx.records:
+                self._write()
+
+    def _write(self, **values: Any) -> None:
+        """Store the turn's status (`values`) with the tool-call records kept since the last write, in one
+        transaction."""
+        assert self.context is not None
+        ctx = self.context
+        with ctx.lock:
+            records, ctx.records = ctx.records, []
+        update_turn(ctx.services.engine, self.id, records, **values)
+
+    def _leg(self, run: Any, config: dict[str, Any], streamed: set[str]) -> Iterator[dict[str, Any]]:
+        assert self.assistant is not None and self.context is not None
+        ctx = self.context
+        try:
             # durability="exit": the checkpoint is written when the turn ends or pauses for a confirmation (all
             # that resuming needs), not after every node
             stream = self.assistant.agent.stream(
@@ -211,7 +231,7 @@ class AssistantTurn:
                         yield {"type": "text", "text": text}
         except GatewayError as exc:
             self.status, self.error = "error", str(exc)
-            update_turn(engine, self.id, status="error", answer=None, guard_message=str(exc))
+            self._write(status="error", answer=None, guard_message=str(exc))
             self.assistant.forget(self.id)
             yield {"type": "error", "message": str(exc)}
             return
@@ -221,23 +241,22 @@ class AssistantTurn:
             value = item.value if isinstance(item.value, dict) else {}
             pending = PendingCall(item.id, value.get("tool_call_id", ""), value.get("name", ""), value.get("args", {}))
             self.pending.append(pending)
-            yield {
-                "type": "confirm",
-                "interrupt_id": item.id,
-                "call_id": pending.call_id,
-                "tool": pending.tool,
-                "args": pending.args,
-            }
         if self.pending:
             self.status = "paused"
-            update_turn(engine, self.id, status="paused", steps=steps)
+            self._write(status="paused", steps=steps)  # the records of the calls that ran, before the events end
+            for pending in self.pending:
+                yield {
+                    "type": "confirm",
+                    "interrupt_id": pending.interrupt_id,
+                    "call_id": pending.call_id,
+                    "tool": pending.tool,
+                    "args": pending.args,
+                }
             return
         self.answer = _final_text(state.values.get("messages", []))
         self.guard = self.guard or state.values.get("assistant_guard")
         self.status = "stopped" if self.guard else "done"
-        update_turn(
-            engine,
-            self.id,
+        self._write(
             status=self.status,
             answer=self.answer,
             steps=steps,
@@ -262,9 +281,11 @@ def _final_text(messages: Sequence[BaseMessage]) -> str:
     return ""
 
 
-def system_prompt(services: AssistantServices) -> str:
-    """The assistant's instructions, with today's date, the SQL dialect and the collections."""
-    names = ", ".join(c.name for c in list_collections(services.engine)[:50]) or "none yet"
+def system_prompt(services: AssistantServices, collections: Sequence[str] | None = None) -> str:
+    """The assistant's instructions, with today's date, the SQL dialect and the collections (read when not given)."""
+    if collections is None:
+        collections = [c.name for c in list_collections(services.engine)]
+    names = ", ".join(collections[:50]) or "none yet"
     today = datetime.now(UTC).strftime("%Y-%m-%d (%A)")
     return SYSTEM_PROMPT.format(dialect=dialect_of(services.engine), today=today, collections=names)
 
@@ -300,18 +321,24 @@ def start_turn(
             turn.events.append({"type": "error", "message": OFFLINE_NOTICE})
             return turn
         chat_model = gateway_models(services, model, user, turn_id)
+    with services.engine.begin() as conn:  # the turn's row, its user's tool modes and the collections: one trip
+        create_turn(conn, turn_id, user, role_set, model, question)
+        modes = modes_for(conn, role_set)
+        collections = list(conn.scalars(select(Collection.name).order_by(Collection.name).limit(50)))
     ctx = TurnContext(
         turn_id=turn_id,
         user=user,
         roles=role_set,
-        modes=modes_for(services.engine, role_set),
+        modes=modes,
         services=services,
         model_for_step=chat_model,
         max_steps=max_steps or settings.assistant_max_steps,
         max_cost_usd=max_cost_usd if max_cost_usd is not None else settings.assistant_max_cost_usd,
     )
-    create_turn(services.engine, turn_id, user, role_set, model, question)
-    messages = [("system", system_prompt(services)), *[(m.type, m.content) for m in messages_from_history(history)]]
+    messages = [
+        ("system", system_prompt(services, collections)),
+        *[(m.type, m.content) for m in messages_from_history(history)],
+    ]
     turn = AssistantTurn(assistant, ctx, question, turn_id)
     turn._input = {"messages": [*messages, HumanMessage(question)]}
     return turn
