@@ -28,7 +28,7 @@ from langgraph.types import Command
 from sqlalchemy import select
 
 from lib.assistant.context import AssistantServices, TurnContext
-from lib.assistant.guards import Confirmations, ToolRan, ToolRecorder, TurnGuards
+from lib.assistant.guards import Confirmations, ToolRecorder, TurnGuards
 from lib.assistant.policies import modes_for
 from lib.assistant.records import create_turn, update_turn
 from lib.assistant.tools import all_tools
@@ -83,7 +83,6 @@ class Assistant:
             TurnGuards(),
             ToolRecorder(),
             Confirmations({t.name: confirm for t in tools}, interrupt_mode="per_call"),  # type: ignore[misc]
-            ToolRan(),
         ]
         self.agent: Any = create_agent(
             model=_no_model(),
