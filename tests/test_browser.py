@@ -24,7 +24,7 @@ def app_url(tmp_path_factory):
 def test_a_user_opens_the_app_asks_a_question_and_sees_the_answer_stream_in(app_url):
     with browser_page("chat") as page:
         page.goto(app_url)
-        page.get_by_text("Offline extracts.").wait_for()
+        page.get_by_text("Offline extracts.", exact=True).wait_for()
         box = page.get_by_placeholder("Ask anything")
         box.fill("The library is on the third floor. It opens at nine.")
         box.press("Enter")

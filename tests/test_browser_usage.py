@@ -24,7 +24,7 @@ def app_url(tmp_path_factory):
 def test_a_manager_opens_usage_and_the_charts_render(app_url):
     with browser_page("usage") as page:
         page.goto(app_url + "/usage")
-        page.get_by_role("heading", name="Usage").wait_for()
+        page.get_by_role("heading", name="Usage", exact=True).wait_for()
         page.locator('[data-testid="stPlotlyChart"]').first.wait_for()
         page.locator(".js-plotly-plot .main-svg").first.wait_for()
         assert page.locator('[data-testid="stPlotlyChart"]').count() >= 3

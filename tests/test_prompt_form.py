@@ -84,7 +84,7 @@ def test_the_form_describes_a_draft_or_says_why_it_cannot_be_saved():
     assert (
         summary(replace(draft, description="Support"), 2, {"production": 1}) == "Support · newest v2 · production → v1"
     )
-    none, nothing, why = draft_from_form("t", "", "", "{{ a.b }}", DEFAULT_MODEL, None, None, "")
+    none, nothing, why = draft_from_form("t", "", "", "{{ a|b }}", DEFAULT_MODEL, None, None, "")
     assert (none, nothing) == (None, []) and why
 
 

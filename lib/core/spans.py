@@ -31,7 +31,7 @@ __all__ = [
     "traceparent",
 ]
 
-T = TypeVar("T")
+Item = TypeVar("Item")
 TRACER_NAME = "workbench"
 
 # OpenTelemetry GenAI semantic conventions (gen_ai.*) and the standard error attribute
@@ -151,7 +151,7 @@ def activate(target: Span) -> AbstractContextManager[Span]:
     return trace.use_span(target, end_on_exit=False, record_exception=False, set_status_on_exception=False)
 
 
-def iterate_in(target: Span, items: Iterable[T]) -> Iterator[T]:
+def iterate_in(target: Span, items: Iterable[Item]) -> Iterator[Item]:
     """Iterate `items` with `target` current while each item is made, not while the caller holds it: how a
     generator (an agent's event stream) runs its work under a span without leaving it current across a `yield`."""
     it = iter(items)
