@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, Engine, Table, bindparam, func, insert, select, update
+from sqlalchemy import CursorResult, Engine, Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -26,6 +26,7 @@ from lib.core import spans
 from lib.core.tables import JobItem, LlmCall, PipelineReview, PipelineRow, PipelineRun, PipelineStepResult, utcnow
 from lib.gateway.client import CallContext, Gateway
 from lib.jobs import items
+from lib.jobs.commits import group_commit
 from lib.jobs.items import ItemContext
 from lib.jobs.limits import ProviderLimiter, provider_of
 from lib.jobs.queue import WorkQueue
@@ -33,7 +34,6 @@ from lib.pipelines.conditions import parse_condition
 from lib.pipelines.definition import GateStep, Pipeline, PipelineError
 from lib.pipelines.inputs import ResolvedPipeline, check_rows, pinned_templates, resolve_pinned, resolve_templates
 from lib.pipelines.steps import FEATURE, StepOutcome, flat_values, run_prompt_step, step_model
-from lib.pipelines.writer import writer_for
 from lib.prompts.store import TemplateStore
 
 KIND = "pipeline"  # job items of pipeline runs: one per input row (position = row index)
@@ -350,7 +350,7 @@ def store_step(
 ) -> None:
     """Store one step's result (once: a second delivery of the same row keeps the first) and the row's state.
 
-    Committed before it returns (shared with other rows' results finishing at the same moment: lib.pipelines.writer).
+    Committed before it returns (shared with other rows' results finishing at the same moment: lib.jobs.commits).
     """
     values = {
         "run_id": run_id,
@@ -376,13 +376,13 @@ def store_step(
         "w_updated_at": utcnow(),
     }
 
-    def work(conn: Connection) -> None:
+    def work(s: Session) -> None:
         if outcome.status != "failed":
-            conn.execute(_insert_ignore(engine, PipelineStepResult), values)
+            s.execute(_insert_ignore(engine, PipelineStepResult), values)
         if row_status is not None:
-            conn.execute(_ROW_UPDATE, row_update)
+            s.execute(_ROW_UPDATE, row_update)
 
-    writer_for(engine).write(work)
+    group_commit(engine).run(work)
 
 
 class _Budget:
