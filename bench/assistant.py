@@ -11,7 +11,9 @@ assistant does. Sides, interleaved turn by turn in the same run:
 - assistant: lib.assistant's real turn (start_turn: the compiled agent with its guards, confirmations and
   checkpointer, GatewayChatModel per step, tool-call records, the turn's own rows).
 
-Overhead per step = (side's turn time - bare turn time) / 3, paired turn by turn, median.
+Overhead per step = (side's turn time - bare turn time) / 3, paired turn by turn, median. Each side's CPU time per
+step (this process, all its threads; the server's is not in it) is printed too: less disturbed by other processes
+on a shared machine than wall time, so better for comparing two versions of one side.
 Target: <= 5 ms per step at the median for the assistant (gateway + agent framework + tool bookkeeping).
 Run: `.venv/bin/python bench/assistant.py [--turns 60]`. The machine is shared: figures are noisy.
 """
