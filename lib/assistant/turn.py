@@ -15,7 +15,7 @@ Events are dicts with a "type":
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -138,7 +138,7 @@ class AssistantTurn:
         """The passages the answer cites, in citation order."""
         return cited_sources(self.answer, self.sources)
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Generator[dict[str, Any], None, None]:  # close() ends a leg early (its records kept)
         if self._input is None:  # finished, paused without an answer yet, or never able to run
             yield from ()
             return
