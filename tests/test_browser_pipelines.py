@@ -66,6 +66,8 @@ def test_an_author_builds_runs_twenty_rows_a_reviewer_edits_the_gated_one_and_th
         assert live(page).get_by_role("combobox", name="Pipeline").input_value() == NAME
 
         page.get_by_role("tab", name="Try and run").click()
+        idle(page)  # the tab is remembered with a rerun: upload once it has redrawn the file input
+        live(page).get_by_text("Choose a .csv or .jsonl file").wait_for()
         rows = tickets(20, urgent=(GATED,))
         live(page).locator('input[type="file"]').set_input_files(
             files=[{"name": "tickets.csv", "mimeType": "text/csv", "buffer": csv_bytes(rows)}]
@@ -97,6 +99,7 @@ def test_an_author_builds_runs_twenty_rows_a_reviewer_edits_the_gated_one_and_th
         idle(page)
         live(page).get_by_text("completed · 20/20 rows done (20 completed)").first.wait_for(timeout=120_000)
         screenshot(page, "pipelines-completed")
+        idle(page)  # the panel redraws the whole page once the run stops moving: click after that rerun
         with page.expect_download() as download:
             live(page).get_by_role("button", name="Export CSV").click()
         exported = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
