@@ -1,7 +1,7 @@
 """A run's results as CSV or JSONL: one column per input field and per step output field (`step.field`).
 
-Text cells a spreadsheet would run as a formula (= + - @, tab, CR) are prefixed with a single quote, as the Usage
-page's CSV export does (lib.ui.usage_view; this package sits below lib.ui, so the rule is repeated here).
+Text cells a spreadsheet would run as a formula (= + - @, tab, CR) are prefixed with a single quote, by the rule every
+CSV export shares (lib.core.cells).
 """
 
 from __future__ import annotations
@@ -13,15 +13,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from lib.core.cells import neutralise_cell
 from lib.pipelines.runs import load_run, results
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 META_COLUMNS = ["row", "status", "step", "error"]
-
-
-def neutralise_cell(value: Any) -> Any:
-    """A text cell that would run as a formula, prefixed with a single quote; numbers stay numbers."""
-    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
 
 
 def _flat(value: Any) -> Any:

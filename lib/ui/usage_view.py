@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from lib.core.cells import neutralise_cell
 from lib.usage import charts
 from lib.usage.access import HIDDEN_CONTENT_NOTE, Viewer
 from lib.usage.forecast import forecast_month_end
@@ -156,14 +157,6 @@ def trace_line(call: Mapping[str, Any], url_pattern: str | None) -> tuple[str, s
 
 
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP, CSV injection).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise_cell(value: Any) -> Any:
-    """A text cell a spreadsheet would run as a formula, prefixed with a single quote; numbers stay numbers."""
-    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
-
-
 def csv_bytes(df: pd.DataFrame) -> bytes:
     """A table as the CSV its download button serves, with text cells that look like formulas neutralised."""
     safe = df.copy()
