@@ -74,3 +74,32 @@ def csv_bytes(rows: list[dict[str, str]]) -> bytes:
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue().encode()
+
+
+def loopback_engine(server: Any, monkeypatch: Any) -> Any:
+    """The app's engine (migrated, templates stored) with the loopback server as provider `acme` (model m1)."""
+    from lib.core.db import make_engine, migrate
+    from lib.core.settings import load_settings
+
+    server.reset()
+    server.responder = answer
+    providers = {"acme": {"base_url": server.base_url, "api_key": "k", "models": ["m1"]}}
+    monkeypatch.setenv("WORKBENCH_PROVIDERS", json.dumps(providers))
+    engine = make_engine(load_settings().database_url)
+    migrate(engine)
+    create_templates(TemplateStore(engine))
+    return engine
+
+
+def run_page(path: str) -> Any:
+    """`path` under AppTest (with secrets of its own, not the machine's), run once."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(path, default_timeout=60)
+    at.secrets["dummy"] = "not used"
+    return at.run()
+
+
+def button(at: Any, label: str) -> Any:
+    """The first button whose label starts with `label`."""
+    return next(b for b in at.button if b.label.startswith(label))

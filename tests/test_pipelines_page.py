@@ -4,7 +4,7 @@ import json
 
 import pytest
 from fake_openai import FakeOpenAI, Reply
-from pipeline_fixtures import DEFINITION, NAME, answer, create_templates, tickets
+from pipeline_fixtures import DEFINITION, NAME, answer, button, create_templates, loopback_engine, run_page, tickets
 from shown import shown
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -33,25 +33,13 @@ def server():
 
 @pytest.fixture
 def engine(server, monkeypatch):
-    server.reset()
-    server.responder = answer
-    providers = {"acme": {"base_url": server.base_url, "api_key": "k", "models": ["m1"]}}
-    monkeypatch.setenv("WORKBENCH_PROVIDERS", json.dumps(providers))
-    engine = make_engine(load_settings().database_url)
-    migrate(engine)
-    create_templates(TemplateStore(engine))
+    engine = loopback_engine(server, monkeypatch)
     yield engine
     engine.dispose()
 
 
 def page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.secrets["dummy"] = "not used"
-    return at.run()
-
-
-def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label.startswith(label))
+    return run_page(PAGE)
 
 
 def texts(elements) -> str:

@@ -4,18 +4,15 @@ import json
 
 import pytest
 from fake_openai import FakeOpenAI
-from pipeline_fixtures import DEFINITION, NAME, answer, create_templates, tickets
+from pipeline_fixtures import DEFINITION, NAME, button, loopback_engine, run_page, tickets
 from shown import shown
 from streamlit.testing.v1 import AppTest
 from waiting import wait_for
 
-from lib.core.db import make_engine, migrate
-from lib.core.settings import load_settings
 from lib.pipelines.definition import Pipeline
 from lib.pipelines.review import review_queue
 from lib.pipelines.runs import results, run_status, start_run
 from lib.pipelines.store import PipelineStore
-from lib.prompts.store import TemplateStore
 
 PAGE = "../pages/review.py"
 
@@ -28,14 +25,8 @@ def server():
 
 @pytest.fixture
 def engine(server, monkeypatch):
-    server.reset()
-    server.responder = answer
-    providers = {"acme": {"base_url": server.base_url, "api_key": "k", "models": ["m1"]}}
-    monkeypatch.setenv("WORKBENCH_PROVIDERS", json.dumps(providers))
     monkeypatch.setenv("WORKBENCH_USER", "rita")
-    engine = make_engine(load_settings().database_url)
-    migrate(engine)
-    create_templates(TemplateStore(engine))
+    engine = loopback_engine(server, monkeypatch)
     PipelineStore(engine).save(Pipeline.from_dict(NAME, DEFINITION), "ada")
     yield engine
     engine.dispose()
@@ -58,17 +49,11 @@ def waiting_run(engine):
 
 
 def page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.secrets["dummy"] = "not used"
-    return at.run()
+    return run_page(PAGE)
 
 
 def texts(elements) -> str:
     return " ".join(shown(e.value) for e in elements)
-
-
-def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label.startswith(label))
 
 
 def test_a_reviewer_sees_the_queue_fixes_an_invalid_edit_and_the_row_continues_to_the_end(engine, waiting_run):
