@@ -11,6 +11,7 @@ import pytest
 from browser import NO_WATCHER, browser_page, choose, idle, live, open_page, require_chromium, running_app, screenshot
 from fake_openai import FakeOpenAI
 from pipeline_fixtures import DEFINITION, NAME, answer, create_templates, csv_bytes, tickets
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -69,10 +70,16 @@ def test_an_author_builds_runs_twenty_rows_a_reviewer_edits_the_gated_one_and_th
         idle(page)  # the tab is remembered with a rerun: upload once it has redrawn the file input
         live(page).get_by_text("Choose a .csv or .jsonl file").wait_for()
         rows = tickets(20, urgent=(GATED,))
-        live(page).locator('input[type="file"]').set_input_files(
-            files=[{"name": "tickets.csv", "mimeType": "text/csv", "buffer": csv_bytes(rows)}]
-        )
-        live(page).get_by_text("20 row(s).").wait_for()
+        upload = [{"name": "tickets.csv", "mimeType": "text/csv", "buffer": csv_bytes(rows)}]
+        for attempt in range(3):  # under load an upload can land in a file input a rerun replaces: choose it again
+            live(page).locator('input[type="file"]').set_input_files(files=upload)
+            try:
+                live(page).get_by_text("20 row(s).").wait_for(timeout=30_000)
+                break
+            except PlaywrightTimeout:
+                if attempt == 2:
+                    raise
+                idle(page)
         idle(page)
         live(page).get_by_role("button", name="Start the run").click()
         live(page).get_by_text("Run #1 started.").wait_for()  # and its tab opens
