@@ -77,3 +77,22 @@ def test_trimming_a_10000_message_conversation_measures_each_message_once(monkey
     assert len(measured) <= len(turns) + 1  # trim_messages re-counted kept lists while it searched: 33,172
     assert isinstance(kept[1], HumanMessage) and kept[-1].content == "the newest question"
     assert 29_000 < estimate_message_tokens(kept) <= 30_000
+
+
+def test_a_turn_with_tool_calls_that_does_not_fit_keeps_each_tool_result_with_its_call():
+    from langchain_core.messages import ToolMessage
+
+    call = {"name": "search_documents", "args": {"query": "x"}, "id": "call_1", "type": "tool_call"}
+    turn = [
+        SystemMessage("Be kind."),
+        HumanMessage("old question " + "word " * 400),
+        AIMessage("old answer"),
+        HumanMessage("the newest question " + "word " * 400),
+        AIMessage("", tool_calls=[call]),
+        ToolMessage("passage " * 400, tool_call_id="call_1"),
+    ]
+    kept = trim_history(turn, budget=50)  # not even the question fits
+    assert [type(m) for m in kept] == [SystemMessage, HumanMessage, AIMessage, ToolMessage]
+    assert kept[1].content.startswith("the newest question") and kept[2].tool_calls[0]["id"] == "call_1"
+    plain = trim_history([SystemMessage("Be kind."), HumanMessage("word " * 400)], budget=50)
+    assert [type(m) for m in plain] == [SystemMessage, HumanMessage]

@@ -34,7 +34,7 @@ def estimate_message_tokens(messages: Sequence[BaseMessage]) -> int:
 
 
 def trim_history(messages: Sequence[BaseMessage], budget: int) -> list[BaseMessage]:
-    """System messages, then the newest turns that fit `budget`, starting on a user turn; the last message stays.
+    """System messages, then the newest turns that fit `budget`, starting on a user turn; the last turn stays.
 
     A trimmed history that opened on an answer would show the model a reply to a question it never saw.
     Each message is measured once and the cut found with a running sum, so a 10,000-message conversation
@@ -52,6 +52,8 @@ def trim_history(messages: Sequence[BaseMessage], budget: int) -> list[BaseMessa
         used += sizes[start]
     while start < len(rest) and not isinstance(rest[start], HumanMessage):
         start += 1  # open on a question
-    if start >= len(rest):  # not even the question fits: send it anyway, the model decides
-        return [*system, rest[-1]]
+    if start >= len(rest):  # not even the newest question and what follows it fit: send them, the model decides
+        asked = [i for i, m in enumerate(rest) if isinstance(m, HumanMessage)]
+        # From the last question on, so a tool result is never sent without the call it answers (providers refuse it)
+        return system + (rest[asked[-1] :] if asked else rest)
     return system + rest[start:]
