@@ -79,4 +79,5 @@ def test_an_abandoned_leg_still_stores_its_tool_calls(fake, services):
             break
     assert stored(services, turn.id)[0] == []  # kept for the leg's end
     events.close()  # the reader goes away (a page rerun) mid-turn
-    assert stored(services, turn.id)[0] == [("c1", "ok", "auto")]
+    assert stored(services, turn.id) == ([("c1", "ok", "auto")], "interrupted")  # not "running" for ever
+    assert turn.status == "interrupted"

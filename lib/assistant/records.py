@@ -37,7 +37,7 @@ def create_turn(
 def update_turn(engine: Engine, turn_id: str, tool_calls: Sequence[dict[str, Any]] = (), **values: Any) -> None:
     """Set the turn's status, guard, answer or step count (finished turns get their finish time), and store the
     tool-call records given (from `tool_call_record`) in the same transaction."""
-    if values.get("status") in ("done", "stopped", "error"):
+    if values.get("status") in ("done", "stopped", "error", "interrupted"):
         values["finished_at"] = utcnow()
     with engine.begin() as conn:
         if tool_calls:

@@ -115,7 +115,7 @@ class AssistantTurn:
     context: TurnContext | None
     question: str
     id: str
-    status: str = "running"  # running, paused, done, stopped (by a guard), error, offline
+    status: str = "running"  # running, paused, done, stopped (by a guard), error, offline, interrupted
     answer: str = ""
     guard: dict[str, str] | None = None
     error: str | None = None
@@ -189,11 +189,21 @@ class AssistantTurn:
             update_turn(engine, self.id, status="running")
         self.pending = []  # calls still waiting after this leg are announced again by the graph
         streamed: set[str] = set()
+        ended: dict[str, Any] = {}  # the status to store when the leg ends without storing its own
         try:
             yield from self._leg(run, config, streamed)
-        finally:  # an abandoned leg (the reader stopped) or an unexpected error: no tool-call record is lost
-            if ctx.records:
-                self._write()
+        except GeneratorExit:  # the reader stopped (a rerun of the page): nothing will finish or resume this leg
+            if self.status == "running":
+                self.status = "interrupted"
+                ended = {"status": "interrupted"}
+            raise
+        except Exception as exc:  # an unexpected error: the turn is not left "running" in the table
+            self.status, self.error = "error", f"{type(exc).__name__} in the assistant"
+            ended = {"status": "error", "guard_message": self.error}
+            raise
+        finally:  # no tool-call record is lost
+            if ctx.records or ended:
+                self._write(**ended)
 
     def _write(self, **values: Any) -> None:
         """Store the turn's status (`values`) with the tool-call records kept since the last write, in one

@@ -87,7 +87,12 @@ def timeline_label(events: list[dict[str, Any]], status: str) -> str:
     tokens = sum(e.get("prompt_tokens", 0) + e.get("completion_tokens", 0) for e in steps)
     costs = [e.get("cost_usd") for e in steps]
     money = f"${sum(c for c in costs if c):.6f}" + ("" if all(c is not None for c in costs) else " (some unpriced)")
-    word = {"paused": "waiting for you", "stopped": "stopped by a guard", "error": "failed"}.get(status, "")
+    word = {
+        "paused": "waiting for you",
+        "stopped": "stopped by a guard",
+        "error": "failed",
+        "interrupted": "interrupted",
+    }.get(status, "")
     parts = [f"{len(steps)} model call{'s' * (len(steps) != 1)}", f"{len(tools)} tool call{'s' * (len(tools) != 1)}"]
     return " · ".join([*parts, f"{tokens:,} tokens", money, *([word] if word else [])])
 
