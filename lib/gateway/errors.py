@@ -10,9 +10,6 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
-import httpx
-import openai
-
 
 class GatewayError(Exception):
     """A model call failed; `str(err)` is safe to show (no keys, no tracebacks)."""
@@ -153,6 +150,9 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 def map_error(exc: BaseException, provider: str, timeout_s: float) -> GatewayError:
     """Translate an SDK/transport exception into the gateway hierarchy with an actionable message."""
+    import httpx  # here, not at the top: the openai SDK costs a fresh app ~0.5 s before its first page is drawn
+    import openai
+
     for e in _chain(exc):
         if isinstance(e, GatewayError):
             return e
