@@ -314,14 +314,18 @@ def sqlite_plan(engine, stmt) -> str:
 
 def test_top_users_filtered_read_the_user_rollup_and_on_the_log_the_time_range(fresh_engine, monkeypatch):
     f = usage.UsageFilter(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC), features=("chat",))
-    assert "llm_usage_user_dims_hourly" in sqlite_plan(fresh_engine, usage.breakdown_statement(fresh_engine, f, "user"))
+    # a month of whole UTC days: the daily twin, read by day
+    plan = sqlite_plan(fresh_engine, usage.breakdown_statement(fresh_engine, f, "user"))
+    assert "llm_usage_user_dims_daily" in plan and "llm_calls" not in plan
     monkeypatch.setattr("lib.usage.sql.USE_ROLLUPS", False)  # what a half-hour zone reads: the call log
     plan = sqlite_plan(fresh_engine, usage.breakdown_statement(fresh_engine, f, "user"))
     assert "ix_llm_calls_usage" in plan and "ix_llm_calls_user" not in plan
 
 
-def test_unfiltered_top_users_read_the_hourly_user_rollup(fresh_engine):
+def test_unfiltered_top_users_read_the_user_rollups(fresh_engine):
     f = usage.UsageFilter(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC))
+    assert "llm_usage_user_daily" in sqlite_plan(fresh_engine, usage.breakdown_statement(fresh_engine, f, "user"))
+    f = usage.UsageFilter(datetime(2026, 1, 1, 5, tzinfo=UTC), datetime(2026, 1, 2, 3, tzinfo=UTC))  # no whole day
     assert "llm_usage_user_hourly" in sqlite_plan(fresh_engine, usage.breakdown_statement(fresh_engine, f, "user"))
 
 

@@ -13,6 +13,13 @@ under any filter it offers, is read from aggregates instead of the call log.
   percentile is exact to its bin (1-10% wide) and shown as the bin's low edge, i.e. cut to two significant
   digits; see bin_range().
 
+Each hourly rollup has a daily twin (DAILY: llm_usage_daily, ..., per UTC day, same dimensions and measures), kept
+equal to the GROUP BY day of the hourly one by triggers on the hourly table (insert adds, update adds the
+difference, delete subtracts; a daily row left with no calls is deleted), so whatever changes the hourly rows
+(call inserts, retention's rebuild of its hours) changes the daily rows too. A range of local days reads its whole
+UTC days from the daily table and only the hours at its edges (and the hours a local day borrows from its
+neighbouring UTC day) from the hourly one (lib/usage/sql.py).
+
 NULL dimensions are stored as '' (or -1 for integer ones) because both SQLite and PostgreSQL treat NULLs as
 distinct in the unique key the upsert needs. The call log is append-only; deleting or editing call rows would
 leave the rollups stale (a retention job must delete from both, or rebuild with `backfill_sql`). Bulk loads
@@ -42,6 +49,7 @@ LATENCY_ROLLUPS = {  # latency histograms: name -> dimensions (plus the latency 
     "llm_latency_dims_hourly": FILTER_DIMS,
     "llm_latency_user_dims_hourly": ("user", *FILTER_DIMS),
 }
+DAILY = {name: name.replace("_hourly", "_daily") for name in (*ROLLUPS, *LATENCY_ROLLUPS)}  # hourly -> daily twin
 USER_KEYED = ("llm_usage_user_dims_hourly", "llm_latency_user_dims_hourly")  # indexed by (user, hour) too
 INT_DIMS = ("template_version", "pipeline_version")
 NULL_SENTINEL = {
@@ -222,24 +230,161 @@ def derive_sql(dialect: str, name: str) -> str:
     )
 
 
+def _day(dialect: str, r: str) -> str:
+    """SQL of the UTC day (midnight) of the hour column of row alias `r`."""
+    if dialect == "postgresql":
+        return f"date_trunc('day', {r}.hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+    return f"strftime('%Y-%m-%d 00:00:00.000000', {r}.hour)"
+
+
+def _daily_spec(name: str) -> tuple[list[str], list[str], str]:
+    """(dimension columns after the time, measure columns, the count column) of hourly rollup `name`."""
+    if name in ROLLUPS:
+        return list(ROLLUPS[name]), list(MEASURES), "requests"
+    return [*LATENCY_ROLLUPS[name], "bin"], ["n"], "n"
+
+
+def daily_table_sql(dialect: str, name: str) -> list[str]:
+    """CREATE TABLE (and index) of the daily twin of hourly rollup `name` (a `day` column instead of `hour`)."""
+    daily = DAILY[name]
+    out = [
+        stmt.replace(f"TABLE {name} (hour ", f"TABLE {daily} (day ", 1)
+        .replace(f"uq_{name} UNIQUE (", f"uq_{daily} UNIQUE (", 1)
+        .replace('UNIQUE ("hour"', 'UNIQUE ("day"', 1)
+        for stmt in table_sql(dialect, name)
+        if stmt.startswith("CREATE TABLE")
+    ]
+    if name in USER_KEYED:
+        out.append(f'CREATE INDEX ix_{daily}_user ON {daily} ("user", day)')
+    return out
+
+
+def daily_backfill_sql(dialect: str, name: str) -> str:
+    """INSERT ... SELECT that rebuilds the (empty) daily twin of `name` from the hourly rollup."""
+    dims, measures, _ = _daily_spec(name)
+    sums = ", ".join(f"SUM({m})" for m in measures)
+    groups = ", ".join(str(i + 1) for i in range(len(dims) + 1))
+    return (
+        f"INSERT INTO {DAILY[name]} (day, {_quoted(dims)}, {', '.join(measures)}) "
+        f"SELECT {_day(dialect, 'h')}, {', '.join(f'h.{chr(34)}{d}{chr(34)}' for d in dims)}, {sums} "
+        f"FROM {name} h GROUP BY {groups}"
+    )
+
+
+def _daily_upsert(dialect: str, name: str, r: str, values: str) -> str:
+    """Upsert into the daily twin of `name` at the key of row alias `r`, adding `values` ('{m}' per measure)."""
+    dims, measures, _ = _daily_spec(name)
+    daily = DAILY[name]
+    keys = ["day", *dims]
+    return (
+        f"INSERT INTO {daily} ({_quoted(keys)}, {', '.join(measures)}) VALUES ("
+        + ", ".join([_day(dialect, r), *(f'{r}."{d}"' for d in dims), *(values.format(m=m) for m in measures)])
+        + f") ON CONFLICT ({_quoted(keys)}) DO UPDATE SET "
+        + ", ".join(f"{m} = {daily}.{m} + excluded.{m}" for m in measures)
+    )
+
+
+def _daily_prune(dialect: str, name: str) -> str:
+    """Delete the daily row at OLD's key when it holds no call any more."""
+    dims, _, count = _daily_spec(name)
+    keys = " AND ".join([f"day = {_day(dialect, 'OLD')}", *(f'"{d}" = OLD."{d}"' for d in dims)])
+    return f"DELETE FROM {DAILY[name]} WHERE {keys} AND {count} = 0"
+
+
+def daily_trigger_sql(dialect: str, name: str) -> list[str]:
+    """Triggers on hourly rollup `name` that keep its daily twin equal to its GROUP BY day."""
+    dims, _, _ = _daily_spec(name)
+    same = " AND ".join([f"{_day(dialect, 'OLD')} = {_day(dialect, 'NEW')}", *(f'OLD."{d}" = NEW."{d}"' for d in dims)])
+    add_new = _daily_upsert(dialect, name, "NEW", "NEW.{m}")
+    diff = _daily_upsert(dialect, name, "NEW", "NEW.{m} - OLD.{m}")
+    sub_old = _daily_upsert(dialect, name, "OLD", "-OLD.{m}")
+    prune = _daily_prune(dialect, name)
+    daily = DAILY[name]
+    if dialect == "postgresql":
+        body = (
+            f"BEGIN IF TG_OP = 'INSERT' THEN {add_new}; ELSIF TG_OP = 'DELETE' THEN {sub_old}; {prune}; "
+            f"ELSIF {same} THEN {diff}; {prune}; ELSE {sub_old}; {prune}; {add_new}; END IF; RETURN NULL; END"
+        )
+        return [
+            f"CREATE OR REPLACE FUNCTION {daily}_sync() RETURNS trigger LANGUAGE plpgsql AS $$ {body} $$",
+            f"CREATE TRIGGER trg_{daily} AFTER INSERT OR UPDATE OR DELETE ON {name} "
+            f"FOR EACH ROW EXECUTE FUNCTION {daily}_sync()",
+        ]
+    return [
+        f"CREATE TRIGGER trg_{daily}_ins AFTER INSERT ON {name} BEGIN {add_new}; END",
+        f"CREATE TRIGGER trg_{daily}_upd AFTER UPDATE ON {name} WHEN {same} BEGIN {diff}; {prune}; END",
+        f"CREATE TRIGGER trg_{daily}_move AFTER UPDATE ON {name} WHEN NOT ({same}) "
+        f"BEGIN {sub_old}; {prune}; {add_new}; END",
+        f"CREATE TRIGGER trg_{daily}_del AFTER DELETE ON {name} BEGIN {sub_old}; {prune}; END",
+    ]
+
+
+def drop_daily_trigger_sql(dialect: str, name: str) -> list[str]:
+    daily = DAILY[name]
+    if dialect == "postgresql":
+        return [f"DROP TRIGGER IF EXISTS trg_{daily} ON {name}"]
+    return [f"DROP TRIGGER IF EXISTS trg_{daily}_{op}" for op in ("ins", "upd", "move", "del")]
+
+
+def create_daily_sql(dialect: str) -> list[str]:
+    """DDL of the daily twins, their backfill from the hourly rollups, and their triggers."""
+    stmts = []
+    for name in all_rollups():
+        stmts += [*daily_table_sql(dialect, name), daily_backfill_sql(dialect, name), *daily_trigger_sql(dialect, name)]
+    return stmts
+
+
+def drop_daily_sql(dialect: str) -> list[str]:
+    """DDL that removes the daily twins and their triggers."""
+    stmts = []
+    for name in all_rollups():
+        stmts += drop_daily_trigger_sql(dialect, name)
+        if dialect == "postgresql":
+            stmts.append(f"DROP FUNCTION IF EXISTS {DAILY[name]}_sync()")
+        stmts.append(f"DROP TABLE IF EXISTS {DAILY[name]}")
+    return stmts
+
+
+def _has_daily(conn: Connection) -> bool:
+    from sqlalchemy import inspect
+
+    return bool(inspect(conn).has_table(DAILY[LATENCY_ROLLUP]))
+
+
 @contextmanager
 def bulk_load(conn: Connection) -> Iterator[None]:
     """Insert many calls inside this block: the triggers are dropped for it, and afterwards every rollup is
-    rebuilt in one GROUP BY each, over the call log or a larger rollup (instead of one upsert per row and rollup)."""
+    rebuilt in one GROUP BY each, over the call log or a larger rollup (instead of one upsert per row and rollup),
+    and committed. The block may commit as it goes (a chunk at a time); if it fails, what it committed is
+    rolled up all the same (and the triggers are back)."""
     from sqlalchemy import text
 
-    dialect = conn.dialect.name
+    dialect, daily = conn.dialect.name, _has_daily(conn)
     for name in all_rollups():
         conn.execute(text(drop_trigger_sql(dialect, name)))
-    yield
-    pending = all_rollups()
-    while pending:  # a rollup after the one it is derived from
-        name = next(n for n in pending if DERIVED_FROM.get(n) not in pending)
-        pending.remove(name)
-        conn.execute(text(f"DELETE FROM {name}"))
-        conn.execute(text(derive_sql(dialect, name) if name in DERIVED_FROM else backfill_sql(dialect, name)))
-        for stmt in trigger_sql(dialect, name):
+        for stmt in drop_daily_trigger_sql(dialect, name) if daily else []:
             conn.execute(text(stmt))
+    conn.commit()
+    try:
+        yield
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        pending = all_rollups()
+        while pending:  # a rollup after the one it is derived from
+            name = next(n for n in pending if DERIVED_FROM.get(n) not in pending)
+            pending.remove(name)
+            conn.execute(text(f"DELETE FROM {name}"))
+            conn.execute(text(derive_sql(dialect, name) if name in DERIVED_FROM else backfill_sql(dialect, name)))
+            for stmt in trigger_sql(dialect, name):
+                conn.execute(text(stmt))
+            if daily:
+                conn.execute(text(f"DELETE FROM {DAILY[name]}"))
+                conn.execute(text(daily_backfill_sql(dialect, name)))
+                for stmt in daily_trigger_sql(dialect, name):
+                    conn.execute(text(stmt))
+        conn.commit()
 
 
 def rollup_tables() -> dict[str, Table]:
@@ -269,5 +414,13 @@ def rollup_tables() -> dict[str, Table]:
             *(dim(d) for d in dims),
             Column("bin", Integer, nullable=False),
             Column("n", BigInteger, nullable=False),
+        )
+    for name, daily in DAILY.items():
+        hourly = out[name]
+        out[daily] = Table(
+            daily,
+            meta,
+            Column("day", DateTime(timezone=True), nullable=False),
+            *(Column(c.name, c.type, nullable=False) for c in hourly.c if c.name != "hour"),
         )
     return out

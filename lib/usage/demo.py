@@ -276,31 +276,39 @@ def _indexes_built_after(conn: Connection) -> Iterator[None]:
         ).all()
     for name, _ in found:
         conn.execute(text(f'DROP INDEX "{name}"'))
-    yield
-    for _, ddl in found:
-        conn.execute(text(ddl))
+    conn.commit()
+    try:
+        yield
+    except BaseException:
+        conn.rollback()  # keep what earlier chunks committed, and index it
+        raise
+    finally:
+        for _, ddl in found:
+            conn.execute(text(ddl))
+        conn.commit()
 
 
 def write_demo_calls(engine: Engine, n: int, days: int, end: datetime | None = None, seed: int = 7) -> int:
     """Insert `n` synthetic calls into `engine`'s call log (a migrated demo database); returns the count.
 
     Bulk load: the rollup triggers are dropped for it and the rollups rebuilt afterwards in one GROUP BY each
-    (lib.core.rollups.bulk_load); rows go in with executemany (SQLite) or COPY (PostgreSQL), a day at a time.
+    (lib.core.rollups.bulk_load); rows go in with executemany (SQLite) or COPY (PostgreSQL), committed a day at a time.
     """
     end = end or datetime.now(UTC)
     written = 0
     cols = ", ".join(f'"{c}"' for c in COLUMNS)
-    with engine.begin() as conn, bulk_load(conn), _indexes_built_after(conn):
+    with engine.connect() as conn, bulk_load(conn), _indexes_built_after(conn):
         dbapi = conn.connection.driver_connection
         assert dbapi is not None
-        cur = dbapi.cursor()
         for rows in generate_rows(n, days, end, seed):
+            cur = dbapi.cursor()
             if engine.dialect.name == "postgresql":
                 with cur.copy(f"COPY llm_calls ({cols}) FROM STDIN") as copy:
                     for row in rows:
                         copy.write_row((f"{row[0]}+00:00", *row[1:]))
             else:
                 cur.executemany(f"INSERT INTO llm_calls ({cols}) VALUES ({', '.join('?' * len(COLUMNS))})", rows)
+            cur.close()
+            conn.commit()  # a day at a time: no transaction (or WAL) the size of the whole load
             written += len(rows)
-        cur.close()
     return written

@@ -75,7 +75,7 @@ def _to_local(series: pd.Series, tz: str) -> pd.Series:
 
 def cache_savings(engine: Engine, f: UsageFilter) -> dict[str, float | int]:
     """Calls the response cache answered in the period, and what they would have cost."""
-    src = source_for(f, {"status"})
+    src = source_for(f, {"status"}, engine)
     stmt = select(src.requests().label("hits"), src.saved().label("saved")).where(
         where(f, src), src.table.c.status == "cached"
     )
@@ -86,7 +86,7 @@ def cache_savings(engine: Engine, f: UsageFilter) -> dict[str, float | int]:
 
 def headline(engine: Engine, f: UsageFilter) -> dict[str, float | int | None]:
     """Totals of one period: spend, requests, tokens, average cost, error and cache-hit rates, latency."""
-    src = source_for(f, {"status"})
+    src = source_for(f, {"status"}, engine)
     stmt = select(
         src.requests().label("requests"),
         src.spend().label("spend"),
@@ -170,7 +170,7 @@ def spend_over_time(engine: Engine, f: UsageFilter, by: str = "model") -> pd.Dat
     """Spend, requests and unpriced calls per local bucket and model (or feature)."""
     if by not in ("model", "feature"):
         raise ValueError("Spend can be stacked by model or by feature.")
-    src = source_for(f, {by})
+    src = source_for(f, {by}, engine, f.grain())
     b = bucket(engine, f, src).label("bucket")
     stmt = (
         select(
@@ -182,6 +182,7 @@ def spend_over_time(engine: Engine, f: UsageFilter, by: str = "model") -> pd.Dat
         )
         .where(where(f, src))
         .group_by(b, src.group(engine, by))
+        .having(src.nonzero())
         .order_by(b, src.col(by))
     )
     return _frame(engine, stmt)
@@ -189,7 +190,7 @@ def spend_over_time(engine: Engine, f: UsageFilter, by: str = "model") -> pd.Dat
 
 def tokens_over_time(engine: Engine, f: UsageFilter) -> pd.DataFrame:
     """Input, cached input and output tokens per local bucket."""
-    src = source_for(f)
+    src = source_for(f, (), engine, f.grain())
     b = bucket(engine, f, src).label("bucket")
     stmt = (
         select(
@@ -200,6 +201,7 @@ def tokens_over_time(engine: Engine, f: UsageFilter) -> pd.DataFrame:
         )
         .where(where(f, src))
         .group_by(b)
+        .having(src.nonzero())
         .order_by(b)
     )
     return _frame(engine, stmt)
@@ -207,13 +209,14 @@ def tokens_over_time(engine: Engine, f: UsageFilter) -> pd.DataFrame:
 
 def errors_over_time(engine: Engine, f: UsageFilter) -> pd.DataFrame:
     """Failed calls (status error) per local bucket and error type."""
-    src = source_for(f, {"status", "error_type"})
+    src = source_for(f, {"status", "error_type"}, engine, f.grain())
     b = bucket(engine, f, src).label("bucket")
     etype = func.coalesce(src.col("error_type"), "unknown")
     stmt = (
         select(b, etype.label("error_type"), src.requests().label("errors"))
         .where(where(f, src), src.table.c.status == "error")
         .group_by(b, etype)
+        .having(src.nonzero())
         .order_by(b, etype)
     )
     return _frame(engine, stmt)
@@ -222,7 +225,7 @@ def errors_over_time(engine: Engine, f: UsageFilter) -> pd.DataFrame:
 def breakdown_statement(engine: Engine, f: UsageFilter, by: str) -> Select:
     """The SQL behind breakdown() (exposed so its query plan can be checked)."""
     keys = BREAKDOWNS[by]
-    src = source_for(f, set(keys))
+    src = source_for(f, set(keys), engine)
     return (
         select(
             *(src.col(k).label(k) for k in keys),
@@ -234,6 +237,7 @@ def breakdown_statement(engine: Engine, f: UsageFilter, by: str) -> Select:
         )
         .where(where(f, src))
         .group_by(*(src.group(engine, k) for k in keys))
+        .having(src.nonzero())
         .order_by(src.spend().desc(), src.requests().desc(), *(src.col(k) for k in keys))
     )
 
@@ -284,7 +288,7 @@ def _cost_threshold(engine: Engine, f: UsageFilter, limit: int) -> float | None:
     """The cost of the `limit`-th most expensive call matching `f`, found among the 500 (then 20,000) most
     expensive calls of the range (read in ix_llm_calls_cost order, from the top); None when fewer match among
     them, or when the rollups say the matching calls cost nothing (they would be at the very bottom)."""
-    src = source_for(f)
+    src = source_for(f, (), engine)
     with engine.connect() as conn:
         if not conn.execute(select(src.spend()).where(where(f, src))).scalar():
             return None
@@ -391,7 +395,7 @@ def cost_per_useful_answer(engine: Engine, f: UsageFilter) -> dict[str, Any]:
     has left feedback yet, `feedback_collected` is False and every answer counts.
     """
     feedback = Feedback.__table__
-    src = source_for(f, {"status"})
+    src = source_for(f, {"status"}, engine)
     answered = src.table.c.status.in_(ANSWER_STATUSES)
     stmt = select(
         src.spend().label("spend"),
@@ -421,15 +425,15 @@ def cost_per_useful_answer(engine: Engine, f: UsageFilter) -> dict[str, Any]:
 
 def daily_spend(engine: Engine, f: UsageFilter) -> pd.DataFrame:
     """Spend per local day (used by the month-end forecast)."""
-    src = source_for(f)
+    src = source_for(f, (), engine, "day")
     b = bucket(engine, f, src, grain="day").label("day")
-    stmt = select(b, src.spend().label("spend")).where(where(f, src)).group_by(b).order_by(b)
+    stmt = select(b, src.spend().label("spend")).where(where(f, src)).group_by(b).having(src.nonzero()).order_by(b)
     return _frame(engine, stmt)
 
 
 def what_if(engine: Engine, f: UsageFilter, price: Price) -> pd.DataFrame:
     """Per model: actual spend and the spend had the same tokens been priced at `price`."""
-    src = source_for(f, {"model"})
+    src = source_for(f, {"model"}, engine)
     cached_rate = price.input if price.cached_input is None else price.cached_input
     cached = src.total("cached_capped")
     repriced = (
@@ -447,6 +451,7 @@ def what_if(engine: Engine, f: UsageFilter, price: Price) -> pd.DataFrame:
         )
         .where(where(f, src))
         .group_by(src.group(engine, "model"))
+        .having(src.nonzero())
         .order_by(src.spend().desc())
     )
     df = _frame(engine, stmt)
@@ -460,9 +465,10 @@ def filter_options(engine: Engine, f: UsageFilter) -> dict[str, list]:
     bare = usage_filter_range(f)
     out: dict[str, list] = {}
     for dims in (("feature", "model", "provider", "template_name", "template_version", "status"), ("user",)):
-        src = source_for(bare, set(dims))
+        src = source_for(bare, set(dims), engine)
         cols = [src.col(d).label(d) for d in dims]
-        df = _frame(engine, select(*cols).where(where(bare, src)).group_by(*(src.group(engine, d) for d in dims)))
+        stmt = select(*cols).where(where(bare, src)).group_by(*(src.group(engine, d) for d in dims))
+        df = _frame(engine, stmt.having(src.nonzero()))
         out.update({d: sorted(int(v) if d == "template_version" else v for v in df[d].dropna().unique()) for d in dims})
     return out
 

@@ -1,10 +1,10 @@
-"""The SQL building blocks of the Usage queries: the filter, where its rows come from (call log or an
-hourly rollup), local-time buckets per dialect, and exact percentiles."""
+"""The SQL building blocks of the Usage queries: the filter, where its rows come from (the call log, an hourly
+rollup, or a daily rollup with hourly corrections), local-time buckets per dialect, and exact percentiles."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -14,6 +14,7 @@ from sqlalchemy import (
     DateTime,
     Engine,
     Float,
+    Integer,
     String,
     and_,
     bindparam,
@@ -24,11 +25,13 @@ from sqlalchemy import (
     literal_column,
     select,
     text,
+    true,
+    union_all,
     values,
 )
 from sqlalchemy.sql import ColumnElement
 
-from lib.core.rollups import LATENCY_ROLLUPS, NULL_SENTINEL, ROLLUPS, bin_of, bin_range, rollup_tables
+from lib.core.rollups import DAILY, LATENCY_ROLLUPS, MEASURES, NULL_SENTINEL, ROLLUPS, bin_of, bin_range, rollup_tables
 from lib.core.tables import LlmCall
 
 CALLS = LlmCall.__table__  # the call log, as a Core table
@@ -140,9 +143,10 @@ class RowSource:
     Measures are written once per source, so every query reads the same on both.
     """
 
-    def __init__(self, table, rollup: bool) -> None:
+    def __init__(self, table, rollup: bool, filtered: bool = False) -> None:
         self.table, self.rollup = table, rollup
-        self.time = table.c.hour if rollup else CALL_COLS.created_at
+        self.time = (table.c.hour if "hour" in table.c else table.c.day) if rollup else CALL_COLS.created_at
+        self.filtered = filtered  # rows already limited to the filter (a daily rollup with hourly corrections)
 
     def col(self, name: str) -> ColumnElement:
         """A dimension, NULL where the call had none."""
@@ -157,6 +161,10 @@ class RowSource:
 
     def requests(self) -> ColumnElement[int]:
         return cast(func.coalesce(func.sum(self.table.c.requests), 0), BigInteger) if self.rollup else func.count()
+
+    def nonzero(self) -> ColumnElement[bool]:
+        """HAVING of a grouped query: drops groups whose signed rows cancel out (daily rollup corrections)."""
+        return self.requests() != 0 if self.filtered else true()
 
     def count_where(self, cond: ColumnElement[bool]) -> ColumnElement[int]:
         one = self.table.c.requests if self.rollup else 1
@@ -197,20 +205,102 @@ def on_whole_hours(f: UsageFilter) -> bool:
     )
 
 
-def source_for(f: UsageFilter, dims: Iterable[str] = ()) -> RowSource:
+def source_for(
+    f: UsageFilter, dims: Iterable[str] = (), engine: Engine | None = None, buckets: str | None = None
+) -> RowSource:
     """The smallest source that answers: a rollup when it holds every filtered and grouped dimension and
-    the range falls on whole UTC hours (zones with half-hour offsets read the call log)."""
+    the range falls on whole UTC hours (zones with half-hour offsets read the call log). Given the engine, a
+    range holding whole UTC days reads them from the daily rollup (see daily_source): totals, or local-day
+    `buckets` ("day"; "hour" buckets read the hourly rollup)."""
     needed = {FILTER_DIMS[k] for k in FILTER_DIMS if getattr(f, k)} | set(dims)
     if USE_ROLLUPS and on_whole_hours(f):
         for name, rollup_dims in ROLLUPS.items():
             if needed <= set(rollup_dims):
+                if engine is not None and buckets != "hour":
+                    daily = daily_source(engine, f, name, needed, list(MEASURES), buckets)
+                    if daily is not None:
+                        return daily
                 return RowSource(ROLLUP_TABLES[name], rollup=True)
     return RAW
 
 
-def where(f: UsageFilter, src: RowSource = RAW) -> ColumnElement[bool]:
-    """The WHERE clause of a filter on a source (time range first, so the time indexes apply)."""
-    conds = [src.time >= _utc(f.start), src.time < _utc(f.end)]
+def hour_label(dialect: str, f: UsageFilter, grain: str | None) -> Callable[[datetime], str]:
+    """The local bucket label of a UTC hour, as bucket() computes it on `dialect` ("" for no buckets)."""
+    if grain is None:
+        return lambda hour: ""
+    fmt = "%Y-%m-%d %H:00" if grain == "hour" else "%Y-%m-%d"
+    if dialect == "postgresql":
+        zone = ZoneInfo(f.tz)
+        return lambda hour: hour.astimezone(zone).strftime(fmt)
+    shift = timedelta(minutes=_sqlite_offset_minutes(f))
+    return lambda hour: (hour + shift).strftime(fmt)
+
+
+def split_days(
+    f: UsageFilter, label: Callable[[datetime], str]
+) -> tuple[list[tuple[datetime, str, int]], list[tuple[datetime, str, int]]] | None:
+    """The range as (UTC day, label, +1) rows of a daily rollup and (UTC hour, label, +1 or -1) rows of an hourly
+    one, whose signed sums per label equal the hourly rollup's sums per label(hour) over the range; None when the
+    range holds no whole UTC day. A whole day counts under the label of its noon; each of its hours labelled
+    otherwise (a local day starts an hour or more off UTC midnight) moves: -1 under the day's label, +1 under its
+    own. Hours of the range outside whole days count under their own label."""
+    start, end, day, hour = _utc(f.start), _utc(f.end), timedelta(days=1), timedelta(hours=1)
+    first = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    first = first if first == start else first + day
+    last = end.replace(hour=0, minute=0, second=0, microsecond=0)
+    if first >= last:
+        return None
+    days, hours = [], []
+    d = first
+    while d < last:
+        own = label(d + 12 * hour)
+        days.append((d, own, 1))
+        for h in (d + i * hour for i in range(24)):
+            if (lab := label(h)) != own:
+                hours += [(h, lab, 1), (h, own, -1)]
+        d += day
+    edges = [start + i * hour for i in range(int((first - start) / hour))]
+    edges += [last + i * hour for i in range(int((end - last) / hour))]
+    hours += [(h, label(h), 1) for h in edges]
+    return days, hours
+
+
+def daily_source(
+    engine: Engine, f: UsageFilter, hourly: str, dims: Iterable[str], measures: list[str], buckets: str | None
+) -> RowSource | None:
+    """Rows of hourly rollup `hourly` over the range and filter of `f`, read from its daily twin for the range's
+    whole UTC days and from the hourly rollup for the rest (see split_days), with a `bucket` column (the local
+    day, or "" for totals) and every measure signed; None when the range holds no whole UTC day.
+
+    The days and hours come in as a VALUES list joined on the rollups' leading time column."""
+    split = split_days(f, hour_label(engine.dialect.name, f, buckets))
+    if split is None:
+        return None
+    parts = []
+    for i, (name, rows) in enumerate(((DAILY[hourly], split[0]), (hourly, split[1]))):
+        if not rows:
+            continue
+        table = ROLLUP_TABLES[name]
+        t = table.c.day if i == 0 else table.c.hour
+        v = (
+            values(column("t", DateTime(timezone=True)), column("b", String), column("s", Integer), name=f"span{i}")
+            .data(rows)
+            .cte(f"span{i}")
+        )  # a CTE: SQLite has no column list on a VALUES alias
+        cols = [
+            v.c.b.label("bucket"),
+            t.label("hour"),
+            *(table.c[d] for d in sorted(set(dims))),
+            *((table.c[m] if i == 0 else table.c[m] * v.c.s).label(m) for m in measures),
+        ]
+        raw = RowSource(table, rollup=True)
+        parts.append(select(*cols).select_from(table.join(v, t == v.c.t)).where(_dim_conds(f, raw)))
+    rows_sq = (union_all(*parts) if len(parts) > 1 else parts[0]).subquery("spans")
+    return RowSource(rows_sq, rollup=True, filtered=True)
+
+
+def _dim_conds(f: UsageFilter, src: RowSource) -> ColumnElement[bool]:
+    conds = []
     for key, dim in FILTER_DIMS.items():
         if getattr(f, key):
             col = src.table.c[dim]
@@ -220,7 +310,14 @@ def where(f: UsageFilter, src: RowSource = RAW) -> ColumnElement[bool]:
                 # call ever logged, row by row) over the created_at range on the covering index.
                 col = col + 0 if dim == "template_version" else col.concat("")
             conds.append(col.in_(getattr(f, key)))
-    return and_(*conds)
+    return and_(true(), *conds)
+
+
+def where(f: UsageFilter, src: RowSource = RAW) -> ColumnElement[bool]:
+    """The WHERE clause of a filter on a source (time range first, so the time indexes apply)."""
+    if src.filtered:
+        return true()
+    return and_(src.time >= _utc(f.start), src.time < _utc(f.end), _dim_conds(f, src))
 
 
 def group_key(engine: Engine, col) -> ColumnElement:
@@ -238,6 +335,8 @@ def bucket(engine: Engine, f: UsageFilter, src: RowSource = RAW, grain: str | No
     the range. Across a DST change the days on the other side of it are then cut one hour off local
     midnight (their first or last local hour lands in the neighbouring day); totals are unaffected.
     """
+    if "bucket" in src.table.c:  # labelled by daily_source
+        return src.table.c.bucket
     # Literals, not bound parameters: PostgreSQL only matches a GROUP BY expression to the selected
     # one when both are the same text, and two bound copies of the zone would be $1 and $2.
     hourly = (grain or f.grain()) == "hour"
@@ -336,13 +435,13 @@ def select_count(cond: ColumnElement[bool]):
     return select(func.count()).select_from(CALLS).where(cond)
 
 
-def latency_source(f: UsageFilter) -> RowSource | None:
+def latency_source(f: UsageFilter) -> str | None:
     """The latency histogram that holds every dimension `f` filters on, when the range falls on whole hours."""
     needed = {FILTER_DIMS[k] for k in FILTER_DIMS if getattr(f, k)}
     if USE_ROLLUPS and on_whole_hours(f):
         for name, dims in LATENCY_ROLLUPS.items():
             if needed <= set(dims):
-                return RowSource(ROLLUP_TABLES[name], rollup=True)
+                return name
     return None
 
 
@@ -365,13 +464,17 @@ def histogram_percentiles(engine: Engine, f: UsageFilter, by_bucket: bool) -> di
     """p50/p95 (nearest rank, cut to its bin: see reported_latency) per local bucket, or for the whole range
     under key 'all', from the latency histograms; None when no histogram applies (then the caller reads the call
     log)."""
-    src = latency_source(f)
-    if src is None:
+    name = latency_source(f)
+    if name is None:
         return None
+    grain = f.grain() if by_bucket else None
+    needed = {FILTER_DIMS[k] for k in FILTER_DIMS if getattr(f, k)} | {"bin"}
+    daily = daily_source(engine, f, name, needed, ["n"], grain) if grain != "hour" else None
+    src = daily or RowSource(ROLLUP_TABLES[name], rollup=True)
     b = src.table.c.bin
     keys: list[ColumnElement] = []
     stmt = select(b, cast(func.sum(src.table.c.n), BigInteger)).where(where(f, src))
-    if by_bucket and engine.dialect.name == "postgresql":
+    if by_bucket and daily is None and engine.dialect.name == "postgresql":
         # The histogram has many rows per hour: label each of the range's hours once (zone rules in Python, as
         # PostgreSQL applies them) and join, instead of converting every row's hour to local time.
         labels = hour_buckets(f)
@@ -387,7 +490,10 @@ def histogram_percentiles(engine: Engine, f: UsageFilter, by_bucket: bool) -> di
             key = str(row[2]) if by_bucket else "all"
             bins.setdefault(key, []).append((int(row[0]), int(row[1])))
     out = {}
-    for key, counts in bins.items():
+    for key, signed in bins.items():
+        counts = [(b, n) for b, n in signed if n]  # a daily rollup's corrections can leave bins, or buckets, at 0
+        if not counts:
+            continue
         total = sum(n for _, n in counts)
         p50, p95 = (bin_edge(_bin_holding(counts, -(-total * pct // 100))) for pct in (50, 95))
         out[key] = (p50, p95)
