@@ -24,6 +24,10 @@ HEAVY = (
     "psycopg",
     "pandas",
     "streamlit.emojis",
+    "openai",  # the gateway maps SDK errors with it: imported when a provider is called, or an error is mapped
+    "transformers",
+    "sklearn",
+    "jsonschema",  # template output schemas: checked when a template has one
 )
 
 # Records which heavy modules are imported when app.py's run ends (the page has been drawn), then lets it go on.

@@ -7,12 +7,18 @@ The app runs all-MiniLM-L6-v2 with transformers and torch alone (sentence-transf
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lib.documents.embeddings import MiniLM
+
+ROOT = Path(__file__).resolve().parent.parent
 
 TEXTS = [
     "What can this workbench do?",
@@ -80,3 +86,18 @@ def test_a_folder_of_another_kind_of_model_is_refused(model_path, tmp_path):
     modules.write_text(json.dumps(json.loads(modules.read_text())[:2]))  # no normalisation
     with pytest.raises(ValueError, match="normalisation"):
         MiniLM(folder)
+
+
+def test_loading_the_app_model_imports_neither_sentence_transformers_nor_scikit_learn():
+    code = (
+        "import sys; from lib.documents.embeddings import make_local_embeddings; "
+        "m = make_local_embeddings(); assert len(m.embed_query('hello')) == 384; "
+        "print(sorted(n for n in ('sentence_transformers', 'sklearn', 'pandas', 'langchain_huggingface') "
+        "if n in sys.modules))"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

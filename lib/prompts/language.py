@@ -15,8 +15,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import jsonschema
-
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 # `classify.sentiment` is one plain key (a pipeline step's output field), never attribute access: at most 4 parts.
 VARIABLE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}(?:\.[A-Za-z][A-Za-z0-9_]{0,63}){0,3}")
@@ -225,6 +223,8 @@ def check_schema(schema: Any) -> None:
     """InvalidTemplate unless `schema` is a usable JSON schema (an object)."""
     if not isinstance(schema, dict):
         raise InvalidTemplate('The JSON schema must be an object, like {"type": "object", ...}.')
+    import jsonschema  # here: ~0.1 s a fresh app's first page does not need (issue 18)
+
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
@@ -330,6 +330,8 @@ def parse_structured(text: str, schema: dict[str, Any]) -> Any:
         data = json.loads(body)
     except json.JSONDecodeError as exc:
         raise ValueError(f"The answer is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno}).") from exc
+    import jsonschema
+
     validator = jsonschema.validators.validator_for(schema)(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is not None:
