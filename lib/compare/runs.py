@@ -1,7 +1,7 @@
 """Compare A/B: run two variants (template version + model) side by side or over a test set, check, vote.
 
-Batch runs go on the job queue (lib.jobs), one item per test case, so any worker runs them and a killed worker's
-cases run again without duplicating a stored answer; `execute_run` still runs a whole run in this process.
+Batch runs go on the job queue (lib.jobs), one item per test case and side (A and B in flight at once), so any
+worker runs them and a killed worker's items run again without duplicating a stored answer; `execute_run` still runs a whole run in this process.
 Batch and side-by-side calls use the feature "compare.run", which the response cache does not serve:
 A and B must really be called so their cost and latency are measured. The judge uses "compare", which
 is cached, so judging the same pair again costs nothing.
@@ -19,16 +19,16 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, Table, bindparam, delete, exists, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from lib.compare.test_sets import Case, load_case, load_cases
 from lib.core import spans
-from lib.core.tables import CompareRun, CompareVote, JobItem, RunResult, utcnow
+from lib.core.tables import CompareRun, CompareVote, JobItem, RunResult, TestCase, utcnow
 from lib.gateway.client import CallContext, Gateway
 from lib.gateway.errors import GatewayError
 from lib.jobs import items
@@ -602,16 +602,26 @@ def _total(values) -> float | None:
     return None if any(v is None for v in values) else sum(values)
 
 
-KIND = "compare"  # job items of batch runs: one per test case (both variants, and the judge's verdict)
+KIND = "compare"  # job items of batch runs: one per case and side, or one per case when a judge compares them
+SIDES = ("A", "B")
 
 
 def queue_run(engine: Engine, queue: WorkQueue, run_id: int) -> int:
-    """Put every case of a run on the queue as one item each (A, B and the judge); returns how many."""
+    """Put a run's cases on the queue; returns how many items.
+
+    One item per case and side, so a case's A and B calls are in flight at the same time (on any workers) and a
+    worker thread makes one call at a time, as for every other kind of item. A run with a judge gets one item per
+    case instead (A, B, then the judge's verdict): the judge needs both answers in one place.
+    """
     run = get_run(engine, run_id)
     cases = load_cases(engine, run["test_set_id"]) if run["test_set_id"] is not None else []
-    ids = items.add_items(
-        engine, KIND, run_id, [(c.id, f"case {i + 1}", {}) for i, c in enumerate(cases) if c.id is not None]
-    )
+    numbered = [(i + 1, c.id) for i, c in enumerate(cases) if c.id is not None]
+    entries: list[tuple[int, str, dict[str, Any]]]
+    if run["checks"].get("judge_model"):
+        entries = [(case_id, f"case {n}", {}) for n, case_id in numbered]
+    else:
+        entries = [(case_id, f"case {n} · {side}", {"side": side}) for n, case_id in numbered for side in SIDES]
+    ids = items.add_items(engine, KIND, run_id, entries)
     with Session(engine) as s, s.begin():
         s.execute(update(CompareRun).where(CompareRun.id == run_id).values(status="queued", finished_at=None))
     queue.enqueue(KIND, ids)
@@ -621,14 +631,67 @@ def queue_run(engine: Engine, queue: WorkQueue, run_id: int) -> int:
 def run_case_item(
     gateway: Gateway, store: TemplateStore, limiter: ProviderLimiter, ctx: ItemContext
 ) -> tuple[str, str | None] | None:
-    """The queue's task for one case of a run: each side not yet stored is called and stored, then judged.
+    """The queue's task for one item of a run: one side of a case, or (judged runs, older items) a whole case.
 
     Idempotent: a side whose answer is stored is never called again, a stored judge verdict is not asked again.
     Calls wait for a slot of their provider (WORKBENCH_PROVIDER_LIMITS), shared by every worker.
     """
-    # one trace per batch item: both sides' calls and the judge's
-    with spans.span("compare.item", run_id=str(ctx.item.job_id), case_id=ctx.item.position):
+    side = ctx.item.progress.get("side")
+    about = {"variant": side} if side in SIDES else {}
+    # one trace per batch item: its side's call, or both sides' calls and the judge's
+    with spans.span("compare.item", run_id=str(ctx.item.job_id), case_id=ctx.item.position, **about):
+        if side in SIDES:
+            return _run_side_item(gateway, store, limiter, ctx, side)
         return _run_case_item(gateway, store, limiter, ctx)
+
+
+_CASES, _RESULTS = cast(Table, TestCase.__table__), cast(Table, RunResult.__table__)
+_CASE_AND_STORED = select(  # a side item's one read: its case, and whether its answer is already stored
+    _CASES.c["values"],  # `.c.values` is the collection's own method
+    _CASES.c.expected,
+    exists()
+    .where(
+        _RESULTS.c.run_id == bindparam("b_run"),
+        _RESULTS.c.case_id == _CASES.c.id,
+        _RESULTS.c.variant == bindparam("b_side"),
+    )
+    .label("stored"),
+).where(_CASES.c.id == bindparam("b_case"), _CASES.c.test_set_id == bindparam("b_set"))
+
+
+def _run_side_item(
+    gateway: Gateway, store: TemplateStore, limiter: ProviderLimiter, ctx: ItemContext, side: str
+) -> tuple[str, str | None] | None:
+    # Per side: one read (its case, and whether its answer is stored), its call (whose call-log row the gateway
+    # commits when it returns, with other threads' rows), and its answer written with the item's end: the claim
+    # and the end are shared with the other threads' writes of this process (group commit).
+    engine, run_id, case_id = gateway.engine, ctx.item.job_id, ctx.item.position
+    run, templates = _run_setup(engine, store, run_id)
+    if run["test_set_id"] is None:
+        return "failed", "This test case was deleted."
+    params = {"b_run": run_id, "b_side": side, "b_case": case_id, "b_set": run["test_set_id"]}
+    with engine.connect() as conn:
+        row = conn.execute(_CASE_AND_STORED, params).one_or_none()
+    if row is None:
+        return "failed", "This test case was deleted."
+    if row.stored:
+        return None
+    case, variant, template = Case(case_id, dict(row.values), row.expected), run[side], templates[side]
+    model = variant.model or template.model or gateway.settings.default_model
+    cc = CallContext(
+        feature=RUN_FEATURE,
+        user=run["created_by"],
+        template_name=run["template_name"],
+        experiment_id=f"run:{run_id}",
+        variant=side,
+        metadata={"case_id": case_id},
+    )
+    with limiter.slot(provider_of(model), cancelled=ctx.cancelled):
+        outcome = run_variant(gateway, template, case.values, variant, cc)
+    outcome.checks = check_answer(outcome, case.expected, Checks(**run["checks"]), template.json_schema is not None)
+    dialect, stored = engine.dialect.name, [(case, side, outcome)]
+    ctx.at_end.append(lambda s: _insert_results(s, dialect, run_id, stored, True))  # one transaction with the end
+    return None
 
 
 def _run_case_item(
@@ -731,14 +794,17 @@ def _judge_case(gateway: Gateway, limiter: ProviderLimiter, run: dict[str, Any],
     record_row_vote(engine, run, row, verdict, voter="judge", case_id=case_id)
 
 
+_ACTIVE_ITEM = (  # one is enough (a count would read them all), in a statement built once
+    select(JobItem.id)
+    .where(JobItem.kind == KIND, JobItem.job_id == bindparam("b_run"), JobItem.status.in_(items.ACTIVE))
+    .limit(1)
+)
+
+
 def settle_run(engine: Engine, run_id: int) -> None:
-    """Record a run's final status (done, cancelled, failed) once none of its cases is queued or running."""
-    with Session(engine) as s:  # one row to read while cases are left (this runs after every case)
-        active = s.scalar(
-            select(JobItem.id)
-            .where(JobItem.kind == KIND, JobItem.job_id == run_id, JobItem.status.in_(items.ACTIVE))
-            .limit(1)
-        )
+    """Record a run's final status (done, cancelled, failed) once none of its items is queued or running."""
+    with engine.connect() as conn:  # one row to read while items are left (this runs after every item)
+        active = conn.scalar(_ACTIVE_ITEM, {"b_run": run_id})
     status = None if active is not None else items.settled_status(engine, KIND, run_id)
     if status is not None:
         with Session(engine) as s, s.begin():
@@ -772,23 +838,36 @@ def cancel_run(engine: Engine, run_id: int) -> None:
 
 
 def retry_run(engine: Engine, queue: WorkQueue, run_id: int) -> int:
-    """Run again the cases of a run that failed, were cancelled, or got an error answer; returns how many."""
+    """Run again the cases of a run that failed, were cancelled, or got an error answer; returns how many cases."""
     with Session(engine) as s, s.begin():
         errored = set(
-            s.scalars(select(RunResult.case_id).where(RunResult.run_id == run_id, RunResult.status == "error"))
+            s.execute(
+                select(RunResult.case_id, RunResult.variant).where(
+                    RunResult.run_id == run_id, RunResult.status == "error"
+                )
+            ).tuples()
         )
         s.execute(delete(RunResult).where(RunResult.run_id == run_id, RunResult.status == "error"))
         if errored:
-            s.execute(
-                update(JobItem)
-                .where(JobItem.kind == KIND, JobItem.job_id == run_id, JobItem.position.in_(errored))
-                .where(JobItem.status == "done")
-                .values(status="failed")
-            )
+            done = s.execute(
+                select(JobItem.id, JobItem.position, JobItem.progress).where(
+                    JobItem.kind == KIND, JobItem.job_id == run_id, JobItem.status == "done"
+                )
+            ).all()
+            again = [i for i, case_id, progress in done if any((case_id, side) in errored for side in _sides(progress))]
+            if again:
+                s.execute(update(JobItem).where(JobItem.id.in_(again)).values(status="failed"))
     ids = items.requeue(engine, KIND, run_id)
     if not ids:
         raise CompareError(f"Run #{run_id} has nothing to retry: every row was answered.")
     with Session(engine) as s, s.begin():
         s.execute(update(CompareRun).where(CompareRun.id == run_id).values(status="queued", finished_at=None))
+        cases = len(set(s.scalars(select(JobItem.position).where(JobItem.id.in_(ids)))))
     queue.enqueue(KIND, ids)
-    return len(ids)
+    return cases
+
+
+def _sides(progress: Mapping[str, Any]) -> tuple[str, ...]:
+    """The sides a run's item answers: its own (one item per side), or both (one item per case)."""
+    side = progress.get("side")
+    return (side,) if side in SIDES else SIDES

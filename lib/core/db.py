@@ -10,6 +10,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import StaticPool
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_POOL = 40  # connections a SQLite file engine keeps open (more than a worker's threads)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -27,11 +28,11 @@ def make_engine(url: str) -> Engine:
         memory = url in ("sqlite://", "sqlite:///:memory:")
         if not memory:
             Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 30},
-            poolclass=StaticPool if memory else None,
-        )
+        # A file keeps up to SQLITE_POOL connections open: a worker process's threads (and the call log's and the
+        # group commit's writers) would otherwise overflow the default 5 + 10, opening a connection and running
+        # the pragmas on every checkout beyond them. Connections open only when first needed.
+        pool = {"poolclass": StaticPool} if memory else {"pool_size": SQLITE_POOL, "max_overflow": SQLITE_POOL}
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if url.startswith("postgresql://"):

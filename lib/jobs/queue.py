@@ -15,7 +15,7 @@ from typing import Any
 from huey import RedisHuey, SqliteHuey
 from huey.api import Huey
 from huey.consumer import Consumer, Worker
-from huey.storage import SqliteStorage
+from huey.storage import RedisStorage, SqliteStorage
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -115,6 +115,8 @@ class WorkQueue:
             rows = [(storage.name, storage.to_blob(self.huey.serialize_task(t)), 0) for t in tasks]
             with storage.db(commit=True) as cursor:
                 cursor.executemany("insert into task (queue, data, priority) values (?, ?, ?)", rows)
+        elif isinstance(storage, RedisStorage) and len(tasks) > 1:  # one LPUSH, not one round trip per message
+            storage.conn.lpush(storage.queue_key, *(self.huey.serialize_task(t) for t in tasks))
         else:
             for task in tasks:
                 self.huey.enqueue(task)
