@@ -323,6 +323,17 @@ def test_every_figure_of_a_filtered_page_equals_a_from_scratch_aggregation(log, 
     assert records(unpriced_df, ["model", "calls", "input_tokens", "output_tokens"]) == want["unpriced calls"]
 
 
+@pytest.mark.parametrize("name", list(FILTERS))
+def test_top_calls_read_per_value_when_the_cost_walk_finds_too_few(log, monkeypatch, name):
+    """With no threshold from the walk down the all-calls cost index (a cheap model, free errors), the top calls
+    come per value of a filtered user, model, status or feature (their (column, cost) indexes), or from the range."""
+    monkeypatch.setattr(usage, "WALK_BUDGETS", (1,))
+    f = replace(period(), **FILTERS[name])
+    top = usage.top_calls(log, f)
+    assert list(top["id"].map(lambda i: f"r{i - 1}")) == expected(f)["top"]
+    assert list(usage.top_calls(log, f, limit=3)["id"]) == list(top["id"][:3])
+
+
 @pytest.mark.parametrize("name", ["feature", "user", "everything"])
 def test_hourly_buckets_of_a_filtered_day_equal_a_from_scratch_aggregation(log, name):
     f = replace(period(days=2), **FILTERS[name])

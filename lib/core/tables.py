@@ -73,10 +73,11 @@ class LlmCall(Base):
     __table_args__ = (
         Index("ix_llm_calls_created_at", "created_at"),
         Index("ix_llm_calls_run_id", "run_id"),
-        Index("ix_llm_calls_feature", "feature"),
-        Index("ix_llm_calls_user", "user"),
-        Index("ix_llm_calls_model", "model"),
-        Index("ix_llm_calls_status", "status"),
+        # Migration 0015: with cost and time, for the most expensive calls of one value (lib.usage.queries.top_calls).
+        Index("ix_llm_calls_feature", "feature", "cost_usd", "created_at"),
+        Index("ix_llm_calls_user", "user", "cost_usd", "created_at"),
+        Index("ix_llm_calls_model", "model", "cost_usd", "created_at"),
+        Index("ix_llm_calls_status", "status", "cost_usd", "created_at"),
         # Usage dashboard (migration 0003): covering index for range aggregates; on SQLite the
         # included columns are key columns, as SQLite has no INCLUDE.
         Index(

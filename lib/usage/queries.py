@@ -6,6 +6,7 @@ the call log itself otherwise; the answers are the same (tests check both).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC
 from typing import Any
 
@@ -308,17 +309,52 @@ def _cost_threshold(engine: Engine, f: UsageFilter, limit: int) -> float | None:
     return None
 
 
+INDEXED_DIMS = ("users", "models", "statuses", "features")  # (column, cost_usd, created_at) indexes, by selectivity
+
+
+def _top_by_value(engine: Engine, f: UsageFilter, limit: int) -> pd.DataFrame | None:
+    """The most expensive calls matching `f` read per value of its first filtered indexed column (user, model,
+    status, feature): each value's calls in cost order on that column's (column, cost_usd, created_at) index, the
+    range checked in the index, `limit` kept per value, then merged. None when no indexed column is filtered."""
+    key = next((k for k in INDEXED_DIMS if getattr(f, k)), None)
+    if key is None:
+        return None
+    dim = FILTER_DIMS[key]
+    no_value: dict[str, Any] = {key: ()}
+    rest = replace(f, **no_value)
+    cond, params = _filter_sql(rest)
+    hint = f" INDEXED BY ix_llm_calls_{dim}" if engine.dialect.name == "sqlite" else ""
+    sql = (
+        f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in TOP_COLUMNS)} FROM llm_calls{hint} "
+        f'WHERE "{dim}" = :v AND cost_usd IS NOT NULL AND created_at >= :lo AND created_at < :hi AND {cond} '
+        "ORDER BY cost_usd DESC, id LIMIT :n"
+    )
+    bounds = {"lo": f.start.astimezone(UTC), "hi": f.end.astimezone(UTC), "n": limit}
+    frames = []
+    with engine.connect() as conn:
+        stmt = _bound(sql, params).columns(created_at=DateTime())
+        for value in getattr(f, key):
+            result = conn.execute(stmt, {**params, **bounds, "v": value})
+            frames.append(pd.DataFrame(result.fetchall(), columns=list(result.keys())))
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return df.sort_values(["cost_usd", "id"], ascending=[False, True], kind="stable").head(limit).reset_index(drop=True)
+
+
 def top_calls(engine: Engine, f: UsageFilter, limit: int = 20) -> pd.DataFrame:
     """The most expensive priced calls of the period, most expensive first (ties by id).
 
     Usually the limit-th matching cost is found among the range's most expensive calls (a short walk down the
     cost index), and only calls at least that expensive are read. Otherwise (the filter matches few calls, or
-    only cheap ones) the range is read and sorted, ordered by `cost_usd + 0` so PostgreSQL does not walk the
-    whole cost index instead.
+    only cheap ones) each value of a filtered user, model, status or feature is read in cost order from its
+    (column, cost_usd, created_at) index (see _top_by_value); with none of those filtered, the range is read and
+    sorted, ordered by `cost_usd + 0` so PostgreSQL does not walk the whole cost index instead.
     """
     stmt = select(*(CALL_COLS[c] for c in TOP_COLUMNS)).where(where(f), CALL_COLS.cost_usd.is_not(None))
     threshold = _cost_threshold(engine, f, limit)
-    if threshold is None:
+    by_value = _top_by_value(engine, f, limit) if threshold is None else None
+    if by_value is not None:
+        df = by_value
+    elif threshold is None:
         df = _frame(engine, stmt.order_by((CALL_COLS.cost_usd + 0).desc(), CALL_COLS.id).limit(limit))
     elif engine.dialect.name == "sqlite":  # SQLAlchemy drops FROM hints on SQLite: name the index in SQL text
         cond, params = _filter_sql(f)
