@@ -5,7 +5,8 @@ unfiltered and under every filter the page offers (and some combinations).
                               [--database-url postgresql://user@127.0.0.1:5432/empty_db]
 
 Seeds a temporary SQLite database (or the given empty PostgreSQL database, whose tables it drops afterwards)
-with lib.usage.demo in bulk (rows by executemany/COPY, rollups built by one GROUP BY each afterwards), runs the
+with lib.usage.demo in bulk (rows by executemany/COPY committed a day at a time, rollups and their daily twins
+built by one GROUP BY each afterwards), runs the
 page's queries `--runs` times unfiltered and `--filtered-runs` times per filter, and reports each query's
 p50/p95 (unfiltered), each filter's page p95, and the naive approach (load the 30 days of rows into pandas and
 group there) as the same-run baseline. Target: page p95 <= 1 s for every filter at up to 1M calls, <= 2 s at
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -190,6 +192,7 @@ def main() -> int:
     parser.add_argument("--database-url", help="an empty PostgreSQL database (its public schema is dropped)")
     args = parser.parse_args()
     target = page_target(args.calls)
+    print(f"load average (1, 5, 15 min) at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     with tempfile.TemporaryDirectory(prefix="wb-bench-usage-") as tmp:
         now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -225,6 +228,7 @@ def main() -> int:
         worst = max(page, key=lambda k: page[k])
         print(f"worst page p95: {page[worst]:.3f} s ({worst}); target <= {target} s at {args.calls:,} calls")
 
+        print(f"load average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         naive = [naive_page(engine, f) for _ in range(2)]
         baseline = min(naive)
         print(f"naive baseline (30 days of rows into pandas, group there), unfiltered: best of 2 {baseline:.3f} s")
