@@ -294,7 +294,10 @@ def daily_source(
             *((table.c[m] if i == 0 else table.c[m] * v.c.s).label(m) for m in measures),
         ]
         raw = RowSource(table, rollup=True)
-        parts.append(select(*cols).select_from(table.join(v, t == v.c.t)).where(_dim_conds(f, raw)))
+        # The times again as an IN list: PostgreSQL then reads them through the rollup's unique index (time first)
+        # instead of hashing the VALUES and scanning the whole rollup.
+        times = sorted({row[0] for row in rows})
+        parts.append(select(*cols).select_from(table.join(v, t == v.c.t)).where(t.in_(times), _dim_conds(f, raw)))
     rows_sq = (union_all(*parts) if len(parts) > 1 else parts[0]).subquery("spans")
     return RowSource(rows_sq, rollup=True, filtered=True)
 
