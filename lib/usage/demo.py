@@ -285,7 +285,7 @@ def _indexes_built_after(conn: Connection) -> Iterator[None]:
     finally:
         for _, ddl in found:
             conn.execute(text(ddl))
-        conn.commit()
+            conn.commit()  # one at a time: SQLite's WAL holds one index, not all of them
 
 
 def write_demo_calls(engine: Engine, n: int, days: int, end: datetime | None = None, seed: int = 7) -> int:
