@@ -1,7 +1,8 @@
 """Queries behind the Usage dashboard: every aggregate is computed in SQL; pandas only holds the results.
 
-Most read an hourly rollup of the call log (lib/core/rollups.py) when it holds the dimensions asked for, and
-the call log itself otherwise; the answers are the same (tests check both).
+Most read a rollup of the call log (lib/core/rollups.py) when it holds the dimensions asked for: its daily twin
+for the whole UTC days of the range and the hourly one for the rest (lib.usage.sql.daily_source), and the call log
+itself otherwise; the answers are the same (tests check both).
 """
 
 from __future__ import annotations
