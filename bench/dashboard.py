@@ -1,7 +1,7 @@
 """Usage dashboard benchmark: every query behind the page, on 1M synthetic calls over 90 days, last 30 days,
 unfiltered and under every filter the page offers (and some combinations).
 
-    python bench/dashboard.py [--calls 1000000] [--days 90] [--runs 10] [--filtered-runs 5]
+    python bench/dashboard.py [--calls 1000000] [--days 90] [--runs 10] [--filtered-runs 5] [--per-query]
                               [--database-url postgresql://user@127.0.0.1:5432/empty_db]
 
 Seeds a temporary SQLite database (or the given empty PostgreSQL database, whose tables it drops afterwards)
@@ -189,6 +189,7 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--filtered-runs", type=int, default=5)
+    parser.add_argument("--per-query", action="store_true", help="print each filter's queries over 30 ms (p95)")
     parser.add_argument("--database-url", help="an empty PostgreSQL database (its public schema is dropped)")
     args = parser.parse_args()
     target = page_target(args.calls)
@@ -225,6 +226,11 @@ def main() -> int:
             page[name] = p95
             flag = "" if p95 <= target else "  over target"
             print(f"{name:28s} {n:10,d} {p50:11.3f} {p95:11.3f}  {slowest} {slow_p95 * 1000:.0f} ms{flag}")
+            if args.per_query:  # every query over 30 ms at p95, slowest first
+                by_p95 = {q: nearest_rank([r[q] for r in runs], 0.95) for q in runs[0]}
+                for q in sorted(by_p95, key=lambda q: -by_p95[q]):
+                    if by_p95[q] > 0.03:
+                        print(f"    {q:26s} {by_p95[q] * 1000:9.1f} ms")
         worst = max(page, key=lambda k: page[k])
         print(f"worst page p95: {page[worst]:.3f} s ({worst}); target <= {target} s at {args.calls:,} calls")
 
