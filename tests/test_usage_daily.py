@@ -59,6 +59,7 @@ def test_daily_rollups_follow_inserts_updates_and_deletes_of_the_hourly_ones(any
 
     with any_engine.begin() as conn:
         conn.execute(text("UPDATE llm_usage_hourly SET requests = requests + 3, spend = spend + 0.5"))
+        conn.execute(text("UPDATE llm_latency_hourly SET n = n - 1 WHERE n > 1"))  # fewer calls: the prune path
         conn.execute(text("UPDATE llm_usage_user_dims_hourly SET feature = 'moved' WHERE feature = 'embed'"))
         conn.execute(text("UPDATE llm_latency_dims_hourly SET bin = bin + 1 WHERE status = 'aborted'"))
         conn.execute(text("DELETE FROM llm_latency_user_dims_hourly WHERE status = 'error'"))

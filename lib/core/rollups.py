@@ -293,8 +293,10 @@ def _daily_prune(dialect: str, name: str) -> str:
 
 def daily_trigger_sql(dialect: str, name: str) -> list[str]:
     """Triggers on hourly rollup `name` that keep its daily twin equal to its GROUP BY day."""
-    dims, _, _ = _daily_spec(name)
-    same = " AND ".join([f"{_day(dialect, 'OLD')} = {_day(dialect, 'NEW')}", *(f'OLD."{d}" = NEW."{d}"' for d in dims)])
+    dims, _, count = _daily_spec(name)
+    # The same hourly key (an upsert's update: the common case, kept to one statement); a changed key moves the row.
+    same = " AND ".join(["OLD.hour = NEW.hour", *(f'OLD."{d}" = NEW."{d}"' for d in dims)])
+    fewer = f"NEW.{count} < OLD.{count}"  # only then can a daily row drop to no calls
     add_new = _daily_upsert(dialect, name, "NEW", "NEW.{m}")
     diff = _daily_upsert(dialect, name, "NEW", "NEW.{m} - OLD.{m}")
     sub_old = _daily_upsert(dialect, name, "OLD", "-OLD.{m}")
@@ -303,7 +305,8 @@ def daily_trigger_sql(dialect: str, name: str) -> list[str]:
     if dialect == "postgresql":
         body = (
             f"BEGIN IF TG_OP = 'INSERT' THEN {add_new}; ELSIF TG_OP = 'DELETE' THEN {sub_old}; {prune}; "
-            f"ELSIF {same} THEN {diff}; {prune}; ELSE {sub_old}; {prune}; {add_new}; END IF; RETURN NULL; END"
+            f"ELSIF {same} THEN {diff}; IF {fewer} THEN {prune}; END IF; "
+            f"ELSE {sub_old}; {prune}; {add_new}; END IF; RETURN NULL; END"
         )
         return [
             f"CREATE OR REPLACE FUNCTION {daily}_sync() RETURNS trigger LANGUAGE plpgsql AS $$ {body} $$",
@@ -312,7 +315,8 @@ def daily_trigger_sql(dialect: str, name: str) -> list[str]:
         ]
     return [
         f"CREATE TRIGGER trg_{daily}_ins AFTER INSERT ON {name} BEGIN {add_new}; END",
-        f"CREATE TRIGGER trg_{daily}_upd AFTER UPDATE ON {name} WHEN {same} BEGIN {diff}; {prune}; END",
+        f"CREATE TRIGGER trg_{daily}_upd AFTER UPDATE ON {name} WHEN {same} BEGIN {diff}; END",
+        f"CREATE TRIGGER trg_{daily}_fewer AFTER UPDATE ON {name} WHEN {same} AND {fewer} BEGIN {prune}; END",
         f"CREATE TRIGGER trg_{daily}_move AFTER UPDATE ON {name} WHEN NOT ({same}) "
         f"BEGIN {sub_old}; {prune}; {add_new}; END",
         f"CREATE TRIGGER trg_{daily}_del AFTER DELETE ON {name} BEGIN {sub_old}; {prune}; END",
@@ -323,7 +327,7 @@ def drop_daily_trigger_sql(dialect: str, name: str) -> list[str]:
     daily = DAILY[name]
     if dialect == "postgresql":
         return [f"DROP TRIGGER IF EXISTS trg_{daily} ON {name}"]
-    return [f"DROP TRIGGER IF EXISTS trg_{daily}_{op}" for op in ("ins", "upd", "move", "del")]
+    return [f"DROP TRIGGER IF EXISTS trg_{daily}_{op}" for op in ("ins", "upd", "fewer", "move", "del")]
 
 
 def create_daily_sql(dialect: str) -> list[str]:
