@@ -7,11 +7,18 @@ a Session) and either waits while another thread's transaction is in progress, o
 and runs every queued work in one transaction. Each caller gets its own work's result, or its own exception: when a
 shared transaction fails, its works are run again one transaction each, so one bad work costs the others nothing.
 The same pattern as the call log's writer (lib.gateway.call_log), for arbitrary writes.
+
+`submit(work, then)` queues a work without waiting: the next caller's transaction carries it (or a background
+committer, after COALESCE_S), and `then(error)` runs once it is committed. A worker thread submits its item's end and
+goes on: its next claim's transaction carries that end, so no thread starts a call before its last item's end is
+committed, and the end costs the thread no wait of its own.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -19,15 +26,18 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 Work = Callable[[Session], Any]
 
 
 class _Entry:
-    __slots__ = ("before", "done", "error", "result", "work")
+    __slots__ = ("before", "done", "error", "result", "then", "work")
 
-    def __init__(self, work: Work, before: Callable[[], Any] | None) -> None:
-        self.work, self.before = work, before
+    def __init__(
+        self, work: Work, before: Callable[[], Any] | None, then: Callable[[BaseException | None], Any] | None = None
+    ) -> None:
+        self.work, self.before, self.then = work, before, then
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
@@ -36,11 +46,17 @@ class _Entry:
 class GroupCommit:
     """Runs concurrent callers' works in shared transactions; `run` returns once the caller's work is committed."""
 
+    COALESCE_S = 0.005  # a submitted work waits this long for a caller's transaction to carry it
+    IDLE_S = 5.0  # the background committer ends after this long without submitted work
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._cond = threading.Condition()
         self._queue: list[_Entry] = []
         self._writing = False
+        self._submitted = self._settled = 0  # works ever submitted; those committed (or failed) and followed up
+        self._followups: list[_Entry] = []  # submitted works committed or failed, whose `then` has not run yet
+        self._background: threading.Thread | None = None
 
     def run(self, work: Callable[[Session], T], before: Callable[[], Any] | None = None) -> T:
         """Run `work(session)` in a transaction (maybe shared with other threads' works) and return its result once
@@ -57,17 +73,78 @@ class GroupCommit:
             else:
                 batch = []
         if batch:
-            try:
-                self._commit(batch)
-            finally:
-                with self._cond:
-                    for e in batch:
-                        e.done = True
-                    self._writing = False
-                    self._cond.notify_all()
+            self._write(batch)
         if entry.error is not None:
             raise entry.error
         return entry.result
+
+    def submit(self, work: Work, then: Callable[[BaseException | None], Any] | None = None) -> None:
+        """Queue `work` for the next transaction and return at once; `then(error)` (error None once committed) runs
+        afterwards in the background committer's thread."""
+        with self._cond:
+            self._queue.append(_Entry(work, None, then))
+            self._submitted += 1
+            self._ensure_background()
+            self._cond.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every work submitted so far is committed (or failed) and its `then` has run."""
+        with self._cond:
+            target = self._submitted
+            return self._cond.wait_for(lambda: self._settled >= target, timeout)
+
+    def _write(self, batch: list[_Entry]) -> None:
+        """Commit `batch` (the caller took it and is the writer) and hand submitted works to their follow-up."""
+        try:
+            self._commit(batch)
+        finally:
+            with self._cond:
+                for e in batch:
+                    e.done = True
+                submitted = [e for e in batch if e.then is not None]
+                if submitted:
+                    self._followups += submitted
+                    self._ensure_background()
+                self._writing = False
+                self._cond.notify_all()
+
+    def _ensure_background(self) -> None:  # the caller holds the lock
+        if self._background is None:
+            self._background = threading.Thread(target=self._background_loop, daemon=True, name="group-commit")
+            self._background.start()
+
+    def _background_loop(self) -> None:
+        """Commit submitted works no caller's transaction carried, and run their follow-ups."""
+        while True:
+            with self._cond:
+                if not self._cond.wait_for(lambda: self._followups or (self._queue and not self._writing), self.IDLE_S):
+                    if not self._queue and not self._followups:  # idle: end; the next submit starts another
+                        self._background = None
+                        return
+                    continue
+                followups, self._followups = self._followups, []
+            for e in followups:
+                self._follow_up(e)
+            if followups:
+                continue
+            time.sleep(self.COALESCE_S)  # a worker's next claim usually comes within it and carries the work
+            with self._cond:
+                if not self._queue or self._writing:
+                    continue
+                self._writing = True
+                batch, self._queue = self._queue, []
+            self._write(batch)
+
+    def _follow_up(self, entry: _Entry) -> None:
+        try:
+            assert entry.then is not None
+            entry.then(entry.error)
+        except Exception:  # a follow-up failing must not stop the committer: the others still run
+            log.exception("a follow-up of a group commit failed")
+        finally:
+            with self._cond:
+                self._settled += 1
+                self._cond.notify_all()
 
     def _commit(self, batch: list[_Entry]) -> None:
         seen: list[Callable[[], Any]] = []

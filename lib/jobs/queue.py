@@ -83,7 +83,7 @@ class WorkQueue:
         self.wake = _wake(self.location)  # shared by every WorkQueue on this location in the process
         self.handlers: dict[str, Handler] = {}
         self.on_job_end: dict[str, Callable[[int], None]] = {}
-        self._task = self.huey.task(name=TASK_NAME)(self.run_item)
+        self._task = self.huey.task(name=TASK_NAME)(self._run_delivered)
 
     @property
     def stale_s(self) -> float:
@@ -127,8 +127,16 @@ class WorkQueue:
         """Messages waiting in the queue."""
         return int(self.huey.pending_count())
 
-    def run_item(self, kind: str, item_id: int) -> None:
-        """The task: claim the item, run its handler, record how it ended (runs in a worker)."""
+    def _run_delivered(self, kind: str, item_id: int) -> None:
+        """The task a worker runs for a queued message: the item's end is committed while the thread goes on."""
+        self.run_item(kind, item_id, wait=False)
+
+    def run_item(self, kind: str, item_id: int, wait: bool = True) -> None:
+        """The task: claim the item, run its handler, record how it ended (runs in a worker).
+
+        `wait`: return once the end is recorded; else submit it to this process's group commit (the thread's next
+        claim carries it, so the thread never has two items' calls unrecorded) and go on at once.
+        """
         handler = self.handlers.get(kind)
         if handler is None:
             log.error("no handler for %s items in this process; item %s stays queued", kind, item_id)
@@ -155,13 +163,22 @@ class WorkQueue:
                 write(s)
             items.finish_in(s, item_id, worker, status, error)
 
+        def ended(failure: BaseException | None) -> None:
+            if failure is not None:  # its last writes failed: the item fails with the reason (a retry runs it again)
+                log.error("%s item %s could not be recorded: %r", kind, item_id, failure)
+                items.finish(self.engine, item_id, worker, "failed", f"{type(failure).__name__}: {failure}")
+            if end := self.on_job_end.get(kind):
+                end(item.job_id)
+
+        if not wait:
+            group.submit(record_end, then=ended)
+            return
         try:
             group.run(record_end)
-        except Exception as exc:  # its last writes failed: the item fails with the reason (a retry runs it again)
-            log.exception("%s item %s could not be recorded", kind, item_id)
-            items.finish(self.engine, item_id, worker, "failed", f"{type(exc).__name__}: {exc}")
-        if end := self.on_job_end.get(kind):
-            end(item.job_id)
+        except Exception as exc:
+            ended(exc)
+        else:
+            ended(None)
 
     def sweep(self) -> int:
         """Enqueue again the items of dead workers and lost messages; returns how many."""
@@ -243,6 +260,7 @@ class QueueConsumer(Consumer):
         for _ in self.worker_threads:
             self.queue.wake.release()
         super().stop(graceful=graceful)
+        group_commit(self.queue.engine).flush(timeout=30 if graceful else 5)  # the items' ends workers submitted
         if graceful:
             self._beat.join(timeout=5)
 
