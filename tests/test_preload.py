@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from streamlit.testing.v1 import AppTest
+from waiting import wait_for
 
 from lib.ui import resources
 
@@ -50,7 +51,8 @@ def test_the_model_starts_loading_when_the_app_first_runs_and_the_first_answer_w
     monkeypatch.setenv("WORKBENCH_PRELOAD_EMBEDDINGS", "1")
     at = app().run()  # the first run builds the services: the load starts, the page does not wait for it
     assert not at.exception
-    assert factory.loaded_by == ["workbench-embeddings-preload"]
+    # it starts once the run's thread has ended (the page's last deltas are sent without torch's import beside them)
+    assert wait_for(lambda: factory.loaded_by == ["workbench-embeddings-preload"], timeout=30), factory.loaded_by
     assert resources._local_model()._model is None  # still loading
     factory.release.set()  # the load finishes while the user types
     at.chat_input[0].set_value("What is this workbench?").run()
@@ -78,3 +80,18 @@ def test_the_model_is_preloaded_only_where_questions_need_it():
     providers = '{"acme": {"base_url": "http://127.0.0.1:9", "api_key": "k", "models": ["m1"]}}'
     remote = load_settings(env={"WORKBENCH_PROVIDERS": providers, "WORKBENCH_EMBEDDING_MODEL": "acme/e1"})
     assert not resources.uses_local_model(remote)
+
+
+def test_the_background_load_begins_only_once_the_script_run_that_drew_the_page_has_ended(factory):
+    from lib.documents.embeddings import LazyEmbeddings
+
+    page_drawn = threading.Event()
+    run = threading.Thread(target=page_drawn.wait, args=(60,), name="ScriptRunner.scriptThread")
+    run.start()
+    factory.release.set()
+    holder = LazyEmbeddings(factory)
+    preload = resources.preload_embeddings(holder, after=run)
+    assert not wait_for(lambda: factory.loaded_by, timeout=0.5)  # the run still sends its page: no import beside it
+    page_drawn.set()
+    preload.join(60)
+    assert factory.loaded_by == ["workbench-embeddings-preload"] and holder._model is not None

@@ -90,23 +90,28 @@ _preload: tuple[LazyEmbeddings, threading.Thread] | None = None
 _preload_lock = threading.Lock()
 
 
-def _load_quietly(holder: LazyEmbeddings) -> None:
+def _load_quietly(holder: LazyEmbeddings, after: threading.Thread | None) -> None:
+    if after is not None:
+        after.join()  # the page's script run first: torch's import would hold the GIL while its last deltas are sent
     try:
         holder.model()
     except Exception:  # the first use loads it again and shows the user why it fails
         log.exception("loading the local embedding model in the background failed")
 
 
-def preload_embeddings(holder: LazyEmbeddings) -> threading.Thread:
+def preload_embeddings(holder: LazyEmbeddings, after: threading.Thread | None = None) -> threading.Thread:
     """Start loading the local model in a daemon thread, once per process per holder; returns that thread.
 
-    The first question then finds it loaded, or waits (on the holder's lock) only for the rest of the load.
+    The load begins once the thread `after` has ended (the script run that drew the first page: its last deltas and
+    Streamlit's garbage collection after it are not slowed down by the import). The first question then finds the
+    model loaded, or waits (on the holder's lock) only for the rest of the load; a question asked before the load
+    began loads it itself.
     """
     global _preload
     with _preload_lock:
         if _preload is None or _preload[0] is not holder:  # a new holder after Streamlit's caches were cleared
             thread = threading.Thread(
-                target=_load_quietly, args=(holder,), name="workbench-embeddings-preload", daemon=True
+                target=_load_quietly, args=(holder, after), name="workbench-embeddings-preload", daemon=True
             )
             thread.start()
             _preload = (holder, thread)
@@ -256,7 +261,9 @@ def start_background() -> None:
         _unstarted.clear()
     for services, local in todo:
         warm = services.settings.preload_embeddings  # WORKBENCH_PRELOAD_EMBEDDINGS: warm the process up at start
-        preload = preload_embeddings(local) if warm and uses_local_model(services.settings) else None
+        run = threading.current_thread()  # the script run that drew the page: the model's import waits for its end
+        after = None if run is threading.main_thread() else run
+        preload = preload_embeddings(local, after) if warm and uses_local_model(services.settings) else None
         try:
             services.recover_interrupted()  # command-line jobs a dead process left unfinished, once per process
             services.start_workers()  # this process's queue workers, once per process (none: WORKBENCH_APP_WORKERS=0)
