@@ -122,9 +122,10 @@ def test_a_cases_a_and_b_are_two_items_whose_calls_are_in_flight_at_the_same_tim
         t.join(30)
     assert get_run(any_engine, run_id)["status"] == "done"
     with Session(any_engine) as s:
-        stored = s.execute(select(RunResult.variant, RunResult.request_id)).all()
+        stored = s.execute(select(RunResult.variant, RunResult.request_id, RunResult.text)).all()
         logged = set(s.scalars(select(LlmCall.request_id).where(LlmCall.experiment_id == f"run:{run_id}")))
-    assert sorted(v for v, _ in stored) == ["A", "B"] and {r for _, r in stored} == logged  # one logged call a side
+    assert sorted(v for v, _, _ in stored) == ["A", "B"] and {r for _, r, _ in stored} == logged  # one call a side
+    assert {t for _, _, t in stored} == {"reply to Q: q0?"}  # each side answered its case's own input
     queue.run_item(KIND, its[0].id)  # delivered again: nothing is called or stored twice
     assert run_progress(any_engine, run_id).done == 2 and len(seen.waiting) == 2
 

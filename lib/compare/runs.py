@@ -676,7 +676,8 @@ def _run_side_item(
         return "failed", "This test case was deleted."
     if row.stored:
         return None
-    case, variant, template = Case(case_id, dict(row.values), row.expected), run[side], templates[side]
+    values = dict(row._mapping["values"])  # `row.values` could be taken for a method of the row
+    case, variant, template = Case(case_id, values, row.expected), run[side], templates[side]
     model = variant.model or template.model or gateway.settings.default_model
     cc = CallContext(
         feature=RUN_FEATURE,

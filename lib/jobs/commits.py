@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -116,24 +115,23 @@ class GroupCommit:
     def _background_loop(self) -> None:
         """Commit submitted works no caller's transaction carried, and run their follow-ups."""
         while True:
+            batch: list[_Entry] = []
             with self._cond:
                 if not self._cond.wait_for(lambda: self._followups or (self._queue and not self._writing), self.IDLE_S):
                     if not self._queue and not self._followups:  # idle: end; the next submit starts another
                         self._background = None
                         return
                     continue
+                if not self._followups:  # a worker's next claim usually comes within COALESCE_S and carries them
+                    self._cond.wait_for(lambda: self._followups or not self._queue, self.COALESCE_S)
                 followups, self._followups = self._followups, []
+                if not followups and self._queue and not self._writing:
+                    self._writing = True
+                    batch, self._queue = self._queue, []
             for e in followups:
                 self._follow_up(e)
-            if followups:
-                continue
-            time.sleep(self.COALESCE_S)  # a worker's next claim usually comes within it and carries the work
-            with self._cond:
-                if not self._queue or self._writing:
-                    continue
-                self._writing = True
-                batch, self._queue = self._queue, []
-            self._write(batch)
+            if batch:
+                self._write(batch)
 
     def _follow_up(self, entry: _Entry) -> None:
         try:
