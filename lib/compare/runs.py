@@ -679,7 +679,18 @@ def _run_side_item(
     values = dict(row._mapping["values"])  # `row.values` could be taken for a method of the row
     case, variant, template = Case(case_id, values, row.expected), run[side], templates[side]
     model = variant.model or template.model or gateway.settings.default_model
-    cc = CallContext(
+    cc = _side_context(run, run_id, side, case_id)
+    with limiter.slot(provider_of(model), cancelled=ctx.cancelled):
+        outcome = run_variant(gateway, template, case.values, variant, cc)
+    outcome.checks = check_answer(outcome, case.expected, Checks(**run["checks"]), template.json_schema is not None)
+    dialect, stored = engine.dialect.name, [(case, side, outcome)]
+    ctx.at_end.append(lambda s: _insert_results(s, dialect, run_id, stored, True))  # one transaction with the end
+    return None
+
+
+def _side_context(run: dict[str, Any], run_id: int, side: str, case_id: int) -> CallContext:
+    """The call-log context of one side's call for one case of a batch run."""
+    return CallContext(
         feature=RUN_FEATURE,
         user=run["created_by"],
         template_name=run["template_name"],
@@ -687,12 +698,6 @@ def _run_side_item(
         variant=side,
         metadata={"case_id": case_id},
     )
-    with limiter.slot(provider_of(model), cancelled=ctx.cancelled):
-        outcome = run_variant(gateway, template, case.values, variant, cc)
-    outcome.checks = check_answer(outcome, case.expected, Checks(**run["checks"]), template.json_schema is not None)
-    dialect, stored = engine.dialect.name, [(case, side, outcome)]
-    ctx.at_end.append(lambda s: _insert_results(s, dialect, run_id, stored, True))  # one transaction with the end
-    return None
 
 
 def _run_case_item(
@@ -718,14 +723,7 @@ def _run_case_item(
         variant: Variant = run[side]
         template = templates[side]
         model = variant.model or template.model or gateway.settings.default_model
-        cc = CallContext(
-            feature=RUN_FEATURE,
-            user=run["created_by"],
-            template_name=run["template_name"],
-            experiment_id=f"run:{run_id}",
-            variant=side,
-            metadata={"case_id": case_id},
-        )  # the call-log row is committed when the call returns (with other threads' rows: the log's group commit)
+        cc = _side_context(run, run_id, side, case_id)  # its call-log row is committed when the call returns
         with limiter.slot(provider_of(model), cancelled=ctx.cancelled):
             outcome = run_variant(gateway, template, case.values, variant, cc)
         outcome.checks = check_answer(outcome, case.expected, checks, template.json_schema is not None)
