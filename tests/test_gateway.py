@@ -623,3 +623,24 @@ def test_the_pii_regions_setting_decides_which_national_phone_formats_are_masked
     gw.invoke([("user", "Call me on 020 7946 0958 tomorrow")], "openai/gpt-4o-mini")
     [row] = rows(fresh_engine)
     assert ("020 7946 0958" not in row.prompt) is masked
+
+
+def test_tool_definitions_and_earlier_tool_call_arguments_count_towards_the_size_limit(fresh_engine, fake):
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    from lib.gateway.errors import PromptTooLarge
+
+    gw = make_gateway(fresh_engine, fake, WORKBENCH_MAX_PROMPT_CHARS="1000")
+    tool = {"type": "function", "function": {"name": "lookup", "description": "d" * 1200, "parameters": {}}}
+    with pytest.raises(PromptTooLarge, match="one request may send at most 1,000"):
+        gw.invoke([("user", "hi")], "openai/gpt-4o-mini", CallContext(feature="assistant"), tools=[tool])
+    call = {"name": "lookup", "args": {"text": "a" * 1200}, "id": "c1", "type": "tool_call"}
+    earlier = [HumanMessage("hi"), AIMessage("", tool_calls=[call]), ToolMessage("ok", tool_call_id="c1")]
+    with pytest.raises(PromptTooLarge, match="one request may send at most 1,000"):
+        gw.invoke(earlier, "openai/gpt-4o-mini", CallContext(feature="assistant"))
+    assert fake.requests == []
+    small = {"type": "function", "function": {"name": "lookup", "description": "d", "parameters": {}}}
+    assert (
+        gw.invoke([("user", "hi")], "openai/gpt-4o-mini", CallContext(feature="assistant"), tools=[small]).status
+        == "ok"
+    )

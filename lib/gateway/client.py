@@ -60,6 +60,7 @@ from lib.gateway.tool_calls import (
     offline_tools_error,
     redact_message,
     render_calls,
+    request_chars,
     restore_message,
     strict_tool_calls,
     tools_tokens,
@@ -433,7 +434,7 @@ class Stream:
         check_output: OutputCheck | None = None,
     ):
         settings = gw.settings
-        size = sum(len(message_text(m)) for m in messages)
+        size = request_chars(messages, params)  # tool definitions and earlier calls' arguments count too
         self._too_large: PromptTooLarge | None = None
         if size > settings.max_prompt_chars:  # refused before anything else looks at the text (trimming included)
             self._too_large = PromptTooLarge(

@@ -18,7 +18,7 @@ from langchain_core.messages.tool import InvalidToolCall, ToolCall, ToolCallChun
 
 from lib.gateway.errors import GatewayError
 from lib.gateway.redaction import Redaction, redact
-from lib.gateway.tokens import estimate_tokens
+from lib.gateway.tokens import estimate_tokens, message_text
 
 MAX_LOGGED_ARGUMENTS = 2000  # characters of one tool call's arguments kept in the call log
 
@@ -43,6 +43,17 @@ def uses_tools(params: Mapping[str, Any], messages: Sequence[BaseMessage]) -> bo
     if params.get("tools"):
         return True
     return any(isinstance(m, ToolMessage) or (isinstance(m, AIMessage) and m.tool_calls) for m in messages)
+
+
+def request_chars(messages: Sequence[BaseMessage], params: Mapping[str, Any]) -> int:
+    """Characters a request sends: the messages' text, the arguments of earlier tool calls in them, and the tool
+    definitions offered (each can be as large as a pasted document)."""
+    size = sum(len(message_text(m)) for m in messages)
+    for m in messages:
+        if isinstance(m, AIMessage) and m.tool_calls:
+            size += sum(len(json.dumps(c.get("args", {}), default=str)) for c in m.tool_calls)
+    tools = params.get("tools")
+    return size + (len(json.dumps(tools, default=str)) if tools else 0)
 
 
 def tools_tokens(params: Mapping[str, Any]) -> int:
