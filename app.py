@@ -1,6 +1,11 @@
 """AI Workbench: navigation, page config, identity and the sidebar."""
 
+# ruff: noqa: E402 (the collector is paused before the app's imports)
 from pathlib import Path
+
+from lib.ui import first_run
+
+first_run.pause()  # no garbage collection while a fresh process loads the app for its first page (lib/ui/first_run.py)
 
 import streamlit as st
 
@@ -89,4 +94,5 @@ with st.sidebar:
 try:
     run_guarded(nav.run)
 finally:  # also after st.stop or st.rerun: the page is drawn, so what the services run beside it may start
+    first_run.resume()
     run_guarded(start_background)

@@ -32,9 +32,9 @@ HEAVY = (
 
 # Records which heavy modules are imported when app.py's run ends (the page has been drawn), then lets it go on.
 SCRIPT = """
-import json, os, sys, threading
+import gc, json, os, sys, threading
 from streamlit.testing.v1 import AppTest
-from lib.ui import resources
+from lib.ui import first_run, resources
 
 HEAVY = {heavy!r}
 seen = {{}}
@@ -42,11 +42,19 @@ start = resources.start_background
 
 def recording_start():
     seen["drawn_with"] = [m for m in HEAVY if m in sys.modules]
+    seen["collector_on"] = gc.isenabled()
     seen["page_ran"] = "lib.chat.turn" in sys.modules
     start()
     seen["after"] = [m for m in HEAVY if m in sys.modules]
 
 resources.start_background = recording_start
+resume = first_run.resume
+
+def recording_resume():
+    seen.setdefault("collector_on_while_drawing", gc.isenabled())
+    resume()
+
+first_run.resume = recording_resume
 at = AppTest.from_file({app!r}, default_timeout=120)
 at.secrets["WORKBENCH_TEST"] = "1"
 at.run()
@@ -79,6 +87,8 @@ def test_the_chat_page_is_drawn_before_the_queue_chroma_the_model_and_pandas_are
     assert "huey" in seen["after"]  # then the queue workers start, once the page is drawn
     assert "workbench-heartbeat" in seen["threads"], seen["threads"]  # the embedded queue consumer runs
     assert "chromadb" not in seen["after"]  # no collection yet: Chroma opens on first use
+    # the garbage collector waited while the page was drawn (~0.3 s of it), and is back on once it is
+    assert seen["collector_on_while_drawing"] is False and seen["collector_on"] is True
 
 
 def test_with_preloading_on_the_model_starts_loading_only_once_the_page_is_drawn(tmp_path):
