@@ -11,8 +11,9 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
-from sqlalchemy import event, func, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
+from test_compare_queue_commits import _count_commits
 from waiting import wait_for
 
 from lib.compare.runs import (
@@ -157,16 +158,6 @@ def test_a_judged_run_keeps_one_item_per_case(any_engine, tmp_path):
     run_id = a_run(any_engine, rows=3, judge="acme/m1")
     assert queue_run(any_engine, queue, run_id) == 3
     assert [(i.name, i.progress) for i in run_items(any_engine, run_id)] == [(f"case {n}", {}) for n in (1, 2, 3)]
-
-
-def _count_commits(engine) -> list[int]:
-    commits = [0]
-
-    @event.listens_for(engine, "commit")
-    def counted(_conn) -> None:
-        commits[0] += 1
-
-    return commits
 
 
 def _add_item(position: int, kind: str | None = "t"):
