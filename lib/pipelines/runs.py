@@ -762,20 +762,27 @@ def _enqueue_rows(
     engine: Engine, queue: WorkQueue, run_id: int, positions: Sequence[int] | None, statuses: Sequence[str]
 ) -> int:
     """Put the items of these rows (all when None) back on the queue, if they are in `statuses`; returns how many."""
-    query = select(JobItem.id).where(JobItem.kind == KIND, JobItem.job_id == run_id, JobItem.status.in_(list(statuses)))
-    if positions is not None:
-        query = query.where(JobItem.position.in_(list(positions)))
     with Session(engine) as s, s.begin():
-        ids = list(s.scalars(query))
-        if ids:
-            s.execute(
-                update(JobItem)
-                .where(JobItem.id.in_(ids))
-                .values(status="queued", cancel_requested=False, error=None, enqueued_at=utcnow(), finished_at=None)
-            )
+        ids = _requeue_items(s, run_id, statuses, None if positions is None else list(positions))
     if ids:
         queue.enqueue(KIND, ids)
     return len(ids)
+
+
+def _requeue_items(s: Session, run_id: int, statuses: Sequence[str], positions: Any = None) -> list[int]:
+    """In `s`'s transaction: mark the run's items in `statuses` (at `positions`, a list or a SELECT of them, or all)
+    queued again; returns their ids, for the queue once the transaction is committed."""
+    query = select(JobItem.id).where(JobItem.kind == KIND, JobItem.job_id == run_id, JobItem.status.in_(list(statuses)))
+    if positions is not None:
+        query = query.where(JobItem.position.in_(positions))
+    ids = list(s.scalars(query))
+    if ids:
+        s.execute(
+            update(JobItem)
+            .where(JobItem.id.in_(ids))
+            .values(status="queued", cancel_requested=False, error=None, enqueued_at=utcnow(), finished_at=None)
+        )
+    return ids
 
 
 def cancel_run(engine: Engine, run_id: int) -> None:
@@ -832,22 +839,7 @@ def resume_run(deps: RunDeps, run_id: int, raise_budget_to: float | None = None)
         if not in_hand:  # a reservation left by a worker that died mid-call would otherwise hold budget forever
             s.execute(update(PipelineRun).where(PipelineRun.id == run_id).values(reserved_usd=0.0))
         pending = select(PipelineRow.position).where(PipelineRow.run_id == run_id, PipelineRow.status == "pending")
-        ids = list(
-            s.scalars(
-                select(JobItem.id).where(
-                    JobItem.kind == KIND,
-                    JobItem.job_id == run_id,
-                    JobItem.status.in_(("cancelled", "failed", "done")),
-                    JobItem.position.in_(pending),
-                )
-            )
-        )
-        if ids:
-            s.execute(
-                update(JobItem)
-                .where(JobItem.id.in_(ids))
-                .values(status="queued", cancel_requested=False, error=None, enqueued_at=utcnow(), finished_at=None)
-            )
+        ids = _requeue_items(s, run_id, ("cancelled", "failed", "done"), pending)
     if ids:
         deps.queue.enqueue(KIND, ids)
     return len(ids)
