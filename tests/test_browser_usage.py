@@ -27,5 +27,6 @@ def test_a_manager_opens_usage_and_the_charts_render(app_url):
         page.get_by_role("heading", name="Usage", exact=True).wait_for()
         page.locator('[data-testid="stPlotlyChart"]').first.wait_for()
         page.locator(".js-plotly-plot .main-svg").first.wait_for()
+        page.locator('[data-testid="stPlotlyChart"]').nth(2).wait_for(state="attached")  # drawn one by one, in tabs
         assert page.locator('[data-testid="stPlotlyChart"]').count() >= 3
         screenshot(page, "usage")
