@@ -210,11 +210,13 @@ class Services:
                 compare_runs.KIND,
                 lambda ctx: compare_runs.run_case_item(self.gateway, self.templates, self.limiter, ctx),
                 lambda run_id: compare_runs.settle_run(self.engine, run_id),
+                overlap=True,  # its items hold a call slot only around their model calls
             )
             queue.register(
                 pipeline_runs.KIND,
                 lambda ctx: pipeline_runs.run_row_item(self.pipeline_deps, ctx),
                 lambda run_id: pipeline_runs.settle_run(self.engine, run_id),
+                overlap=True,
             )
             queue.periodic("recover", crontab(minute="*/5"), self.recover_interrupted)
             queue.periodic(

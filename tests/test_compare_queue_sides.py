@@ -74,7 +74,7 @@ class Seen(threading.Condition):
         self.waiting: list[str] = []
 
 
-def a_queue(engine, tmp_path, models: dict[str, HeldModel]) -> tuple[WorkQueue, TemplateStore]:
+def a_queue(engine, tmp_path, models: dict[str, HeldModel], overlap: bool = False) -> tuple[WorkQueue, TemplateStore]:
     providers = {"acme": {"base_url": "http://127.0.0.1:9/v1", "models": list(models)}}
     env = {"WORKBENCH_DATA_DIR": str(tmp_path), "WORKBENCH_PROVIDERS": json.dumps(providers)}
     settings = load_settings(env=env)
@@ -84,7 +84,9 @@ def a_queue(engine, tmp_path, models: dict[str, HeldModel]) -> tuple[WorkQueue, 
     store.save_version(Template(name=NAME, system="You answer kindly.", user="Q: {{ question }}"), "ada")
     queue = WorkQueue(settings, engine)
     limiter = ProviderLimiter(engine, {})
-    queue.register(KIND, lambda ctx: run_case_item(gw, store, limiter, ctx), lambda run_id: settle_run(engine, run_id))
+    queue.register(
+        KIND, lambda ctx: run_case_item(gw, store, limiter, ctx), lambda run_id: settle_run(engine, run_id), overlap
+    )
     return queue, store
 
 

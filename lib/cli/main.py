@@ -136,8 +136,9 @@ def _worker_options(p: argparse.ArgumentParser) -> None:
 def work_queue(args: argparse.Namespace) -> int:
     """Work the job queue (indexing, batch runs, housekeeping) until SIGTERM (finishes items in hand) or Ctrl-C."""
     from lib.core.settings import load_settings
+    from lib.gateway.client import import_model_stack
     from lib.jobs.items import worker_id
-    from lib.jobs.queue import QueueConsumer
+    from lib.jobs.queue import QueueConsumer, freeze_startup_heap
     from lib.services import build_services
     from lib.telemetry.metrics import MetricsPortInUse
 
@@ -154,6 +155,8 @@ def work_queue(args: argparse.Namespace) -> int:
     queue = services.queue
     where = queue.location.rsplit("@", 1)[-1]  # never print a password from the Redis URL
     serving = f"; metrics on port {metrics.port}" if metrics else ""
+    import_model_stack()
+    freeze_startup_heap()  # after every start-up import: later full collections skip all of it
     print(f"Worker {worker_id()}: {args.threads} thread(s) on {where}{serving}.", file=sys.stderr, flush=True)
     QueueConsumer(queue, args.threads, embedded=False).run()
     return 0

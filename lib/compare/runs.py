@@ -662,9 +662,9 @@ _CASE_AND_STORED = select(  # a side item's one read: its case, and whether its 
 def _run_side_item(
     gateway: Gateway, store: TemplateStore, limiter: ProviderLimiter, ctx: ItemContext, side: str
 ) -> tuple[str, str | None] | None:
-    # Per side: one read (its case, and whether its answer is stored), its call (whose call-log row the gateway
-    # commits when it returns, with other threads' rows), and its answer written with the item's end: the claim
-    # and the end are shared with the other threads' writes of this process (group commit).
+    # Per side: one read (its case, and whether its answer is stored), its call (holding a call slot of the worker
+    # only for the call), and its call-log row and answer written with the item's end: the claim and the end are
+    # shared with the other threads' writes of this process (group commit).
     engine, run_id, case_id = gateway.engine, ctx.item.job_id, ctx.item.position
     run, templates = _run_setup(engine, store, run_id)
     if run["test_set_id"] is None:
@@ -679,8 +679,8 @@ def _run_side_item(
     values = dict(row._mapping["values"])  # `row.values` could be taken for a method of the row
     case, variant, template = Case(case_id, values, row.expected), run[side], templates[side]
     model = variant.model or template.model or gateway.settings.default_model
-    cc = _side_context(run, run_id, side, case_id)
-    with limiter.slot(provider_of(model), cancelled=ctx.cancelled):
+    cc = _side_context(run, run_id, side, case_id, log_rows=ctx.call_rows)  # its call-log row: with the end
+    with ctx.calling(), limiter.slot(provider_of(model), cancelled=ctx.cancelled):
         outcome = run_variant(gateway, template, case.values, variant, cc)
     outcome.checks = check_answer(outcome, case.expected, Checks(**run["checks"]), template.json_schema is not None)
     dialect, stored = engine.dialect.name, [(case, side, outcome)]
@@ -688,9 +688,12 @@ def _run_side_item(
     return None
 
 
-def _side_context(run: dict[str, Any], run_id: int, side: str, case_id: int) -> CallContext:
+def _side_context(
+    run: dict[str, Any], run_id: int, side: str, case_id: int, log_rows: list[dict[str, Any]] | None = None
+) -> CallContext:
     """The call-log context of one side's call for one case of a batch run."""
     return CallContext(
+        log_rows=log_rows,
         feature=RUN_FEATURE,
         user=run["created_by"],
         template_name=run["template_name"],
@@ -724,7 +727,7 @@ def _run_case_item(
         template = templates[side]
         model = variant.model or template.model or gateway.settings.default_model
         cc = _side_context(run, run_id, side, case_id)  # its call-log row is committed when the call returns
-        with limiter.slot(provider_of(model), cancelled=ctx.cancelled):
+        with ctx.calling(), limiter.slot(provider_of(model), cancelled=ctx.cancelled):
             outcome = run_variant(gateway, template, case.values, variant, cc)
         outcome.checks = check_answer(outcome, case.expected, checks, template.json_schema is not None)
         row = [(case, side, outcome)]
@@ -736,7 +739,7 @@ def _run_case_item(
         ctx.progress[side] = outcome.status
         called = True
     if checks.judge_model:
-        _judge_case(gateway, limiter, run, case_id, checks.judge_model)
+        _judge_case(gateway, limiter, ctx, run, case_id, checks.judge_model)
     return None
 
 
@@ -744,6 +747,7 @@ _SETUPS: weakref.WeakKeyDictionary[Engine, dict[int, tuple[dict[str, Any], dict[
     weakref.WeakKeyDictionary()
 )
 _SETUPS_LOCK = threading.Lock()
+_SETUPS_LOADING = threading.Lock()
 
 
 def _run_setup(engine: Engine, store: TemplateStore, run_id: int) -> tuple[dict[str, Any], dict[str, Template]]:
@@ -751,14 +755,19 @@ def _run_setup(engine: Engine, store: TemplateStore, run_id: int) -> tuple[dict[
     (template versions are immutable), and every case of the run needs them (five reads a case otherwise)."""
     with _SETUPS_LOCK:
         setup = _SETUPS.setdefault(engine, {}).get(run_id)
-    if setup is None:
-        run = get_run(engine, run_id)
-        setup = run, {side: store.get_version(run["template_name"], run[side].version).template for side in "AB"}
+    if setup is not None:
+        return setup
+    with _SETUPS_LOADING:  # a run's first items arrive together: one thread reads, the others wait for its result
         with _SETUPS_LOCK:
-            runs = _SETUPS.setdefault(engine, {})
-            if len(runs) >= 16:
-                runs.pop(next(iter(runs)))
-            runs[run_id] = setup
+            setup = _SETUPS.setdefault(engine, {}).get(run_id)
+        if setup is None:
+            run = get_run(engine, run_id)
+            setup = run, {side: store.get_version(run["template_name"], run[side].version).template for side in "AB"}
+            with _SETUPS_LOCK:
+                runs = _SETUPS.setdefault(engine, {})
+                if len(runs) >= 16:
+                    runs.pop(next(iter(runs)))
+                runs[run_id] = setup
     return setup
 
 
@@ -772,7 +781,9 @@ def _check_cancel(engine: Engine, ctx: ItemContext) -> None:
         raise Cancelled(f"item {ctx.item.id} was cancelled or taken over")
 
 
-def _judge_case(gateway: Gateway, limiter: ProviderLimiter, run: dict[str, Any], case_id: int, model: str) -> None:
+def _judge_case(
+    gateway: Gateway, limiter: ProviderLimiter, ctx: ItemContext, run: dict[str, Any], case_id: int, model: str
+) -> None:
     engine = gateway.engine
     with Session(engine) as s:
         if s.scalar(
@@ -786,7 +797,7 @@ def _judge_case(gateway: Gateway, limiter: ProviderLimiter, run: dict[str, Any],
         return
     request = "\n".join(f"{k}: {v}" for k, v in row["values"].items())
     try:
-        with limiter.slot(provider_of(model)):
+        with ctx.calling(), limiter.slot(provider_of(model)):
             verdict = judge_pair(gateway, model, request, row["A"]["text"], row["B"]["text"], run["created_by"])
     except GatewayError:
         return  # an unjudged row stays unjudged; the people's votes still count

@@ -7,7 +7,8 @@ import threading
 import time
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, insert
+from sqlalchemy import Connection, Engine, Table, insert
+from sqlalchemy.orm import Session
 
 from lib.core import spans
 from lib.core.tables import LlmCall
@@ -32,6 +33,12 @@ def without_nul(value: Any) -> Any:
 
 _LOG_COLUMNS = {attr.key: attr.columns[0].key for attr in LlmCall.__mapper__.column_attrs}  # meta -> metadata
 _INSERT = insert(cast(Table, LlmCall.__table__))  # built once (keys are column names): ~80 us less per row written
+
+
+def insert_rows(conn: Connection | Session, rows: list[dict[str, Any]]) -> None:
+    """Insert call-log rows the gateway handed to the caller (CallContext.log_rows) in the caller's transaction."""
+    if rows:
+        conn.execute(_INSERT, [{_LOG_COLUMNS[k]: v for k, v in row.items()} for row in rows])
 
 
 class CallLogWriter:

@@ -90,7 +90,7 @@ def own_run() -> contextvars.Context:
 
 @dataclass
 class CallContext:
-    """Who and what a call is for; every field but `deferred_log` lands in the call log."""
+    """Who and what a call is for; every field but `deferred_log` and `log_rows` lands in the call log."""
 
     feature: str = "chat"
     user: str | None = None
@@ -108,6 +108,11 @@ class CallContext:
     # writer (with other rows) meanwhile; Gateway.flush_log() waits for it. For batch runs, so a worker's
     # next call does not wait on the database; interactive calls keep the default (committed on return).
     deferred_log: bool = False
+    # A list (queued work): the call's call-log row is appended here instead of written, and the caller commits it
+    # in the transaction that records its answer and its item's end (lib.gateway.call_log.insert_rows), so the row
+    # costs no transaction of its own and is never missing beside a stored answer. The caller must commit the rows
+    # it was handed, in that transaction or (when it fails) in one of their own.
+    log_rows: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -142,6 +147,13 @@ class CallResult:
     def unpriced(self) -> bool:
         """True when no price is known for the model (cost is unknown, not zero)."""
         return self.cost_usd is None and self.status in ("ok", "aborted", "error")
+
+
+def import_model_stack() -> None:
+    """Import what a process's first call to an OpenAI-compatible model would (LangChain's ChatOpenAI, the OpenAI
+    SDK, its HTTP client): a worker process does it at start, so its first items do not wait for it."""
+    import openai  # noqa: F401
+    from langchain_openai import ChatOpenAI  # noqa: F401
 
 
 def default_model_factory(embeddings: Callable[[], Embeddings] | None = None) -> ModelFactory:
@@ -376,7 +388,8 @@ class Gateway:
         return redact(text, regions=self.settings.pii_regions).text if mode == "redacted" else text
 
     def write_row(self, result: CallResult, ctx: CallContext, prompt: str, meta: dict[str, Any]) -> None:
-        """Insert the call-log row for `result` (one per call); it is committed when this returns."""
+        """Insert the call-log row for `result` (one per call); it is committed when this returns (unless deferred, or
+        handed to the caller: CallContext)."""
         err = result.error
         row = {
             "created_at": utcnow(),
@@ -412,7 +425,10 @@ class Gateway:
             ),
             "meta": {**ctx.metadata, **meta} or None,
         }
-        self._log.write(without_nul(row), wait=not ctx.deferred_log)
+        if ctx.log_rows is not None:
+            ctx.log_rows.append(without_nul(row))
+        else:
+            self._log.write(without_nul(row), wait=not ctx.deferred_log)
         self.metrics.record(result, ctx)  # counted as logged: the same figures as the call log
 
     def flush_log(self, timeout: float | None = None) -> bool:

@@ -23,10 +23,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+DEADLOCK_TRIES = 3  # a work alone in its transaction is run again this often when the database breaks a deadlock
 Work = Callable[[Session], Any]
 
 
@@ -167,11 +169,20 @@ class GroupCommit:
                     e.result = r
                 return
         for e in todo:
-            try:
-                with Session(self.engine, expire_on_commit=False) as s, s.begin():
-                    e.result = e.work(s)
-            except Exception as exc:
-                e.error = exc
+            for attempt in range(1, DEADLOCK_TRIES + 1):
+                try:
+                    with Session(self.engine, expire_on_commit=False) as s, s.begin():
+                        e.result = e.work(s)
+                except Exception as exc:
+                    if attempt < DEADLOCK_TRIES and _deadlocked(exc):  # the database chose it to undo: run it again
+                        continue
+                    e.error = exc
+                break
+
+
+def _deadlocked(exc: BaseException) -> bool:
+    """Whether PostgreSQL rolled the transaction back to break a deadlock or a serialization conflict (retry it)."""
+    return isinstance(exc, OperationalError) and getattr(exc.orig, "sqlstate", None) in ("40P01", "40001")
 
 
 _groups: weakref.WeakKeyDictionary[Engine, GroupCommit] = weakref.WeakKeyDictionary()

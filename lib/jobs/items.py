@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Connection, CursorResult, Engine, Table, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
 from lib.core.tables import JobBlob, JobItem, utcnow
@@ -24,6 +27,8 @@ from lib.core.tables import JobBlob, JobItem, utcnow
 FINAL = ("done", "failed", "cancelled")
 ACTIVE = ("queued", "running")
 REPORT_EVERY_S = 0.5  # progress is written (and a cancel noticed) at most this often per item
+ERROR_CHARS = 500  # an item's error text is cut to this
+SLOT_CHECK_S = 1.0  # an item waiting for a call slot looks for a cancel this often
 
 
 class Cancelled(Exception):
@@ -144,9 +149,33 @@ class ItemContext:
     # writes the handler leaves to the item's end: committed in one transaction with it (WorkQueue.run_item), so
     # an item is never done without them and they cost no transaction of their own
     at_end: list[Callable[[Session], Any]] = field(default_factory=list)
+    # call-log rows of the item's model calls (CallContext.log_rows), committed with the item's end
+    call_rows: list[dict[str, Any]] = field(default_factory=list)
+    # the worker's call slots (WorkQueue.register(..., overlap=True)): `calling()` holds one around a model call
+    slots: threading.Semaphore | None = None
+    _holding: bool = False
 
     def __post_init__(self) -> None:
         self.progress = dict(self.item.progress)
+
+    @contextmanager
+    def calling(self) -> Iterator[None]:
+        """Hold one of the worker's call slots for the body (a model call); wait for one while checking for a cancel.
+
+        A worker with N threads makes at most N calls at once; its spare threads claim, read and record other
+        items meanwhile, so that work is not between one call and the next (WorkQueue.register, overlap=True).
+        """
+        if self.slots is None or self._holding:  # no limit here, or the item holds a slot already
+            yield
+            return
+        while not self.slots.acquire(timeout=SLOT_CHECK_S):
+            self.check()
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+            self.slots.release()
 
     def report(self, changes: dict[str, Any], force: bool = False) -> None:
         """Merge `changes` into the item's progress (written at most every REPORT_EVERY_S unless `force`).
@@ -195,12 +224,26 @@ def finish_in(conn: Connection | Session, item_id: int, worker: str, status: str
 
 
 def beat(engine: Engine, worker: str) -> int:
-    """Mark every item `worker` is running as alive now; returns how many."""
+    """Mark every item `worker` is running as alive now; returns how many.
+
+    On PostgreSQL it skips the rows another transaction holds (the worker's own group commit, claiming or ending
+    them this very moment): waiting for them, with its rows locked in another order, deadlocked that commit.
+    """
+    mine = (
+        select(JobItem.id)
+        .where(JobItem.worker == worker, JobItem.status == "running")
+        .with_for_update(skip_locked=True)  # SQLite locks the whole file and renders no FOR UPDATE
+    )
     with _session(engine) as s, s.begin():
-        return _changed(
-            s,
-            update(JobItem).where(JobItem.worker == worker, JobItem.status == "running").values(heartbeat_at=utcnow()),
-        )
+        return _changed(s, update(JobItem).where(JobItem.id.in_(mine.scalar_subquery())).values(heartbeat_at=utcnow()))
+
+
+def describe_error(exc: BaseException) -> str:
+    """An item's error text for `exc`: its type and first line, without a database error's SQL and parameters
+    (they can hold prompts and answers, and run to pages)."""
+    orig = getattr(exc, "orig", None) if isinstance(exc, StatementError) else None
+    first = (str(orig if isinstance(orig, BaseException) else exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}"[:ERROR_CHARS]
 
 
 def requeue_stale(engine: Engine, stale_s: float, queue_empty: bool) -> list[tuple[str, int]]:

@@ -7,9 +7,11 @@ by `python -m lib.cli worker` processes on any machine (workers block on the lis
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 from huey import RedisHuey, SqliteHuey
@@ -20,6 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from lib.core.settings import Settings
+from lib.gateway.call_log import insert_rows
 from lib.jobs import items
 from lib.jobs.commits import group_commit
 from lib.jobs.items import Cancelled, ItemContext
@@ -83,6 +86,8 @@ class WorkQueue:
         self.wake = _wake(self.location)  # shared by every WorkQueue on this location in the process
         self.handlers: dict[str, Handler] = {}
         self.on_job_end: dict[str, Callable[[int], None]] = {}
+        self.overlap: set[str] = set()  # kinds whose handlers hold a call slot only around their model calls
+        self.slots: threading.Semaphore | None = None  # a consumer's call slots (QueueConsumer), None: no limit here
         self._task = self.huey.task(name=TASK_NAME)(self._run_delivered)
 
     @property
@@ -90,11 +95,22 @@ class WorkQueue:
         """An item whose worker has not shown a sign of life for this long is queued again."""
         return 3 * self.settings.job_heartbeat_s
 
-    def register(self, kind: str, handler: Handler, on_job_end: Callable[[int], None] | None = None) -> None:
-        """Run items of `kind` with `handler`; `on_job_end(job_id)` runs after each of them ends."""
+    def register(
+        self, kind: str, handler: Handler, on_job_end: Callable[[int], None] | None = None, overlap: bool = False
+    ) -> None:
+        """Run items of `kind` with `handler`; `on_job_end(job_id)` runs after each of them ends.
+
+        An item holds one of the consumer's call slots while its handler runs; with `overlap` only while the handler
+        is inside `ctx.calling()` (around each model call), so a worker's spare threads claim, read and record
+        other items while the calls are in flight, and that work is not on the path from one call to the next.
+        """
         self.handlers[kind] = handler
         if on_job_end is not None:
             self.on_job_end[kind] = on_job_end
+        if overlap:
+            self.overlap.add(kind)
+        else:
+            self.overlap.discard(kind)
 
     def periodic(self, name: str, schedule: Callable[[Any], bool], work: Callable[[], Any]) -> None:
         """Run `work` on `schedule` (a huey.crontab); every consumer schedules it, so `work` must be idempotent."""
@@ -147,18 +163,20 @@ class WorkQueue:
         if item is None:
             return  # done, cancelled, or another worker has it: a duplicate delivery
         status, error = "done", None
-        ctx = ItemContext(self.engine, item, worker)
+        ctx = ItemContext(self.engine, item, worker, slots=self.slots)
         try:
-            outcome = handler(ctx)
+            with nullcontext() if kind in self.overlap else ctx.calling():  # the whole item holds a slot, or its calls
+                outcome = handler(ctx)
             if outcome is not None:
                 status, error = outcome
         except Cancelled:
             status = "cancelled"
         except Exception as exc:  # the item fails with its reason; the worker goes on with the next
             log.exception("%s item %s failed", kind, item_id)
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            status, error = "failed", items.describe_error(exc)
 
-        def record_end(s: Session) -> None:  # the handler's last writes and the item's end: one transaction
+        def record_end(s: Session) -> None:  # its calls' log rows, last writes and end: one transaction
+            insert_rows(s, ctx.call_rows)
             for write in ctx.at_end:
                 write(s)
             items.finish_in(s, item_id, worker, status, error)
@@ -166,7 +184,8 @@ class WorkQueue:
         def ended(failure: BaseException | None) -> None:
             if failure is not None:  # its last writes failed: the item fails with the reason (a retry runs it again)
                 log.error("%s item %s could not be recorded: %r", kind, item_id, failure)
-                items.finish(self.engine, item_id, worker, "failed", f"{type(failure).__name__}: {failure}")
+                self._log_calls_alone(ctx.call_rows)
+                items.finish(self.engine, item_id, worker, "failed", items.describe_error(failure))
             if end := self.on_job_end.get(kind):
                 end(item.job_id)
 
@@ -179,6 +198,14 @@ class WorkQueue:
             ended(exc)
         else:
             ended(None)
+
+    def _log_calls_alone(self, rows: list[dict[str, Any]]) -> None:
+        """Commit an item's call-log rows on their own when its end could not be recorded: every call is logged."""
+        try:
+            with self.engine.begin() as conn:
+                insert_rows(conn, rows)
+        except Exception:  # as the call log's writer does: logged, and the item's failure is still recorded
+            log.exception("could not write the call-log rows of a failed item")
 
     def sweep(self) -> int:
         """Enqueue again the items of dead workers and lost messages; returns how many."""
@@ -205,20 +232,43 @@ class _WakeableWorker(Worker):
             self.delay *= self.backoff
 
 
+def freeze_startup_heap() -> int:
+    """Collect, then leave everything loaded so far out of every later collection (gc.freeze); returns how many
+    objects that is.
+
+    A worker process calls it once started: its modules, settings and clients are some hundreds of thousands of
+    objects that live as long as the process, and each full collection walked them all, holding the GIL for ~0.2 s
+    (measured with gc.callbacks). One landed at the start of most batch runs and held up every call of the process.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
+def spare_threads(threads: int) -> int:
+    """Threads a consumer runs beyond its `threads` call slots: they claim, read and record items while the slots'
+    calls are in flight (a quarter more, at least one). Few, because each may hold a claimed item that waits for a
+    slot of this process while another process has one free."""
+    return max(1, threads // 4)
+
+
 class QueueConsumer(Consumer):
     """Huey's consumer (worker threads and the periodic scheduler) for a WorkQueue, with a heartbeat thread.
 
-    `embedded`: started from a thread that is not the main one (Streamlit), so no signal handlers are installed.
+    `threads`: items worked on at once, i.e. call slots (WorkQueue.register); the consumer runs a few spare threads
+    beyond them (`spare_threads`). `embedded`: started from a thread that is not the main one (Streamlit), so no
+    signal handlers are installed.
     """
 
     worker_class = _WakeableWorker
 
     def __init__(self, queue: WorkQueue, threads: int, embedded: bool = True, periodic: bool = True) -> None:
         self.queue, self.embedded = queue, embedded
+        queue.slots = threading.BoundedSemaphore(threads)  # `threads` items' model calls at once
         polled = not queue.huey.storage.blocking
         super().__init__(
             queue.huey,
-            workers=threads,
+            workers=threads + spare_threads(threads),
             periodic=periodic,
             initial_delay=0.05,
             backoff=1.5,

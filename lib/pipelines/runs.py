@@ -12,7 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
@@ -614,13 +614,12 @@ def set_row_status(engine: Engine, run_id: int, position: int, status: str, step
 
 
 def _slot(deps: RunDeps, ctx: ItemContext):
+    """Around each model call of a row: one of the worker's call slots, then one of its provider's (if limited)."""
     limiter = deps.limiter
-    if limiter is None:
-        return None
 
     @contextmanager
     def slot(model: str) -> Iterator[None]:
-        with limiter.slot(provider_of(model), cancelled=ctx.cancelled):
+        with ctx.calling(), limiter.slot(provider_of(model), cancelled=ctx.cancelled) if limiter else nullcontext():
             yield
 
     return slot
