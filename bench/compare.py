@@ -61,6 +61,7 @@ from lib.compare import runs as experiments
 from lib.compare.runs import DEFAULT_CONCURRENCY, Checks, Variant, start_run
 from lib.compare.test_sets import Case, create_test_set
 from lib.core.db import make_engine, migrate
+from lib.core.heap import freeze_startup_heap
 from lib.core.settings import load_settings
 from lib.core.tables import LlmCall, RunResult
 from lib.gateway.client import CallContext, Gateway
@@ -292,6 +293,7 @@ def queued_runs(
         with worker_processes(env, workers, concurrency // workers) as procs:
             one(warm_id)  # imports and HTTP clients in every worker, before the clock
             one(warm_id)
+            freeze_startup_heap()  # this process stands for the app, which does so once started (lib/ui/resources)
             for _ in range(repeat):
                 cpu = worker_cpu(procs)
                 run_id, wall = one(set_id)

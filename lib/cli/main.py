@@ -135,10 +135,11 @@ def _worker_options(p: argparse.ArgumentParser) -> None:
 @command("worker", _worker_options)
 def work_queue(args: argparse.Namespace) -> int:
     """Work the job queue (indexing, batch runs, housekeeping) until SIGTERM (finishes items in hand) or Ctrl-C."""
+    from lib.core.heap import freeze_startup_heap
     from lib.core.settings import load_settings
     from lib.gateway.client import import_model_stack
     from lib.jobs.items import worker_id
-    from lib.jobs.queue import QueueConsumer, freeze_startup_heap
+    from lib.jobs.queue import QueueConsumer
     from lib.services import build_services
     from lib.telemetry.metrics import MetricsPortInUse
 

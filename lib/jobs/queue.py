@@ -7,7 +7,6 @@ by `python -m lib.cli worker` processes on any machine (workers block on the lis
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -230,19 +229,6 @@ class _WakeableWorker(Worker):
             self.delay = self.default_delay
         else:
             self.delay *= self.backoff
-
-
-def freeze_startup_heap() -> int:
-    """Collect, then leave everything loaded so far out of every later collection (gc.freeze); returns how many
-    objects that is.
-
-    A worker process calls it once started: its modules, settings and clients are some hundreds of thousands of
-    objects that live as long as the process, and each full collection walked them all, holding the GIL for ~0.2 s
-    (measured with gc.callbacks). One landed at the start of most batch runs and held up every call of the process.
-    """
-    gc.collect()
-    gc.freeze()
-    return gc.get_freeze_count()
 
 
 def spare_threads(threads: int) -> int:

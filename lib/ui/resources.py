@@ -13,6 +13,7 @@ from langchain_core.embeddings import Embeddings
 from sqlalchemy import Engine
 from streamlit.errors import StreamlitSecretNotFoundError
 
+from lib.core.heap import freeze_startup_heap
 from lib.core.identity import Identity, local_identity, not_allowed_message, signed_in_identity
 from lib.core.settings import ConfigError, Settings, check_secrets_files, load_settings
 from lib.documents.embeddings import LOCAL_MODEL, LazyEmbeddings, make_local_embeddings
@@ -97,6 +98,7 @@ def _load_quietly(holder: LazyEmbeddings, after: threading.Thread | None) -> Non
         holder.model()
     except Exception:  # the first use loads it again and shows the user why it fails
         log.exception("loading the local embedding model in the background failed")
+    freeze_startup_heap()  # the app and its model, loaded: later full collections (every session waits) skip them
 
 
 def preload_embeddings(holder: LazyEmbeddings, after: threading.Thread | None = None) -> threading.Thread:
