@@ -679,8 +679,8 @@ def _run_side_item(
     values = dict(row._mapping["values"])  # `row.values` could be taken for a method of the row
     case, variant, template = Case(case_id, values, row.expected), run[side], templates[side]
     model = variant.model or template.model or gateway.settings.default_model
-    cc = _side_context(run, run_id, side, case_id, log_rows=ctx.call_rows)  # its call-log row: with the end
-    with ctx.calling(), limiter.slot(provider_of(model), cancelled=ctx.cancelled):
+    cc = _side_context(run, run_id, side, case_id, ctx, log_rows=ctx.call_rows)  # its call-log row: with the end
+    with limiter.slot(provider_of(model), cancelled=ctx.cancelled):
         outcome = run_variant(gateway, template, case.values, variant, cc)
     outcome.checks = check_answer(outcome, case.expected, Checks(**run["checks"]), template.json_schema is not None)
     dialect, stored = engine.dialect.name, [(case, side, outcome)]
@@ -689,10 +689,17 @@ def _run_side_item(
 
 
 def _side_context(
-    run: dict[str, Any], run_id: int, side: str, case_id: int, log_rows: list[dict[str, Any]] | None = None
+    run: dict[str, Any],
+    run_id: int,
+    side: str,
+    case_id: int,
+    ctx: ItemContext,
+    log_rows: list[dict[str, Any]] | None = None,
 ) -> CallContext:
-    """The call-log context of one side's call for one case of a batch run."""
+    """The call-log context of one side's call for one case of a batch run: its request holds one of the worker's
+    call slots (only the request: the gateway's work before and after it overlaps other items' calls)."""
     return CallContext(
+        hold=ctx.calling,
         log_rows=log_rows,
         feature=RUN_FEATURE,
         user=run["created_by"],
@@ -726,8 +733,8 @@ def _run_case_item(
         variant: Variant = run[side]
         template = templates[side]
         model = variant.model or template.model or gateway.settings.default_model
-        cc = _side_context(run, run_id, side, case_id)  # its call-log row is committed when the call returns
-        with ctx.calling(), limiter.slot(provider_of(model), cancelled=ctx.cancelled):
+        cc = _side_context(run, run_id, side, case_id, ctx)  # its call-log row is committed when the call returns
+        with limiter.slot(provider_of(model), cancelled=ctx.cancelled):
             outcome = run_variant(gateway, template, case.values, variant, cc)
         outcome.checks = check_answer(outcome, case.expected, checks, template.json_schema is not None)
         row = [(case, side, outcome)]

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +91,7 @@ def own_run() -> contextvars.Context:
 
 @dataclass
 class CallContext:
-    """Who and what a call is for; every field but `deferred_log` and `log_rows` lands in the call log."""
+    """Who and what a call is for; every field but `deferred_log`, `log_rows` and `hold` lands in the call log."""
 
     feature: str = "chat"
     user: str | None = None
@@ -113,6 +114,9 @@ class CallContext:
     # costs no transaction of its own and is never missing beside a stored answer. The caller must commit the rows
     # it was handed, in that transaction or (when it fails) in one of their own.
     log_rows: list[dict[str, Any]] | None = None
+    # Queued work: held around each try's request to the provider (a worker's call slot, ItemContext.calling), so
+    # what the gateway does before and after the request, and the waits between retries, overlap other calls.
+    hold: Callable[[], AbstractContextManager[Any]] | None = None
 
 
 @dataclass
@@ -773,7 +777,8 @@ class Stream:
         """One try under its own span, ended with its outcome (its error type, or its finish reason)."""
         self._finish_reason = self._response_model = None
         try:
-            yield from self._one_attempt(chat, result, pieces, start)
+            with self.ctx.hold() if self.ctx.hold is not None else nullcontext():
+                yield from self._one_attempt(chat, result, pieces, start)
         except GeneratorExit:
             try_span.set_attribute(spans.STATUS, "aborted")
             raise

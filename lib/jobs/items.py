@@ -18,7 +18,20 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, Engine, Table, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
@@ -78,21 +91,25 @@ def add_items(
 ) -> list[int]:
     """Record queued items (position, name, progress) of a job, with the bytes each needs; returns their ids."""
     entries, data = list(entries), list(blobs or [])
-    with _session(engine) as s, s.begin():
-        rows = [
-            JobItem(kind=kind, job_id=job_id, position=p, name=n, status="queued", progress=dict(d))
-            for p, n, d in entries
-        ]
-        s.add_all(rows)
-        s.flush()
-        s.add_all(JobBlob(item_id=r.id, data=b) for r, b in zip(rows, data) if b is not None)
-        return [r.id for r in rows]
+    if not entries:
+        return []
+    rows = [
+        {"kind": kind, "job_id": job_id, "position": p, "name": n, "status": "queued", "progress": dict(d)}
+        for p, n, d in entries
+    ]
+    with _session(engine) as s, s.begin():  # one multi-row INSERT … RETURNING: ~4x less CPU than ORM objects
+        ids = list(s.scalars(_ADD, rows))
+        blob_rows = [{"item_id": i, "data": b} for i, b in zip(ids, data) if b is not None]
+        if blob_rows:
+            s.execute(insert(JobBlob), blob_rows)
+        return ids
 
 
 # Every queued item is claimed and finished once: these run as Core statements built once, with parameters (an ORM
 # bulk UPDATE, and building the statement, cost ~0.6 ms of CPU per item, the claim and the finish each).
 _ITEMS = cast(Table, JobItem.__table__)
 _ATTRS = [(attr.key, attr.columns[0]) for attr in JobItem.__mapper__.column_attrs]
+_ADD = insert(_ITEMS).returning(_ITEMS.c.id, sort_by_parameter_order=True)  # ids in the order of the rows
 _CLAIM = (
     update(_ITEMS)
     .where(_ITEMS.c.id == bindparam("b_id"), _ITEMS.c.status == "queued", _ITEMS.c.cancel_requested.is_(False))
