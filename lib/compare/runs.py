@@ -352,13 +352,21 @@ def _store_results(
         _insert_results(conn, engine.dialect.name, run_id, batch, skip_existing)
 
 
+# Core statements on the table, built once: through a Session an ORM-entity insert takes the bulk-persistence path
+# (~0.1 ms more per item of a queued run)
+_INSERT_RESULTS = insert(cast(Table, RunResult.__table__))
+_INSERT_NEW_RESULTS = {
+    pg: (pg_insert if pg else sqlite_insert)(cast(Table, RunResult.__table__)).on_conflict_do_nothing()
+    for pg in (False, True)
+}
+
+
 def _insert_results(
     conn: Any, dialect: str, run_id: int, batch: list[tuple[Case, str, VariantAnswer]], skip_existing: bool
 ) -> None:
     """`_store_results` in the caller's transaction (a Connection or Session)."""
-    insert_ = (pg_insert if dialect == "postgresql" else sqlite_insert)(RunResult)
     conn.execute(
-        insert_.on_conflict_do_nothing() if skip_existing else insert(RunResult),
+        (_INSERT_NEW_RESULTS[dialect == "postgresql"] if skip_existing else _INSERT_RESULTS),
         [
             {
                 "run_id": run_id,

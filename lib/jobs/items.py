@@ -165,7 +165,7 @@ class ItemContext:
     progress: dict[str, Any] = field(default_factory=dict)
     # writes the handler leaves to the item's end: committed in one transaction with it (WorkQueue.run_item), so
     # an item is never done without them and they cost no transaction of their own
-    at_end: list[Callable[[Session], Any]] = field(default_factory=list)
+    at_end: list[Callable[[Connection], Any]] = field(default_factory=list)
     # call-log rows of the item's model calls (CallContext.log_rows), committed with the item's end
     call_rows: list[dict[str, Any]] = field(default_factory=list)
     # the worker's call slots (WorkQueue.register(..., overlap=True)): `calling()` holds one around a model call

@@ -17,8 +17,7 @@ from huey import RedisHuey, SqliteHuey
 from huey.api import Huey
 from huey.consumer import Consumer, Worker
 from huey.storage import RedisStorage, SqliteStorage
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine
 
 from lib.core.settings import Settings
 from lib.gateway.call_log import insert_rows
@@ -174,7 +173,7 @@ class WorkQueue:
             log.exception("%s item %s failed", kind, item_id)
             status, error = "failed", items.describe_error(exc)
 
-        def record_end(s: Session) -> None:  # its calls' log rows, last writes and end: one transaction
+        def record_end(s: Connection) -> None:  # its calls' log rows, last writes and end: one transaction
             insert_rows(s, ctx.call_rows)
             for write in ctx.at_end:
                 write(s)

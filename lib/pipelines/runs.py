@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Engine, Table, bindparam, func, insert, select, update
+from sqlalchemy import Connection, CursorResult, Engine, Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -376,7 +376,7 @@ def store_step(
         "w_updated_at": utcnow(),
     }
 
-    def work(s: Session) -> None:
+    def work(s: Connection) -> None:
         if outcome.status != "failed":
             s.execute(_insert_ignore(engine, PipelineStepResult), values)
         if row_status is not None:
