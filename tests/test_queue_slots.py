@@ -65,14 +65,14 @@ def test_a_worker_makes_at_most_its_threads_calls_at_once_while_a_spare_thread_c
     release, seen = threading.Event(), Seen()
     models = {m: Counting(release=release, seen=seen) for m in ("m1", "m2")}
     queue, _ = a_queue(file_engine, tmp_path, models, overlap=True)
-    assert spare_threads(2) == 1
+    assert spare_threads(2) == 2
     consumer = QueueConsumer(queue, threads=2, embedded=True, periodic=False)
     consumer.start()
     try:
         run_id = a_run(file_engine, rows=3)
-        queue_run(file_engine, queue, run_id)  # six items, three threads, two call slots
-        assert wait_for(lambda: len(seen.waiting) == 2 and _running(file_engine, run_id) == 3, 20)
-        # the spare thread has claimed the third item and waits for a slot: no third call reaches the model
+        queue_run(file_engine, queue, run_id)  # six items, four threads, two call slots
+        assert wait_for(lambda: len(seen.waiting) == 2 and _running(file_engine, run_id) == 4, 20)
+        # the spare threads have claimed the next items and wait for a slot: no third call reaches the model
         assert not wait_for(lambda: len(seen.waiting) > 2, 0.5)
         release.set()
         assert wait_for(lambda: all(i.status == "done" for i in run_items(file_engine, run_id)), 30)
@@ -91,7 +91,7 @@ def test_an_item_of_a_kind_without_overlap_holds_a_slot_for_its_whole_run(file_e
     inside, most, release, lock = [0], [0], threading.Event(), threading.Lock()
 
     def handler(ctx: items.ItemContext) -> None:
-        with ctx.calling():  # already held for the whole item: does not wait for a second slot
+        with ctx.calling():  # the whole item holds the slot: this does not wait for a second one
             with lock:
                 inside[0] += 1
                 most[0] = max(most[0], inside[0])
@@ -106,7 +106,8 @@ def test_an_item_of_a_kind_without_overlap_holds_a_slot_for_its_whole_run(file_e
         ids = items.add_items(file_engine, "t", 1, [(1, "one", {}), (2, "two", {})])
         queue.enqueue("t", ids)
         assert wait_for(lambda: inside[0] == 1, 20)
-        assert not wait_for(lambda: inside[0] > 1, 0.5)  # the second item waits for the one slot
+        assert not wait_for(lambda: inside[0] > 1, 0.5)  # the second item waits for the one slot…
+        assert [i.status for i in items.job_items(file_engine, "t", [1])[1]].count("queued") == 1  # …unclaimed
         release.set()
         assert wait_for(lambda: {i.status for i in items.job_items(file_engine, "t", [1])[1]} == {"done"}, 20)
     finally:

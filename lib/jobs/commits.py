@@ -46,7 +46,8 @@ class _Entry:
 class GroupCommit:
     """Runs concurrent callers' works in shared transactions; `run` returns once the caller's work is committed."""
 
-    COALESCE_S = 0.005  # a submitted work waits this long for a caller's transaction to carry it
+    COALESCE_S = 0.002  # a submitted work waits this long for a caller's transaction to carry it (the thread that
+    # submitted it claims its next item within ~0.5 ms when there is one; at the end of a run nothing comes)
     IDLE_S = 5.0  # the background committer ends after this long without submitted work
 
     def __init__(self, engine: Engine) -> None:
