@@ -123,7 +123,12 @@ def move_install(args: argparse.Namespace) -> int:
 
 
 def _worker_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=int, default=4, help="items worked on at once (default 4)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=4,
+        help="model calls (or indexing items) at once; as many more threads prepare and record items (default 4)",
+    )
     p.add_argument(
         "--metrics-port",
         type=int,
