@@ -9,6 +9,7 @@ is run again.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -231,3 +232,51 @@ def test_a_process_leaves_its_start_up_heap_out_of_later_collections_once():
     first, again, now = map(int, out.stdout.split())
     assert first > 50_000  # the app's modules and the objects they made, never walked again by a full collection
     assert again == now == first  # a later call freezes nothing more: what is alive later can still be collected
+
+
+@pytest.mark.postgres
+def test_two_transactions_logging_calls_of_two_models_in_opposite_orders_do_not_deadlock(pg_url):
+    from lib.core.db import make_engine, migrate
+    from lib.core.tables import utcnow
+    from lib.gateway.call_log import insert_rows
+
+    engine = make_engine(pg_url)
+    migrate(engine)
+
+    def row(model: str) -> dict:
+        return {
+            "created_at": utcnow(),
+            "request_id": f"r-{model}-{threading.get_ident()}",
+            "user": "ada",
+            "feature": "compare.run",
+            "provider": "acme",
+            "model": model,
+            "status": "ok",
+            "prompt_tokens": 10,
+            "completion_tokens": 5,
+            "cached_tokens": 0,
+            "latency_ms": 200.0,
+            "attempts": 1,
+        }
+
+    halfway, failures = threading.Barrier(2, timeout=1), []
+
+    def log(first: str, second: str) -> None:  # each updates the same user's rollup row and its models' rows
+        try:
+            with engine.begin() as conn:
+                insert_rows(conn, [row(first)])
+                with contextlib.suppress(threading.BrokenBarrierError):  # the other waits for this one: go on alone
+                    halfway.wait()
+                insert_rows(conn, [row(second)])
+        except Exception as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=log, args=order) for order in (("acme/m1", "acme/m2"), ("acme/m2", "acme/m1"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert failures == []  # without the advisory lock PostgreSQL kills one of them: "deadlock detected"
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT sum(requests) FROM llm_usage_user_hourly WHERE \"user\" = 'ada'")) == 4
+    engine.dispose()

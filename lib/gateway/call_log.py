@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, insert
+from sqlalchemy import Connection, Engine, Table, insert, text
 from sqlalchemy.orm import Session
 
 from lib.core import spans
@@ -35,10 +35,26 @@ _LOG_COLUMNS = {attr.key: attr.columns[0].key for attr in LlmCall.__mapper__.col
 _INSERT = insert(cast(Table, LlmCall.__table__))  # built once (keys are column names): ~80 us less per row written
 
 
+# Every row inserted into llm_calls updates the usage rollups' rows through triggers (lib/core/rollups.py), one
+# row at a time in the order of the rows; two PostgreSQL transactions inserting rows of two models for the same
+# user lock those rollup rows in opposite orders and deadlock (measured: two worker processes, ~1 s lost a time).
+# Transactions that insert call-log rows on PostgreSQL take this transaction-level advisory lock first, so they
+# update the rollups one after the other; SQLite writes one transaction at a time anyway.
+ROLLUP_LOCK = 0x776F726B62656E63  # any constant bigint shared by every process of the deployment
+_LOCK_ROLLUPS = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=ROLLUP_LOCK)
+
+
+def _insert(conn: Connection | Session, rows: list[dict[str, Any]]) -> None:
+    bind = conn.get_bind() if isinstance(conn, Session) else conn
+    if bind.dialect.name == "postgresql":
+        conn.execute(_LOCK_ROLLUPS)
+    conn.execute(_INSERT, rows)
+
+
 def insert_rows(conn: Connection | Session, rows: list[dict[str, Any]]) -> None:
     """Insert call-log rows the gateway handed to the caller (CallContext.log_rows) in the caller's transaction."""
     if rows:
-        conn.execute(_INSERT, [{_LOG_COLUMNS[k]: v for k, v in row.items()} for row in rows])
+        _insert(conn, [{_LOG_COLUMNS[k]: v for k, v in row.items()} for row in rows])
 
 
 class CallLogWriter:
@@ -147,4 +163,4 @@ class CallLogWriter:
 
     def _insert_once(self, batch: list[dict[str, Any]]) -> None:
         with self.engine.begin() as conn:
-            conn.execute(_INSERT, batch)
+            _insert(conn, batch)
