@@ -44,10 +44,15 @@ ROLLUP_LOCK = 0x776F726B62656E63  # any constant bigint shared by every process 
 _LOCK_ROLLUPS = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=ROLLUP_LOCK)
 
 
-def _insert(conn: Connection | Session, rows: list[dict[str, Any]]) -> None:
+def lock_rollups(conn: Connection | Session) -> None:
+    """On PostgreSQL, wait for ROLLUP_LOCK for the rest of the caller's transaction (before writing llm_calls)."""
     bind = conn.get_bind() if isinstance(conn, Session) else conn
     if bind.dialect.name == "postgresql":
         conn.execute(_LOCK_ROLLUPS)
+
+
+def _insert(conn: Connection | Session, rows: list[dict[str, Any]]) -> None:
+    lock_rollups(conn)
     conn.execute(_INSERT, rows)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, delete, func, select, text
 
 from lib.core.rollups import all_rollups, backfill_sql
 from lib.core.tables import LlmCall, ProviderWindow, utcnow
+from lib.gateway.call_log import lock_rollups
 
 RETENTION_BATCH = 5000
 
@@ -59,6 +60,7 @@ def delete_old_calls(
             first, last = conn.execute(
                 select(func.min(LlmCall.created_at), func.max(LlmCall.created_at)).where(LlmCall.id.in_(ids))
             ).one()
+            lock_rollups(conn)  # the rollups' rows are rewritten here: not beside a call-log insert (deadlock)
             conn.execute(delete(LlmCall).where(LlmCall.id.in_(ids)))
             lo, hi = _hour_floor(first), _hour_floor(last) + timedelta(hours=1)
             _rebuild_hours(conn, dialect, _stamp(engine, lo), _stamp(engine, hi))
