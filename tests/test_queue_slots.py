@@ -280,3 +280,49 @@ def test_two_transactions_logging_calls_of_two_models_in_opposite_orders_do_not_
     with engine.connect() as conn:
         assert conn.scalar(text("SELECT sum(requests) FROM llm_usage_user_hourly WHERE \"user\" = 'ada'")) == 4
     engine.dispose()
+
+
+def test_the_gateway_holds_a_calls_slot_only_around_each_request_not_its_retry_wait(fresh_engine, tmp_path):
+    import json as jsonlib
+    from contextlib import contextmanager
+
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import AIMessage
+    from langchain_core.outputs import ChatGeneration, ChatResult
+
+    from lib.core.settings import load_settings
+    from lib.gateway.client import CallContext, Gateway
+    from lib.gateway.errors import ProviderUnavailable
+
+    events: list[str] = []
+
+    class Flaky(BaseChatModel):  # the first request fails with an error the gateway retries
+        @property
+        def _llm_type(self) -> str:
+            return "flaky"
+
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+            events.append("request")
+            if events.count("request") == 1:
+                raise ProviderUnavailable("try again")
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(content="fine"))])
+
+    @contextmanager
+    def hold():
+        events.append("take")
+        try:
+            yield
+        finally:
+            events.append("give back")
+
+    providers = {"acme": {"base_url": "http://127.0.0.1:9/v1", "models": ["m1"]}}
+    settings = load_settings(env={"WORKBENCH_DATA_DIR": str(tmp_path), "WORKBENCH_PROVIDERS": jsonlib.dumps(providers)})
+    model = Flaky()
+    gw = Gateway(settings, fresh_engine, model_factory=lambda *_: model, sleep=lambda s: events.append("back-off"))
+    rows: list[dict] = []
+    result = gw.invoke([("user", "q")], "acme/m1", CallContext(feature="compare.run", hold=hold, log_rows=rows))
+    assert result.text == "fine" and result.attempts == 2
+    assert events == ["take", "request", "give back", "back-off", "take", "request", "give back"]
+    assert [r["request_id"] for r in rows] == [result.request_id]  # handed over, not written
+    with Session(fresh_engine) as s:
+        assert list(s.scalars(select(LlmCall.id))) == []

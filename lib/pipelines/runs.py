@@ -12,7 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
@@ -553,6 +553,7 @@ def _run_row(deps: RunDeps, ctx: ItemContext, run: RunInfo, position: int) -> tu
         pipeline_name=pipeline.name,
         pipeline_version=pipeline.version,
         metadata={"row": position},
+        hold=ctx.calling,  # a worker's call slot, only while a request is at the provider
     )
     last = len(pipeline.steps) - 1
     for index, step in enumerate(pipeline.steps):
@@ -614,12 +615,14 @@ def set_row_status(engine: Engine, run_id: int, position: int, status: str, step
 
 
 def _slot(deps: RunDeps, ctx: ItemContext):
-    """Around each model call of a row: one of the worker's call slots, then one of its provider's (if limited)."""
+    """Around each model call of a row: one of its provider's slots (WORKBENCH_PROVIDER_LIMITS), if limited."""
     limiter = deps.limiter
+    if limiter is None:
+        return None
 
     @contextmanager
     def slot(model: str) -> Iterator[None]:
-        with ctx.calling(), limiter.slot(provider_of(model), cancelled=ctx.cancelled) if limiter else nullcontext():
+        with limiter.slot(provider_of(model), cancelled=ctx.cancelled):
             yield
 
     return slot
