@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
+from lib.gateway.call_log import lock_rollups
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEADLOCK_TRIES = 3  # a work alone in its transaction is run again this often when the database breaks a deadlock
@@ -147,6 +149,9 @@ class GroupCommit:
                 self._cond.notify_all()
 
     def _commit(self, batch: list[_Entry]) -> None:
+        # Each transaction takes the call log's rollup lock (PostgreSQL) before any row lock: its works may insert
+        # call-log rows, which take it anyway, and a transaction that held item rows while waiting for it could
+        # close a cycle with one that holds it and claims one of those items (a duplicate delivery).
         seen: list[Callable[[], Any]] = []
         for e in batch:
             if e.before is not None and e.before not in seen:  # bound methods of one object compare equal
@@ -161,6 +166,7 @@ class GroupCommit:
         if len(todo) > 1:
             try:
                 with self.engine.begin() as s:
+                    lock_rollups(s)
                     results = [e.work(s) for e in todo]
             except Exception:  # one work failed: run each alone, so only its caller sees the error
                 pass
@@ -172,6 +178,7 @@ class GroupCommit:
             for attempt in range(1, DEADLOCK_TRIES + 1):
                 try:
                     with self.engine.begin() as s:
+                        lock_rollups(s)
                         e.result = e.work(s)
                 except Exception as exc:
                     if attempt < DEADLOCK_TRIES and _deadlocked(exc):  # the database chose it to undo: run it again
