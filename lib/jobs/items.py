@@ -170,6 +170,7 @@ class ItemContext:
     call_rows: list[dict[str, Any]] = field(default_factory=list)
     # the worker's call slots (WorkQueue.register(..., overlap=True)): `calling()` holds one around a model call
     slots: threading.Semaphore | None = None
+    _holding: bool = False
 
     def __post_init__(self) -> None:
         self.progress = dict(self.item.progress)
@@ -181,14 +182,16 @@ class ItemContext:
         A worker with N threads makes at most N calls at once; its spare threads claim, read and record other
         items meanwhile, so that work is not between one call and the next (WorkQueue.register, overlap=True).
         """
-        if self.slots is None:  # no limit here (or the whole item holds a slot: WorkQueue.run_item)
+        if self.slots is None or self._holding:  # no limit here, or the whole item holds a slot already
             yield
             return
         while not self.slots.acquire(timeout=SLOT_CHECK_S):
             self.check()
+        self._holding = True
         try:
             yield
         finally:
+            self._holding = False
             self.slots.release()
 
     def report(self, changes: dict[str, Any], force: bool = False) -> None:

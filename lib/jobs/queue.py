@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 from huey import RedisHuey, SqliteHuey
@@ -154,25 +155,19 @@ class WorkQueue:
         if handler is None:
             log.error("no handler for %s items in this process; item %s stays queued", kind, item_id)
             return
-        whole = self.slots if kind not in self.overlap else None
-        if whole is not None:  # the whole item holds a slot, taken before its claim: a waiting item stays queued
-            whole.acquire()
-        try:
-            self._run_item(kind, handler, item_id, wait)
-        finally:
-            if whole is not None:
-                whole.release()
-
-    def _run_item(self, kind: str, handler: Handler, item_id: int, wait: bool) -> None:
         worker, group = items.worker_id(), group_commit(self.engine)
         # the claim and the end share transactions with the other worker threads' writes (group commit)
         item = group.run(lambda s: items.claim_in(s, item_id, worker))
         if item is None:
             return  # done, cancelled, or another worker has it: a duplicate delivery
         status, error = "done", None
-        ctx = ItemContext(self.engine, item, worker, slots=self.slots if kind in self.overlap else None)
+        # An item without overlap holds a slot from its claim to its end. It is claimed first, and waits for the
+        # slot as a running item with a heartbeat: a message held unclaimed by a waiting thread would look lost to
+        # the sweep (requeue_stale) and be delivered twice.
+        ctx = ItemContext(self.engine, item, worker, slots=self.slots)
         try:
-            outcome = handler(ctx)
+            with nullcontext() if kind in self.overlap else ctx.calling():
+                outcome = handler(ctx)
             if outcome is not None:
                 status, error = outcome
         except Cancelled:
@@ -241,8 +236,8 @@ class _WakeableWorker(Worker):
 def spare_threads(threads: int) -> int:
     """Threads a consumer runs beyond its `threads` call slots: as many again, so that when a round of calls ends
     together every slot finds an item already claimed and read (measured with bench/compare.py: a quarter more
-    left most slots waiting 20-60 ms for a claim after the first round). Items of kinds without overlap wait for
-    a slot before their claim, so no more of them than `threads` are ever running."""
+    left most slots waiting 20-60 ms for a claim after the first round). Items of kinds without overlap hold a slot
+    for their whole run, so no more than `threads` of them are worked on at once (a claimed one may wait)."""
     return threads
 
 
