@@ -24,8 +24,8 @@ file, as a scale-out deployment would. Target with workers: N processes within 1
 Each case's A and B are two queue items (their calls in flight at once), so N processes x concurrency / N call slots
 make `concurrency` calls at a time (each process also runs as many spare threads, which claim, read and record items
 while the calls are in flight: lib.jobs.queue.spare_threads); the enqueuing process freezes its start-up heap after
-the warm-up, as the app process does once started (lib/ui/resources.py); each queued configuration also prints the worker processes' CPU per call (from
-/proc) and how many cores they kept busy, which is what limits one process at short delays. The same run prints
+the warm-up, as the app process does once started (lib/ui/resources.py); each queued configuration also prints the
+worker processes' CPU per call (from /proc) and how many cores they kept busy, which is what limits one process at short delays. The same run prints
 both figures the claim needs (1 process above 1.1x, N processes within it) and the JSON line says whether one process
 could not (`one_process_cannot`). The machine is shared: figures move with other work; run it 2-3 times.
 Run: `.venv/bin/python bench/compare.py [--rows 200] [--concurrency 8] [--delay 0.05 (0.2 with --workers)] [--repeat 5]

@@ -687,7 +687,7 @@ def _run_side_item(
     values = dict(row._mapping["values"])  # `row.values` could be taken for a method of the row
     case, variant, template = Case(case_id, values, row.expected), run[side], templates[side]
     model = variant.model or template.model or gateway.settings.default_model
-    cc = _side_context(run, run_id, side, case_id, ctx, log_rows=ctx.call_rows)  # its call-log row: with the end
+    cc = _side_context(run, run_id, side, case_id, ctx, log_with_end=True)
     with limiter.slot(provider_of(model), cancelled=ctx.cancelled):
         outcome = run_variant(gateway, template, case.values, variant, cc)
     outcome.checks = check_answer(outcome, case.expected, Checks(**run["checks"]), template.json_schema is not None)
@@ -702,13 +702,14 @@ def _side_context(
     side: str,
     case_id: int,
     ctx: ItemContext,
-    log_rows: list[dict[str, Any]] | None = None,
+    log_with_end: bool = False,
 ) -> CallContext:
     """The call-log context of one side's call for one case of a batch run: its request holds one of the worker's
-    call slots (only the request: the gateway's work before and after it overlaps other items' calls)."""
+    call slots (only the request: the gateway's work before and after it overlaps other items' calls), and with
+    `log_with_end` its call-log row is committed with the item's end (ItemContext.call_rows)."""
     return CallContext(
         hold=ctx.calling,
-        log_rows=log_rows,
+        log_rows=ctx.call_rows if log_with_end else None,
         feature=RUN_FEATURE,
         user=run["created_by"],
         template_name=run["template_name"],

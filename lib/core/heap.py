@@ -17,13 +17,14 @@ def freeze_startup_heap() -> int:
     app, where every session waits for it. Reference counting still frees frozen objects; only reference cycles
     among them are never collected.
     """
+    global _frozen
     with _lock:
-        if not _done:  # once per process: what it loads at start, not whatever is alive at a later call
-            _done.append(True)
+        if not _frozen:  # once per process: what it loads at start, not whatever is alive at a later call
+            _frozen = True
             gc.collect()
             gc.freeze()
     return gc.get_freeze_count()
 
 
 _lock = threading.Lock()
-_done: list[bool] = []
+_frozen = False

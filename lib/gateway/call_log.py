@@ -8,7 +8,6 @@ import time
 from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, Table, insert, text
-from sqlalchemy.orm import Session
 
 from lib.core import spans
 from lib.core.tables import LlmCall
@@ -44,19 +43,18 @@ ROLLUP_LOCK = 0x776F726B62656E63  # any constant bigint shared by every process 
 _LOCK_ROLLUPS = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=ROLLUP_LOCK)
 
 
-def lock_rollups(conn: Connection | Session) -> None:
+def lock_rollups(conn: Connection) -> None:
     """On PostgreSQL, wait for ROLLUP_LOCK for the rest of the caller's transaction (before writing llm_calls)."""
-    bind = conn.get_bind() if isinstance(conn, Session) else conn
-    if bind.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql":
         conn.execute(_LOCK_ROLLUPS)
 
 
-def _insert(conn: Connection | Session, rows: list[dict[str, Any]]) -> None:
+def _insert(conn: Connection, rows: list[dict[str, Any]]) -> None:
     lock_rollups(conn)
     conn.execute(_INSERT, rows)
 
 
-def insert_rows(conn: Connection | Session, rows: list[dict[str, Any]]) -> None:
+def insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Insert call-log rows the gateway handed to the caller (CallContext.log_rows) in the caller's transaction."""
     if rows:
         _insert(conn, [{_LOG_COLUMNS[k]: v for k, v in row.items()} for row in rows])

@@ -244,8 +244,8 @@ def spare_threads(threads: int) -> int:
 class QueueConsumer(Consumer):
     """Huey's consumer (worker threads and the periodic scheduler) for a WorkQueue, with a heartbeat thread.
 
-    `threads`: items worked on at once, i.e. call slots (WorkQueue.register); the consumer runs a few spare threads
-    beyond them (`spare_threads`). `embedded`: started from a thread that is not the main one (Streamlit), so no
+    `threads`: call slots, i.e. model calls (or items without overlap) at once (WorkQueue.register); the consumer
+    runs as many spare threads beyond them (`spare_threads`). `embedded`: started from a thread that is not the main one (Streamlit), so no
     signal handlers are installed.
     """
 
