@@ -4,9 +4,12 @@ A worker process runs many items at once (one per thread), and each item writes 
 its end. On SQLite every such transaction queues for the one write lock (whose busy handler sleeps 1, 2, 5, 10… ms
 between tries), on PostgreSQL each is a round trip and a commit. `GroupCommit.run(work)` queues `work` (a function of
 a Connection) and either waits while another thread's transaction is in progress, or (when none is) becomes the writer
-and runs every queued work in one transaction. Each caller gets its own work's result, or its own exception: when a
-shared transaction fails, its works are run again one transaction each, so one bad work costs the others nothing.
-The same pattern as the call log's writer (lib.gateway.call_log), for arbitrary writes.
+and runs every queued work in one transaction. The writer then wakes its own callers and hands the queue to one
+waiting caller, the next writer, instead of waking every waiting thread to race for it (with a worker's threads
+waiting for their claims, that herd cost each commit a round of GIL handoffs: bench/group_commit.py). Each caller gets
+its own work's result, or its own exception: when a shared transaction fails, its works are run again one transaction
+each, so one bad work costs the others nothing. The same pattern as the call log's writer (lib.gateway.call_log),
+for arbitrary writes.
 
 `submit(work, then)` queues a work without waiting: the next caller's transaction carries it (or a background
 committer, after COALESCE_S), and `then(error)` runs once it is committed. A worker thread submits its item's end and
@@ -34,7 +37,7 @@ Work = Callable[[Connection], Any]  # a Core connection: a Session costs ~0.1 ms
 
 
 class _Entry:
-    __slots__ = ("before", "done", "error", "result", "then", "work")
+    __slots__ = ("before", "done", "error", "result", "signal", "then", "work")
 
     def __init__(
         self, work: Work, before: Callable[[], Any] | None, then: Callable[[BaseException | None], Any] | None = None
@@ -43,6 +46,11 @@ class _Entry:
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
+        # a caller's entry: released once when it is done, or when its caller is to write the queue (`run`)
+        self.signal: threading.Lock | None = None
+        if then is None:
+            self.signal = threading.Lock()
+            self.signal.acquire()
 
 
 class GroupCommit:
@@ -54,7 +62,11 @@ class GroupCommit:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        # Waiting callers are woken one by one (each entry's signal), not all at once on every commit: with a
+        # worker's threads waiting for their claims, waking them all cost each commit a herd of GIL handoffs.
+        self._background_wake = threading.Condition(self._lock)  # the background committer waits on it
+        self._settled_cond = threading.Condition(self._lock)  # `flush` waits on it
         self._queue: list[_Entry] = []
         self._writing = False
         self._submitted = self._settled = 0  # works ever submitted; those committed (or failed) and followed up
@@ -66,16 +78,17 @@ class GroupCommit:
         committed; its exception is raised here. `before` (e.g. flushing the call log) runs before the transaction,
         after this work was queued (once per distinct function per transaction)."""
         entry = _Entry(work, before)
-        with self._cond:
+        assert entry.signal is not None
+        with self._lock:
             self._queue.append(entry)
-            while self._writing and not entry.done:
-                self._cond.wait()
-            if not entry.done:
+            writer = not self._writing
+            if writer:
                 self._writing = True
+        if not writer:
+            entry.signal.acquire()  # done, or the last writer handed the queue (this entry among it) to this caller
+        if not entry.done:
+            with self._lock:
                 batch, self._queue = self._queue, []
-            else:
-                batch = []
-        if batch:
             self._write(batch)
         if entry.error is not None:
             raise entry.error
@@ -84,32 +97,40 @@ class GroupCommit:
     def submit(self, work: Work, then: Callable[[BaseException | None], Any] | None = None) -> None:
         """Queue `work` for the next transaction and return at once; `then(error)` (error None once committed) runs
         afterwards in the background committer's thread."""
-        with self._cond:
-            self._queue.append(_Entry(work, None, then))
+        with self._lock:
+            self._queue.append(_Entry(work, None, then or _nothing))
             self._submitted += 1
             self._ensure_background()
-            self._cond.notify_all()
+            self._background_wake.notify()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every work submitted so far is committed (or failed) and its `then` has run."""
-        with self._cond:
+        with self._lock:
             target = self._submitted
-            return self._cond.wait_for(lambda: self._settled >= target, timeout)
+            return self._settled_cond.wait_for(lambda: self._settled >= target, timeout)
 
     def _write(self, batch: list[_Entry]) -> None:
-        """Commit `batch` (the caller took it and is the writer) and hand submitted works to their follow-up."""
+        """Commit `batch` (the caller took it and is the writer), wake its callers, hand submitted works to their
+        follow-up, and hand the queue to the next waiting caller (or to the background committer)."""
         try:
             self._commit(batch)
         finally:
-            with self._cond:
+            with self._lock:
                 for e in batch:
                     e.done = True
-                submitted = [e for e in batch if e.then is not None]
+                submitted = [e for e in batch if e.signal is None]
                 if submitted:
                     self._followups += submitted
                     self._ensure_background()
-                self._writing = False
-                self._cond.notify_all()
+                heir = next((e.signal for e in self._queue if e.signal is not None), None)
+                if heir is None:  # only submitted works wait, if any: the background committer takes them
+                    self._writing = False
+                self._background_wake.notify()
+            for e in batch:
+                if e.signal is not None:
+                    e.signal.release()
+            if heir is not None:  # still writing: that caller takes the queue (its own work among it)
+                heir.release()
 
     def _ensure_background(self) -> None:  # the caller holds the lock
         if self._background is None:
@@ -118,16 +139,17 @@ class GroupCommit:
 
     def _background_loop(self) -> None:
         """Commit submitted works no caller's transaction carried, and run their follow-ups."""
+        wake = self._background_wake
         while True:
             batch: list[_Entry] = []
-            with self._cond:
-                if not self._cond.wait_for(lambda: self._followups or (self._queue and not self._writing), self.IDLE_S):
+            with self._lock:
+                if not wake.wait_for(lambda: self._followups or (self._queue and not self._writing), self.IDLE_S):
                     if not self._queue and not self._followups:  # idle: end; the next submit starts another
                         self._background = None
                         return
                     continue
                 if not self._followups:  # a worker's next claim usually comes within COALESCE_S and carries them
-                    self._cond.wait_for(lambda: self._followups or not self._queue, self.COALESCE_S)
+                    wake.wait_for(lambda: self._followups or not self._queue, self.COALESCE_S)
                 followups, self._followups = self._followups, []
                 if not followups and self._queue and not self._writing:
                     self._writing = True
@@ -144,9 +166,9 @@ class GroupCommit:
         except Exception:  # a follow-up failing must not stop the committer: the others still run
             log.exception("a follow-up of a group commit failed")
         finally:
-            with self._cond:
+            with self._lock:
                 self._settled += 1
-                self._cond.notify_all()
+                self._settled_cond.notify_all()
 
     def _commit(self, batch: list[_Entry]) -> None:
         # Each transaction takes the call log's rollup lock (PostgreSQL) before any row lock: its works may insert
@@ -185,6 +207,10 @@ class GroupCommit:
                         continue
                     e.error = exc
                 break
+
+
+def _nothing(_error: BaseException | None) -> None:
+    """The follow-up of a work submitted without one."""
 
 
 def _deadlocked(exc: BaseException) -> bool:
