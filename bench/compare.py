@@ -25,9 +25,11 @@ Each case's A and B are two queue items (their calls in flight at once), so N pr
 make `concurrency` calls at a time (each process also runs as many spare threads, which claim, read and record items
 while the calls are in flight: lib.jobs.queue.spare_threads); the enqueuing process freezes its start-up heap after
 the warm-up, as the app process does once started (lib/ui/resources.py); each queued configuration also prints the
-worker processes' CPU per call (from /proc) and how many cores they kept busy, which is what limits one process at short delays. The same run prints
-both figures the claim needs (1 process above 1.1x, N processes within it) and the JSON line says whether one process
-could not (`one_process_cannot`). The machine is shared: figures move with other work; run it 2-3 times.
+worker processes' CPU per call (from /proc) and how many cores they kept busy, which is what limits one process at
+short delays. The same run prints every figure the claim needs: N processes within 1.1x, and one process above it,
+both one worker process and the in-process runner (`one_process_cannot`); `met` needs all of them. It also prints each
+figure against the shortest possible schedule (calls are indivisible: 400 calls at 32 take 13 rounds, 1.04x the
+ideal), for reference only. The machine is shared: figures move with other work; run it 2-3 times.
 Run: `.venv/bin/python bench/compare.py [--rows 200] [--concurrency 8] [--delay 0.05 (0.2 with --workers)] [--repeat 5]
 [--server process|thread] [--workers 2] [--database-url postgresql+psycopg://…]`.
 """
@@ -37,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -454,12 +457,21 @@ def main() -> None:
     if args.workers:
         one_ratio, _ = queued[1]
         many_ratio, many_intact = queued[args.workers]
-        met = many_ratio <= 1.1 and many_intact
+        # the claim has two halves: N processes reach 1.1x, and one process (a worker, or the in-process runner)
+        # cannot; `met` needs both
+        one_cannot = one_ratio > 1.1 and ratio > 1.1
+        met = many_ratio <= 1.1 and many_intact and one_cannot
+        # Calls are indivisible: no schedule finishes `expected` calls at `concurrency` at once sooner than
+        # ceil(expected / concurrency) rounds of one delay (2.6 s for 400 calls at 32, 1.04x the ideal above).
+        floor = math.ceil(expected / args.concurrency) * args.delay
         print(
             f"with workers: {args.workers} worker processes {many_ratio:.2f}x ideal, 1 worker process "
             f"{one_ratio:.2f}x, in-process batch run {ratio:.2f}x; target <= 1.1x for {args.workers} processes "
-            f"(0 lost, 0 duplicated): {'met' if met else 'NOT met'}; one process "
-            f"{'cannot' if one_ratio > 1.1 and ratio > 1.1 else 'can too'} (the machine is shared: noisy)"
+            f"where one process cannot (0 lost, 0 duplicated): {'met' if met else 'NOT met'}; one process "
+            f"{'cannot' if one_cannot else 'can too'} (the machine is shared: noisy). For reference, against the "
+            f"shortest possible schedule ({math.ceil(expected / args.concurrency)} rounds, {floor:.2f} s): "
+            f"{args.workers} processes {many_ratio * ideal / floor:.2f}x, 1 worker process "
+            f"{one_ratio * ideal / floor:.2f}x, in-process {ratio * ideal / floor:.2f}x, bare {bare / floor:.2f}x"
         )
         print(
             json.dumps(
@@ -468,12 +480,15 @@ def main() -> None:
                     "value": round(many_ratio, 3),
                     "baseline": round(min(one_ratio, ratio), 3),
                     "ratio": round(many_ratio / min(one_ratio, ratio), 3),
-                    "target": f"<= 1.1x ideal with {args.workers} worker processes, 0 lost, 0 duplicated",
+                    "target": f"<= 1.1x ideal with {args.workers} worker processes where one process (worker or "
+                    "in-process) is above 1.1x, 0 lost, 0 duplicated",
                     "unit": "wall time / ideal; baseline: the best one-process figure (queue or in-process)",
                     "concurrency": args.concurrency,
                     "workers": args.workers,
                     "one_worker_ratio": round(one_ratio, 3),
-                    "one_process_cannot": one_ratio > 1.1 and ratio > 1.1,
+                    "one_process_cannot": one_cannot,
+                    "shortest_schedule_s": round(floor, 3),
+                    "ratio_to_shortest_schedule": round(many_ratio * ideal / floor, 3),
                     "delay_s": args.delay,
                     "in_process_ratio": round(ratio, 3),
                     "bare_chatopenai_ratio": round(bare / ideal, 3),
