@@ -223,6 +223,39 @@ def test_the_run_pauses_before_crossing_its_budget_and_resumes_when_raised(servi
     assert chat_requests(server) == 12  # no row called twice
 
 
+def test_a_row_a_reviewer_sends_on_runs_even_if_a_late_settle_marked_the_run_waiting_for_review(services, server):
+    # No workers: each item runs here, in order. A settle that counted the rows just before a decision can record
+    # "waiting_review" after the decision set the run running; the row sent on must still run (it used to end
+    # cancelled, "run waiting_review", and stay pending for good), and such a settle no longer writes at all.
+    pipeline = save(services, classify(), GateStep("check", 'classify.urgency == "high"'), reply())
+    deps, engine = services.pipeline_deps, services.engine
+    run_id = runs.start_run(deps, pipeline, [{"ticket": "urgent A"}, {"ticket": "urgent B"}], "ada")
+
+    def item_ids() -> list[int]:
+        with Session(engine) as s:
+            return list(s.scalars(select(JobItem.id).where(JobItem.kind == runs.KIND, JobItem.job_id == run_id)))
+
+    for item_id in item_ids():
+        services.queue.run_item(runs.KIND, item_id)
+    assert runs.run_status(engine, run_id).state == "waiting_review"
+    first = min(review.review_queue(engine, run_id=run_id), key=lambda i: i.position)
+    review.decide(deps, first.id, "approve", "rita")  # row 0 pending, its item queued again, the run running
+    assert runs.run_status(engine, run_id).state == "running"
+    runs.settle_run(engine, run_id)  # a settle now: row 0 is pending and its item queued, so it writes nothing
+    assert runs.run_status(engine, run_id).state == "running"
+    with Session(engine) as s, s.begin():  # the late settle of the old code, counted before the decision
+        s.execute(update(PipelineRun).where(PipelineRun.id == run_id).values(status="waiting_review"))
+    for item_id in item_ids():
+        services.queue.run_item(runs.KIND, item_id)
+    status = runs.run_status(engine, run_id)
+    assert status.rows["completed"] == 1 and status.rows["review"] == 1 and status.rows["pending"] == 0, status
+    assert status.state == "waiting_review" and status.finished_at is None
+    second = next(iter(review.review_queue(engine, run_id=run_id)))
+    review.decide(deps, second.id, "reject", "rita", reason="Not a ticket")
+    status = runs.run_status(engine, run_id)
+    assert status.state == "completed" and status.finished_at is not None
+
+
 def test_gates_route_matching_rows_to_review_and_decisions_continue_edit_or_stop_them(services, server):
     pipeline = save(
         services,

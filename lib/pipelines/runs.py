@@ -17,7 +17,22 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, Engine, Table, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    DateTime,
+    Engine,
+    Exists,
+    Table,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    null,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -38,7 +53,9 @@ from lib.prompts.store import TemplateStore
 
 KIND = "pipeline"  # job items of pipeline runs: one per input row (position = row index)
 ROW_STATES = ("pending", "completed", "failed", "review", "rejected")
-ACTIVE_RUN = ("queued", "running")
+# Runs whose rows may run: a run waiting for review still runs the rows a reviewer sent on (and its budget holds for
+# them); a row of a run in any other state ends cancelled
+ACTIVE_RUN = ("queued", "running", "waiting_review")
 OFFLINE_REFUSAL = (
     "No model is configured, and the offline answerer cannot answer in JSON, so step {step!r} (which has an output "
     "schema) would fail on every row. Set OPENAI_API_KEY or add an OpenAI-compatible provider (see the README)."
@@ -659,32 +676,36 @@ _ACTIVE_ITEM = (  # one is enough (a count would read them all), in a statement 
 
 
 def settle_run(engine: Engine, run_id: int) -> None:
-    """Record a run's state once none of its rows is queued or running: waiting_review, failed or completed."""
+    """Record a run's state once none of its rows is queued or running: waiting_review, failed or completed.
+
+    The state is worked out and written by one UPDATE, whose conditions (no active item, no pending row) hold when it
+    writes: counted first and written after, a settle could record "waiting_review" from counts read just before a
+    reviewer sent a row on, and the run would then show a review while that row ran.
+    """
     with engine.connect() as conn:  # plain rows: settle_run runs after every row
-        active = conn.scalar(_ACTIVE_ITEM, {"b_run": run_id})
-        if active:
+        if conn.scalar(_ACTIVE_ITEM, {"b_run": run_id}):
             return
-        status = conn.scalar(select(PipelineRun.status).where(PipelineRun.id == run_id))
-        if status not in ("queued", "running", "waiting_review"):
-            return  # paused or cancelled: a person moves it on
-        counts = dict(
-            conn.execute(
-                select(PipelineRow.status, func.count())
-                .where(PipelineRow.run_id == run_id)
-                .group_by(PipelineRow.status)
-            )
-            .tuples()
-            .all()
-        )
-    if counts.get("pending"):
-        return  # a decision just put a row back; its item is queued again
-    state = "waiting_review" if counts.get("review") else ("failed" if counts.get("failed") else "completed")
-    with Session(engine) as s, s.begin():
-        s.execute(
-            update(PipelineRun)
-            .where(PipelineRun.id == run_id, PipelineRun.status.in_(("queued", "running", "waiting_review")))
-            .values(status=state, finished_at=None if state == "waiting_review" else utcnow())
-        )
+    with engine.begin() as conn:
+        conn.execute(_SETTLE, {"b_run": run_id, "b_now": utcnow()})
+
+
+def _rows_in(status: str) -> Exists:
+    return exists().where(PipelineRow.run_id == bindparam("b_run"), PipelineRow.status == status)
+
+
+_SETTLE = (  # built once; "pending": a decision just put a row back, and its item is queued again
+    update(PipelineRun)
+    .where(
+        PipelineRun.id == bindparam("b_run"),
+        PipelineRun.status.in_(("queued", "running", "waiting_review")),  # paused or cancelled: a person moves it on
+        ~_ACTIVE_ITEM.exists(),
+        ~_rows_in("pending"),
+    )
+    .values(
+        status=case((_rows_in("review"), "waiting_review"), (_rows_in("failed"), "failed"), else_="completed"),
+        finished_at=case((_rows_in("review"), null()), else_=bindparam("b_now", type_=DateTime(timezone=True))),
+    )
+)
 
 
 # ---- watching and steering -----------------------------------------------------------------------------------
