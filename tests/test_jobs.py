@@ -277,6 +277,26 @@ def test_settings_for_the_queue_are_checked():
         load_settings(env={"WORKBENCH_LOG_RETENTION_DAYS": "0"})
 
 
+def test_a_final_status_is_written_only_while_no_item_of_the_job_is_back_on_the_queue(fresh_engine):
+    # settle_run and settle_job work a job's status out from its items, then write it; a retry that put an item back
+    # on the queue in between must win (the status stays as the retry set it)
+    [first, second] = items.add_items(fresh_engine, "compare", 7, [(1, "case 1", {}), (2, "case 2", {})])
+    items.add_items(fresh_engine, "compare", 8, [(1, "other job", {})])  # queued, but another job's
+    with Session(fresh_engine) as s, s.begin():
+        s.execute(update(JobItem).where(JobItem.id.in_([first, second])).values(status="done"))
+
+    def settle(job_id: int) -> int:
+        with fresh_engine.begin() as conn:
+            done = update(JobItem).where(JobItem.id == first, items.none_active("compare", job_id)).values(error="x")
+            return conn.execute(done).rowcount
+
+    assert settle(7) == 1
+    with Session(fresh_engine) as s, s.begin():
+        s.execute(update(JobItem).where(JobItem.id == second).values(status="queued"))
+    assert settle(7) == 0
+    assert settle(8) == 0
+
+
 def test_items_left_by_stopped_workers_are_found(fresh_engine):
     [item] = items.add_items(fresh_engine, "compare", 1, [(1, "case 1", {})])
     assert items.claim(fresh_engine, item, "elsewhere:1") is not None

@@ -834,7 +834,11 @@ def settle_run(engine: Engine, run_id: int) -> None:
     status = None if active is not None else items.settled_status(engine, KIND, run_id)
     if status is not None:
         with Session(engine) as s, s.begin():
-            s.execute(update(CompareRun).where(CompareRun.id == run_id).values(status=status, finished_at=utcnow()))
+            s.execute(
+                update(CompareRun)
+                .where(CompareRun.id == run_id, items.none_active(KIND, run_id))
+                .values(status=status, finished_at=utcnow())
+            )
 
 
 def run_progress(engine: Engine, run_id: int) -> RunProgress:

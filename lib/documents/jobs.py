@@ -191,7 +191,11 @@ def settle_job(engine: Engine, job_id: int) -> None:
     status = items.settled_status(engine, KIND, job_id)
     if status is not None:
         with _session(engine) as s, s.begin():
-            s.execute(update(IngestJob).where(IngestJob.id == job_id).values(status=status, finished_at=utcnow()))
+            s.execute(
+                update(IngestJob)
+                .where(IngestJob.id == job_id, items.none_active(KIND, job_id))
+                .values(status=status, finished_at=utcnow())
+            )
 
 
 def cancel_job(engine: Engine, job_id: int) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     CursorResult,
     Engine,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    exists,
     func,
     insert,
     or_,
@@ -331,6 +333,13 @@ def overall_status(statuses: Iterable[str]) -> str:
     if "cancelled" in seen:
         return "cancelled"
     return "failed" if all(s == "failed" for s in seen) else "done"
+
+
+def none_active(kind: str, job_id: Any) -> ColumnElement[bool]:
+    """A WHERE clause true while none of the job's items is queued or running, when the statement runs: a job's
+    final status, worked out from items read a moment earlier, is written only if no retry or decision has put an
+    item back on the queue since."""
+    return ~exists().where(JobItem.kind == kind, JobItem.job_id == job_id, JobItem.status.in_(ACTIVE))
 
 
 def settled_status(engine: Engine, kind: str, job_id: int) -> str | None:

@@ -698,7 +698,7 @@ _SETTLE = (  # built once; "pending": a decision just put a row back, and its it
     .where(
         PipelineRun.id == bindparam("b_run"),
         PipelineRun.status.in_(("queued", "running", "waiting_review")),  # paused or cancelled: a person moves it on
-        ~_ACTIVE_ITEM.exists(),
+        items.none_active(KIND, bindparam("b_run")),
         ~_rows_in("pending"),
     )
     .values(
