@@ -20,6 +20,8 @@ from lib.cli.main import main as cli
 from lib.core.settings import load_settings
 from lib.core.tables import JobItem, LlmCall, PipelineRun, PipelineStepResult
 from lib.gateway.pricing import set_price_override
+from lib.jobs import items
+from lib.jobs.items import ItemContext
 from lib.jobs.queue import ensure_embedded
 from lib.pipelines import review, runs
 from lib.pipelines.definition import GateStep, Pipeline, PromptStep
@@ -221,6 +223,27 @@ def test_the_run_pauses_before_crossing_its_budget_and_resumes_when_raised(servi
     status = settled(services, run_id)
     assert status.state == "completed" and status.rows["completed"] == 12
     assert chat_requests(server) == 12  # no row called twice
+
+
+def test_a_row_waits_for_review_only_once_its_item_has_ended(services, server):
+    # a decision puts the row's ended item back on the queue: taken while the item was still ending, it found
+    # nothing to put back and the row stayed pending for good, so the review appears with the item's end
+    pipeline = save(services, classify(), GateStep("check", 'classify.urgency == "high"'), reply())
+    engine = services.engine
+    run_id = runs.start_run(services.pipeline_deps, pipeline, [{"ticket": "urgent A"}], "ada")
+    with Session(engine) as s:
+        item_id = s.scalar(select(JobItem.id).where(JobItem.kind == runs.KIND, JobItem.job_id == run_id))
+    item = items.claim(engine, item_id, "here:1")
+    assert item is not None
+    ctx = ItemContext(engine, item, "here:1")
+    assert services.queue.handlers[runs.KIND](ctx) is None  # the row reached the gate
+    assert review.review_queue(engine, run_id=run_id) == []
+    with engine.begin() as conn:  # what the worker commits as the item's end
+        for write in ctx.at_end:
+            write(conn)
+        assert items.finish_in(conn, item_id, "here:1", "done")
+    [waiting] = review.review_queue(engine, run_id=run_id)
+    assert (waiting.position, waiting.gate) == (0, "check")
 
 
 def test_a_row_a_reviewer_sends_on_runs_even_if_a_late_settle_marked_the_run_waiting_for_review(services, server):

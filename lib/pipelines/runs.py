@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -590,7 +591,7 @@ def _run_row(deps: RunDeps, ctx: ItemContext, run: RunInfo, position: int) -> tu
                 store_step(engine, run_id, position, outcome, final)
                 outputs[step.name] = outcome.output
                 continue
-            _send_to_review(engine, run_id, position, pipeline, step)
+            ctx.at_end.append(partial(_send_to_review, engine, run_id, position, pipeline, step))
             return None
         if step.condition and not parse_condition(step.condition).evaluate(values):
             outcome = StepOutcome(step.name, "skipped", None)
@@ -645,27 +646,33 @@ def _slot(deps: RunDeps, ctx: ItemContext):
     return slot
 
 
-def _send_to_review(engine: Engine, run_id: int, position: int, pipeline: Pipeline, gate: GateStep) -> None:
+def _send_to_review(
+    engine: Engine, run_id: int, position: int, pipeline: Pipeline, gate: GateStep, conn: Connection
+) -> None:
+    """In the transaction of the row's item's end (ItemContext.at_end): its review, and the row waiting for it.
+
+    So a reviewer can only decide a row whose item has ended: a decision puts the ended item back on the queue, and
+    one taken while the item was still ending found nothing to put back (the row then stayed pending for good).
+    """
     now = utcnow()
     due = now + timedelta(seconds=gate.timeout_s) if gate.timeout_s else None
-    with engine.begin() as conn:
-        conn.execute(
-            _insert_ignore(engine, PipelineReview),
-            {
-                "run_id": run_id,
-                "position": position,
-                "step": gate.name,
-                "pipeline_name": pipeline.name,
-                "status": "waiting",
-                "due_at": due,
-                "created_at": now,
-            },
-        )
-        conn.execute(
-            update(PipelineRow)
-            .where(PipelineRow.run_id == run_id, PipelineRow.position == position)
-            .values(status="review", step=gate.name, error=None, updated_at=now)
-        )
+    conn.execute(
+        _insert_ignore(engine, PipelineReview),
+        {
+            "run_id": run_id,
+            "position": position,
+            "step": gate.name,
+            "pipeline_name": pipeline.name,
+            "status": "waiting",
+            "due_at": due,
+            "created_at": now,
+        },
+    )
+    conn.execute(
+        update(PipelineRow)
+        .where(PipelineRow.run_id == run_id, PipelineRow.position == position)
+        .values(status="review", step=gate.name, error=None, updated_at=now)
+    )
 
 
 _ACTIVE_ITEM = (  # one is enough (a count would read them all), in a statement built once
