@@ -225,6 +225,25 @@ def test_the_run_pauses_before_crossing_its_budget_and_resumes_when_raised(servi
     assert chat_requests(server) == 12  # no row called twice
 
 
+def test_a_row_whose_item_fails_outside_its_steps_fails_and_its_run_settles(services, server, monkeypatch):
+    # e.g. a template deleted under a running pipeline: the row used to stay pending and its run running for good
+    pipeline = save(services, classify(), reply())
+    engine = services.engine
+    run_id = runs.start_run(services.pipeline_deps, pipeline, [{"ticket": "A"}], "ada")
+
+    def gone(*args, **kwargs):
+        raise RuntimeError("the template p.classify was deleted\nand more detail")
+
+    monkeypatch.setattr(runs, "resolved_run", gone)
+    with Session(engine) as s:
+        item_id = s.scalar(select(JobItem.id).where(JobItem.kind == runs.KIND, JobItem.job_id == run_id))
+    services.queue.run_item(runs.KIND, item_id)
+    status = runs.run_status(engine, run_id)
+    assert status.state == "failed" and status.rows["failed"] == 1 and status.rows["pending"] == 0, status
+    [row] = runs.results(engine, run_id)
+    assert row.error == "RuntimeError: the template p.classify was deleted"
+
+
 def test_a_row_waits_for_review_only_once_its_item_has_ended(services, server):
     # a decision puts the row's ended item back on the queue: taken while the item was still ending, it found
     # nothing to put back and the row stayed pending for good, so the review appears with the item's end

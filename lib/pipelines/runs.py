@@ -515,9 +515,25 @@ def run_row_item(deps: RunDeps, ctx: ItemContext) -> tuple[str, str | None] | No
     """The queue's task for one row: run each step not yet stored, in order, until the row ends or waits at a gate."""
     # one trace per row (tracing on): its steps and their gateway calls
     with spans.span("pipeline.row", run_id=str(ctx.item.job_id), row=ctx.item.position) as row_span:
-        ended = _run_row_item(deps, ctx)
+        try:
+            ended = _run_row_item(deps, ctx)
+        except items.Cancelled:
+            raise
+        except Exception as exc:  # the item fails (WorkQueue.run_item); its row fails with it, in its end's transaction
+            ctx.at_end.append(partial(_row_failed, ctx.item.job_id, ctx.item.position, items.describe_error(exc)))
+            raise
         row_span.set_attribute(spans.STATUS, ended[0] if ended else "ok")
         return ended
+
+
+def _row_failed(run_id: int, position: int, error: str, conn: Connection) -> None:
+    """A row whose item failed outside its steps (a template deleted, the database away) fails too, unless it got
+    further: left pending, it would keep its run from ever settling."""
+    conn.execute(
+        update(PipelineRow)
+        .where(PipelineRow.run_id == run_id, PipelineRow.position == position, PipelineRow.status == "pending")
+        .values(status="failed", error=error, updated_at=utcnow())
+    )
 
 
 def _run_row_item(deps: RunDeps, ctx: ItemContext) -> tuple[str, str | None] | None:
