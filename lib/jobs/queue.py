@@ -245,8 +245,8 @@ class QueueConsumer(Consumer):
     """Huey's consumer (worker threads and the periodic scheduler) for a WorkQueue, with a heartbeat thread.
 
     `threads`: call slots, i.e. model calls (or items without overlap) at once (WorkQueue.register); the consumer
-    runs as many spare threads beyond them (`spare_threads`). `embedded`: started from a thread that is not the main one (Streamlit), so no
-    signal handlers are installed.
+    runs as many spare threads beyond them (`spare_threads`). `embedded`: started from a thread that is not the
+    main one (Streamlit), so no signal handlers are installed.
     """
 
     worker_class = _WakeableWorker

@@ -720,7 +720,7 @@ _SETTLE = (  # built once; "pending": a decision just put a row back, and its it
     update(PipelineRun)
     .where(
         PipelineRun.id == bindparam("b_run"),
-        PipelineRun.status.in_(("queued", "running", "waiting_review")),  # paused or cancelled: a person moves it on
+        PipelineRun.status.in_(ACTIVE_RUN),  # paused or cancelled: a person moves it on
         items.none_active(KIND, bindparam("b_run")),
         ~_rows_in("pending"),
     )
